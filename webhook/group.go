@@ -1,0 +1,84 @@
+package webhook
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Source says where a pod's group came from.
+type Source string
+
+const (
+	SourceNone      Source = ""
+	SourcePod       Source = "pod-label"
+	SourceNamespace Source = "namespace-label"
+)
+
+// Membership is the outcome of group resolution for one pod.
+type Membership struct {
+	// Group is empty when the pod is not a member.
+	Group string
+	// Service is the headless Service name (the group unless overridden).
+	Service string
+	Source  Source
+	// Reason explains a non-membership; it feeds logs and metrics.
+	Reason string
+}
+
+// Member reports whether the pod joins a group.
+func (m Membership) Member() bool { return m.Group != "" }
+
+// InvalidNameError is returned for a group or Service name that is not a
+// DNS-1035 label. Its message quotes the value and the rule, because the user
+// sees it verbatim in `kubectl apply` output.
+type InvalidNameError struct {
+	What   string // "group label peergroup.dev/group" or "annotation peergroup.dev/service"
+	Value  string
+	Detail []string
+}
+
+func (e *InvalidNameError) Error() string {
+	return fmt.Sprintf("peergroup: %s value %q is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
+		e.What, e.Value, strings.Join(e.Detail, "; "))
+}
+
+// ResolveGroup decides whether a pod is a peer-group member. The pod's own
+// label wins over the namespace label; the opt-out label wins over both.
+// nsLabels may be nil when the namespace is unknown.
+func ResolveGroup(pod *corev1.Pod, nsLabels map[string]string) (Membership, error) {
+	if pod.Labels[InjectLabel] == "false" {
+		return Membership{Reason: "opted out with " + InjectLabel + "=false"}, nil
+	}
+	m := Membership{}
+	if g, ok := pod.Labels[GroupLabel]; ok {
+		m.Group, m.Source = g, SourcePod
+	} else if g, ok := nsLabels[GroupLabel]; ok {
+		m.Group, m.Source = g, SourceNamespace
+	} else {
+		return Membership{Reason: "no " + GroupLabel + " label on the pod or its namespace"}, nil
+	}
+	if errs := validation.IsDNS1035Label(m.Group); len(errs) > 0 {
+		what := "pod label " + GroupLabel
+		if m.Source == SourceNamespace {
+			what = "namespace label " + GroupLabel
+		}
+		return Membership{}, &InvalidNameError{What: what, Value: m.Group, Detail: errs}
+	}
+	m.Service = m.Group
+	if s, ok := pod.Annotations[ServiceAnnotation]; ok {
+		if errs := validation.IsDNS1035Label(s); len(errs) > 0 {
+			return Membership{}, &InvalidNameError{What: "annotation " + ServiceAnnotation, Value: s, Detail: errs}
+		}
+		m.Service = s
+	}
+	return m, nil
+}
+
+// ServiceEnvName is the env var naming the Service: group "cassandra" gives
+// CASSANDRA_SERVICE, the name the Cassandra KubernetesSeedProvider reads.
+func ServiceEnvName(group string) string {
+	return strings.ToUpper(strings.ReplaceAll(group, "-", "_")) + "_SERVICE"
+}

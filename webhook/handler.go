@@ -1,0 +1,117 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// Path is where the API server sends pod admission reviews.
+const Path = "/mutate-v1-pod"
+
+// Handler is the admission.Handler for pods: decode → resolve group →
+// Mutate → ensure Service → PatchResponseFromRaw.
+type Handler struct {
+	Config     Config
+	Namespaces NamespaceLabels
+	Services   ServiceEnsurer
+	Metrics    *Metrics
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	resp, result := h.handle(ctx, req)
+	h.Metrics.observe(result)
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+	log := logf.FromContext(ctx).WithValues("namespace", req.Namespace, "name", podName(req))
+	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
+			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource)), resultErrored
+	}
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("peergroup only acts on CREATE"), resultSkipped
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no object")), resultErrored
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err)), resultErrored
+	}
+	if h.Config.excluded(req.Namespace) {
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)), resultSkipped
+	}
+
+	var nsLabels map[string]string
+	if _, ok := pod.Labels[GroupLabel]; !ok && pod.Labels[InjectLabel] != "false" {
+		var err error
+		if nsLabels, err = h.Namespaces.Labels(ctx, req.Namespace); err != nil {
+			log.Error(err, "namespace lookup failed")
+			return admission.Errored(http.StatusInternalServerError, err), resultErrored
+		}
+	}
+	m, err := ResolveGroup(pod, nsLabels)
+	if err != nil {
+		log.Info("denied", "reason", err.Error())
+		return admission.Denied(err.Error()), resultDenied
+	}
+	if !m.Member() {
+		return admission.Allowed(m.Reason), resultSkipped
+	}
+	log = log.WithValues("group", m.Group, "service", m.Service)
+
+	var mutated []byte
+	var warnings []string
+	if !IsInjected(pod) {
+		out, w, err := Mutate(pod, m, h.Config)
+		if err != nil {
+			log.Info("denied", "reason", err.Error())
+			return admission.Denied(err.Error()), resultDenied
+		}
+		warnings = w
+		if mutated, err = json.Marshal(out); err != nil {
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode mutated pod: %w", err)), resultErrored
+		}
+	}
+
+	// Ensured even for an already injected pod (reinvocation, offline
+	// injection): a cache hit costs nothing and the Service must exist.
+	created, err := h.Services.Ensure(ctx, DesiredService(pod, req.Namespace, m), ptr.Deref(req.DryRun, false))
+	if err != nil {
+		var conflict *NotHeadlessError
+		if errors.As(err, &conflict) {
+			log.Info("denied", "reason", err.Error())
+			return admission.Denied(err.Error()), resultDenied
+		}
+		log.Error(err, "ensuring the headless Service failed")
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("peergroup: cannot ensure headless Service %s/%s for group %s: %w", req.Namespace, m.Service, m.Group, err)), resultErrored
+	}
+	if created {
+		h.Metrics.serviceCreated()
+		log.Info("created headless Service")
+	}
+	if mutated == nil {
+		return admission.Allowed("already injected"), resultSkipped
+	}
+	log.V(1).Info("injected")
+	return admission.PatchResponseFromRaw(req.Object.Raw, mutated).WithWarnings(warnings...), resultInjected
+}
+
+func podName(req admission.Request) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	return "(generated)"
+}

@@ -1,0 +1,96 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// MaxRequestBytes bounds an AdmissionReview body: two objects of at most
+// 3 MiB (etcd's limit) plus the envelope, the same bound controller-runtime
+// uses.
+const MaxRequestBytes = 7 << 20
+
+// HTTPHandler serves AdmissionReviews for an admission.Webhook.
+//
+// It replaces controller-runtime's ServeHTTP only at the edge: that one
+// answers a malformed body with HTTP 200 and the error inside the review,
+// which tools and load balancers read as success. Here a request that is not
+// a v1 AdmissionReview gets a 4xx status and a message naming what is wrong;
+// a well-formed review goes to admission.Webhook.Handle unchanged (panic
+// recovery, response completion).
+type HTTPHandler struct {
+	Webhook *admission.Webhook
+}
+
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := logf.FromContext(r.Context()).WithName("http")
+	fail := func(code int, err error) {
+		log.Info("rejected request", "code", code, "reason", err.Error(), "remote", r.RemoteAddr)
+		writeReview(w, code, admissionv1.AdmissionReview{Response: &admissionv1.AdmissionResponse{
+			Result: &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()},
+		}})
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		fail(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed: POST an admission.k8s.io/v1 AdmissionReview", r.Method))
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported: expected application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+	if err != nil {
+		fail(http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+		return
+	}
+	if len(body) > MaxRequestBytes {
+		fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", MaxRequestBytes))
+		return
+	}
+	review, err := decodeReview(body)
+	if err != nil {
+		fail(http.StatusBadRequest, err)
+		return
+	}
+	resp := h.Webhook.Handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
+	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse}
+	writeReview(w, http.StatusOK, out)
+}
+
+func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
+	if len(body) == 0 {
+		return nil, errors.New("request body is empty: expected an admission.k8s.io/v1 AdmissionReview")
+	}
+	review := &admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(body, review); err != nil {
+		return nil, fmt.Errorf("request body is not a JSON AdmissionReview: %w", err)
+	}
+	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", review.APIVersion, review.Kind)
+	}
+	if review.Request == nil {
+		return nil, errors.New("AdmissionReview has no request")
+	}
+	if review.Request.UID == "" {
+		return nil, errors.New("AdmissionReview request has no uid")
+	}
+	return review, nil
+}
+
+func writeReview(w http.ResponseWriter, code int, review admissionv1.AdmissionReview) {
+	review.APIVersion = admissionv1.SchemeGroupVersion.String()
+	review.Kind = "AdmissionReview"
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(review)
+}

@@ -1,0 +1,195 @@
+package webhook
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// IsInjected reports whether a pod already went through Mutate. The init
+// container is the marker DESIGN.md names; the annotation also counts so a
+// pod injected offline (`peergroup inject`) is recognised.
+func IsInjected(pod *corev1.Pod) bool {
+	if _, ok := pod.Annotations[InjectedAnnotation]; ok {
+		return true
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == InitContainerName {
+			return true
+		}
+	}
+	return false
+}
+
+// CollisionError reports a pod field that already uses a name or path the
+// injection needs, with something else behind it.
+type CollisionError struct{ Detail string }
+
+func (e *CollisionError) Error() string { return "peergroup: " + e.Detail }
+
+// Mutate returns a copy of pod with everything a member of m's group needs
+// (DESIGN.md section 1). It performs no I/O, so the webhook, the offline CLI
+// and the tests share exactly one implementation. The warnings are for user
+// values left in place that differ from what would have been injected.
+func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {
+	tuning, err := tuningEnv(pod.Annotations)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := pod.DeepCopy()
+	if err := checkCollisions(out); err != nil {
+		return nil, nil, err
+	}
+
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	// Stamped so the Service selector matches pods that joined through the
+	// namespace label.
+	out.Labels[GroupLabel] = m.Group
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[InjectedAnnotation] = cfg.Version
+
+	appEnv := []corev1.EnvVar{
+		{Name: ServiceEnvName(m.Group), Value: m.Service},
+		{Name: PodNamespaceEnv, ValueFrom: fieldRef("metadata.namespace")},
+		{Name: SeedsFileEnv, Value: SeedsFile},
+	}
+	var warnings []string
+	for i := range out.Spec.Containers {
+		c := &out.Spec.Containers[i]
+		for _, want := range appEnv {
+			warnings = appendEnvUnlessSet(c, want, warnings)
+		}
+		if !hasMount(c, SeedsVolumeName) {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SeedsVolumeName, MountPath: SeedsMountPath, ReadOnly: true})
+		}
+	}
+	if !hasVolume(out, SeedsVolumeName) {
+		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
+			Name:         SeedsVolumeName,
+			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+		})
+	}
+	out.Spec.InitContainers = append(out.Spec.InitContainers, initContainer(m, tuning, cfg))
+	return out, warnings, nil
+}
+
+func initContainer(m Membership, tuning []envVar, cfg Config) corev1.Container {
+	env := []corev1.EnvVar{
+		{Name: "PEERGROUP_SERVICE", Value: m.Service},
+		{Name: "POD_NAME", ValueFrom: fieldRef("metadata.name")},
+		{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
+		{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
+		{Name: "POD_IPS", ValueFrom: fieldRef("status.podIPs")},
+	}
+	if cfg.ClusterDomain != "" {
+		env = append(env, corev1.EnvVar{Name: "PEERGROUP_CLUSTER_DOMAIN", Value: cfg.ClusterDomain})
+	}
+	for _, t := range tuning {
+		env = append(env, corev1.EnvVar{Name: t.Name, Value: t.Value})
+	}
+	return corev1.Container{
+		Name:            InitContainerName,
+		Image:           cfg.SeedDiscoveryImage,
+		Command:         append([]string(nil), cfg.SeedDiscoveryCommand...),
+		Args:            []string{"--output-dir=" + SeedsMountPath},
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Env:             env,
+		Resources:       *cfg.Resources.DeepCopy(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: SeedsVolumeName, MountPath: SeedsMountPath}},
+		// The reason for a failed discovery is what the user needs in
+		// `kubectl describe pod`.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// Pod Security "restricted" compliant, so injection never makes a
+		// compliant pod non-compliant.
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			RunAsUser:                ptr.To[int64](65532),
+			RunAsGroup:               ptr.To[int64](65532),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+func fieldRef(path string) *corev1.EnvVarSource {
+	return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
+}
+
+// appendEnvUnlessSet adds want to c unless the user already set that name;
+// a user value that differs is kept and reported as a warning.
+func appendEnvUnlessSet(c *corev1.Container, want corev1.EnvVar, warnings []string) []string {
+	for _, have := range c.Env {
+		if have.Name != want.Name {
+			continue
+		}
+		if !sameEnv(have, want) {
+			warnings = append(warnings, fmt.Sprintf("peergroup: container %q sets %s to %s; kept as set, peergroup would have set %s",
+				c.Name, want.Name, describeEnv(have), describeEnv(want)))
+		}
+		return warnings
+	}
+	c.Env = append(c.Env, want)
+	return warnings
+}
+
+func sameEnv(a, b corev1.EnvVar) bool {
+	if a.ValueFrom == nil || b.ValueFrom == nil {
+		return a.ValueFrom == nil && b.ValueFrom == nil && a.Value == b.Value
+	}
+	fa, fb := a.ValueFrom.FieldRef, b.ValueFrom.FieldRef
+	return fa != nil && fb != nil && fa.FieldPath == fb.FieldPath
+}
+
+func describeEnv(e corev1.EnvVar) string {
+	if e.ValueFrom == nil {
+		return fmt.Sprintf("%q", e.Value)
+	}
+	if e.ValueFrom.FieldRef != nil {
+		return "fieldRef " + e.ValueFrom.FieldRef.FieldPath
+	}
+	return "a valueFrom source"
+}
+
+func hasMount(c *corev1.Container, volume string) bool {
+	for _, m := range c.VolumeMounts {
+		if m.Name == volume {
+			return true
+		}
+	}
+	return false
+}
+
+func hasVolume(pod *corev1.Pod, name string) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkCollisions refuses pods where the injected names are taken by
+// something else: silently sharing a user's volume or shadowing a user's
+// mount would break the app in ways that are hard to trace back here.
+func checkCollisions(pod *corev1.Pod) error {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == SeedsVolumeName && v.EmptyDir == nil {
+			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", SeedsVolumeName)}
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == SeedsMountPath && m.Name != SeedsVolumeName {
+				return &CollisionError{fmt.Sprintf("container %q already mounts volume %q at %s, where peergroup mounts the seeds volume: move that mount", c.Name, m.Name, SeedsMountPath)}
+			}
+		}
+	}
+	return nil
+}

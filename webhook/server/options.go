@@ -1,0 +1,141 @@
+// Package server wires the peergroup webhook into a controller-runtime
+// manager: flags into Options, Options into a running server.
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/rest"
+
+	"github.com/peergroup/peergroup/webhook"
+)
+
+// Options is the webhook process configuration (DESIGN.md section 6).
+type Options struct {
+	Host                   string
+	Port                   int
+	CertDir                string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	// Namespace is the webhook's own namespace (POD_NAMESPACE); its pods are
+	// never injected.
+	Namespace string
+	// LogLevel: 0 info, higher is more verbose.
+	LogLevel int
+	// Mutation is passed to the handler unchanged.
+	Mutation webhook.Config
+	// RestConfig, when set, is used instead of KUBECONFIG / in-cluster
+	// config; tests set it to run the server in-process.
+	RestConfig *rest.Config
+}
+
+// ParseFlags turns a command line into Options. A flag given twice takes
+// its last value, so a wrapper can append overrides to the chart's args.
+func ParseFlags(args []string, getenv func(string) string, version string, stderr io.Writer) (Options, error) {
+	o := Options{Mutation: webhook.DefaultConfig()}
+	o.Mutation.Version = version
+	fs := flag.NewFlagSet("peergroup-webhook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Host, "host", "", "address the webhook server binds to (empty: all interfaces)")
+	fs.IntVar(&o.Port, "port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when the files change")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity")
+	fs.StringVar(&o.Mutation.SeedDiscoveryImage, "seed-discovery-image", o.Mutation.SeedDiscoveryImage, "image of the injected seed-discovery init container")
+	cmd := strings.Join(o.Mutation.SeedDiscoveryCommand, " ")
+	fs.StringVar(&cmd, "seed-discovery-command", cmd, "command of the seed-discovery init container, space separated")
+	pull := string(o.Mutation.ImagePullPolicy)
+	fs.StringVar(&pull, "seed-discovery-image-pull-policy", pull, "imagePullPolicy of the init container: Always, IfNotPresent or Never")
+	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Requests), "seed-discovery-requests", "resource requests of the init container, e.g. cpu=10m,memory=16Mi")
+	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Limits), "seed-discovery-limits", "resource limits of the init container, e.g. cpu=100m,memory=32Mi")
+	fs.StringVar(&o.Mutation.ClusterDomain, "cluster-domain", "", "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
+	excluded := strings.Join(o.Mutation.ExcludedNamespaces, ",")
+	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
+	if err := fs.Parse(args); err != nil {
+		return Options{}, err
+	}
+	if fs.NArg() > 0 {
+		return Options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.Mutation.SeedDiscoveryCommand = strings.Fields(cmd)
+	o.Mutation.ImagePullPolicy = corev1.PullPolicy(pull)
+	o.Mutation.ExcludedNamespaces = splitList(excluded)
+	o.Namespace = getenv("POD_NAMESPACE")
+	if o.Namespace != "" {
+		o.Mutation.ExcludedNamespaces = append(o.Mutation.ExcludedNamespaces, o.Namespace)
+	}
+	return o, o.validate()
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Port < 1 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d is not a port number", o.Port))
+	}
+	if o.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir must not be empty"))
+	}
+	if o.Mutation.SeedDiscoveryImage == "" {
+		errs = append(errs, errors.New("--seed-discovery-image must not be empty"))
+	}
+	if len(o.Mutation.SeedDiscoveryCommand) == 0 {
+		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
+	}
+	switch o.Mutation.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--seed-discovery-image-pull-policy %q must be Always, IfNotPresent or Never", o.Mutation.ImagePullPolicy))
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// resourceListFlag parses "cpu=10m,memory=16Mi"; each use replaces the
+// whole list (last flag wins).
+type resourceListFlag corev1.ResourceList
+
+func (f *resourceListFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	var parts []string
+	for k, v := range *f {
+		parts = append(parts, string(k)+"="+v.String())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (f *resourceListFlag) Set(s string) error {
+	list := corev1.ResourceList{}
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("%q is not name=quantity", kv)
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return fmt.Errorf("quantity for %s: %w", k, err)
+		}
+		list[corev1.ResourceName(k)] = q
+	}
+	*f = resourceListFlag(list)
+	return nil
+}

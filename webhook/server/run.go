@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/webhook"
+)
+
+// Run serves admission requests until ctx is cancelled.
+func Run(ctx context.Context, o Options) error {
+	log := zap.New(zap.Level(zapLevel(o.LogLevel)))
+	ctrl.SetLogger(log)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	cfg := o.RestConfig
+	if cfg == nil {
+		var err error
+		if cfg, err = ctrl.GetConfig(); err != nil {
+			return fmt.Errorf("load cluster config (KUBECONFIG or in-cluster): %w", err)
+		}
+	}
+	mgr, err := NewManager(cfg, o)
+	if err != nil {
+		return err
+	}
+	log.Info("starting peergroup webhook", "version", o.Mutation.Version, "port", o.Port, "certDir", o.CertDir,
+		"seedDiscoveryImage", o.Mutation.SeedDiscoveryImage, "excludedNamespaces", o.Mutation.ExcludedNamespaces)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+// NewManager builds the manager: webhook server, caches, probes, metrics.
+func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("build scheme: %w", err)
+	}
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    o.Host,
+		Port:    o.Port,
+		CertDir: o.CertDir,
+		TLSOpts: []func(*tls.Config){hardenTLS},
+	})
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                 scheme,
+		WebhookServer:          server,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		Cache: cache.Options{
+			// Only spec.clusterIP and the labels of Services are read; managed
+			// fields are most of a Service's bytes in a large cluster.
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+
+	// Start the informers before serving so the first admissions hit a
+	// warm cache; readiness waits for them.
+	nsMeta := &metav1.PartialObjectMetadata{}
+	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	for _, obj := range []client.Object{&corev1.Service{}, nsMeta} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
+		}
+	}
+
+	handler := &webhook.Handler{
+		Config:     o.Mutation,
+		Namespaces: &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Services:   &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
+		Metrics:    webhook.NewMetrics(metrics.Registry),
+	}
+	server.Register(webhook.Path, &webhook.HTTPHandler{Webhook: &admission.Webhook{Handler: handler}})
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("add healthz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("webhook-serving", server.StartedChecker()); err != nil {
+		return nil, fmt.Errorf("add readyz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("cache-synced", cacheSynced(mgr.GetCache())); err != nil {
+		return nil, fmt.Errorf("add readyz check: %w", err)
+	}
+	return mgr, nil
+}
+
+// hardenTLS: TLS 1.2 at least, and HTTP/1.1 only. HTTP/2 is off because of
+// the Rapid Reset advisories (CVE-2023-44487); the API server speaks
+// HTTP/1.1 to webhooks anyway.
+func hardenTLS(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	c.NextProtos = []string{"http/1.1"}
+}
+
+func cacheSynced(c cache.Cache) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !c.WaitForCacheSync(ctx) {
+			return errors.New("informer caches not synced yet")
+		}
+		return nil
+	}
+}
+
+func zapLevel(v int) zapcore.Level { return zapcore.Level(-v) }
