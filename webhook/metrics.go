@@ -1,6 +1,9 @@
 package webhook
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,8 +33,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Headless Services created for new peer groups.",
 		}),
 	}
-	reg.MustRegister(m.admissions, m.servicesCreated)
+	m.admissions = register(reg, m.admissions)
+	m.servicesCreated = register(reg, m.servicesCreated)
 	return m
+}
+
+// register reuses a collector that is already registered, so a second
+// handler in one process (tests, the demo) shares the counters instead of
+// panicking.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			if existing, ok := already.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("register metric: %v", err))
+	}
+	return c
 }
 
 func (m *Metrics) observe(result string) {

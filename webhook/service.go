@@ -78,7 +78,7 @@ func IsHeadless(svc *corev1.Service) bool {
 // cluster IP.
 type NotHeadlessError struct {
 	Namespace, Name, Group string
-	ClusterIP          string
+	ClusterIP              string
 }
 
 func (e *NotHeadlessError) Error() string {

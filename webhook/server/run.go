@@ -97,7 +97,8 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Services:   &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
 		Metrics:    webhook.NewMetrics(metrics.Registry),
 	}
-	server.Register(webhook.Path, &webhook.HTTPHandler{Webhook: &admission.Webhook{Handler: handler}})
+	// GetWebhookServer also adds the server to the manager's runnables.
+	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{Webhook: &admission.Webhook{Handler: handler}})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add healthz check: %w", err)

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+var nsCounter atomic.Int32
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newNamespace creates a namespace named after the test.
+func newNamespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.Trim(fmt.Sprintf("%s-%d", name, nsCounter.Add(1)), "-")
+	if _, err := cluster.CreateNamespace(context.Background(), name, labels); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// cassandraPod is the pod of the classic Cassandra walkthrough, which sets
+// POD_NAMESPACE by hand.
+func cassandraPod(ns, name string) *corev1.Pod {
+	pod := &corev1.Pod{}
+	pod.Namespace = ns
+	pod.Name = name
+	pod.Labels = map[string]string{"app": "cassandra"}
+	pod.Spec.Containers = []corev1.Container{{
+		Name:  "cassandra",
+		Image: "cassandra:5.0",
+		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
+		Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+		}}},
+	}}
+	return pod
+}
+
+func plainPod(ns, name string, labels map[string]string) *corev1.Pod {
+	pod := &corev1.Pod{}
+	pod.Namespace = ns
+	pod.Name = name
+	pod.Labels = labels
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "busybox", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}
+	return pod
+}
+
+func initContainerCount(pod *corev1.Pod, name string) int {
+	n := 0
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+func envValues(c corev1.Container, name string) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, e := range c.Env {
+		if e.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func services(t *testing.T, ns string) []corev1.Service {
+	t.Helper()
+	list := &corev1.ServiceList{}
+	if err := cluster.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func getService(t *testing.T, ns, name string) *corev1.Service {
+	t.Helper()
+	svc := &corev1.Service{}
+	err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, svc)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func requireInjected(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	if n := initContainerCount(pod, "seed-discovery"); n != 1 {
+		t.Fatalf("pod %s has %d seed-discovery init containers, want 1: %+v", pod.Name, n, pod.Spec.InitContainers)
+	}
+	if pod.Annotations["peergroup.dev/injected"] == "" {
+		t.Fatalf("pod %s lacks the peergroup.dev/injected annotation", pod.Name)
+	}
+}
+
+func requireUntouched(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Volumes) != 0 || pod.Annotations["peergroup.dev/injected"] != "" {
+		t.Fatalf("pod %s was mutated: init=%v volumes=%v annotations=%v", pod.Name, pod.Spec.InitContainers, pod.Spec.Volumes, pod.Annotations)
+	}
+}

@@ -1,0 +1,224 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/peergroup/peergroup/webhook/server"
+)
+
+// Webhook is a peergroup webhook server running in this process, started
+// with the chart's Deployment args and serving on 127.0.0.1.
+type Webhook struct {
+	Port      int
+	CertDir   string
+	CABundle  []byte
+	ProbeAddr string
+	Options   server.Options
+	cancel    context.CancelFunc
+	done      chan error
+}
+
+// URL is the loopback admission URL the API server is given (DESIGN.md
+// section 5: never a Service reference).
+func (w *Webhook) URL() string {
+	return fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", w.Port)
+}
+
+// DeploymentArgs returns the webhook container's args from the rendered chart.
+func DeploymentArgs(r *Rendered) ([]string, error) {
+	u := r.Find("Deployment", "")
+	if u == nil {
+		return nil, errors.New("chart rendered no Deployment")
+	}
+	dep := &appsv1.Deployment{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dep); err != nil {
+		return nil, fmt.Errorf("convert Deployment: %w", err)
+	}
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name == "webhook" {
+			return c.Args, nil
+		}
+	}
+	return nil, errors.New("rendered Deployment has no webhook container")
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartWebhook runs the webhook with the chart's args for release namespace
+// ns, then loopback overrides appended (the last flag wins), and waits until
+// /readyz passes.
+func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
+	args, err := DeploymentArgs(r)
+	if err != nil {
+		return nil, err
+	}
+	serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
+	if err := serving.PrepWithoutInstalling(); err != nil {
+		return nil, fmt.Errorf("prepare serving certificates: %w", err)
+	}
+	probePort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	w := &Webhook{
+		Port:      serving.LocalServingPort,
+		CertDir:   serving.LocalServingCertDir,
+		CABundle:  serving.LocalServingCAData,
+		ProbeAddr: "127.0.0.1:" + strconv.Itoa(probePort),
+		done:      make(chan error, 1),
+	}
+	args = append(args,
+		"--host=127.0.0.1",
+		"--port="+strconv.Itoa(w.Port),
+		"--cert-dir="+w.CertDir,
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address="+w.ProbeAddr,
+	)
+	args = append(args, extraArgs...)
+	getenv := func(k string) string {
+		if k == "POD_NAMESPACE" {
+			return ns
+		}
+		return ""
+	}
+	opts, err := server.ParseFlags(args, getenv, "e2e", &bytes.Buffer{})
+	if err != nil {
+		return nil, fmt.Errorf("parse chart args %q: %w", args, err)
+	}
+	opts.RestConfig = c.Config
+	w.Options = opts
+	runCtx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	go func() { w.done <- server.Run(runCtx, opts) }()
+	if err := w.waitReady(ctx); err != nil {
+		w.Stop()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Webhook) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-w.done:
+			return fmt.Errorf("webhook exited before ready: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get("http://" + w.ProbeAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	detail := ""
+	if resp, err := http.Get("http://" + w.ProbeAddr + "/readyz?verbose=1"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		detail = string(body)
+	}
+	return fmt.Errorf("webhook not ready after 30s: %s", detail)
+}
+
+// Stop stops the webhook and waits for it to exit.
+func (w *Webhook) Stop() {
+	w.cancel()
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// TLSClient trusts the webhook's CA, for posting AdmissionReviews directly.
+func (w *Webhook) TLSClient() *http.Client {
+	pool := x509Pool(w.CABundle)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}
+}
+
+// RegisterWebhook creates the chart's MutatingWebhookConfiguration with
+// every selector and policy as rendered, but with each clientConfig pointing
+// at url and trusting caBundle. nameSuffix registers a second copy.
+func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	u := r.Find("MutatingWebhookConfiguration", "")
+	if u == nil {
+		return nil, errors.New("chart rendered no MutatingWebhookConfiguration")
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mwc); err != nil {
+		return nil, fmt.Errorf("convert MutatingWebhookConfiguration: %w", err)
+	}
+	mwc.Name += nameSuffix
+	for i := range mwc.Webhooks {
+		u := url
+		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
+	}
+	if err := c.Client.Create(ctx, mwc); err != nil {
+		return nil, fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mwc.Name, err)
+	}
+	return mwc, nil
+}
+
+// WaitForInjection polls with server-side dry-run pod creates in namespace
+// ns until the API server has picked up the webhook configuration (it
+// watches configurations, so a fresh one takes a moment to be called).
+func WaitForInjection(ctx context.Context, c *Cluster, ns string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		pod := &corev1.Pod{}
+		pod.Namespace = ns
+		pod.GenerateName = "probe-"
+		pod.Labels = map[string]string{"peergroup.dev/group": "readiness-probe"}
+		pod.Spec.Containers = []corev1.Container{{Name: "c", Image: "busybox"}}
+		err := c.Client.Create(ctx, pod, client.DryRunAll)
+		if err == nil {
+			for _, ic := range pod.Spec.InitContainers {
+				if ic.Name == "seed-discovery" {
+					return nil
+				}
+			}
+			last = errors.New("dry-run pod was not injected yet")
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("webhook never took effect: %w", last)
+}
+
+func x509Pool(pemData []byte) *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemData)
+	return pool
+}
