@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -31,8 +33,10 @@ type Webhook struct {
 	CABundle  []byte
 	ProbeAddr string
 	Options   server.Options
-	cancel    context.CancelFunc
-	done      chan error
+	// Args is the command line of a webhook run as a process.
+	Args   []string
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // URL is the loopback admission URL the API server is given (DESIGN.md
@@ -69,21 +73,21 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// StartWebhook runs the webhook with the chart's args for release namespace
-// ns, then loopback overrides appended (the last flag wins), and waits until
-// /readyz passes.
-func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
+// newWebhook prepares loopback serving certificates and ports, and the
+// args: the chart's Deployment args with loopback overrides appended (the
+// last flag wins, DESIGN.md section 6).
+func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 	args, err := DeploymentArgs(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
 	if err := serving.PrepWithoutInstalling(); err != nil {
-		return nil, fmt.Errorf("prepare serving certificates: %w", err)
+		return nil, nil, fmt.Errorf("prepare serving certificates: %w", err)
 	}
 	probePort, err := FreePort()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := &Webhook{
 		Port:      serving.LocalServingPort,
@@ -99,7 +103,16 @@ func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extra
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address="+w.ProbeAddr,
 	)
-	args = append(args, extraArgs...)
+	return w, append(args, extraArgs...), nil
+}
+
+// StartWebhook runs the webhook in this process with the chart's args for
+// release namespace ns and waits until /readyz passes.
+func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
+	w, args, err := newWebhook(r, extraArgs)
+	if err != nil {
+		return nil, err
+	}
 	getenv := func(k string) string {
 		if k == "POD_NAMESPACE" {
 			return ns
@@ -115,6 +128,32 @@ func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extra
 	runCtx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	go func() { w.done <- server.Run(runCtx, opts) }()
+	if err := w.waitReady(ctx); err != nil {
+		w.Stop()
+		return nil, err
+	}
+	return w, nil
+}
+
+// StartWebhookProcess runs the compiled webhook binary, as the Deployment
+// would, against the cluster in kubeconfig; its output goes to logs.
+func StartWebhookProcess(ctx context.Context, binary, kubeconfig string, r *Rendered, ns string, logs io.Writer, extraArgs ...string) (*Webhook, error) {
+	w, args, err := newWebhook(r, extraArgs)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	cmd := exec.CommandContext(runCtx, binary, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE="+ns)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start %s: %w", binary, err)
+	}
+	w.Args = args
+	go func() { w.done <- cmd.Wait() }()
 	if err := w.waitReady(ctx); err != nil {
 		w.Stop()
 		return nil, err

@@ -1,0 +1,154 @@
+// Package chart tests the Helm chart as rendered by Helm's own packages.
+package chart
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook/server"
+)
+
+func render(t *testing.T, values map[string]any) *framework.Rendered {
+	t.Helper()
+	r, err := framework.Render("peergroup", "peergroup-system", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mode(m string, extra map[string]any) map[string]any {
+	certs := map[string]any{"mode": m}
+	for k, v := range extra {
+		certs[k] = v
+	}
+	return map[string]any{"certificates": certs}
+}
+
+var modes = map[string]map[string]any{
+	"selfSigned":  mode("selfSigned", nil),
+	"certManager": mode("certManager", nil),
+	"provided":    mode("provided", map[string]any{"provided": map[string]any{"secretName": "my-tls", "caBundle": "Y2E="}}),
+}
+
+// The Deployment's args are a complete, valid webhook command line.
+func TestDeploymentArgsParse(t *testing.T) {
+	for name, values := range modes {
+		t.Run(name, func(t *testing.T) {
+			args, err := framework.DeploymentArgs(render(t, values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := server.ParseFlags(args, func(string) string { return "peergroup-system" }, "v", &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("chart args %q do not parse: %v", args, err)
+			}
+			if o.Port != 9443 || o.CertDir != "/etc/peergroup/tls" || o.Mutation.SeedDiscoveryImage != "ghcr.io/peergroup/peergroup:0.1.0" {
+				t.Errorf("options %+v", o)
+			}
+			if o.Mutation.Resources.Limits.Memory().String() != "32Mi" || o.Mutation.Resources.Requests.Cpu().String() != "10m" {
+				t.Errorf("init resources %+v", o.Mutation.Resources)
+			}
+		})
+	}
+}
+
+func webhookConfig(t *testing.T, r *framework.Rendered) *admissionregistrationv1.MutatingWebhookConfiguration {
+	t.Helper()
+	u := r.Find("MutatingWebhookConfiguration", "")
+	if u == nil {
+		t.Fatal("no MutatingWebhookConfiguration")
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mwc); err != nil {
+		t.Fatal(err)
+	}
+	return mwc
+}
+
+func TestWebhookEntries(t *testing.T) {
+	mwc := webhookConfig(t, render(t, map[string]any{"webhook": map[string]any{"failurePolicy": "Ignore", "timeoutSeconds": 3, "excludedNamespaces": []any{"kube-system", "infra"}}}))
+	if len(mwc.Webhooks) != 2 {
+		t.Fatalf("want 2 webhook entries, got %d", len(mwc.Webhooks))
+	}
+	byName := map[string]admissionregistrationv1.MutatingWebhook{}
+	for _, w := range mwc.Webhooks {
+		byName[w.Name] = w
+		if *w.FailurePolicy != admissionregistrationv1.Ignore || *w.TimeoutSeconds != 3 || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
+			t.Errorf("%s policies: %+v", w.Name, w)
+		}
+		if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/mutate-v1-pod" {
+			t.Errorf("%s clientConfig %+v", w.Name, w.ClientConfig)
+		}
+		if len(w.Rules) != 1 || w.Rules[0].Operations[0] != admissionregistrationv1.Create || w.Rules[0].Resources[0] != "pods" {
+			t.Errorf("%s rules %+v", w.Name, w.Rules)
+		}
+	}
+	exprs := func(w admissionregistrationv1.MutatingWebhook, sel string) string {
+		s := w.ObjectSelector
+		if sel == "ns" {
+			s = w.NamespaceSelector
+		}
+		var parts []string
+		for _, e := range s.MatchExpressions {
+			parts = append(parts, e.Key+" "+string(e.Operator)+" "+strings.Join(e.Values, ","))
+		}
+		return strings.Join(parts, "; ")
+	}
+	pod := byName["pod-label.peergroup.dev"]
+	if got := exprs(pod, "obj"); got != "peergroup.dev/group Exists ; peergroup.dev/inject NotIn false" {
+		t.Errorf("pod-label objectSelector: %s", got)
+	}
+	if got := exprs(pod, "ns"); got != "kubernetes.io/metadata.name NotIn peergroup-system,kube-system,infra" {
+		t.Errorf("pod-label namespaceSelector: %s", got)
+	}
+	ns := byName["namespace-label.peergroup.dev"]
+	if got := exprs(ns, "obj"); got != "peergroup.dev/group DoesNotExist ; peergroup.dev/inject NotIn false" {
+		t.Errorf("namespace-label objectSelector: %s", got)
+	}
+	if got := exprs(ns, "ns"); got != "peergroup.dev/group Exists ; kubernetes.io/metadata.name NotIn peergroup-system,kube-system,infra" {
+		t.Errorf("namespace-label namespaceSelector: %s", got)
+	}
+}
+
+func TestCertificateModes(t *testing.T) {
+	cm := render(t, modes["certManager"])
+	if cm.Find("Certificate", "peergroup") == nil || cm.Find("Issuer", "peergroup-selfsigned") == nil {
+		t.Errorf("certManager objects missing: %v", cm.Kinds())
+	}
+	if got := webhookConfig(t, cm).Annotations["cert-manager.io/inject-ca-from"]; got != "peergroup-system/peergroup" {
+		t.Errorf("inject-ca-from = %q", got)
+	}
+	withIssuer := render(t, mode("certManager", map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "corp-ca", "kind": "ClusterIssuer"}}}))
+	if withIssuer.Find("Issuer", "") != nil {
+		t.Errorf("an issuerRef must not render the self-signed Issuer: %v", withIssuer.Kinds())
+	}
+
+	provided := render(t, modes["provided"])
+	for _, w := range webhookConfig(t, provided).Webhooks {
+		if string(w.ClientConfig.CABundle) != "ca" {
+			t.Errorf("provided caBundle not rendered: %q", w.ClientConfig.CABundle)
+		}
+	}
+	if provided.Find("Certificate", "") != nil {
+		t.Error("provided mode rendered a Certificate")
+	}
+}
+
+func TestBadValuesFail(t *testing.T) {
+	cases := map[string]map[string]any{
+		"certificates.provided.secretName is required": mode("provided", map[string]any{"provided": map[string]any{"caBundle": "Y2E="}}),
+		"certificates.provided.caBundle is required":   mode("provided", map[string]any{"provided": map[string]any{"secretName": "x"}}),
+		`certificates.mode "vault" is not one of`:      mode("vault", nil),
+	}
+	for want, values := range cases {
+		if _, err := framework.Render("peergroup", "peergroup-system", values); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("values %v: error %v, want %q", values, err, want)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package webhook
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+var cassandra = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
+
+func twoContainerPod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name = "cassandra-0"
+	p.Spec.InitContainers = []corev1.Container{{Name: "user-init", Image: "busybox"}}
+	p.Spec.Containers = []corev1.Container{
+		{Name: "cassandra", Image: "cassandra", Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}}},
+		{Name: "exporter", Image: "exporter"},
+	}
+	return p
+}
+
+func TestMutateInjectsEveryContainer(t *testing.T) {
+	in := twoContainerPod()
+	before := in.DeepCopy()
+	out, warnings, err := Mutate(in, cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(in, before) {
+		t.Fatal("Mutate changed its input")
+	}
+	if len(warnings) != 0 {
+		t.Errorf("unexpected warnings %v", warnings)
+	}
+	if out.Labels[GroupLabel] != "cassandra" || out.Annotations[InjectedAnnotation] != "dev" {
+		t.Errorf("labels %v annotations %v", out.Labels, out.Annotations)
+	}
+	for _, c := range out.Spec.Containers {
+		want := map[string]string{"CASSANDRA_SERVICE": "cassandra", SeedsFileEnv: SeedsFile, PodNamespaceEnv: ""}
+		for _, e := range c.Env {
+			v, ok := want[e.Name]
+			if !ok {
+				t.Errorf("container %s: unexpected env %s", c.Name, e.Name)
+				continue
+			}
+			if e.Name == PodNamespaceEnv {
+				if e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+					t.Errorf("POD_NAMESPACE not from the downward API: %+v", e)
+				}
+			} else if e.Value != v {
+				t.Errorf("container %s: %s=%q, want %q", c.Name, e.Name, e.Value, v)
+			}
+			delete(want, e.Name)
+		}
+		if len(want) != 0 {
+			t.Errorf("container %s lacks %v", c.Name, want)
+		}
+		if len(c.VolumeMounts) != 1 || !equality.Semantic.DeepEqual(c.VolumeMounts[0], corev1.VolumeMount{Name: SeedsVolumeName, MountPath: SeedsMountPath, ReadOnly: true}) {
+			t.Errorf("container %s mounts %+v", c.Name, c.VolumeMounts)
+		}
+	}
+	if len(out.Spec.Volumes) != 1 || out.Spec.Volumes[0].Name != SeedsVolumeName || out.Spec.Volumes[0].EmptyDir == nil {
+		t.Errorf("volumes %+v", out.Spec.Volumes)
+	}
+	if len(out.Spec.InitContainers) != 2 || out.Spec.InitContainers[0].Name != "user-init" || out.Spec.InitContainers[1].Name != InitContainerName {
+		t.Fatalf("seed-discovery must follow the user's init containers: %+v", out.Spec.InitContainers)
+	}
+	ic := out.Spec.InitContainers[1]
+	sc := ic.SecurityContext
+	if !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("init container security context is not restricted: %+v", sc)
+	}
+	if ic.Resources.Requests.Cpu().String() != "10m" || ic.Resources.Limits.Memory().String() != "32Mi" {
+		t.Errorf("resources %+v", ic.Resources)
+	}
+	if len(ic.VolumeMounts) != 1 || ic.VolumeMounts[0].ReadOnly {
+		t.Errorf("seed-discovery must mount the volume read-write: %+v", ic.VolumeMounts)
+	}
+	downward := map[string]string{}
+	for _, e := range ic.Env {
+		if e.ValueFrom != nil {
+			downward[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	for name, path := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP", "POD_IPS": "status.podIPs"} {
+		if downward[name] != path {
+			t.Errorf("init env %s from %q, want %q", name, downward[name], path)
+		}
+	}
+	if !IsInjected(out) || IsInjected(in) {
+		t.Error("IsInjected must tell the output from the input")
+	}
+}
+
+func TestMutateUserEnv(t *testing.T) {
+	cases := []struct {
+		name        string
+		env         []corev1.EnvVar
+		wantWarning string
+		wantValue   string
+	}{
+		{name: "same literal value", env: []corev1.EnvVar{{Name: "CASSANDRA_SERVICE", Value: "cassandra"}}, wantValue: "cassandra"},
+		{name: "different literal value", env: []corev1.EnvVar{{Name: "CASSANDRA_SERVICE", Value: "my-cassandra"}}, wantWarning: `sets CASSANDRA_SERVICE to "my-cassandra"`, wantValue: "my-cassandra"},
+		{name: "POD_NAMESPACE as literal", env: []corev1.EnvVar{{Name: "POD_NAMESPACE", Value: "prod"}}, wantWarning: `sets POD_NAMESPACE to "prod"; kept as set, peergroup would have set fieldRef metadata.namespace`},
+		{name: "POD_NAMESPACE from the downward API", env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := twoContainerPod()
+			p.Spec.Containers = p.Spec.Containers[:1]
+			p.Spec.Containers[0].Env = tc.env
+			out, warnings, err := Mutate(p, cassandra, DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantWarning == "" && len(warnings) != 0 || tc.wantWarning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tc.wantWarning)) {
+				t.Errorf("warnings %q, want %q", warnings, tc.wantWarning)
+			}
+			counts := map[string]int{}
+			for _, e := range out.Spec.Containers[0].Env {
+				counts[e.Name]++
+				if e.Name == tc.env[0].Name && tc.wantValue != "" && e.Value != tc.wantValue {
+					t.Errorf("user value replaced: %+v", e)
+				}
+			}
+			for name, n := range counts {
+				if n != 1 {
+					t.Errorf("%s appears %d times", name, n)
+				}
+			}
+		})
+	}
+}
+
+func TestMutateTuningAnnotations(t *testing.T) {
+	p := twoContainerPod()
+	p.Annotations = map[string]string{
+		Domain + "/seed-count":     "2",
+		Domain + "/expected-peers": "3",
+		Domain + "/stable-margin":  "10s",
+		Domain + "/founding":       "ordinal0",
+		Domain + "/timeout":        "600s",
+		Domain + "/peer-port":      "7000",
+		Domain + "/port-name":      "intra-node",
+	}
+	cfg := DefaultConfig()
+	cfg.ClusterDomain = "cluster.local"
+	out, _, err := Mutate(p, cassandra, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, e := range out.Spec.InitContainers[1].Env {
+		env[e.Name] = e.Value
+	}
+	want := map[string]string{
+		"PEERGROUP_SERVICE": "cassandra", "PEERGROUP_SEED_COUNT": "2", "PEERGROUP_EXPECTED_PEERS": "3",
+		"PEERGROUP_STABLE_MARGIN": "10s", "PEERGROUP_FOUNDING": "ordinal0", "PEERGROUP_TIMEOUT": "600s",
+		"PEERGROUP_PEER_PORT": "7000", "PEERGROUP_PORT_NAME": "intra-node", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+}
+
+func TestMutateRejectsBadInput(t *testing.T) {
+	cases := []struct {
+		name    string
+		modify  func(*corev1.Pod)
+		wantErr string
+	}{
+		{"seed count zero", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "0"} }, `peergroup.dev/seed-count value "0" is invalid: it must be an integer from 1 to 100`},
+		{"seed count text", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "three"} }, `"three"`},
+		{"margin without unit", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/stable-margin": "5"} }, "a Go duration"},
+		{"unknown founding", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/founding": "first"} }, "one of lowest, ordinal0, never"},
+		{"port out of range", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/peer-port": "70000"} }, "1 to 65535"},
+		{"volume name taken", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: SeedsVolumeName, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}}}}
+		}, `volume named "peergroup-seeds" that is not an emptyDir`},
+		{"mount path taken", func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: SeedsMountPath}}
+		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := twoContainerPod()
+			tc.modify(p)
+			_, _, err := Mutate(p, cassandra, DefaultConfig())
+			var tuning *InvalidTuningError
+			var collision *CollisionError
+			if err == nil || !(errors.As(err, &tuning) || errors.As(err, &collision)) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestMutateReusesUserSeedsEmptyDir(t *testing.T) {
+	p := twoContainerPod()
+	p.Spec.Volumes = []corev1.Volume{{Name: SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+	out, _, err := Mutate(p, cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Spec.Volumes) != 1 || out.Spec.Volumes[0].EmptyDir.Medium != corev1.StorageMediumMemory {
+		t.Errorf("volumes %+v", out.Spec.Volumes)
+	}
+}
+
+func TestDesiredServicePorts(t *testing.T) {
+	p := &corev1.Pod{}
+	p.Spec.Containers = []corev1.Container{
+		{Name: "a", Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {ContainerPort: 7000}, {ContainerPort: 53, Protocol: corev1.ProtocolUDP}}},
+		// Same port again in another container, and a reused name.
+		{Name: "b", Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "cql", ContainerPort: 9043}}},
+	}
+	svc := DesiredService(p, "db", cassandra)
+	var got []string
+	for _, port := range svc.Spec.Ports {
+		got = append(got, port.Name+"/"+string(port.Protocol)+"/"+port.TargetPort.String())
+	}
+	want := "cql/TCP/9042 tcp-7000/TCP/7000 udp-53/UDP/53 tcp-9043/TCP/9043"
+	if strings.Join(got, " ") != want {
+		t.Errorf("ports %q, want %q", strings.Join(got, " "), want)
+	}
+	if svc.Namespace != "db" || svc.Name != "cassandra" || !IsHeadless(svc) || !svc.Spec.PublishNotReadyAddresses {
+		t.Errorf("service %+v", svc)
+	}
+}
