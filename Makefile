@@ -5,7 +5,6 @@ SHELL := /bin/bash
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
-CONTROLPLANE = $(shell hack/controlplane/build.sh | tail -n 1)
 
 .PHONY: all build controlplane demo test test-unit test-e2e vet fmt lint-chart clean
 

@@ -14,8 +14,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -216,8 +216,16 @@ func TestHandlerOutcomes(t *testing.T) {
 		{name: "create failure is an error with the cause", req: podRequest(member, admissionv1.Create, false), client: failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("RBAC says no"))), code: 500, message: "RBAC says no"},
 		{name: "quota exhausted", req: podRequest(member, admissionv1.Create, false), client: failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services"))), code: 500, message: "exceeded quota"},
 		{name: "namespace lookup failure", req: podRequest([]byte(`{"metadata":{"name":"p"},"spec":{}}`), admissionv1.Create, false), ns: failingNamespaces{}, code: 500, message: "api server down"},
-		{name: "excluded namespace", req: func() admission.Request { r := podRequest(member, admissionv1.Create, false); r.Namespace = "kube-system"; return r }(), allowed: true, code: 200},
-		{name: "subresource", req: func() admission.Request { r := podRequest(member, admissionv1.Create, false); r.SubResource = "binding"; return r }(), code: 400, message: "only v1 Pod"},
+		{name: "excluded namespace", req: func() admission.Request {
+			r := podRequest(member, admissionv1.Create, false)
+			r.Namespace = "kube-system"
+			return r
+		}(), allowed: true, code: 200},
+		{name: "subresource", req: func() admission.Request {
+			r := podRequest(member, admissionv1.Create, false)
+			r.SubResource = "binding"
+			return r
+		}(), code: 400, message: "only v1 Pod"},
 		{name: "already exists race resolves to headless", req: podRequest(member, admissionv1.Create, false), client: racingCreate(), allowed: true, code: 200, patched: true},
 	}
 	for _, tc := range cases {

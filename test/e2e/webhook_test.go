@@ -384,4 +384,3 @@ func TestMalformedAdmissionReviews(t *testing.T) {
 		t.Errorf("GET status %d, want 405", resp.StatusCode)
 	}
 }
-
