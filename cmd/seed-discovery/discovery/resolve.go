@@ -1,0 +1,178 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TransientError is a DNS failure that is not an observation (SERVFAIL,
+// REFUSED, timeouts): the caller backs off and asks again.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Observation is one DNS view of the Service.
+type Observation struct {
+	Peers []Peer
+	// TTL is the smallest TTL among the answers (0 when empty).
+	TTL time.Duration
+}
+
+// Resolver queries one DNS server directly, UDP first and TCP when the
+// answer is truncated (large groups), never through search paths.
+type Resolver struct {
+	Server  string // host:port
+	Timeout time.Duration
+}
+
+// ednsSize is the UDP payload size advertised: the DNS flag day 2020
+// recommendation, which avoids IP fragmentation.
+const ednsSize = 1232
+
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.SetEdns0(ednsSize, false)
+	timeout := r.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
+	resp, _, err := udp.ExchangeContext(ctx, m, r.Server)
+	if err == nil && resp.Truncated {
+		tcp := &dns.Client{Net: "tcp", Timeout: timeout}
+		resp, _, err = tcp.ExchangeContext(ctx, m, r.Server)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &TransientError{fmt.Errorf("query %s %s at %s: %w", dns.TypeToString[qtype], name, r.Server, err)}
+	}
+	switch resp.Rcode {
+	case dns.RcodeSuccess, dns.RcodeNameError:
+		return resp, nil
+	default:
+		return nil, &TransientError{fmt.Errorf("query %s %s at %s: %s", dns.TypeToString[qtype], name, r.Server, dns.RcodeToString[resp.Rcode])}
+	}
+}
+
+// Observe returns the Service's addresses: A and AAAA of fqdn, or, with a
+// port name, the targets of its SRV records. NXDOMAIN and NODATA are an
+// empty observation, not an error.
+func (r *Resolver) Observe(ctx context.Context, fqdn, portName string) (Observation, error) {
+	var obs Observation
+	ttl := uint32(0)
+	note := func(h *dns.RR_Header) {
+		if ttl == 0 || h.Ttl < ttl {
+			ttl = h.Ttl
+		}
+	}
+	if portName != "" {
+		resp, err := r.exchange(ctx, "_"+portName+"._tcp."+fqdn, dns.TypeSRV)
+		if err != nil {
+			return obs, err
+		}
+		addrs := map[string][]netip.Addr{}
+		for _, rr := range resp.Extra {
+			if ip, ok := addrOf(rr); ok {
+				addrs[strings.ToLower(rr.Header().Name)] = append(addrs[strings.ToLower(rr.Header().Name)], ip)
+			}
+		}
+		for _, rr := range resp.Answer {
+			srv, ok := rr.(*dns.SRV)
+			if !ok {
+				continue
+			}
+			note(&srv.Hdr)
+			target := strings.ToLower(srv.Target)
+			ips := addrs[target]
+			if len(ips) == 0 {
+				sub, err := r.Observe(ctx, target, "")
+				if err != nil {
+					return obs, err
+				}
+				for _, p := range sub.Peers {
+					ips = append(ips, p.IP)
+				}
+			}
+			for _, ip := range ips {
+				obs.Peers = append(obs.Peers, Peer{IP: ip, Hostname: firstLabel(target)})
+			}
+		}
+	} else {
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			resp, err := r.exchange(ctx, fqdn, qtype)
+			if err != nil {
+				return obs, err
+			}
+			for _, rr := range resp.Answer {
+				if ip, ok := addrOf(rr); ok {
+					note(rr.Header())
+					obs.Peers = append(obs.Peers, Peer{IP: ip})
+				}
+			}
+		}
+	}
+	obs.TTL = time.Duration(ttl) * time.Second
+	return obs, nil
+}
+
+// Hostnames fills in each peer's hostname from its PTR record, which
+// CoreDNS's kubernetes plugin answers with the endpoint's hostname.
+func (r *Resolver) Hostnames(ctx context.Context, peers []Peer) ([]Peer, error) {
+	out := make([]Peer, len(peers))
+	for i, p := range peers {
+		out[i] = p
+		if p.Hostname != "" {
+			continue
+		}
+		rev, err := dns.ReverseAddr(p.IP.String())
+		if err != nil {
+			return nil, fmt.Errorf("reverse name of %s: %w", p.IP, err)
+		}
+		resp, err := r.exchange(ctx, rev, dns.TypePTR)
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range resp.Answer {
+			if ptr, ok := rr.(*dns.PTR); ok {
+				out[i].Hostname = firstLabel(ptr.Ptr)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func addrOf(rr dns.RR) (netip.Addr, bool) {
+	switch v := rr.(type) {
+	case *dns.A:
+		ip, ok := netip.AddrFromSlice(v.A.To4())
+		return ip, ok
+	case *dns.AAAA:
+		ip, ok := netip.AddrFromSlice(v.AAAA.To16())
+		return ip.Unmap(), ok
+	}
+	return netip.Addr{}, false
+}
+
+func firstLabel(name string) string {
+	label, _, _ := strings.Cut(strings.TrimSuffix(name, "."), ".")
+	return label
+}
+
+// isTransient tells the retry loop which errors are worth retrying.
+func isTransient(err error) bool {
+	var t *TransientError
+	var netErr net.Error
+	return errors.As(err, &t) || errors.As(err, &netErr)
+}

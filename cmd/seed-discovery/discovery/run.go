@@ -1,0 +1,312 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Exit codes (DESIGN.md section 3).
+const (
+	ExitOK           = 0
+	ExitInterrupted  = 1
+	ExitConfig       = 2
+	ExitNoSelf       = 3
+	ExitNotStable    = 4
+	ExitDNSErrors    = 5
+	ExitNotWritable  = 6
+	maxBackoff       = 5 * time.Second
+	probeTimeout     = 500 * time.Millisecond
+	probeConcurrency = 32
+)
+
+// ExitError carries the process exit code with the reason.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Code maps an error from LoadConfig or Run to the exit code.
+func Code(err error) int {
+	var exit *ExitError
+	var cfg *ConfigError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &exit):
+		return exit.Code
+	case errors.As(err, &cfg):
+		return ExitConfig
+	}
+	return ExitInterrupted
+}
+
+// Runner observes, decides and writes. Log gets one line per change.
+type Runner struct {
+	Config   Config
+	Resolver *Resolver
+	Log      io.Writer
+	// Dial probes the peer port; tests keep it on 127.0.0.x.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.Log, "seed-discovery: "+format+"\n", args...)
+}
+
+// Run blocks until it decided and wrote the outputs, or fails with an
+// ExitError.
+func (r *Runner) Run(ctx context.Context) (Decision, error) {
+	c := r.Config
+	if err := checkWritable(c.OutputDir); err != nil {
+		return Decision{}, &ExitError{ExitNotWritable, err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	fqdn := c.FQDN()
+	r.logf("looking up %s (self %v, seed count %d, expected peers %d, stable margin %s, founding %s, timeout %s)",
+		fqdn, c.PodIPs, c.SeedCount, c.ExpectedPeers, c.StableMargin, c.Founding, c.Timeout)
+
+	var (
+		current     []Peer
+		since       time.Time
+		count       int
+		observed    bool
+		selfSeen    bool
+		lastErr     error
+		lastWaiting string
+		backoff     = c.PollInterval
+	)
+	for {
+		obs, err := r.Resolver.Observe(ctx, fqdn, c.PortName)
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
+		case err != nil && isTransient(err):
+			lastErr = err
+			r.logf("DNS error, retrying in about %s: %v", backoff, err)
+			if !sleep(ctx, jitter(backoff)) {
+				return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		case err != nil:
+			return Decision{}, &ExitError{ExitDNSErrors, err}
+		}
+		backoff = c.PollInterval
+		observed, lastErr = true, nil
+		peers, _ := SortPeers(obs.Peers)
+		if !samePeers(peers, current) {
+			current, since, count = peers, now, 1
+			_, self := findSelf(peers, c.PodIPs)
+			selfSeen = selfSeen || self
+			r.logf("view changed: %d peers %s (own IP present: %v)", len(peers), listIPs(peers), self)
+		} else {
+			count++
+		}
+		stableFor := now.Sub(since)
+		if count >= 2 && stableFor >= c.StableMargin && stableFor > obs.TTL {
+			d, waiting, err := r.decide(ctx, current)
+			if err != nil && isTransient(err) {
+				lastErr = err
+			} else if err != nil {
+				return Decision{}, &ExitError{ExitDNSErrors, err}
+			} else if waiting == "" {
+				if err := Write(c.OutputDir, d); err != nil {
+					return Decision{}, &ExitError{ExitNotWritable, err}
+				}
+				r.logf("decided after %s: role %s, seeds %s, %d peers (%s order)", stableFor.Round(time.Millisecond), d.Role, joinIPs(d.Seeds, ","), len(d.Peers), d.Order)
+				return d, nil
+			} else if waiting != lastWaiting {
+				r.logf("stable but waiting: %s", waiting)
+				lastWaiting = waiting
+			}
+		}
+		if !sleep(ctx, jitter(c.PollInterval)) {
+			return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
+		}
+	}
+}
+
+func (r *Runner) decide(ctx context.Context, peers []Peer) (Decision, string, error) {
+	c := r.Config
+	if LooksOrdinal(c.PodName) || c.Founding == FoundOrdinal0 {
+		var err error
+		if peers, err = r.Resolver.Hostnames(ctx, peers); err != nil {
+			return Decision{}, "", err
+		}
+	}
+	in := Inputs{Peers: peers, Self: c.PodIPs, SeedCount: c.SeedCount, ExpectedPeers: c.ExpectedPeers, Founding: c.Founding}
+	if c.PeerPort > 0 {
+		in.Live = r.probe(ctx, peers)
+	}
+	d, waiting := Decide(in)
+	return d, waiting, nil
+}
+
+// probe dials every other peer's peer port, a bounded number at a time.
+func (r *Runner) probe(ctx context.Context, peers []Peer) map[netip.Addr]bool {
+	live := map[netip.Addr]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, probeConcurrency)
+	dial := r.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	for _, p := range peers {
+		if slices.Contains(r.Config.PodIPs, p.IP) {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			conn, err := dial(pctx, "tcp", net.JoinHostPort(p.IP.String(), strconv.Itoa(r.Config.PeerPort)))
+			if err == nil {
+				conn.Close()
+				mu.Lock()
+				live[p.IP] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return live
+}
+
+func (r *Runner) deadline(ctx context.Context, observed, selfSeen bool, lastErr error, waiting string) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &ExitError{ExitInterrupted, errors.New("interrupted before a decision")}
+	}
+	t := r.Config.Timeout
+	switch {
+	case !observed:
+		return &ExitError{ExitDNSErrors, fmt.Errorf("no DNS answer for %s within %s: %v", r.Config.FQDN(), t, lastErr)}
+	case !selfSeen:
+		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: is the pod selected by the Service (label peergroup.dev/group)?", r.Config.PodIPs, r.Config.FQDN(), t)}
+	case waiting != "":
+		return &ExitError{ExitNotStable, fmt.Errorf("no decision for %s within %s: %s", r.Config.FQDN(), t, waiting)}
+	default:
+		return &ExitError{ExitNotStable, fmt.Errorf("the peer set of %s was not stable for %s within %s", r.Config.FQDN(), r.Config.StableMargin, t)}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads pods that started together by ±20%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func samePeers(a, b []Peer) bool {
+	return slices.EqualFunc(a, b, func(x, y Peer) bool { return x.IP == y.IP && x.Hostname == y.Hostname })
+}
+
+func listIPs(peers []Peer) string {
+	ips := make([]netip.Addr, len(peers))
+	for i, p := range peers {
+		ips[i] = p.IP
+	}
+	if len(ips) > 10 {
+		return joinIPs(ips[:10], " ") + " …"
+	}
+	return joinIPs(ips, " ")
+}
+
+func joinIPs(ips []netip.Addr, sep string) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, sep)
+}
+
+// Write stores the decision atomically (temp file + rename): `seeds` as one
+// comma-separated line of plain IPs (ready for CASSANDRA_SEEDS), `peers` one
+// per line in order, and `discovery.json`.
+func Write(dir string, d Decision) error {
+	peers := make([]string, len(d.Peers))
+	for i, p := range d.Peers {
+		peers[i] = p.IP.String()
+	}
+	doc, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode discovery.json: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"peers", []byte(strings.Join(peers, "\n") + "\n")},
+		{"discovery.json", append(doc, '\n')},
+		// Last: an app waiting for `seeds` finds the others already there.
+		{"seeds", []byte(joinIPs(d.Seeds, ",") + "\n")},
+	}
+	for _, f := range files {
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".writable-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
