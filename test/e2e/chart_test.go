@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,5 +34,24 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The documented examples are workloads the API server accepts
+// (server-side dry-run; their pods need a controller, issue 5).
+func TestExamplesAccepted(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, nil)
+	for _, file := range []string{"cassandra-statefulset.yaml", "akka-deployment.yaml"} {
+		objs, err := framework.DecodeFile(filepath.Join(framework.RepoRoot(), "docs", "examples", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objs {
+			obj.SetNamespace(ns)
+			if err := cluster.Client.Create(ctx, obj, client.DryRunAll); err != nil {
+				t.Errorf("%s: %s %s rejected: %v", file, obj.GetKind(), obj.GetName(), err)
+			}
+		}
 	}
 }

@@ -74,7 +74,9 @@ func Decide(in Inputs) (Decision, string) {
 	// A live cluster exists: always join it, whatever the order says, so a
 	// pod that comes back with the lowest IP never founds a second cluster.
 	var live []netip.Addr
-	own := func(a netip.Addr) bool { return slices.ContainsFunc(in.Self, func(s netip.Addr) bool { return s.Unmap() == a }) }
+	own := func(a netip.Addr) bool {
+		return slices.ContainsFunc(in.Self, func(s netip.Addr) bool { return s.Unmap() == a })
+	}
 	for _, p := range peers {
 		if !own(p.IP) && in.Live[p.IP] {
 			live = append(live, p.IP)

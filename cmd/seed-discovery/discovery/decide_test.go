@@ -62,7 +62,6 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-
 // Property: every member that sees the same set, in any order, writes the
 // same seeds, drawn from the set; exactly one founder at most.
 func TestDecideAgreementProperty(t *testing.T) {

@@ -32,6 +32,8 @@ const (
 	probeConcurrency = 32
 )
 
+var errDeadline = errors.New("seed-discovery deadline")
+
 // ExitError carries the process exit code with the reason.
 type ExitError struct {
 	Code int
@@ -76,7 +78,7 @@ func (r *Runner) Run(ctx context.Context) (Decision, error) {
 	if err := checkWritable(c.OutputDir); err != nil {
 		return Decision{}, &ExitError{ExitNotWritable, err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, c.Timeout, errDeadline)
 	defer cancel()
 	fqdn := c.FQDN()
 	r.logf("looking up %s (self %v, seed count %d, expected peers %d, stable margin %s, founding %s, timeout %s)",
@@ -195,7 +197,7 @@ func (r *Runner) probe(ctx context.Context, peers []Peer) map[netip.Addr]bool {
 }
 
 func (r *Runner) deadline(ctx context.Context, observed, selfSeen bool, lastErr error, waiting string) error {
-	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if !errors.Is(context.Cause(ctx), errDeadline) {
 		return &ExitError{ExitInterrupted, errors.New("interrupted before a decision")}
 	}
 	t := r.Config.Timeout

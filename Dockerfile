@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# One image, two binaries: the webhook (entrypoint) and seed-discovery,
+# which the webhook injects as an init container using this same image.
+
+ARG GO_VERSION=1.26
+FROM golang:${GO_VERSION} AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+# Sources only; .dockerignore keeps out tests, charts and the local cache.
+COPY . .
+ARG VERSION=dev
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath \
+      -ldflags "-s -w -X main.version=${VERSION}" \
+      -o /out/ ./cmd/peergroup-webhook ./cmd/seed-discovery
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/peergroup-webhook /out/seed-discovery /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/peergroup-webhook"]
