@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 
@@ -81,20 +82,28 @@ func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
-	if err := serving.PrepWithoutInstalling(); err != nil {
-		return nil, nil, fmt.Errorf("prepare serving certificates: %w", err)
-	}
 	probePort, err := FreePort()
 	if err != nil {
 		return nil, nil, err
 	}
-	w := &Webhook{
-		Port:      serving.LocalServingPort,
-		CertDir:   serving.LocalServingCertDir,
-		CABundle:  serving.LocalServingCAData,
-		ProbeAddr: "127.0.0.1:" + strconv.Itoa(probePort),
-		done:      make(chan error, 1),
+	w := &Webhook{ProbeAddr: "127.0.0.1:" + strconv.Itoa(probePort), done: make(chan error, 1)}
+	if slices.Contains(args, "--self-signed") {
+		// The webhook makes its own certificate; it only needs a port and
+		// an empty directory. 127.0.0.1 is added to the certificate because
+		// the local API server calls the webhook by that address.
+		if w.Port, err = FreePort(); err != nil {
+			return nil, nil, err
+		}
+		if w.CertDir, err = os.MkdirTemp("", "peergroup-selfsigned-"); err != nil {
+			return nil, nil, err
+		}
+		args = append(args, "--cert-extra-sans=127.0.0.1")
+	} else {
+		serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
+		if err := serving.PrepWithoutInstalling(); err != nil {
+			return nil, nil, fmt.Errorf("prepare serving certificates: %w", err)
+		}
+		w.Port, w.CertDir, w.CABundle = serving.LocalServingPort, serving.LocalServingCertDir, serving.LocalServingCAData
 	}
 	args = append(args,
 		"--host=127.0.0.1",
@@ -198,24 +207,28 @@ func (w *Webhook) Stop() {
 }
 
 // TLSClient trusts the webhook's CA, for posting AdmissionReviews directly.
-func (w *Webhook) TLSClient() *http.Client {
-	pool := x509Pool(w.CABundle)
+func (w *Webhook) TLSClient() *http.Client { return TLSClient(w.CABundle, "") }
+
+// TLSClient trusts caBundle and, when serverName is set, verifies that name
+// instead of the dialled address. Connections are not reused, so every
+// request sees the certificate served at that moment.
+func TLSClient(caBundle []byte, serverName string) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: true,
+		TLSClientConfig:   &tls.Config{RootCAs: x509Pool(caBundle), ServerName: serverName, MinVersion: tls.VersionTLS12},
 	}}
 }
+
+// Addr is the webhook's loopback host:port.
+func (w *Webhook) Addr() string { return "127.0.0.1:" + strconv.Itoa(w.Port) }
 
 // RegisterWebhook creates the chart's MutatingWebhookConfiguration with
 // every selector and policy as rendered, but with each clientConfig pointing
 // at url and trusting caBundle. nameSuffix registers a second copy.
 func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	u := r.Find("MutatingWebhookConfiguration", "")
-	if u == nil {
-		return nil, errors.New("chart rendered no MutatingWebhookConfiguration")
-	}
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mwc); err != nil {
-		return nil, fmt.Errorf("convert MutatingWebhookConfiguration: %w", err)
+	mwc, err := RenderedWebhookConfig(r)
+	if err != nil {
+		return nil, err
 	}
 	mwc.Name += nameSuffix
 	for i := range mwc.Webhooks {
@@ -224,6 +237,19 @@ func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, c
 	}
 	if err := c.Client.Create(ctx, mwc); err != nil {
 		return nil, fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mwc.Name, err)
+	}
+	return mwc, nil
+}
+
+// RenderedWebhookConfig is the chart's MutatingWebhookConfiguration, typed.
+func RenderedWebhookConfig(r *Rendered) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	u := r.Find("MutatingWebhookConfiguration", "")
+	if u == nil {
+		return nil, errors.New("chart rendered no MutatingWebhookConfiguration")
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mwc); err != nil {
+		return nil, fmt.Errorf("convert MutatingWebhookConfiguration: %w", err)
 	}
 	return mwc, nil
 }

@@ -9,11 +9,13 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 
+	"github.com/peergroup/peergroup/certs"
 	"github.com/peergroup/peergroup/webhook"
 )
 
@@ -31,6 +33,9 @@ type Options struct {
 	LogLevel int
 	// Mutation is passed to the handler unchanged.
 	Mutation webhook.Config
+	// SelfSigned makes the webhook manage its own CA and certificate.
+	SelfSigned bool
+	Certs      certs.KeeperConfig
 	// RestConfig, when set, is used instead of KUBECONFIG / in-cluster
 	// config; tests set it to run the server in-process.
 	RestConfig *rest.Config
@@ -59,6 +64,14 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&o.Mutation.ClusterDomain, "cluster-domain", "", "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
 	excluded := strings.Join(o.Mutation.ExcludedNamespaces, ",")
 	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
+	fs.BoolVar(&o.SelfSigned, "self-signed", false, "create, store (Secret), rotate and inject (caBundle) the serving certificate")
+	fs.StringVar(&o.Certs.SecretName, "tls-secret-name", "", "selfSigned: Secret in the webhook's namespace holding CA and certificate")
+	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "selfSigned: MutatingWebhookConfiguration whose caBundle is kept in step")
+	fs.StringVar(&o.Certs.ServiceName, "service-name", "", "selfSigned: the webhook Service, for the certificate's DNS names")
+	fs.DurationVar(&o.Certs.Validity, "cert-validity", 8760*time.Hour, "selfSigned: serving certificate validity (renewed at two thirds; the CA lives 10x longer)")
+	fs.DurationVar(&o.Certs.Resync, "cert-resync-interval", time.Minute, "selfSigned: how often the Secret is re-read for rotation")
+	sans := ""
+	fs.StringVar(&sans, "cert-extra-sans", "", "selfSigned: extra comma-separated DNS names or IPs in the certificate (e.g. 127.0.0.1 for a local API server)")
 	if err := fs.Parse(args); err != nil {
 		return Options{}, err
 	}
@@ -68,7 +81,10 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	o.Mutation.SeedDiscoveryCommand = strings.Fields(cmd)
 	o.Mutation.ImagePullPolicy = corev1.PullPolicy(pull)
 	o.Mutation.ExcludedNamespaces = splitList(excluded)
+	o.Certs.ExtraSANs = splitList(sans)
+	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
+	o.Certs.Namespace = o.Namespace
 	if o.Namespace != "" {
 		o.Mutation.ExcludedNamespaces = append(o.Mutation.ExcludedNamespaces, o.Namespace)
 	}

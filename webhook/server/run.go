@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +28,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/peergroup/peergroup/certs"
 	"github.com/peergroup/peergroup/webhook"
 )
 
@@ -35,16 +38,30 @@ func Run(ctx context.Context, o Options) error {
 	ctrl.SetLogger(log)
 	ctx = ctrl.LoggerInto(ctx, log)
 
+	var err error
 	cfg := o.RestConfig
 	if cfg == nil {
-		var err error
 		if cfg, err = ctrl.GetConfig(); err != nil {
 			return fmt.Errorf("load cluster config (KUBECONFIG or in-cluster): %w", err)
+		}
+	}
+	var keeper *certs.Keeper
+	if o.SelfSigned {
+		if keeper, err = startKeeper(ctx, cfg, o, log); err != nil {
+			return err
 		}
 	}
 	mgr, err := NewManager(cfg, o)
 	if err != nil {
 		return err
+	}
+	if keeper != nil {
+		if err := mgr.Add(keeper); err != nil {
+			return fmt.Errorf("add certificate keeper: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("certificate-trusted", keeper.ReadyCheck(certs.ServingAddr(o.Host, o.Port))); err != nil {
+			return fmt.Errorf("add readyz check: %w", err)
+		}
 	}
 	log.Info("starting peergroup webhook", "version", o.Mutation.Version, "port", o.Port, "certDir", o.CertDir,
 		"seedDiscoveryImage", o.Mutation.SeedDiscoveryImage, "excludedNamespaces", o.Mutation.ExcludedNamespaces)
@@ -52,6 +69,37 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("run manager: %w", err)
 	}
 	return nil
+}
+
+// startKeeper writes a valid certificate before the server starts (the
+// server needs the files), retrying while the API server is unreachable.
+func startKeeper(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) (*certs.Keeper, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create clientset: %w", err)
+	}
+	keeper, err := certs.NewKeeper(o.Certs, cs, log)
+	if err != nil {
+		return nil, err
+	}
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		err := keeper.SyncCertificate(ctx)
+		if err == nil {
+			// The configuration may not exist yet (Helm creates webhook
+			// configurations last); the keeper's watch patches it when it
+			// appears, and readiness waits for that.
+			if err := keeper.Sync(ctx); err != nil {
+				log.Info("caBundle not patched yet", "reason", err.Error())
+			}
+			return keeper, nil
+		}
+		log.Error(err, "initial certificate sync failed; retrying", "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("initial certificate sync: %w", err)
+		case <-time.After(delay):
+		}
+	}
 }
 
 // NewManager builds the manager: webhook server, caches, probes, metrics.
