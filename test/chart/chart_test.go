@@ -3,10 +3,14 @@ package chart
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -142,13 +146,99 @@ func TestCertificateModes(t *testing.T) {
 
 func TestBadValuesFail(t *testing.T) {
 	cases := map[string]map[string]any{
-		"certificates.provided.secretName is required": mode("provided", map[string]any{"provided": map[string]any{"caBundle": "Y2E="}}),
-		"certificates.provided.caBundle is required":   mode("provided", map[string]any{"provided": map[string]any{"secretName": "x"}}),
-		`certificates.mode "vault" is not one of`:      mode("vault", nil),
+		"certificates.provided.secretName is required":                 mode("provided", map[string]any{"provided": map[string]any{"caBundle": "Y2E="}}),
+		"certificates.provided.caBundle is required":                   mode("provided", map[string]any{"provided": map[string]any{"secretName": "x"}}),
+		"value must be one of 'selfSigned', 'certManager', 'provided'": mode("vault", nil),
 	}
 	for want, values := range cases {
 		if _, err := framework.Render("peergroup", "peergroup-system", values); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("values %v: error %v, want %q", values, err, want)
+		}
+	}
+}
+
+func TestSchemaRejectsBadValues(t *testing.T) {
+	cases := map[string]map[string]any{
+		"additional properties 'replicas' not allowed": {"replicas": 3},
+		"got string, want integer":                     {"replicaCount": "two"},
+		"value must be one of 'Fail', 'Ignore'":        {"webhook": map[string]any{"failurePolicy": "Sometimes"}},
+		"additional properties 'mod' not allowed":      {"certificates": map[string]any{"mod": "x"}},
+		"maximum": {"webhook": map[string]any{"timeoutSeconds": 60}},
+	}
+	for want, values := range cases {
+		if _, err := framework.Render("peergroup", "peergroup-system", values); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("values %v: error %v, want %q", values, err, want)
+		}
+	}
+}
+
+func TestOptionalObjects(t *testing.T) {
+	defaults := render(t, nil)
+	for _, kind := range []string{"NetworkPolicy", "ServiceMonitor", "Certificate", "Issuer"} {
+		if defaults.Find(kind, "") != nil {
+			t.Errorf("%s rendered by default", kind)
+		}
+	}
+	for _, kind := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "MutatingWebhookConfiguration"} {
+		if defaults.Find(kind, "") == nil {
+			t.Errorf("%s missing by default: %v", kind, defaults.Kinds())
+		}
+	}
+	all := render(t, map[string]any{
+		"networkPolicy":       map[string]any{"enabled": true, "metricsFrom": []any{map[string]any{"namespaceSelector": map[string]any{}}}},
+		"metrics":             map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}},
+		"podDisruptionBudget": map[string]any{"enabled": false},
+		"commonLabels":        map[string]any{"team": "data"},
+		"priorityClassName":   "system-cluster-critical",
+	})
+	if all.Find("NetworkPolicy", "peergroup") == nil || all.Find("ServiceMonitor", "peergroup") == nil || all.Find("PodDisruptionBudget", "") != nil {
+		t.Errorf("optional objects: %v", all.Kinds())
+	}
+	for _, o := range all.Objects {
+		if o.GetLabels()["team"] != "data" {
+			t.Errorf("%s %s lacks commonLabels", o.GetKind(), o.GetName())
+		}
+	}
+	dep := all.Find("Deployment", "")
+	if pc, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "priorityClassName"); pc != "system-cluster-critical" {
+		t.Errorf("priorityClassName %q", pc)
+	}
+}
+
+// Least privilege: exactly the verbs the code uses, scoped by name where
+// the API allows it.
+func TestRBACLeastPrivilege(t *testing.T) {
+	r := render(t, nil)
+	rules := func(kind string) string {
+		o := r.Find(kind, "")
+		list, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		var out []string
+		for _, rule := range list {
+			m := rule.(map[string]any)
+			out = append(out, fmt.Sprint(m["resources"], m["resourceNames"], m["verbs"]))
+		}
+		return strings.Join(out, "; ")
+	}
+	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [mutatingwebhookconfigurations] [peergroup] [get list watch update]" {
+		t.Errorf("ClusterRole rules: %s", got)
+	}
+	if got := rules("Role"); got != "[secrets] <nil> [create]; [secrets] [peergroup-tls] [get update]" {
+		t.Errorf("Role rules: %s", got)
+	}
+	cm := render(t, modes["certManager"])
+	if cm.Find("Role", "") != nil || strings.Contains(fmt.Sprint(cm.Find("ClusterRole", "").Object), "mutatingwebhookconfigurations") {
+		t.Error("certManager mode must not grant Secret or webhook configuration access")
+	}
+}
+
+// helm lint, with Helm's own linter, in every mode.
+func TestHelmLint(t *testing.T) {
+	for name, values := range modes {
+		linter := lint.AllWithKubeVersion(framework.ChartDir(), values, "peergroup-system", nil)
+		for _, msg := range linter.Messages {
+			if msg.Severity >= support.WarningSev {
+				t.Errorf("%s: %s", name, msg)
+			}
 		}
 	}
 }

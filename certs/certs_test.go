@@ -1,0 +1,139 @@
+package certs
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestIssueAndValidate(t *testing.T) {
+	ca, caKey, err := NewCA("test-ca", t0, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := append(ServiceDNSNames("pg", "sys"), "127.0.0.1")
+	cert, _, err := NewServing(ca, caKey, names, t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		at      time.Time
+		names   []string
+		minLeft time.Duration
+		ca      []byte
+		want    string
+	}{
+		{name: "valid now", at: t0, names: names},
+		{name: "all service names", at: t0.Add(30 * time.Minute), names: []string{"pg.sys.svc", "pg.sys.svc.cluster.local"}},
+		{name: "expired", at: t0.Add(2 * time.Hour), names: names, want: "expired"},
+		{name: "not yet valid", at: t0.Add(-time.Hour), names: names, want: "not valid"},
+		{name: "wrong name", at: t0, names: []string{"other.sys.svc"}, want: `"other.sys.svc"`},
+		{name: "too close to expiry", at: t0.Add(50 * time.Minute), names: names, minLeft: 20 * time.Minute, want: "expires in"},
+		{name: "other CA", at: t0, names: names, ca: mustCA(t), want: "unknown authority"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bundle := ca
+			if tc.ca != nil {
+				bundle = tc.ca
+			}
+			err := Validate(cert, bundle, tc.names, tc.at, tc.minLeft)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	renew, err := RenewAt(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renew.Before(t0.Add(35*time.Minute)) || renew.After(t0.Add(40*time.Minute)) {
+		t.Errorf("renew at %s, want about two thirds into the hour", renew.Sub(t0))
+	}
+}
+
+func mustCA(t *testing.T) []byte {
+	ca, _, err := NewCA("other", t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func TestKeeperLifecycle(t *testing.T) {
+	now := t0
+	client := fake.NewClientset(&admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "pg"},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "a.peergroup.dev"}, {Name: "b.peergroup.dev"}},
+	})
+	k, err := NewKeeper(KeeperConfig{
+		Namespace: "sys", SecretName: "pg-tls", WebhookConfigName: "pg", ServiceName: "pg",
+		CertDir: t.TempDir(), Validity: time.Hour, Now: func() time.Time { return now },
+	}, client, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := k.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	secret := func() Bundle {
+		s, err := client.CoreV1().Secrets("sys").Get(ctx, "pg-tls", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fromData(s.Data)
+	}
+	first := secret()
+	if err := Validate(first.Cert, first.CACert, ServiceDNSNames("pg", "sys"), now, 0); err != nil {
+		t.Fatalf("issued bundle invalid: %v", err)
+	}
+	mwc, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "pg", metav1.GetOptions{})
+	for _, w := range mwc.Webhooks {
+		if string(w.ClientConfig.CABundle) != string(first.CACert) {
+			t.Errorf("%s caBundle not patched", w.Name)
+		}
+	}
+
+	// Before two thirds: nothing changes.
+	now = t0.Add(30 * time.Minute)
+	if err := k.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if secret().Cert == nil || Serial(secret().Cert) != Serial(first.Cert) {
+		t.Error("rotated too early")
+	}
+	// After two thirds: new serving certificate, same CA.
+	now = t0.Add(45 * time.Minute)
+	if err := k.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := secret()
+	if Serial(second.Cert) == Serial(first.Cert) || string(second.CACert) != string(first.CACert) {
+		t.Error("serving certificate not rotated with the CA kept")
+	}
+	// CA due (10h life, renewed at ~6.7h): new CA, the old one still trusted.
+	now = t0.Add(7 * time.Hour)
+	if err := k.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	third := secret()
+	if SameCA(third.CACert, first.CACert) {
+		t.Fatal("CA not rotated")
+	}
+	if err := Validate(second.Cert, third.CACert, ServiceDNSNames("pg", "sys"), t0.Add(46*time.Minute), 0); err != nil {
+		t.Errorf("old CA dropped from the bundle too early: %v", err)
+	}
+	if err := Validate(third.Cert, third.CACert, ServiceDNSNames("pg", "sys"), now, 0); err != nil {
+		t.Errorf("new certificate invalid: %v", err)
+	}
+}
