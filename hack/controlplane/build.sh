@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane from the Go module proxy into a cache that
 # later runs reuse: kube-apiserver and etcd by default, more components when
-# named (kube-controller-manager, kube-scheduler). Prints the directory holding
-# the binaries on its last line, ready for KUBEBUILDER_ASSETS.
+# named (kube-controller-manager, kube-scheduler from the same Kubernetes
+# build; kwok as the kubelet; CoreDNS). Prints the directory holding the
+# binaries on its last line, ready for KUBEBUILDER_ASSETS.
 #
 #   hack/controlplane/build.sh [component ...]
 set -euo pipefail
@@ -22,23 +23,34 @@ declare -A pkg=(
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
 )
+# Tools with their own module and pinned dependencies: `go install pkg@v`.
+declare -A tool=(
+  [kwok]=sigs.k8s.io/kwok/cmd/kwok@v0.8.0
+  [coredns]=github.com/coredns/coredns@v1.15.0
+)
 
 log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cd "$here"
 for c in "${components[@]}"; do
-  [ -n "${pkg[$c]:-}" ] || { log "unknown component $c (known: ${!pkg[*]})"; exit 2; }
+  [ -n "${pkg[$c]:-}${tool[$c]:-}" ] || { log "unknown component $c (known: ${!pkg[*]} ${!tool[*]})"; exit 2; }
   if [ -x "$bin/$c" ]; then
     log "$c cached at $bin/$c"
     continue
   fi
-  log "building $c ($version) from ${pkg[$c]}; the first build takes several minutes on 2 cores"
+  log "building $c from ${pkg[$c]:-${tool[$c]}}; the first build takes several minutes on 2 cores"
   start=$(date +%s)
   # A heartbeat, because go build is silent while it compiles Kubernetes.
   ( while sleep 30; do log "still building $c ($(( $(date +%s) - start ))s)"; done ) &
   beat=$!
   trap 'kill $beat 2>/dev/null || true' EXIT
-  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$c.tmp" "${pkg[$c]}"
+  if [ -n "${tool[$c]:-}" ]; then
+    gobin="$(mktemp -d)"
+    (cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags='-s -w' "${tool[$c]}")
+    mv "$gobin/$c" "$bin/$c.tmp" && rm -rf "$gobin"
+  else
+    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$c.tmp" "${pkg[$c]}"
+  fi
   kill $beat 2>/dev/null || true
   trap - EXIT
   mv "$bin/$c.tmp" "$bin/$c"

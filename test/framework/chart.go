@@ -19,6 +19,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -118,6 +119,18 @@ func (r *Rendered) Find(kind, name string) *unstructured.Unstructured {
 		if o.GetKind() == kind && (name == "" || o.GetName() == name) {
 			return o
 		}
+	}
+	return nil
+}
+
+// Typed converts the first rendered object of kind into a typed object.
+func (r *Rendered) Typed(kind string, into any) error {
+	u := r.Find(kind, "")
+	if u == nil {
+		return fmt.Errorf("chart rendered no %s", kind)
+	}
+	if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		return fmt.Errorf("convert %s: %w", kind, err)
 	}
 	return nil
 }

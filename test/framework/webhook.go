@@ -19,7 +19,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -48,13 +47,9 @@ func (w *Webhook) URL() string {
 
 // DeploymentArgs returns the webhook container's args from the rendered chart.
 func DeploymentArgs(r *Rendered) ([]string, error) {
-	u := r.Find("Deployment", "")
-	if u == nil {
-		return nil, errors.New("chart rendered no Deployment")
-	}
 	dep := &appsv1.Deployment{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, dep); err != nil {
-		return nil, fmt.Errorf("convert Deployment: %w", err)
+	if err := r.Typed("Deployment", dep); err != nil {
+		return nil, err
 	}
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		if c.Name == "webhook" {
@@ -243,15 +238,8 @@ func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, c
 
 // RenderedWebhookConfig is the chart's MutatingWebhookConfiguration, typed.
 func RenderedWebhookConfig(r *Rendered) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	u := r.Find("MutatingWebhookConfiguration", "")
-	if u == nil {
-		return nil, errors.New("chart rendered no MutatingWebhookConfiguration")
-	}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, mwc); err != nil {
-		return nil, fmt.Errorf("convert MutatingWebhookConfiguration: %w", err)
-	}
-	return mwc, nil
+	return mwc, r.Typed("MutatingWebhookConfiguration", mwc)
 }
 
 // WaitForInjection polls with server-side dry-run pod creates in namespace
