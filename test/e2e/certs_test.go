@@ -17,6 +17,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/certs"
@@ -54,6 +55,12 @@ func installRelease(t *testing.T, release string, values map[string]any) (*frame
 }
 
 func fullname(release string) string { return release + "-peergroup" }
+
+// asRelease is the release's own ServiceAccount: the selfSigned webhook
+// runs with the chart's Role and ClusterRole only.
+func asRelease(ns, release string) *rest.Config {
+	return framework.ServiceAccountConfig(cluster.Config, ns, fullname(release))
+}
 
 func secretCA(t *testing.T, ns, release string) []byte {
 	t.Helper()
@@ -100,7 +107,7 @@ func TestSelfSignedDefaultChart(t *testing.T) {
 	const release = "self"
 	r, ns := installRelease(t, release, nil)
 	start := time.Now()
-	w, err := framework.StartWebhook(testContext(t), cluster, r, ns)
+	w, err := framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +187,7 @@ func TestSelfSignedReplicasConverge(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hooks[i], errs[i] = framework.StartWebhook(testContext(t), cluster, r, ns)
+			hooks[i], errs[i] = framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns)
 		}()
 	}
 	wg.Wait()
@@ -216,7 +223,7 @@ func TestSelfSignedReplicasConverge(t *testing.T) {
 func TestSelfSignedRotationUnderLoad(t *testing.T) {
 	const release = "rotate"
 	r, ns := installRelease(t, release, map[string]any{"certificates": map[string]any{"selfSigned": map[string]any{"certValidity": "12s"}}})
-	w, err := framework.StartWebhook(testContext(t), cluster, r, ns, "--cert-resync-interval=500ms")
+	w, err := framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns, "--cert-resync-interval=500ms")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,14 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	if hook, err = framework.StartWebhook(ctx, cluster, rendered, releaseNamespace); err != nil {
+	// The webhook runs as the chart's ServiceAccount with the chart's RBAC
+	// and nothing more, so every test also proves the ClusterRole suffices.
+	if err := framework.ApplyIdentity(ctx, cluster, rendered); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	asChart := framework.ServiceAccountConfig(cluster.Config, releaseNamespace, "peergroup")
+	if hook, err = framework.StartWebhookAs(ctx, asChart, rendered, releaseNamespace); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

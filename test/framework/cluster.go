@@ -48,15 +48,25 @@ func AssetsDir() (string, error) {
 // CertManagerCRDDir returns the deploy/crds folder of the pinned
 // cert-manager module, downloaded through the Go module proxy if needed.
 func CertManagerCRDDir() (string, error) {
-	out, err := exec.Command("go", "mod", "download", "-json", CertManagerModule).Output()
+	dir, err := moduleDir(CertManagerModule)
 	if err != nil {
-		return "", fmt.Errorf("download %s: %w", CertManagerModule, err)
+		return "", err
+	}
+	return filepath.Join(dir, "deploy", "crds"), nil
+}
+
+// moduleDir downloads a module through the Go module proxy (or finds it in
+// the module cache) and returns its directory.
+func moduleDir(module string) (string, error) {
+	out, err := exec.Command("go", "mod", "download", "-json", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("download %s: %w", module, err)
 	}
 	var mod struct{ Dir string }
 	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("read module dir of %s: %v", CertManagerModule, err)
+		return "", fmt.Errorf("read module dir of %s: %v", module, err)
 	}
-	return filepath.Join(mod.Dir, "deploy", "crds"), nil
+	return mod.Dir, nil
 }
 
 // StartCluster starts kube-apiserver and etcd, with cert-manager's CRDs

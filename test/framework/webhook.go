@@ -19,6 +19,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -113,6 +114,23 @@ func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 // StartWebhook runs the webhook in this process with the chart's args for
 // release namespace ns and waits until /readyz passes.
 func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
+	return StartWebhookAs(ctx, c.Config, r, ns, extraArgs...)
+}
+
+// ServiceAccountConfig impersonates a ServiceAccount, so a component runs
+// with exactly the RBAC granted to it.
+func ServiceAccountConfig(admin *rest.Config, namespace, name string) *rest.Config {
+	cfg := rest.CopyConfig(admin)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + namespace + ":" + name,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	return cfg
+}
+
+// StartWebhookAs is StartWebhook with the given client config (e.g. the
+// chart's ServiceAccount, impersonated).
+func StartWebhookAs(ctx context.Context, cfg *rest.Config, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
 	w, args, err := newWebhook(r, extraArgs)
 	if err != nil {
 		return nil, err
@@ -127,16 +145,23 @@ func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extra
 	if err != nil {
 		return nil, fmt.Errorf("parse chart args %q: %w", args, err)
 	}
-	opts.RestConfig = c.Config
+	opts.RestConfig = cfg
 	w.Options = opts
+	return w, w.Restart(ctx)
+}
+
+// Restart runs a stopped in-process webhook again, on the same port with
+// the same certificates, and waits until it is ready.
+func (w *Webhook) Restart(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
-	go func() { w.done <- server.Run(runCtx, opts) }()
+	w.done = make(chan error, 1)
+	go func() { w.done <- server.Run(runCtx, w.Options) }()
 	if err := w.waitReady(ctx); err != nil {
 		w.Stop()
-		return nil, err
+		return err
 	}
-	return w, nil
+	return nil
 }
 
 // StartWebhookProcess runs the compiled webhook binary, as the Deployment
@@ -274,4 +299,18 @@ func x509Pool(pemData []byte) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pemData)
 	return pool
+}
+
+// ApplyIdentity creates the chart's ServiceAccount and RBAC objects, so the
+// webhook can run with exactly those permissions (ServiceAccountConfig).
+func ApplyIdentity(ctx context.Context, c *Cluster, r *Rendered) error {
+	for _, obj := range r.Objects {
+		switch obj.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			if err := c.Client.Create(ctx, obj.DeepCopy()); err != nil {
+				return fmt.Errorf("create %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,281 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// KwokModule holds kwok's stage files (kustomize/stage/...).
+const KwokModule = "sigs.k8s.io/kwok@v0.8.0"
+
+// SimulatedComponents are the binaries a LocalCluster needs besides
+// kube-apiserver and etcd; hack/controlplane/build.sh builds them.
+var SimulatedComponents = []string{"kube-controller-manager", "kube-scheduler", "kwok", "coredns"}
+
+// LocalCluster is a whole cluster on loopback, every component real and
+// built from source: kube-apiserver + etcd, kube-controller-manager,
+// kube-scheduler, kwok standing in for the kubelet (pods get IPs and run),
+// and CoreDNS serving cluster.local from the API server. Pod IPs are data:
+// nothing here ever connects to them.
+type LocalCluster struct {
+	*Cluster
+	Kubeconfig string
+	// DNSAddr is CoreDNS's 127.0.0.1:port.
+	DNSAddr string
+	LogDir  string
+	procs   []*exec.Cmd
+	assets  string
+}
+
+// LocalClusterOptions configures StartLocalCluster.
+type LocalClusterOptions struct {
+	LogDir string
+	Nodes  int
+	// Progress gets one line per step.
+	Progress io.Writer
+}
+
+// StartLocalCluster starts all components and waits until the fake nodes
+// are Ready and CoreDNS answers.
+func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalCluster, err error) {
+	if o.Nodes == 0 {
+		o.Nodes = 2
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Progress, "    "+format+"\n", args...) }
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	for _, bin := range SimulatedComponents {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s missing in %s: run `hack/controlplane/build.sh %s`", bin, assets, strings.Join(SimulatedComponents, " "))
+		}
+	}
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	say("kube-apiserver + etcd")
+	base, err := StartCluster()
+	if err != nil {
+		return nil, err
+	}
+	lc := &LocalCluster{Cluster: base, LogDir: o.LogDir, assets: assets, Kubeconfig: filepath.Join(o.LogDir, "kubeconfig")}
+	defer func() {
+		if err != nil {
+			lc.Stop()
+		}
+	}()
+	if err := lc.WriteKubeconfig(lc.Kubeconfig); err != nil {
+		return nil, err
+	}
+	kc := "--kubeconfig=" + lc.Kubeconfig
+
+	say("kube-controller-manager (replication, replicaset, deployment, statefulset, endpointslice, namespace, garbage collector, ...)")
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := lc.start("kube-controller-manager", kc,
+		"--authentication-kubeconfig="+lc.Kubeconfig, "--authorization-kubeconfig="+lc.Kubeconfig,
+		"--controllers=*,-serviceaccount-token", "--use-service-account-credentials=false",
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--concurrent-replicaset-syncs=5", "--concurrent-statefulset-syncs=5"); err != nil {
+		return nil, err
+	}
+
+	say("kube-scheduler")
+	if port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	if err := lc.start("kube-scheduler", kc,
+		"--authentication-kubeconfig="+lc.Kubeconfig, "--authorization-kubeconfig="+lc.Kubeconfig,
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port)); err != nil {
+		return nil, err
+	}
+
+	say("kwok as the kubelet of %d fake nodes", o.Nodes)
+	stages, err := kwokStages()
+	if err != nil {
+		return nil, err
+	}
+	for i := range o.Nodes {
+		if err := lc.createFakeNode(ctx, fmt.Sprintf("kwok-node-%d", i)); err != nil {
+			return nil, err
+		}
+	}
+	if port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	kwokArgs := []string{kc, "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--cidr=10.244.0.1/16", "--node-ip=10.240.0.1", "--server-address=127.0.0.1:" + strconv.Itoa(port)}
+	for _, s := range stages {
+		kwokArgs = append(kwokArgs, "--config="+s)
+	}
+	if err := lc.start("kwok", kwokArgs...); err != nil {
+		return nil, err
+	}
+
+	say("CoreDNS with the kubernetes plugin on 127.0.0.1")
+	if port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	lc.DNSAddr = "127.0.0.1:" + strconv.Itoa(port)
+	corefile := filepath.Join(o.LogDir, "Corefile")
+	// ttl 1: the seed-discovery margin must exceed the records' TTL.
+	conf := fmt.Sprintf(`.:%d {
+    bind 127.0.0.1
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig %s envtest
+        pods insecure
+        ttl 1
+    }
+}
+`, port, lc.Kubeconfig)
+	if err := os.WriteFile(corefile, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if err := lc.start("coredns", "-conf", corefile); err != nil {
+		return nil, err
+	}
+
+	if err := lc.waitReady(ctx, o.Nodes); err != nil {
+		return nil, err
+	}
+	say("cluster ready; logs in %s", o.LogDir)
+	return lc, nil
+}
+
+func (lc *LocalCluster) start(name string, args ...string) error {
+	logf, err := os.Create(filepath.Join(lc.LogDir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(lc.assets, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The components die with the process that started them, even on a
+	// crash, so no stray listeners survive a test run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	lc.procs = append(lc.procs, cmd)
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	return nil
+}
+
+func (lc *LocalCluster) createFakeNode(ctx context.Context, name string) error {
+	node := &corev1.Node{}
+	node.Name = name
+	node.Annotations = map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
+	node.Labels = map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
+	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110")}
+	node.Status.Capacity = node.Status.Allocatable
+	if err := lc.Client.Create(ctx, node); err != nil {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	return nil
+}
+
+func (lc *LocalCluster) waitReady(ctx context.Context, nodes int) error {
+	deadline := time.Now().Add(90 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		last = lc.checkReady(ctx, nodes)
+		if last == nil {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("local cluster not ready after 90s (logs in %s): %w", lc.LogDir, last)
+}
+
+func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
+	for _, p := range lc.procs {
+		if p.ProcessState != nil {
+			return fmt.Errorf("%s exited: %s", filepath.Base(p.Path), p.ProcessState)
+		}
+	}
+	list := &corev1.NodeList{}
+	if err := lc.Client.List(ctx, list); err != nil {
+		return err
+	}
+	ready := 0
+	for _, n := range list.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	if ready < nodes {
+		return fmt.Errorf("%d of %d nodes Ready", ready, nodes)
+	}
+	// CoreDNS serves the default kubernetes Service once it synced.
+	m := new(dns.Msg)
+	m.SetQuestion("kubernetes.default.svc.cluster.local.", dns.TypeA)
+	resp, err := dns.Exchange(m, lc.DNSAddr)
+	if err != nil {
+		return fmt.Errorf("CoreDNS: %w", err)
+	}
+	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
+		return fmt.Errorf("CoreDNS not serving cluster.local yet: %s", dns.RcodeToString[resp.Rcode])
+	}
+	return nil
+}
+
+// Stop ends every component, then the API server.
+func (lc *LocalCluster) Stop() {
+	for i := len(lc.procs) - 1; i >= 0; i-- {
+		p := lc.procs[i]
+		if p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range lc.procs {
+		for p.ProcessState == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if p.ProcessState == nil && p.Process != nil {
+			_ = p.Process.Kill()
+		}
+	}
+	_ = lc.Cluster.Stop()
+}
+
+// kwokStages returns kwok's fast node stage and general pod stages from
+// its module.
+func kwokStages() ([]string, error) {
+	dir, err := moduleDir(KwokModule)
+	if err != nil {
+		return nil, err
+	}
+	stages := []string{filepath.Join(dir, "kustomize", "stage", "node", "fast", "node-initialize.yaml")}
+	pods, err := filepath.Glob(filepath.Join(dir, "kustomize", "stage", "pod", "general", "pod-*.yaml"))
+	if err != nil || len(pods) == 0 {
+		return nil, errors.Join(errors.New("no kwok pod stages found"), err)
+	}
+	return append(stages, pods...), nil
+}
+
