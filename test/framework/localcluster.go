@@ -278,4 +278,3 @@ func kwokStages() ([]string, error) {
 	}
 	return append(stages, pods...), nil
 }
-
