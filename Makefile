@@ -5,23 +5,29 @@ SHELL := /bin/bash
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+# The simulated cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS.
+COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns
 
-.PHONY: all build controlplane demo test test-unit test-e2e vet fmt lint-chart clean
+.PHONY: all build controlplane demo test test-short test-unit vet clean
 
 all: build
 
 build: ## Build the binaries into bin/ (static, as in the Dockerfile).
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
-controlplane: ## Build kube-apiserver and etcd from source into .cache/ (minutes the first time).
-	@hack/controlplane/build.sh
+controlplane: ## Build every cluster component from source into .cache/ (minutes the first time).
+	@hack/controlplane/build.sh $(COMPONENTS)
 
-demo: ## The main job: local control plane, webhook from the chart, a Cassandra pod injected.
-	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
+demo: ## The main job: simulated cluster, webhook from the chart, Cassandra RC scaled 1 -> 3, seeds agreed.
+	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
-test: vet ## Every test: unit, golden, chart and end to end against the real API server.
+test: vet ## Every test: unit, golden, chart, end to end, and the simulated-cluster suite.
+	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
+	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
+
+test-short: ## Everything but the simulated-cluster suite (go test -short).
 	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; \
-	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 ./...
+	KUBEBUILDER_ASSETS="$$dir" go test -short -race -count=1 ./...
 
 test-unit: ## Tests that need no control plane.
 	go test -race -count=1 ./webhook/... ./test/chart/...

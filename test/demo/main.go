@@ -1,10 +1,12 @@
-// Command demo shows peergroup's main job on a real local control plane:
-// kube-apiserver and etcd built from source, the webhook binary started with
-// the chart's Deployment args and registered with the chart's webhook
-// configuration (by loopback URL), a namespace labelled for Cassandra, and a
-// Cassandra pod created through the API server.
+// Command demo shows peergroup's main job on a simulated cluster where
+// every component is real and runs on loopback: kube-apiserver, etcd,
+// kube-controller-manager, kube-scheduler (built from source), kwok as the
+// kubelet, CoreDNS; the webhook binary started with the chart's args under
+// the chart's ServiceAccount; then the classic Cassandra walkthrough: label
+// a namespace, create a ReplicationController with one replica, scale it to
+// 3, and check that every pod's seed-discovery chose the same seeds.
 //
-//	go run ./test/demo     (or: make demo)
+//	make demo    (go run ./test/demo, once hack/controlplane/build.sh built the components)
 package main
 
 import (
@@ -12,15 +14,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/test/framework"
 )
@@ -29,7 +32,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
 		os.Exit(1)
 	}
 }
@@ -42,106 +45,168 @@ func step(format string, args ...any) {
 }
 
 func run(ctx context.Context) error {
-	root := framework.RepoRoot()
-	work := filepath.Join(root, ".cache", "demo")
+	started := time.Now()
+	work := filepath.Join(framework.RepoRoot(), ".cache", "demo")
+	_ = os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
 
-	step("Start kube-apiserver and etcd (built from source by hack/controlplane/build.sh) on 127.0.0.1")
-	cluster, err := framework.StartCluster()
+	step("Build the two peergroup binaries (webhook, seed-discovery)")
+	webhookBin, err := framework.BuildBinary(ctx, "peergroup-webhook", work)
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop()
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := cluster.WriteKubeconfig(kubeconfig); err != nil {
+	seedBin, err := framework.BuildBinary(ctx, "seed-discovery", work)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("    API server %s; kubeconfig %s\n", cluster.Config.Host, kubeconfig)
 
-	step("Build the webhook binary (cmd/peergroup-webhook)")
-	binary := filepath.Join(work, "peergroup-webhook")
-	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/peergroup-webhook")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build: %w", err)
+	step("Start a local cluster: every component real, every listener on 127.0.0.1")
+	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(work, "logs"), Progress: os.Stdout})
+	if err != nil {
+		return err
 	}
+	defer lc.Stop()
 
 	const release = "peergroup-system"
-	step("Render the Helm chart (charts/peergroup, certificates.mode=certManager) into namespace %s", release)
+	step("Install the chart's identity and RBAC (charts/peergroup, certificates.mode=certManager) in %s", release)
 	rendered, err := framework.Render("peergroup", release, map[string]any{"certificates": map[string]any{"mode": "certManager"}})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    objects: %s\n", strings.Join(rendered.Kinds(), ", "))
-	if _, err := cluster.CreateNamespace(ctx, release, nil); err != nil {
+	if _, err := lc.CreateNamespace(ctx, release, nil); err != nil {
 		return err
 	}
+	if err := framework.ApplyIdentity(ctx, lc.Cluster, rendered); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig-webhook")
+	if err := lc.WriteKubeconfigAs(lc.Kubeconfig, kubeconfig, release, "peergroup"); err != nil {
+		return err
+	}
+	fmt.Println("    the webhook's kubeconfig impersonates system:serviceaccount:peergroup-system:peergroup: it has the chart's ClusterRole and nothing else")
 
-	step("Run the webhook with the Deployment's args, serving on 127.0.0.1 with a local CA")
-	logPath := filepath.Join(work, "webhook.log")
-	logs, err := os.Create(logPath)
+	step("Run the webhook binary with the Deployment's args; register the chart's webhook configuration by its loopback URL")
+	logs, err := os.Create(filepath.Join(work, "logs", "webhook.log"))
 	if err != nil {
 		return err
 	}
 	defer logs.Close()
-	hook, err := framework.StartWebhookProcess(ctx, binary, kubeconfig, rendered, release, logs)
+	hook, err := framework.StartWebhookProcess(ctx, webhookBin, kubeconfig, rendered, release, logs)
 	if err != nil {
-		return fmt.Errorf("%w (log: %s)", err, logPath)
+		return err
 	}
 	defer hook.Stop()
-	fmt.Printf("    %s %s\n    log: %s\n", binary, strings.Join(hook.Args, " "), logPath)
-
-	step("Register the chart's MutatingWebhookConfiguration, clientConfig rewritten to %s", hook.URL())
-	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil {
+	fmt.Printf("    peergroup-webhook %s\n", strings.Join(hook.Args, " "))
+	if _, err := framework.RegisterWebhook(ctx, lc.Cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil {
 		return err
 	}
-	if err := framework.WaitForInjection(ctx, cluster, "default"); err != nil {
+	if err := framework.WaitForInjection(ctx, lc.Cluster, "default"); err != nil {
 		return err
 	}
-	fmt.Println("    the API server now calls the webhook for member pods (checked with a server-side dry-run)")
+	fmt.Printf("    clientConfig.url: %s (selectors and policies as rendered)\n", hook.URL())
 
-	const ns = "cassandra-demo"
-	step("Label a namespace for the peer group: kubectl create namespace %s; kubectl label namespace %s peergroup.dev/group=cassandra", ns, ns)
-	if _, err := cluster.CreateNamespace(ctx, ns, map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
+	const ns = "cassandra"
+	step("kubectl create namespace %s && kubectl label namespace %s peergroup.dev/group=cassandra", ns, ns)
+	if _, err := lc.CreateNamespace(ctx, ns, map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
 		return err
 	}
 	fmt.Println("    no Service created by hand, no POD_NAMESPACE, no seed provider wiring")
 
-	step("Create the Cassandra pod of the classic walkthrough through the API server")
-	pod := cassandraPod(ns)
-	if err := cluster.Client.Create(ctx, pod); err != nil {
-		return fmt.Errorf("create pod: %w", err)
+	step("Create the walkthrough's ReplicationController with 1 replica")
+	rc := cassandraRC(ns)
+	if err := lc.Client.Create(ctx, rc); err != nil {
+		return fmt.Errorf("create ReplicationController: %w", err)
 	}
-	fmt.Printf("    pod/%s created\n", pod.Name)
+	pods, err := waitPods(ctx, lc, ns, 1)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    pod %s running on %s with IP %s (kwok)\n", pods[0].Name, pods[0].Spec.NodeName, pods[0].Status.PodIP)
 
-	step("The pod as stored by the API server (injected parts)")
-	if err := printInjected(pod); err != nil {
+	step("kubectl scale rc cassandra --replicas=3")
+	if err := lc.Client.Get(ctx, client.ObjectKeyFromObject(rc), rc); err != nil {
+		return err
+	}
+	rc.Spec.Replicas = ptr.To[int32](3)
+	if err := lc.Client.Update(ctx, rc); err != nil {
+		return fmt.Errorf("scale: %w", err)
+	}
+	if pods, err = waitPods(ctx, lc, ns, 3); err != nil {
 		return err
 	}
 
-	step("The headless Service peergroup created before admitting the pod")
+	step("The headless Service peergroup created before the first pod was admitted")
 	svc := &corev1.Service{}
-	if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cassandra"}, svc); err != nil {
+	if err := lc.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cassandra"}, svc); err != nil {
 		return fmt.Errorf("get Service cassandra: %w", err)
 	}
-	svc.ManagedFields = nil
-	out, _ := yaml.Marshal(svc)
-	fmt.Print(indent(string(out)))
+	var ports []string
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, fmt.Sprintf("%s/%d", p.Name, p.Port))
+	}
+	fmt.Printf("    service/%s clusterIP=%s publishNotReadyAddresses=%v selector=%v ports=%s\n", svc.Name, svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses, svc.Spec.Selector, strings.Join(ports, ","))
 
-	if err := verdict(pod, svc); err != nil {
+	step("Run every pod's seed-discovery init container (as the kubelet would), resolving %s in CoreDNS at %s", "cassandra.cassandra.svc.cluster.local.", lc.DNSAddr)
+	runs := make([]framework.SeedDiscoveryRun, len(pods))
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = framework.RunSeedDiscovery(ctx, seedBin, &pods[i], lc.DNSAddr, filepath.Join(work, "pods", pods[i].Name))
+		}()
+	}
+	wg.Wait()
+
+	step("Every pod: what was injected and the seeds it wrote")
+	var errs []error
+	for i, p := range pods {
+		fmt.Printf("    pod/%s  IP %s\n", p.Name, p.Status.PodIP)
+		for _, e := range p.Spec.Containers[0].Env {
+			if e.ValueFrom != nil {
+				fmt.Printf("      env %s <- %s\n", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			} else {
+				fmt.Printf("      env %s=%s\n", e.Name, e.Value)
+			}
+		}
+		for _, ic := range p.Spec.InitContainers {
+			fmt.Printf("      initContainer %s image=%s runAsNonRoot=%v readOnlyRootFilesystem=%v\n", ic.Name, ic.Image, *ic.SecurityContext.RunAsNonRoot, *ic.SecurityContext.ReadOnlyRootFilesystem)
+		}
+		r := runs[i]
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+			continue
+		}
+		fmt.Printf("      seed-discovery: role %s, seeds %s\n", r.Decision.Role, r.Seeds)
+		for _, line := range strings.Split(strings.TrimSpace(r.Log), "\n") {
+			fmt.Printf("        | %s\n", line)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	fmt.Println("\nverdict: OK: pod injected (CASSANDRA_SERVICE, POD_NAMESPACE, seed-discovery init container) and headless Service cassandra created first")
+	seeds := runs[0].Seeds
+	for _, r := range runs {
+		if r.Seeds != seeds {
+			return fmt.Errorf("pods disagree: %s wrote %s, %s wrote %s", runs[0].Pod, seeds, r.Pod, r.Seeds)
+		}
+	}
+	fmt.Printf("\nverdict: OK: all %d pods injected, one headless Service, every pod chose the same seeds %s (%s)\n", len(pods), seeds, time.Since(started).Round(time.Second))
 	return nil
 }
 
-func cassandraPod(ns string) *corev1.Pod {
-	pod := &corev1.Pod{}
-	pod.Namespace, pod.Name = ns, "cassandra-0"
-	pod.Labels = map[string]string{"app": "cassandra"}
-	pod.Spec.Containers = []corev1.Container{{
+func cassandraRC(ns string) *corev1.ReplicationController {
+	rc := &corev1.ReplicationController{}
+	rc.Namespace, rc.Name = ns, "cassandra"
+	rc.Spec.Replicas = ptr.To[int32](1)
+	rc.Spec.Selector = map[string]string{"app": "cassandra"}
+	rc.Spec.Template = &corev1.PodTemplateSpec{}
+	rc.Spec.Template.Labels = map[string]string{"app": "cassandra"}
+	// A short margin keeps the demo quick; the default is 5s.
+	rc.Spec.Template.Annotations = map[string]string{"peergroup.dev/stable-margin": "2s"}
+	rc.Spec.Template.Spec.Containers = []corev1.Container{{
 		Name:  "cassandra",
 		Image: "cassandra:5.0",
 		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
@@ -150,47 +215,30 @@ func cassandraPod(ns string) *corev1.Pod {
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		},
 	}}
-	return pod
+	return rc
 }
 
-func printInjected(pod *corev1.Pod) error {
-	view := map[string]any{
-		"metadata": map[string]any{"labels": pod.Labels, "annotations": pod.Annotations},
-		"spec": map[string]any{
-			"containers":     []any{map[string]any{"name": pod.Spec.Containers[0].Name, "env": pod.Spec.Containers[0].Env, "volumeMounts": pod.Spec.Containers[0].VolumeMounts}},
-			"initContainers": pod.Spec.InitContainers,
-			"volumes":        pod.Spec.Volumes,
-		},
+func waitPods(ctx context.Context, lc *framework.LocalCluster, ns string, n int) ([]corev1.Pod, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		list := &corev1.PodList{}
+		if err := lc.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		var running []corev1.Pod
+		for _, p := range list.Items {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				running = append(running, p)
+			}
+		}
+		if len(running) == n && len(list.Items) == n {
+			sort.Slice(running, func(i, j int) bool { return running[i].Name < running[j].Name })
+			fmt.Printf("    %d/%d pods Running\n", n, n)
+			return running, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d pods running after 2m (logs in %s)", len(running), n, lc.LogDir)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
-	out, err := yaml.Marshal(view)
-	if err != nil {
-		return err
-	}
-	fmt.Print(indent(string(out)))
-	return nil
-}
-
-func verdict(pod *corev1.Pod, svc *corev1.Service) error {
-	var errs []error
-	if len(pod.Spec.InitContainers) != 1 || pod.Spec.InitContainers[0].Name != "seed-discovery" {
-		errs = append(errs, errors.New("no seed-discovery init container"))
-	}
-	found := false
-	for _, e := range pod.Spec.Containers[0].Env {
-		found = found || e.Name == "CASSANDRA_SERVICE" && e.Value == "cassandra"
-	}
-	if !found {
-		errs = append(errs, errors.New("CASSANDRA_SERVICE not injected"))
-	}
-	if svc.Spec.ClusterIP != "None" {
-		errs = append(errs, errors.New("Service is not headless"))
-	}
-	if svc.CreationTimestamp.After(pod.CreationTimestamp.Add(time.Second)) {
-		errs = append(errs, errors.New("Service created after the pod"))
-	}
-	return errors.Join(errs...)
-}
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
 }

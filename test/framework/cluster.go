@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -128,4 +129,18 @@ func (c *Cluster) CreateNamespace(ctx context.Context, name string, labels map[s
 		return nil, fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	return ns, nil
+}
+
+// WriteKubeconfigAs writes a kubeconfig that impersonates a ServiceAccount,
+// for a process (the webhook binary) that must run with exactly its RBAC.
+func (c *Cluster) WriteKubeconfigAs(adminKubeconfig, path, namespace, serviceAccount string) error {
+	cfg, err := clientcmd.LoadFromFile(adminKubeconfig)
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate = "system:serviceaccount:" + namespace + ":" + serviceAccount
+		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	}
+	return clientcmd.WriteToFile(*cfg, path)
 }

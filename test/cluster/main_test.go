@@ -1,0 +1,104 @@
+// Package cluster runs the whole scenario on a simulated cluster: real
+// kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok as the
+// kubelet and CoreDNS, all on loopback; workloads are scaled and every
+// pod's seed-discovery runs against CoreDNS. `go test -short` skips it.
+package cluster
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/peergroup/peergroup/test/framework"
+)
+
+const releaseNamespace = "peergroup-system"
+
+var (
+	lc            *framework.LocalCluster
+	rendered      *framework.Rendered
+	hook          *framework.Webhook
+	seedDiscovery string
+	workDir       string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("cluster: simulated-cluster suite skipped by -short")
+		os.Exit(m.Run())
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		return 1
+	}
+	var err error
+	if workDir, err = os.MkdirTemp("", "peergroup-cluster-"); err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(workDir)
+	if seedDiscovery, err = framework.BuildBinary(ctx, "seed-discovery", workDir); err != nil {
+		return fail(err)
+	}
+	lc, err = framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(workDir, "logs"), Progress: os.Stdout})
+	if err != nil {
+		return fail(err)
+	}
+	defer lc.Stop()
+	if _, err := lc.CreateNamespace(ctx, releaseNamespace, nil); err != nil {
+		return fail(err)
+	}
+	rendered, err = framework.Render("peergroup", releaseNamespace, map[string]any{
+		"certificates": map[string]any{"mode": "certManager"},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	// 5. The webhook runs as the chart's ServiceAccount with the chart's
+	// RBAC only (impersonated): every test below proves it is enough.
+	if err := framework.ApplyIdentity(ctx, lc.Cluster, rendered); err != nil {
+		return fail(err)
+	}
+	asChart := framework.ServiceAccountConfig(lc.Config, releaseNamespace, "peergroup")
+	if hook, err = framework.StartWebhookAs(ctx, asChart, rendered, releaseNamespace); err != nil {
+		return fail(err)
+	}
+	defer func() { hook.Stop() }()
+	if _, err := framework.RegisterWebhook(ctx, lc.Cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil {
+		return fail(err)
+	}
+	if err := framework.WaitForInjection(ctx, lc.Cluster, "default"); err != nil {
+		return fail(err)
+	}
+	code := m.Run()
+	if code != 0 {
+		dumpLogs(filepath.Join(workDir, "logs"))
+	}
+	return code
+}
+
+// dumpLogs prints the end of every component log, so a failed CI run shows
+// what the controllers, kwok and CoreDNS were doing.
+func dumpLogs(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(os.Stderr, "==> %s (last %d lines)\n%s\n", filepath.Base(f), len(lines), strings.Join(lines, "\n"))
+	}
+}
