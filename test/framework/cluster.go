@@ -72,7 +72,11 @@ func moduleDir(module string) (string, error) {
 
 // StartCluster starts kube-apiserver and etcd, with cert-manager's CRDs
 // installed so the chart's certManager objects can be applied.
-func StartCluster() (*Cluster, error) {
+func StartCluster() (*Cluster, error) { return StartClusterWith(nil) }
+
+// StartClusterWith is StartCluster with a hook to change the environment
+// (e.g. API server flags) before it starts.
+func StartClusterWith(customize func(*envtest.Environment)) (*Cluster, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -90,6 +94,9 @@ func StartCluster() (*Cluster, error) {
 		CRDDirectoryPaths:     []string{crds},
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+	}
+	if customize != nil {
+		customize(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -36,8 +36,16 @@ type LocalCluster struct {
 	// DNSAddr is CoreDNS's 127.0.0.1:port.
 	DNSAddr string
 	LogDir  string
-	procs   []*exec.Cmd
+	procs   []*component
 	assets  string
+}
+
+// component is one running binary; done closes when it exits.
+type component struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
 }
 
 // LocalClusterOptions configures StartLocalCluster.
@@ -176,8 +184,13 @@ func (lc *LocalCluster) start(name string, args ...string) error {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	lc.procs = append(lc.procs, cmd)
-	go func() { _ = cmd.Wait(); logf.Close() }()
+	c := &component{name: name, cmd: cmd, done: make(chan struct{})}
+	lc.procs = append(lc.procs, c)
+	go func() {
+		c.err = cmd.Wait()
+		logf.Close()
+		close(c.done)
+	}()
 	return nil
 }
 
@@ -212,8 +225,10 @@ func (lc *LocalCluster) waitReady(ctx context.Context, nodes int) error {
 
 func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 	for _, p := range lc.procs {
-		if p.ProcessState != nil {
-			return fmt.Errorf("%s exited: %s", filepath.Base(p.Path), p.ProcessState)
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %v", p.name, p.err)
+		default:
 		}
 	}
 	list := &corev1.NodeList{}
@@ -247,18 +262,15 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 // Stop ends every component, then the API server.
 func (lc *LocalCluster) Stop() {
 	for i := len(lc.procs) - 1; i >= 0; i-- {
-		p := lc.procs[i]
-		if p.Process != nil {
-			_ = p.Process.Signal(syscall.SIGTERM)
-		}
+		_ = lc.procs[i].cmd.Process.Signal(syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for _, p := range lc.procs {
-		for p.ProcessState == nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if p.ProcessState == nil && p.Process != nil {
-			_ = p.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(time.Until(deadline)):
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		}
 	}
 	_ = lc.Cluster.Stop()

@@ -35,7 +35,9 @@ type Webhook struct {
 	ProbeAddr string
 	Options   server.Options
 	// Args is the command line of a webhook run as a process.
-	Args   []string
+	Args []string
+	// Cmd is the process, for a webhook run as a process.
+	Cmd    *exec.Cmd
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -70,6 +72,16 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// LoopbackServing prepares a free 127.0.0.1 port and a directory with a
+// serving certificate for 127.0.0.1 signed by a fresh CA.
+func LoopbackServing() (port int, certDir string, caBundle []byte, err error) {
+	serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
+	if err := serving.PrepWithoutInstalling(); err != nil {
+		return 0, "", nil, fmt.Errorf("prepare serving certificates: %w", err)
+	}
+	return serving.LocalServingPort, serving.LocalServingCertDir, serving.LocalServingCAData, nil
+}
+
 // newWebhook prepares loopback serving certificates and ports, and the
 // args: the chart's Deployment args with loopback overrides appended (the
 // last flag wins, DESIGN.md section 6).
@@ -94,12 +106,8 @@ func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 			return nil, nil, err
 		}
 		args = append(args, "--cert-extra-sans=127.0.0.1")
-	} else {
-		serving := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
-		if err := serving.PrepWithoutInstalling(); err != nil {
-			return nil, nil, fmt.Errorf("prepare serving certificates: %w", err)
-		}
-		w.Port, w.CertDir, w.CABundle = serving.LocalServingPort, serving.LocalServingCertDir, serving.LocalServingCAData
+	} else if w.Port, w.CertDir, w.CABundle, err = LoopbackServing(); err != nil {
+		return nil, nil, err
 	}
 	args = append(args,
 		"--host=127.0.0.1",
@@ -181,7 +189,7 @@ func StartWebhookProcess(ctx context.Context, binary, kubeconfig string, r *Rend
 		cancel()
 		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
-	w.Args = args
+	w.Args, w.Cmd = args, cmd
 	go func() { w.done <- cmd.Wait() }()
 	if err := w.waitReady(ctx); err != nil {
 		w.Stop()

@@ -145,3 +145,18 @@ func BenchmarkDecide1000Peers(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSortIPs1000Baseline is the floor a decision is compared with:
+// sorting the same 1,000 addresses and nothing else.
+func BenchmarkSortIPs1000Baseline(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ips := make([]netip.Addr, 1000)
+	for i := range ips {
+		ips[i] = netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s := slices.Clone(ips)
+		slices.SortFunc(s, func(a, b netip.Addr) int { return a.Compare(b) })
+	}
+}

@@ -1,0 +1,212 @@
+// Command bench measures what peergroup costs, side by side with baselines
+// measured in the same run (DESIGN: numbers are ratios, never absolutes
+// alone): a no-op controller-runtime webhook with the same server settings,
+// and no webhook at all. Rounds alternate A/B to cancel machine noise.
+//
+//	make bench   (go run ./test/bench -out test/bench/RESULTS.md)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/peergroup/peergroup/test/framework"
+)
+
+type options struct {
+	rounds        int
+	handlerRound  time.Duration
+	createsPerRnd int
+	services      int
+	namespaces    int
+	out           string
+}
+
+func main() {
+	o := options{}
+	flag.IntVar(&o.rounds, "rounds", 30, "alternating rounds for pod CREATE latency")
+	flag.DurationVar(&o.handlerRound, "handler-round", time.Second, "length of one handler throughput round")
+	flag.IntVar(&o.createsPerRnd, "creates", 10, "pod creates (and as many dry-run creates) per config per round")
+	flag.IntVar(&o.services, "services", 10000, "Services in the cluster for the memory measurement")
+	flag.IntVar(&o.namespaces, "namespaces", 1000, "namespaces for the memory measurement")
+	flag.StringVar(&o.out, "out", "", "write the Markdown report here too")
+	flag.Parse()
+	ctx := context.Background()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+const release = "peergroup-system"
+
+type bench struct {
+	o         options
+	work      string
+	cluster   *framework.Cluster
+	rendered  *framework.Rendered
+	pg        *framework.Webhook
+	noop      *process
+	auditPath string
+	report    strings.Builder
+}
+
+func (b *bench) say(format string, args ...any) {
+	fmt.Printf("bench: "+format+"\n", args...)
+}
+
+func (b *bench) md(format string, args ...any) {
+	fmt.Fprintf(&b.report, format+"\n", args...)
+}
+
+func run(ctx context.Context, o options) error {
+	b := &bench{o: o}
+	var err error
+	if b.work, err = os.MkdirTemp("", "peergroup-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.work)
+
+	b.say("building peergroup-webhook and the no-op baseline")
+	pgBin, err := framework.BuildBinary(ctx, "peergroup-webhook", b.work)
+	if err != nil {
+		return err
+	}
+	noopBin := filepath.Join(b.work, "noop-webhook")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", noopBin, "./test/bench/noop-webhook").CombinedOutput(); err != nil {
+		return fmt.Errorf("build noop-webhook: %w\n%s", err, out)
+	}
+
+	b.say("starting kube-apiserver + etcd with an audit log")
+	b.auditPath = filepath.Join(b.work, "audit.log")
+	policy := filepath.Join(b.work, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o644); err != nil {
+		return err
+	}
+	b.cluster, err = framework.StartClusterWith(func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("audit-log-path", b.auditPath).
+			Set("audit-policy-file", policy).
+			Set("audit-log-mode", "blocking")
+	})
+	if err != nil {
+		return err
+	}
+	defer b.cluster.Stop()
+	kubeconfig := filepath.Join(b.work, "kubeconfig")
+	if err := b.cluster.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	if _, err := b.cluster.CreateNamespace(ctx, release, nil); err != nil {
+		return err
+	}
+	if b.rendered, err = framework.Render("peergroup", release, map[string]any{"certificates": map[string]any{"mode": "certManager"}}); err != nil {
+		return err
+	}
+	if err := framework.ApplyIdentity(ctx, b.cluster, b.rendered); err != nil {
+		return err
+	}
+	saKubeconfig := filepath.Join(b.work, "kubeconfig-sa")
+	if err := b.cluster.WriteKubeconfigAs(kubeconfig, saKubeconfig, release, "peergroup"); err != nil {
+		return err
+	}
+	logs, err := os.Create(filepath.Join(b.work, "peergroup.log"))
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+	if b.pg, err = framework.StartWebhookProcess(ctx, pgBin, saKubeconfig, b.rendered, release, logs); err != nil {
+		return err
+	}
+	defer b.pg.Stop()
+	if b.noop, err = startNoop(ctx, noopBin, b.work); err != nil {
+		return err
+	}
+	defer b.noop.stop()
+
+	b.header()
+	if err := b.handlerThroughput(ctx); err != nil {
+		return err
+	}
+	if err := b.podCreateLatency(ctx); err != nil {
+		return err
+	}
+	if err := b.apiCalls(ctx); err != nil {
+		return err
+	}
+	if err := b.memory(ctx, pgBin, saKubeconfig, noopBin); err != nil {
+		return err
+	}
+	if err := b.goBenchmarks(ctx); err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Print(b.report.String())
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(b.report.String()), 0o644); err != nil {
+			return err
+		}
+		b.say("wrote %s", o.out)
+	}
+	return nil
+}
+
+func (b *bench) header() {
+	cpu := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	b.md("# peergroup benchmark")
+	b.md("")
+	b.md("Measured %s on %d cores (%s), %s, kube-apiserver %s built from source. Baselines run in the same process tree, alternating with peergroup round by round.", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), cpu, runtime.Version(), framework.ControlPlaneVersion)
+	b.md("")
+}
+
+// review is a realistic AdmissionReview: the Cassandra pod of an existing
+// group (its Service is in the cache).
+func review(ns string) []byte {
+	pod := &corev1.Pod{}
+	pod.Name, pod.Namespace = "cassandra-0", ns
+	pod.Labels = map[string]string{"app": "cassandra", "peergroup.dev/group": "cassandra"}
+	pod.Spec.Containers = []corev1.Container{{
+		Name: "cassandra", Image: "cassandra:5.0",
+		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
+		Env:   []corev1.EnvVar{{Name: "MAX_HEAP_SIZE", Value: "512M"}},
+	}}
+	raw, _ := json.Marshal(pod)
+	r := admissionv1.AdmissionReview{}
+	r.APIVersion, r.Kind = "admission.k8s.io/v1", "AdmissionReview"
+	r.Request = &admissionv1.AdmissionRequest{UID: "bench", Operation: admissionv1.Create, Namespace: ns, Name: pod.Name}
+	r.Request.Kind.Version, r.Request.Kind.Kind = "v1", "Pod"
+	r.Request.Resource.Version, r.Request.Resource.Resource = "v1", "pods"
+	r.Request.Object.Raw = raw
+	out, _ := json.Marshal(r)
+	return out
+}
+
+func ratio(a, base float64) string {
+	if base == 0 {
+		return "n/a"
+	}
+	return strconv.FormatFloat(a/base, 'f', 2, 64) + "×"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
