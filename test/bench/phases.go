@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -463,4 +463,3 @@ func (b *bench) goBenchmarks(ctx context.Context) error {
 	b.md("")
 	return nil
 }
-

@@ -96,4 +96,3 @@ func cpuTime(pid int) (time.Duration, error) {
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
-
