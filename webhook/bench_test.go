@@ -1,13 +1,18 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -44,14 +49,56 @@ func BenchmarkMutate(b *testing.B) {
 func BenchmarkHandler(b *testing.B) {
 	raw, _ := json.Marshal(benchPod())
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
-	c := newFakeClient(svc)
-	h := &admission.Webhook{Handler: testHandler(staticNamespaces(nil), c)}
+	// A reader that behaves like the informer cache (deep copy on Get);
+	// the fake client's conversions would dominate otherwise.
+	cache := cacheLike{svc}
+	handler := testHandler(staticNamespaces(nil), nil)
+	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
+	h := &admission.Webhook{Handler: handler}
 	req := podRequest(raw, admissionv1.Create, false)
 	b.ReportAllocs()
 	for b.Loop() {
 		resp := h.Handle(context.Background(), req)
-		if !resp.Allowed || len(resp.Patches) == 0 {
+		if !resp.Allowed || len(resp.Patch) == 0 {
 			b.Fatal("not injected")
+		}
+	}
+}
+
+type cacheLike struct{ svc *corev1.Service }
+
+func (c cacheLike) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	if key.Name != c.svc.Name || key.Namespace != c.svc.Namespace {
+		return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
+	}
+	c.svc.DeepCopyInto(obj.(*corev1.Service))
+	return nil
+}
+
+func (c cacheLike) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+
+// BenchmarkHTTPHandler is the whole server-side path but TLS: the review
+// decoded, handled, and the answer encoded.
+func BenchmarkHTTPHandler(b *testing.B) {
+	raw, _ := json.Marshal(benchPod())
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
+	cache := cacheLike{svc}
+	handler := testHandler(staticNamespaces(nil), nil)
+	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
+	h := &HTTPHandler{Webhook: &admission.Webhook{Handler: handler}, DecodePod: true}
+	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
+	review, _ := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  &areq,
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(review))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
 		}
 	}
 }

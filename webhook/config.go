@@ -26,6 +26,9 @@ type Config struct {
 	// ExcludedNamespaces never get injected (the webhook's own namespace and
 	// kube-system), even if a webhook configuration sends their pods here.
 	ExcludedNamespaces []string
+	// PatchMode: PatchDiff (the reference) or PatchDirect (faster, proven
+	// equivalent); empty means PatchDiff.
+	PatchMode PatchMode
 }
 
 // DefaultConfig returns the defaults the chart also documents.
@@ -46,6 +49,7 @@ func DefaultConfig() Config {
 			},
 		},
 		ExcludedNamespaces: []string{"kube-system"},
+		PatchMode:          PatchDirect,
 	}
 }
 

@@ -24,6 +24,8 @@ type Handler struct {
 	Namespaces NamespaceLabels
 	Services   ServiceEnsurer
 	Metrics    *Metrics
+	// InitContainers caches encoded init containers (PatchDirect).
+	InitContainers InitContainerCache
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -43,12 +45,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("peergroup only acts on CREATE"), resultSkipped
 	}
-	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request has no object")), resultErrored
-	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err)), resultErrored
+	pod, err := requestPod(req)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err), resultErrored
 	}
 	if h.Config.excluded(req.Namespace) {
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)), resultSkipped
@@ -56,7 +55,6 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 
 	var nsLabels map[string]string
 	if _, ok := pod.Labels[GroupLabel]; !ok && pod.Labels[InjectLabel] != "false" {
-		var err error
 		if nsLabels, err = h.Namespaces.Labels(ctx, req.Namespace); err != nil {
 			log.Error(err, "namespace lookup failed")
 			return admission.Errored(http.StatusInternalServerError, err), resultErrored
@@ -72,7 +70,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	log = log.WithValues("group", m.Group, "service", m.Service)
 
-	var mutated []byte
+	var mutated *corev1.Pod
 	var warnings []string
 	if !IsInjected(pod) {
 		out, w, err := Mutate(pod, m, h.Config)
@@ -80,10 +78,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 			log.Info("denied", "reason", err.Error())
 			return admission.Denied(err.Error()), resultDenied
 		}
-		warnings = w
-		if mutated, err = json.Marshal(out); err != nil {
-			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode mutated pod: %w", err)), resultErrored
-		}
+		mutated, warnings = out, w
 	}
 
 	// Ensured even for an already injected pod (reinvocation, offline
@@ -106,7 +101,23 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Allowed("already injected"), resultSkipped
 	}
 	log.V(1).Info("injected")
-	return admission.PatchResponseFromRaw(req.Object.Raw, mutated).WithWarnings(warnings...), resultInjected
+	return patchResponse(h.Config.PatchMode, req.Object.Raw, pod, mutated, &h.InitContainers).WithWarnings(warnings...), resultInjected
+}
+
+// requestPod is the pod under admission: already decoded by the HTTP edge
+// (HTTPHandler.DecodePod), or decoded from the raw object.
+func requestPod(req admission.Request) (*corev1.Pod, error) {
+	if pod, ok := req.Object.Object.(*corev1.Pod); ok && pod != nil {
+		return pod, nil
+	}
+	if len(req.Object.Raw) == 0 {
+		return nil, errors.New("admission request has no object")
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	return pod, nil
 }
 
 func podName(req admission.Request) string {

@@ -84,14 +84,10 @@ func podRequest(raw []byte, op admissionv1.Operation, dryRun bool) admission.Req
 
 func applyPatch(t *testing.T, raw []byte, resp admission.Response) []byte {
 	t.Helper()
-	if len(resp.Patches) == 0 {
+	if len(resp.Patch) == 0 {
 		return raw
 	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch, err := jsonpatch.DecodePatch(ops)
+	patch, err := jsonpatch.DecodePatch(resp.Patch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +126,7 @@ func TestGoldenFixtures(t *testing.T) {
 			if resp.Result != nil {
 				got.Message = resp.Result.Message
 			}
-			if len(resp.Patches) > 0 {
+			if len(resp.Patch) > 0 {
 				got.Pod = &corev1.Pod{}
 				if err := json.Unmarshal(applyPatch(t, raw, resp), got.Pod); err != nil {
 					t.Fatal(err)
@@ -173,11 +169,11 @@ func TestHandlerIsIdempotent(t *testing.T) {
 	c := newFakeClient()
 	h := testHandler(staticNamespaces(nil), c)
 	first := handle(h, podRequest(raw, admissionv1.Create, false))
-	if !first.Allowed || len(first.Patches) == 0 {
+	if !first.Allowed || len(first.Patch) == 0 {
 		t.Fatalf("first pass: %+v", first)
 	}
 	second := handle(h, podRequest(applyPatch(t, raw, first), admissionv1.Create, false))
-	if !second.Allowed || len(second.Patches) != 0 {
+	if !second.Allowed || len(second.Patch) != 0 {
 		t.Fatalf("reinvocation must allow with an empty patch, got %+v", second)
 	}
 }
@@ -186,7 +182,7 @@ func TestHandlerDryRunCreatesNothing(t *testing.T) {
 	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
 	c := newFakeClient()
 	resp := handle(testHandler(staticNamespaces(nil), c), podRequest(raw, admissionv1.Create, true))
-	if !resp.Allowed || len(resp.Patches) == 0 {
+	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Fatalf("dry-run must still mutate: %+v", resp)
 	}
 	list := &corev1.ServiceList{}
@@ -239,8 +235,8 @@ func TestHandlerOutcomes(t *testing.T) {
 				ns = staticNamespaces(nil)
 			}
 			resp := handle(testHandler(ns, c), tc.req)
-			if resp.Allowed != tc.allowed || resp.Result.Code != tc.code || !strings.Contains(resp.Result.Message, tc.message) || (len(resp.Patches) > 0) != tc.patched {
-				t.Errorf("got allowed=%v code=%d message=%q patches=%d", resp.Allowed, resp.Result.Code, resp.Result.Message, len(resp.Patches))
+			if resp.Allowed != tc.allowed || resp.Result.Code != tc.code || !strings.Contains(resp.Result.Message, tc.message) || (len(resp.Patch) > 0) != tc.patched {
+				t.Errorf("got allowed=%v code=%d message=%q patches=%d", resp.Allowed, resp.Result.Code, resp.Result.Message, len(resp.Patch))
 			}
 		})
 	}

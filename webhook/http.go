@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -29,6 +30,11 @@ const MaxRequestBytes = 7 << 20
 // recovery, response completion).
 type HTTPHandler struct {
 	Webhook *admission.Webhook
+	// DecodePod decodes request.object straight into a corev1.Pod in the
+	// same pass as the review, instead of keeping raw bytes for a second
+	// decode. Only for handlers that need no raw object (PatchDirect): it
+	// halves the JSON scanning per admission.
+	DecodePod bool
 }
 
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +63,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", MaxRequestBytes))
 		return
 	}
-	review, err := decodeReview(body)
+	review, err := decodeReview(body, h.DecodePod)
 	if err != nil {
 		fail(http.StatusBadRequest, err)
 		return
@@ -67,12 +73,34 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeReview(w, http.StatusOK, out)
 }
 
-func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
+// podReview is an AdmissionReview whose object is decoded as a Pod; the
+// outer Object field shadows the embedded RawExtension.
+type podReview struct {
+	metav1.TypeMeta `json:",inline"`
+	Request         *struct {
+		admissionv1.AdmissionRequest
+		Object *corev1.Pod `json:"object,omitempty"`
+	} `json:"request,omitempty"`
+}
+
+func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, error) {
 	if len(body) == 0 {
 		return nil, errors.New("request body is empty: expected an admission.k8s.io/v1 AdmissionReview")
 	}
 	review := &admissionv1.AdmissionReview{}
-	if err := json.Unmarshal(body, review); err != nil {
+	if decodePod {
+		pr := &podReview{}
+		if err := json.Unmarshal(body, pr); err != nil {
+			return nil, fmt.Errorf("request body is not a JSON AdmissionReview with a pod: %w", err)
+		}
+		review.TypeMeta = pr.TypeMeta
+		if pr.Request != nil {
+			review.Request = &pr.Request.AdmissionRequest
+			if pr.Request.Object != nil {
+				review.Request.Object.Object = pr.Request.Object
+			}
+		}
+	} else if err := json.Unmarshal(body, review); err != nil {
 		return nil, fmt.Errorf("request body is not a JSON AdmissionReview: %w", err)
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {

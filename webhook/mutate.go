@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -37,21 +38,18 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	out := pod.DeepCopy()
-	if err := checkCollisions(out); err != nil {
+	if err := checkCollisions(pod); err != nil {
 		return nil, nil, err
 	}
-
-	if out.Labels == nil {
-		out.Labels = map[string]string{}
-	}
-	// Stamped so the Service selector matches pods that joined through the
-	// namespace label.
-	out.Labels[GroupLabel] = m.Group
-	if out.Annotations == nil {
-		out.Annotations = map[string]string{}
-	}
-	out.Annotations[InjectedAnnotation] = cfg.Version
+	// Copy on write: the output shares every field Mutate does not touch
+	// with the input and gets fresh copies of the ones it does, which keeps
+	// the function pure without a deep copy of the whole pod per admission.
+	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: pod.Status}
+	out.Labels = withKey(pod.Labels, GroupLabel, m.Group) // so the Service selects namespace-label members
+	out.Annotations = withKey(pod.Annotations, InjectedAnnotation, cfg.Version)
+	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
+	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
+	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
 
 	appEnv := []corev1.EnvVar{
 		{Name: ServiceEnvName(m.Group), Value: m.Service},
@@ -61,6 +59,9 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	var warnings []string
 	for i := range out.Spec.Containers {
 		c := &out.Spec.Containers[i]
+		// Clipped, so an append reallocates instead of writing into the
+		// input's backing array.
+		c.Env, c.VolumeMounts = slices.Clip(c.Env), slices.Clip(c.VolumeMounts)
 		for _, want := range appEnv {
 			warnings = appendEnvUnlessSet(c, want, warnings)
 		}
@@ -76,6 +77,15 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	}
 	out.Spec.InitContainers = append(out.Spec.InitContainers, initContainer(m, tuning, cfg))
 	return out, warnings, nil
+}
+
+func withKey(in map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(in)+1)
+	for key, val := range in {
+		out[key] = val
+	}
+	out[k] = v
+	return out
 }
 
 func initContainer(m Membership, tuning []envVar, cfg Config) corev1.Container {

@@ -59,6 +59,7 @@ type bench struct {
 	cluster   *framework.Cluster
 	rendered  *framework.Rendered
 	pg        *framework.Webhook
+	pgDiff    *framework.Webhook
 	noop      *process
 	auditPath string
 	report    strings.Builder
@@ -100,7 +101,9 @@ func run(ctx context.Context, o options) error {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("audit-log-path", b.auditPath).
 			Set("audit-policy-file", policy).
-			Set("audit-log-mode", "blocking")
+			Set("audit-log-mode", "blocking").
+			// Room for the memory phase's Services; the addresses are data.
+			Set("service-cluster-ip-range", "10.96.0.0/16")
 	})
 	if err != nil {
 		return err
@@ -132,6 +135,15 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.pg.Stop()
+	diffLogs, err := os.Create(filepath.Join(b.work, "peergroup-diff.log"))
+	if err != nil {
+		return err
+	}
+	defer diffLogs.Close()
+	if b.pgDiff, err = framework.StartWebhookProcess(ctx, pgBin, saKubeconfig, b.rendered, release, diffLogs, "--patch-mode=diff"); err != nil {
+		return err
+	}
+	defer b.pgDiff.Stop()
 	if b.noop, err = startNoop(ctx, noopBin, b.work); err != nil {
 		return err
 	}

@@ -29,30 +29,35 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 	}
 	body := review(ns)
 	// One real admission first: the Service then exists and is cached.
-	if r := hammer(ctx, keepAliveClient(b.pg.CABundle, 1), b.pg.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
-		return fmt.Errorf("peergroup answered nothing")
+	for _, w := range []*framework.Webhook{b.pg, b.pgDiff} {
+		if r := hammer(ctx, keepAliveClient(w.CABundle, 1), w.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
+			return fmt.Errorf("peergroup answered nothing")
+		}
 	}
 	time.Sleep(time.Second)
 	const rounds = 5
 	b.md("## 1. Handler throughput over TLS on loopback")
 	b.md("")
-	b.md("%d alternating rounds of %s per side and concurrency; kept-alive connections; the Cassandra pod of an existing group.", rounds, b.o.handlerRound)
+	b.md("%d rounds of %s per side and concurrency, sides in rotated order; kept-alive connections; the Cassandra pod of an existing group. \"diff patch\" is the same binary with `--patch-mode=diff` (admission.PatchResponseFromRaw), the straightforward handler.", rounds, b.o.handlerRound)
 	b.md("")
-	b.md("| concurrency | no-op req/s | peergroup req/s | throughput ratio | no-op p50 / p99 | peergroup p50 / p99 | failures |")
-	b.md("|---|---|---|---|---|---|---|")
+	b.md("| concurrency | no-op req/s | peergroup req/s | **ratio** | peergroup (diff patch) req/s | ratio | no-op p50 / p99 | peergroup p50 / p99 | failures |")
+	b.md("|---|---|---|---|---|---|---|---|---|")
 	for _, c := range []int{1, 4, 16} {
-		var pg, noop result
-		pgc, noopc := keepAliveClient(b.pg.CABundle, c), keepAliveClient(b.noop.ca, c)
-		for r := range rounds {
-			first, second := func() { pg.add(hammer(ctx, pgc, b.pg.URL(), body, c, b.o.handlerRound)) }, func() { noop.add(hammer(ctx, noopc, b.noop.url, body, c, b.o.handlerRound)) }
-			if r%2 == 1 {
-				first, second = second, first
-			}
-			first()
-			second()
+		var pg, diff, noop result
+		pgc, diffc, noopc := keepAliveClient(b.pg.CABundle, c), keepAliveClient(b.pgDiff.CABundle, c), keepAliveClient(b.noop.ca, c)
+		sides := []func(){
+			func() { noop.add(hammer(ctx, noopc, b.noop.url, body, c, b.o.handlerRound)) },
+			func() { pg.add(hammer(ctx, pgc, b.pg.URL(), body, c, b.o.handlerRound)) },
+			func() { diff.add(hammer(ctx, diffc, b.pgDiff.URL(), body, c, b.o.handlerRound)) },
 		}
-		b.md("| %d | %.0f | %.0f | **%s** | %s / %s | %s / %s | %d |", c, noop.rate(), pg.rate(), ratio(pg.rate(), noop.rate()),
-			ms(noop.pct(50)), ms(noop.pct(99)), ms(pg.pct(50)), ms(pg.pct(99)), pg.failures+noop.failures)
+		for r := range rounds {
+			for i := range sides {
+				sides[(i+r)%len(sides)]()
+			}
+		}
+		b.md("| %d | %.0f | %.0f | **%s** | %.0f | %s | %s / %s | %s / %s | %d |", c, noop.rate(), pg.rate(), ratio(pg.rate(), noop.rate()),
+			diff.rate(), ratio(diff.rate(), noop.rate()),
+			ms(noop.pct(50)), ms(noop.pct(99)), ms(pg.pct(50)), ms(pg.pct(99)), pg.failures+noop.failures+diff.failures)
 	}
 	b.md("")
 	return nil
@@ -81,7 +86,11 @@ func (b *bench) podCreateLatency(ctx context.Context) error {
 			for range b.o.createsPerRnd {
 				n++
 				for _, dryRun := range []bool{false, true} {
-					pod := benchPod(ns, fmt.Sprintf("p-%d", n))
+					name := fmt.Sprintf("p-%d", n)
+					if dryRun {
+						name += "-dry" // the real create of this round holds p-N
+					}
+					pod := benchPod(ns, name)
 					opts := []client.CreateOption{}
 					if dryRun {
 						opts = append(opts, client.DryRunAll)

@@ -62,6 +62,8 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Requests), "seed-discovery-requests", "resource requests of the init container, e.g. cpu=10m,memory=16Mi")
 	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Limits), "seed-discovery-limits", "resource limits of the init container, e.g. cpu=100m,memory=32Mi")
 	fs.StringVar(&o.Mutation.ClusterDomain, "cluster-domain", "", "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
+	patchMode := string(webhook.PatchDirect)
+	fs.StringVar(&patchMode, "patch-mode", patchMode, "how the JSON patch is made: direct (operations written from the mutation; proven equal by a fuzz test) or diff (admission.PatchResponseFromRaw)")
 	excluded := strings.Join(o.Mutation.ExcludedNamespaces, ",")
 	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
 	fs.BoolVar(&o.SelfSigned, "self-signed", false, "create, store (Secret), rotate and inject (caBundle) the serving certificate")
@@ -79,6 +81,7 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 		return Options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	o.Mutation.SeedDiscoveryCommand = strings.Fields(cmd)
+	o.Mutation.PatchMode = webhook.PatchMode(patchMode)
 	o.Mutation.ImagePullPolicy = corev1.PullPolicy(pull)
 	o.Mutation.ExcludedNamespaces = splitList(excluded)
 	o.Certs.ExtraSANs = splitList(sans)
@@ -104,6 +107,9 @@ func (o Options) validate() error {
 	}
 	if len(o.Mutation.SeedDiscoveryCommand) == 0 {
 		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
+	}
+	if m := o.Mutation.PatchMode; m != webhook.PatchDirect && m != webhook.PatchDiff {
+		errs = append(errs, fmt.Errorf("--patch-mode %q must be direct or diff", m))
 	}
 	switch o.Mutation.ImagePullPolicy {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:

@@ -146,7 +146,10 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Metrics:    webhook.NewMetrics(metrics.Registry),
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{Webhook: &admission.Webhook{Handler: handler}})
+	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{
+		Webhook:   &admission.Webhook{Handler: handler},
+		DecodePod: o.Mutation.PatchMode == webhook.PatchDirect,
+	})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add healthz check: %w", err)

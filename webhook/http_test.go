@@ -1,0 +1,52 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// The one-pass decode (DecodePod, direct patch) and the reference path
+// (raw object, diff patch) answer with patches that yield the same pod.
+func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
+	raw, _ := json.Marshal(benchPod())
+	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
+	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: &areq})
+	var pods []*corev1.Pod
+	for _, mode := range []PatchMode{PatchDirect, PatchDiff} {
+		h := testHandler(staticNamespaces(nil), newFakeClient())
+		h.Config.PatchMode = mode
+		srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: mode == PatchDirect}
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		out := admissionv1.AdmissionReview{}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || !out.Response.Allowed || out.Response.UID != "uid-1" {
+			t.Fatalf("%s: %d %s", mode, rec.Code, rec.Body)
+		}
+		patch, err := jsonpatch.DecodePatch(out.Response.Patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patched, err := patch.Apply(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{}
+		_ = json.Unmarshal(patched, pod)
+		pods = append(pods, pod)
+	}
+	if !IsInjected(pods[0]) || !equality.Semantic.DeepEqual(pods[0], pods[1]) {
+		t.Error("decode modes disagree")
+	}
+}
