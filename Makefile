@@ -8,7 +8,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # The simulated cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS.
 COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns
 
-.PHONY: all build controlplane demo test test-short test-unit vet clean
+.PHONY: all build controlplane demo bench test test-short test-unit vet clean
 
 all: build
 
@@ -28,6 +28,9 @@ test: vet ## Every test: unit, golden, chart, end to end, and the simulated-clus
 test-short: ## Everything but the simulated-cluster suite (go test -short).
 	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; \
 	KUBEBUILDER_ASSETS="$$dir" go test -short -race -count=1 ./...
+
+bench: ## Measure peergroup against a no-op webhook and no webhook; writes test/bench/RESULTS.md.
+	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/bench -out test/bench/RESULTS.md
 
 test-unit: ## Tests that need no control plane.
 	go test -race -count=1 ./webhook/... ./test/chart/...
