@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -55,5 +58,28 @@ func TestParseFlagsErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error()+stderr.String(), want) {
 			t.Errorf("args %q: error %v, want %q", args, err, want)
 		}
+	}
+}
+
+func TestTrimCached(t *testing.T) {
+	svc := &corev1.Service{}
+	svc.Name, svc.Namespace, svc.ResourceVersion = "cassandra", "db", "7"
+	svc.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
+	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	svc.Spec.ClusterIP = "None"
+	svc.Spec.Ports = []corev1.ServicePort{{Port: 1}}
+	got, err := trimCached(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := got.(*corev1.Service)
+	if trimmed.Name != "cassandra" || trimmed.Namespace != "db" || trimmed.Spec.ClusterIP != "None" || trimmed.Annotations != nil || trimmed.ManagedFields != nil || trimmed.Spec.Ports != nil {
+		t.Errorf("trimmed Service %+v", trimmed)
+	}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.Name, ns.Labels, ns.Annotations = "db", map[string]string{"peergroup.dev/group": "cassandra"}, map[string]string{"a": "b"}
+	got, _ = trimCached(ns)
+	if m := got.(*metav1.PartialObjectMetadata); m.Labels["peergroup.dev/group"] != "cassandra" || m.Annotations != nil {
+		t.Errorf("trimmed namespace %+v", m)
 	}
 }
