@@ -2,14 +2,10 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,8 +17,6 @@ import (
 	"github.com/peergroup/peergroup/test/framework"
 )
 
-var nsCounter atomic.Int32
-
 func testContext(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -32,15 +26,7 @@ func testContext(t *testing.T) context.Context {
 
 func newNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	if len(name) > 50 {
-		name = name[:50]
-	}
-	name = strings.Trim(fmt.Sprintf("%s-%d", name, nsCounter.Add(1)), "-")
-	if _, err := lc.CreateNamespace(context.Background(), name, labels); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return framework.NewTestNamespace(t, lc.Cluster, labels)
 }
 
 // podTemplate is a Cassandra-like pod: two named ports, tuning for a quick
@@ -168,17 +154,7 @@ func requireEndpoints(t *testing.T, ns, service string, pods []corev1.Pod) {
 // discover runs every pod's seed-discovery at once, as kubelets would.
 func discover(t *testing.T, pods []corev1.Pod) []framework.SeedDiscoveryRun {
 	t.Helper()
-	runs := make([]framework.SeedDiscoveryRun, len(pods))
-	var wg sync.WaitGroup
-	for i := range pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := filepath.Join(workDir, "pods", pods[i].Namespace, pods[i].Name)
-			runs[i] = framework.RunSeedDiscovery(testContext(t), seedDiscovery, &pods[i], lc.DNSAddr, out)
-		}()
-	}
-	wg.Wait()
+	runs := framework.RunSeedDiscoveryAll(testContext(t), seedDiscovery, pods, lc.DNSAddr, filepath.Join(workDir, "pods"))
 	for _, r := range runs {
 		if r.Err != nil {
 			t.Fatalf("%s: %v", r.Pod, r.Err)

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -149,16 +148,7 @@ func run(ctx context.Context) error {
 	fmt.Printf("    service/%s clusterIP=%s publishNotReadyAddresses=%v selector=%v ports=%s\n", svc.Name, svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses, svc.Spec.Selector, strings.Join(ports, ","))
 
 	step("Run every pod's seed-discovery init container (as the kubelet would), resolving %s in CoreDNS at %s", "cassandra.cassandra.svc.cluster.local.", lc.DNSAddr)
-	runs := make([]framework.SeedDiscoveryRun, len(pods))
-	var wg sync.WaitGroup
-	for i := range pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs[i] = framework.RunSeedDiscovery(ctx, seedBin, &pods[i], lc.DNSAddr, filepath.Join(work, "pods", pods[i].Name))
-		}()
-	}
-	wg.Wait()
+	runs := framework.RunSeedDiscoveryAll(ctx, seedBin, pods, lc.DNSAddr, filepath.Join(work, "pods"))
 
 	step("Every pod: what was injected and the seeds it wrote")
 	var errs []error

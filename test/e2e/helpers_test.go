@@ -2,19 +2,15 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"regexp"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
 
-var nsCounter atomic.Int32
+	"github.com/peergroup/peergroup/test/framework"
+)
 
 func testContext(t *testing.T) context.Context {
 	t.Helper()
@@ -23,18 +19,9 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// newNamespace creates a namespace named after the test.
 func newNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
-	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	if len(name) > 50 {
-		name = name[:50]
-	}
-	name = strings.Trim(fmt.Sprintf("%s-%d", name, nsCounter.Add(1)), "-")
-	if _, err := cluster.CreateNamespace(context.Background(), name, labels); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return framework.NewTestNamespace(t, cluster, labels)
 }
 
 // cassandraPod is the pod of the classic Cassandra walkthrough, which sets
