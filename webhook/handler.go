@@ -18,7 +18,8 @@ import (
 const Path = "/mutate-v1-pod"
 
 // Handler is the admission.Handler for pods: decode → resolve group →
-// Mutate → ensure Service → PatchResponseFromRaw.
+// Mutate → ensure Service → JSON patch (PatchResponseFromRaw, or the
+// proven-equal direct patch; see PatchMode).
 type Handler struct {
 	Config     Config
 	Namespaces NamespaceLabels
