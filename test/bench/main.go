@@ -61,6 +61,7 @@ type bench struct {
 	pg        *framework.Webhook
 	pgDiff    *framework.Webhook
 	noop      *process
+	oneLabel  *process
 	auditPath string
 	report    strings.Builder
 }
@@ -148,6 +149,10 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.noop.stop()
+	if b.oneLabel, err = startNoop(ctx, noopBin, b.work, "--add-label"); err != nil {
+		return err
+	}
+	defer b.oneLabel.stop()
 
 	b.header()
 	if err := b.handlerThroughput(ctx); err != nil {

@@ -23,16 +23,16 @@ type process struct {
 	ca   []byte
 }
 
-func startNoop(ctx context.Context, bin, work string) (*process, error) {
+func startNoop(ctx context.Context, bin, work string, extraArgs ...string) (*process, error) {
 	port, certDir, ca, err := framework.LoopbackServing()
 	if err != nil {
 		return nil, err
 	}
-	logs, err := os.Create(filepath.Join(work, "noop.log"))
+	logs, err := os.Create(filepath.Join(work, fmt.Sprintf("noop-%d.log", port)))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "--host=127.0.0.1", "--port="+strconv.Itoa(port), "--cert-dir="+certDir)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--host=127.0.0.1", "--port=" + strconv.Itoa(port), "--cert-dir=" + certDir}, extraArgs...)...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
