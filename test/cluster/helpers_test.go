@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -191,4 +192,16 @@ func scale(t *testing.T, obj client.Object, replicas int32, set func(int32)) {
 	if err := lc.Client.Update(context.Background(), obj); err != nil {
 		t.Fatalf("scale %s to %d: %v", obj.GetName(), replicas, err)
 	}
+}
+
+// requireGroupFormed is what every workload must end with: its pods
+// injected, one headless Service named after the group (the default),
+// EndpointSlices listing every pod, and every pod's seed-discovery agreeing.
+func requireGroupFormed(t *testing.T, ns, group string, pods []corev1.Pod) ([]framework.SeedDiscoveryRun, string) {
+	t.Helper()
+	requireInjected(t, pods, webhook.ServiceEnvName(group), group)
+	requireOneHeadlessService(t, ns, group)
+	requireEndpoints(t, ns, group, pods)
+	runs := discover(t, pods)
+	return runs, requireAgreement(t, runs, pods)
 }

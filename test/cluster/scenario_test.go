@@ -36,11 +36,7 @@ func TestReplicationControllerOneToThree(t *testing.T) {
 	scale(t, rc, 3, func(n int32) { rc.Spec.Replicas = &n })
 	pods := runningPods(t, ns, "cassandra", 3)
 
-	requireInjected(t, pods, "CASSANDRA_SERVICE", "cassandra")
-	requireOneHeadlessService(t, ns, "cassandra")
-	requireEndpoints(t, ns, "cassandra", pods)
-	runs := discover(t, pods)
-	seeds := requireAgreement(t, runs, pods)
+	_, seeds := requireGroupFormed(t, ns, "cassandra", pods)
 	if n := len(strings.Split(seeds, ",")); n != 3 {
 		t.Errorf("%d seeds, want the default 3", n)
 	}
@@ -59,10 +55,7 @@ func TestDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	pods := runningPods(t, ns, "akka", 3)
-	requireInjected(t, pods, "AKKA_SERVICE", "akka")
-	requireOneHeadlessService(t, ns, "akka")
-	requireEndpoints(t, ns, "akka", pods)
-	seeds := requireAgreement(t, discover(t, pods), pods)
+	_, seeds := requireGroupFormed(t, ns, "akka", pods)
 	if n := len(strings.Split(seeds, ",")); n != 2 {
 		t.Errorf("%d seeds, want 2 (annotation)", n)
 	}
@@ -84,11 +77,7 @@ func TestStatefulSetOrdinal0(t *testing.T) {
 		t.Fatal(err)
 	}
 	pods := runningPods(t, ns, "cassandra", 3)
-	requireInjected(t, pods, "CASSANDRA_SERVICE", "cassandra")
-	requireOneHeadlessService(t, ns, "cassandra")
-	requireEndpoints(t, ns, "cassandra", pods)
-	runs := discover(t, pods)
-	seeds := requireAgreement(t, runs, pods)
+	runs, seeds := requireGroupFormed(t, ns, "cassandra", pods)
 	var pod0 string
 	for _, p := range pods {
 		if p.Name == "cassandra-0" {
