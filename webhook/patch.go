@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,11 +40,16 @@ func patchResponse(mode PatchMode, raw []byte, in, out *corev1.Pod, cache *InitC
 			pt := admissionv1.PatchTypeJSONPatch
 			return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}}
 		}
-		// Never expected; the reference path below is always correct.
+		// Never expected from Mutate's output. The diff below is the safe
+		// answer, but only with the raw object: with HTTPHandler.DecodePod
+		// there is none, and a diff against nothing would be wrong.
+		if len(raw) == 0 {
+			return admission.Errored(http.StatusInternalServerError, fmt.Errorf("build JSON patch: %w", err))
+		}
 	}
 	mutated, err := json.Marshal(out)
 	if err != nil {
-		return admission.Errored(500, fmt.Errorf("encode mutated pod: %w", err))
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode mutated pod: %w", err))
 	}
 	return admission.PatchResponseFromRaw(raw, mutated)
 }

@@ -140,3 +140,20 @@ func FuzzPatchEquivalence(f *testing.F) {
 // sharedInitCache is shared across cases so the equivalence checks also
 // cover cache hits, not only first encodings.
 var sharedInitCache InitContainerCache
+
+// If the direct patch cannot be built, the answer falls back to the diff
+// when the raw object is there, and is an error when it is not (one-pass
+// decode): never a patch computed against nothing.
+func TestPatchResponseDirectFailure(t *testing.T) {
+	in := benchPod()
+	in.Spec.Containers = append(in.Spec.Containers, corev1.Container{Name: "extra"})
+	out := benchPod() // one container fewer: DirectPatch refuses
+	raw, _ := json.Marshal(in)
+	if resp := patchResponse(PatchDirect, raw, in, out, nil); !resp.Allowed || len(resp.Patches) == 0 {
+		t.Errorf("with the raw object the diff must answer: %+v", resp.Result)
+	}
+	resp := patchResponse(PatchDirect, nil, in, out, nil)
+	if resp.Allowed || resp.Result.Code != 500 || !strings.Contains(resp.Result.Message, "build JSON patch") {
+		t.Errorf("without the raw object: allowed=%v %+v", resp.Allowed, resp.Result)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -57,6 +58,7 @@ type bench struct {
 	o         options
 	work      string
 	cluster   *framework.Cluster
+	clientset kubernetes.Interface
 	rendered  *framework.Rendered
 	pg        *framework.Webhook
 	pgDiff    *framework.Webhook
@@ -110,6 +112,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.cluster.Stop()
+	if b.clientset, err = kubernetes.NewForConfig(b.cluster.Config); err != nil {
+		return err
+	}
 	kubeconfig := filepath.Join(b.work, "kubeconfig")
 	if err := b.cluster.WriteKubeconfig(kubeconfig); err != nil {
 		return err

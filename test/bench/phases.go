@@ -15,7 +15,6 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -170,11 +169,7 @@ type kindLatency struct{ create, dry *result }
 
 // webhookDurations sums the API server's webhook admission histogram.
 func (b *bench) webhookDurations(ctx context.Context) (sum, count float64, err error) {
-	cs, err := kubernetes.NewForConfig(b.cluster.Config)
-	if err != nil {
-		return 0, 0, err
-	}
-	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	raw, err := b.clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read API server metrics: %w", err)
 	}
