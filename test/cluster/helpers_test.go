@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -185,11 +186,15 @@ func requireAgreement(t *testing.T, runs []framework.SeedDiscoveryRun, pods []co
 
 func scale(t *testing.T, obj client.Object, replicas int32, set func(int32)) {
 	t.Helper()
-	if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-		t.Fatal(err)
-	}
-	set(replicas)
-	if err := lc.Client.Update(context.Background(), obj); err != nil {
+	// The controller writes the object's status meanwhile: retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		set(replicas)
+		return lc.Client.Update(context.Background(), obj)
+	})
+	if err != nil {
 		t.Fatalf("scale %s to %d: %v", obj.GetName(), replicas, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -125,11 +126,14 @@ func run(ctx context.Context) error {
 	fmt.Printf("    pod %s running on %s with IP %s (kwok)\n", pods[0].Name, pods[0].Spec.NodeName, pods[0].Status.PodIP)
 
 	step("kubectl scale rc cassandra --replicas=3")
-	if err := lc.Client.Get(ctx, client.ObjectKeyFromObject(rc), rc); err != nil {
-		return err
-	}
-	rc.Spec.Replicas = ptr.To[int32](3)
-	if err := lc.Client.Update(ctx, rc); err != nil {
+	// The controller writes the RC's status meanwhile: retry on conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := lc.Client.Get(ctx, client.ObjectKeyFromObject(rc), rc); err != nil {
+			return err
+		}
+		rc.Spec.Replicas = ptr.To[int32](3)
+		return lc.Client.Update(ctx, rc)
+	}); err != nil {
 		return fmt.Errorf("scale: %w", err)
 	}
 	if pods, err = waitPods(ctx, lc, ns, 3); err != nil {
