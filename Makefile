@@ -8,7 +8,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # The simulated cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS.
 COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns
 
-.PHONY: all build controlplane demo bench test test-short test-unit vet clean
+.PHONY: all build controlplane demo bench test test-short test-unit fuzz vet clean
 
 all: build
 
@@ -21,9 +21,18 @@ controlplane: ## Build every cluster component from source into .cache/ (minutes
 demo: ## The main job: simulated cluster, webhook from the chart, Cassandra RC scaled 1 -> 3, seeds agreed.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
-test: vet ## Every test: unit, golden, chart, end to end, and the simulated-cluster suite.
+test: vet ## Every test: unit, golden, chart, end to end, fault, the simulated-cluster suite, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
 	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target for FUZZTIME (go test fuzzes one target per run); a
+# finding fails the run and is written to webhook/testdata/fuzz, where plain
+# `go test` replays it from then on.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := FuzzAdmissionReview FuzzPodAdmission FuzzPatchEquivalence
+fuzz: ## Fuzz the admission path (decode, resolve, mutate, patch) for FUZZTIME per target.
+	@for t in $(FUZZ_TARGETS); do echo "fuzz: $$t for $(FUZZTIME)"; go test ./webhook -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) | tail -n 3; done
 
 test-short: ## Everything but the simulated-cluster suite (go test -short).
 	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; \

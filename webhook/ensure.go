@@ -13,9 +13,11 @@ import (
 // ServiceEnsurer makes sure a group's headless Service exists before a
 // member pod is admitted.
 type ServiceEnsurer interface {
-	// Ensure returns created=true only when this call created the Service.
-	// With dryRun nothing is written.
-	Ensure(ctx context.Context, want *corev1.Service, dryRun bool) (created bool, err error)
+	// Ensure returns created=true only when this call created the Service
+	// key; desired builds it and is called only when it is needed (a cache
+	// miss or an error), keeping the common path free of allocations. With
+	// dryRun nothing is written.
+	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (created bool, err error)
 }
 
 // ClusterServiceEnsurer reads Services from an informer cache, so admitting a
@@ -30,13 +32,12 @@ type ClusterServiceEnsurer struct {
 	Writer client.Writer
 }
 
-func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, want *corev1.Service, dryRun bool) (bool, error) {
-	key := client.ObjectKeyFromObject(want)
+func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (bool, error) {
 	have := &corev1.Service{}
 	err := e.Cache.Get(ctx, key, have)
 	switch {
 	case err == nil:
-		return false, checkHeadless(have, want)
+		return false, checkHeadless(have, desired)
 	case !apierrors.IsNotFound(err):
 		return false, fmt.Errorf("read Service %s from cache: %w", key, err)
 	case dryRun:
@@ -44,8 +45,7 @@ func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, want *corev1.Service
 		// Service existed.
 		return false, nil
 	}
-	create := want.DeepCopy()
-	err = e.Writer.Create(ctx, create)
+	err = e.Writer.Create(ctx, desired())
 	if err == nil {
 		return true, nil
 	}
@@ -57,14 +57,14 @@ func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, want *corev1.Service
 	if err := e.Live.Get(ctx, key, have); err != nil {
 		return false, fmt.Errorf("read Service %s after AlreadyExists: %w", key, err)
 	}
-	return false, checkHeadless(have, want)
+	return false, checkHeadless(have, desired)
 }
 
-func checkHeadless(have, want *corev1.Service) error {
+func checkHeadless(have *corev1.Service, desired func() *corev1.Service) error {
 	if IsHeadless(have) {
 		return nil
 	}
-	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, Group: want.Labels[GroupLabel], ClusterIP: have.Spec.ClusterIP}
+	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, Group: desired().Labels[GroupLabel], ClusterIP: have.Spec.ClusterIP}
 }
 
 // NamespaceLabels returns the labels of a namespace.

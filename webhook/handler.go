@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -38,7 +40,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 }
 
 func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	log := logf.FromContext(ctx).WithValues("namespace", req.Namespace, "name", podName(req))
+	// Built only when something is logged: WithValues allocates, and most
+	// admissions log nothing.
+	var group []any
+	log := func() logr.Logger {
+		return logf.FromContext(ctx).WithValues(append([]any{"namespace", req.Namespace, "name", podName(req)}, group...)...)
+	}
 	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
 			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource)), resultErrored
@@ -57,26 +64,26 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	var nsLabels map[string]string
 	if _, ok := pod.Labels[GroupLabel]; !ok && pod.Labels[InjectLabel] != "false" {
 		if nsLabels, err = h.Namespaces.Labels(ctx, req.Namespace); err != nil {
-			log.Error(err, "namespace lookup failed")
+			log().Error(err, "namespace lookup failed")
 			return admission.Errored(http.StatusInternalServerError, err), resultErrored
 		}
 	}
 	m, err := ResolveGroup(pod, nsLabels)
 	if err != nil {
-		log.Info("denied", "reason", err.Error())
+		log().Info("denied", "reason", err.Error())
 		return admission.Denied(err.Error()), resultDenied
 	}
 	if !m.Member() {
 		return admission.Allowed(m.Reason), resultSkipped
 	}
-	log = log.WithValues("group", m.Group, "service", m.Service)
+	group = []any{"group", m.Group, "service", m.Service}
 
 	var mutated *corev1.Pod
 	var warnings []string
 	if !IsInjected(pod) {
 		out, w, err := Mutate(pod, m, h.Config)
 		if err != nil {
-			log.Info("denied", "reason", err.Error())
+			log().Info("denied", "reason", err.Error())
 			return admission.Denied(err.Error()), resultDenied
 		}
 		mutated, warnings = out, w
@@ -84,24 +91,31 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 
 	// Ensured even for an already injected pod (reinvocation, offline
 	// injection): a cache hit costs nothing and the Service must exist.
-	created, err := h.Services.Ensure(ctx, DesiredService(pod, req.Namespace, m), ptr.Deref(req.DryRun, false))
+	desired := func() *corev1.Service { return DesiredService(pod, req.Namespace, m) }
+	key := client.ObjectKey{Namespace: req.Namespace, Name: m.Service}
+	created, err := h.Services.Ensure(ctx, key, desired, ptr.Deref(req.DryRun, false))
 	if err != nil {
 		var conflict *NotHeadlessError
 		if errors.As(err, &conflict) {
-			log.Info("denied", "reason", err.Error())
+			log().Info("denied", "reason", err.Error())
 			return admission.Denied(err.Error()), resultDenied
 		}
-		log.Error(err, "ensuring the headless Service failed")
+		log().Error(err, "ensuring the headless Service failed")
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (the API server did not answer within the webhook's budget, 4/5 of its timeoutSeconds)", err)
+		}
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("peergroup: cannot ensure headless Service %s/%s for group %s: %w", req.Namespace, m.Service, m.Group, err)), resultErrored
 	}
 	if created {
 		h.Metrics.serviceCreated()
-		log.Info("created headless Service")
+		log().Info("created headless Service")
 	}
 	if mutated == nil {
 		return admission.Allowed("already injected"), resultSkipped
 	}
-	log.V(1).Info("injected")
+	if v := logf.FromContext(ctx).V(1); v.Enabled() {
+		log().V(1).Info("injected")
+	}
 	return patchResponse(h.Config.PatchMode, req.Object.Raw, pod, mutated, &h.InitContainers).WithWarnings(warnings...), resultInjected
 }
 

@@ -1,12 +1,14 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,9 +40,8 @@ type HTTPHandler struct {
 }
 
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logf.FromContext(r.Context()).WithName("http")
 	fail := func(code int, err error) {
-		log.Info("rejected request", "code", code, "reason", err.Error(), "remote", r.RemoteAddr)
+		logf.FromContext(r.Context()).WithName("http").Info("rejected request", "code", code, "reason", err.Error(), "remote", r.RemoteAddr)
 		writeReview(w, code, admissionv1.AdmissionReview{Response: &admissionv1.AdmissionResponse{
 			Result: &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Message: err.Error()},
 		}})
@@ -54,7 +55,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q not supported: expected application/json", r.Header.Get("Content-Type")))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+	body, err := readBody(r)
 	if err != nil {
 		fail(http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
 		return
@@ -68,9 +69,40 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, err)
 		return
 	}
-	resp := h.Webhook.Handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	resp := h.Webhook.Handle(ctx, admission.Request{AdmissionRequest: *review.Request})
 	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: &resp.AdmissionResponse}
 	writeReview(w, http.StatusOK, out)
+}
+
+// requestContext bounds the admission by the budget the API server states
+// in ?timeout= (the webhook's timeoutSeconds). Without it a slow API server
+// would make the API server give up on the webhook first and report only a
+// timeout calling it; with it the webhook's own answer, naming the cause,
+// arrives in time. A fifth of the budget is kept for writing the answer.
+func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	budget, err := time.ParseDuration(r.URL.Query().Get("timeout"))
+	if err != nil || budget <= 0 {
+		return context.WithCancel(r.Context())
+	}
+	return context.WithTimeout(r.Context(), budget*4/5)
+}
+
+// readBody reads at most MaxRequestBytes+1 bytes, into a buffer sized by
+// Content-Length when the client sent one (the API server does): growing
+// a buffer from nothing was a tenth of an admission's allocations.
+func readBody(r *http.Request) ([]byte, error) {
+	limited := io.LimitReader(r.Body, MaxRequestBytes+1)
+	if r.ContentLength <= 0 || r.ContentLength > MaxRequestBytes {
+		return io.ReadAll(limited)
+	}
+	// net/http ends the body at Content-Length.
+	body := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(limited, body); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // podReview is an AdmissionReview whose object is decoded as a Pod; the

@@ -59,9 +59,10 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	var warnings []string
 	for i := range out.Spec.Containers {
 		c := &out.Spec.Containers[i]
-		// Clipped, so an append reallocates instead of writing into the
-		// input's backing array.
-		c.Env, c.VolumeMounts = slices.Clip(c.Env), slices.Clip(c.VolumeMounts)
+		// Fresh backing arrays with room for the additions, so an append
+		// never writes into the input's array.
+		c.Env = slices.Grow(slices.Clip(c.Env), len(appEnv))
+		c.VolumeMounts = slices.Grow(slices.Clip(c.VolumeMounts), 1)
 		for _, want := range appEnv {
 			warnings = appendEnvUnlessSet(c, want, warnings)
 		}
@@ -89,27 +90,27 @@ func withKey(in map[string]string, k, v string) map[string]string {
 }
 
 func initContainer(m Membership, tuning []envVar, cfg Config) corev1.Container {
-	env := []corev1.EnvVar{
-		{Name: "PEERGROUP_SERVICE", Value: m.Service},
-		{Name: "POD_NAME", ValueFrom: fieldRef("metadata.name")},
-		{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
-		{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
-		{Name: "POD_IPS", ValueFrom: fieldRef("status.podIPs")},
-	}
+	env := make([]corev1.EnvVar, 0, 6+len(tuning))
+	env = append(env,
+		corev1.EnvVar{Name: "PEERGROUP_SERVICE", Value: m.Service},
+		corev1.EnvVar{Name: "POD_NAME", ValueFrom: fieldRef("metadata.name")},
+		corev1.EnvVar{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
+		corev1.EnvVar{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
+		corev1.EnvVar{Name: "POD_IPS", ValueFrom: fieldRef("status.podIPs")},
+	)
 	if cfg.ClusterDomain != "" {
 		env = append(env, corev1.EnvVar{Name: "PEERGROUP_CLUSTER_DOMAIN", Value: cfg.ClusterDomain})
 	}
 	for _, t := range tuning {
 		env = append(env, corev1.EnvVar{Name: t.Name, Value: t.Value})
 	}
-	return corev1.Container{
+	ic := corev1.Container{
 		Name:            InitContainerName,
 		Image:           cfg.SeedDiscoveryImage,
 		Command:         append([]string(nil), cfg.SeedDiscoveryCommand...),
 		Args:            []string{"--output-dir=" + SeedsMountPath},
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Env:             env,
-		Resources:       *cfg.Resources.DeepCopy(),
 		VolumeMounts:    []corev1.VolumeMount{{Name: SeedsVolumeName, MountPath: SeedsMountPath}},
 		// The reason for a failed discovery is what the user needs in
 		// `kubectl describe pod`.
@@ -126,6 +127,8 @@ func initContainer(m Membership, tuning []envVar, cfg Config) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+	cfg.Resources.DeepCopyInto(&ic.Resources)
+	return ic
 }
 
 func fieldRef(path string) *corev1.EnvVarSource {
