@@ -11,7 +11,7 @@ func TestUninjected(t *testing.T) {
 		p := corev1.Pod{}
 		p.Namespace, p.Name, p.Labels = ns, name, labels
 		if injected {
-			p.Spec.InitContainers = []corev1.Container{{Name: InitContainerName}}
+			p.Spec.InitContainers = []corev1.Container{{Name: InitContainerName, VolumeMounts: []corev1.VolumeMount{{Name: SeedsVolumeName, MountPath: SeedsMountPath}}}}
 		}
 		return p
 	}

@@ -9,14 +9,17 @@ import (
 )
 
 // IsInjected reports whether a pod already went through Mutate. The init
-// container is the marker DESIGN.md names; the annotation also counts so a
-// pod injected offline (`peergroup inject`) is recognised.
+// container is the marker DESIGN.md names, recognised by its name and its
+// mount of the seeds volume, so a user's unrelated init container that
+// happens to be called seed-discovery is reported as a collision instead of
+// silently skipping the injection; the annotation also counts, so a pod
+// injected offline (`peergroup inject`) is recognised.
 func IsInjected(pod *corev1.Pod) bool {
 	if _, ok := pod.Annotations[InjectedAnnotation]; ok {
 		return true
 	}
-	for _, c := range pod.Spec.InitContainers {
-		if c.Name == InitContainerName {
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; c.Name == InitContainerName && hasMount(c, SeedsVolumeName) {
 			return true
 		}
 	}
@@ -192,6 +195,16 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 // something else: silently sharing a user's volume or shadowing a user's
 // mount would break the app in ways that are hard to trace back here.
 func checkCollisions(pod *corev1.Pod) error {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == InitContainerName {
+			return &CollisionError{fmt.Sprintf("the pod already has an init container named %q that is not peergroup's (it does not mount the %s volume); peergroup needs that name for its init container: rename yours", InitContainerName, SeedsVolumeName)}
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == InitContainerName {
+			return &CollisionError{fmt.Sprintf("the pod already has a container named %q; container names are unique across init and app containers and peergroup needs that name for its init container: rename the container", InitContainerName)}
+		}
+	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == SeedsVolumeName && v.EmptyDir == nil {
 			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", SeedsVolumeName)}
