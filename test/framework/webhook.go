@@ -179,23 +179,49 @@ func StartWebhookProcess(ctx context.Context, binary, kubeconfig string, r *Rend
 	if err != nil {
 		return nil, err
 	}
+	w.Args = args
+	if err := w.StartProcess(ctx, binary, kubeconfig, ns, logs); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// StartProcess starts the webhook binary with w.Args (again, after a Kill:
+// same port, same certificates) and waits until it is ready.
+func (w *Webhook) StartProcess(ctx context.Context, binary, kubeconfig, ns string, logs io.Writer) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
-	cmd := exec.CommandContext(runCtx, binary, args...)
+	w.done = make(chan error, 1)
+	cmd := exec.CommandContext(runCtx, binary, w.Args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE="+ns)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("start %s: %w", binary, err)
+		return fmt.Errorf("start %s: %w", binary, err)
 	}
-	w.Args, w.Cmd = args, cmd
-	go func() { w.done <- cmd.Wait() }()
+	w.Cmd = cmd
+	done := w.done
+	go func() { done <- cmd.Wait() }()
 	if err := w.waitReady(ctx); err != nil {
 		w.Stop()
-		return nil, err
+		return err
 	}
-	return w, nil
+	return nil
+}
+
+// Kill ends a webhook process with SIGKILL, as the OOM killer or a node
+// failure would: no graceful shutdown.
+func (w *Webhook) Kill() error {
+	if w.Cmd == nil || w.Cmd.Process == nil {
+		return errors.New("not a webhook process")
+	}
+	if err := w.Cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-w.done
+	w.cancel()
+	return nil
 }
 
 func (w *Webhook) waitReady(ctx context.Context) error {
