@@ -4,14 +4,18 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook/server"
@@ -219,7 +223,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		}
 		return strings.Join(out, "; ")
 	}
-	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [mutatingwebhookconfigurations] [peergroup] [get list watch update]" {
+	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [mutatingwebhookconfigurations] [peergroup] [get watch update]" {
 		t.Errorf("ClusterRole rules: %s", got)
 	}
 	if got := rules("Role"); got != "[secrets] <nil> [create]; [secrets] [peergroup-tls] [get update]" {
@@ -240,5 +244,55 @@ func TestHelmLint(t *testing.T) {
 				t.Errorf("%s: %s", name, msg)
 			}
 		}
+	}
+}
+
+// The webhook pod runs as non-root on a read-only root filesystem with no
+// privilege, and serves admission, metrics and probes on three separate
+// ports (metrics and probes never share the TLS admission listener).
+func TestDeploymentHardening(t *testing.T) {
+	for name, values := range modes {
+		t.Run(name, func(t *testing.T) {
+			dep := &appsv1.Deployment{}
+			if err := render(t, values).Typed("Deployment", dep); err != nil {
+				t.Fatal(err)
+			}
+			pod := dep.Spec.Template.Spec
+			if pod.SecurityContext == nil || !ptr.Deref(pod.SecurityContext.RunAsNonRoot, false) {
+				t.Errorf("pod securityContext %+v: want runAsNonRoot", pod.SecurityContext)
+			}
+			if ptr.Deref(pod.AutomountServiceAccountToken, true) == false {
+				t.Error("the webhook needs its ServiceAccount token")
+			}
+			var c *corev1.Container
+			for i := range pod.Containers {
+				if pod.Containers[i].Name == "webhook" {
+					c = &pod.Containers[i]
+				}
+			}
+			if c == nil {
+				t.Fatal("no webhook container")
+			}
+			sc := c.SecurityContext
+			if sc == nil || !ptr.Deref(sc.RunAsNonRoot, false) || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) ||
+				ptr.Deref(sc.AllowPrivilegeEscalation, true) || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("container securityContext %+v: want non-root, read-only root fs, no privilege escalation, drop ALL", sc)
+			}
+			ports := map[int32]string{}
+			for _, p := range c.Ports {
+				if other, dup := ports[p.ContainerPort]; dup {
+					t.Errorf("ports %s and %s share %d", other, p.Name, p.ContainerPort)
+				}
+				ports[p.ContainerPort] = p.Name
+			}
+			o, err := server.ParseFlags(c.Args, func(string) string { return "peergroup-system" }, "v", &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			listeners := []string{fmt.Sprintf(":%d", o.Port), o.MetricsBindAddress, o.HealthProbeBindAddress}
+			if len(ports) != 3 || listeners[1] == listeners[0] || listeners[2] == listeners[0] || listeners[1] == listeners[2] {
+				t.Errorf("listeners %v, container ports %v: want three separate ports", listeners, ports)
+			}
+		})
 	}
 }
