@@ -54,18 +54,9 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity")
-	fs.StringVar(&o.Mutation.SeedDiscoveryImage, "seed-discovery-image", o.Mutation.SeedDiscoveryImage, "image of the injected seed-discovery init container")
-	cmd := strings.Join(o.Mutation.SeedDiscoveryCommand, " ")
-	fs.StringVar(&cmd, "seed-discovery-command", cmd, "command of the seed-discovery init container, space separated")
-	pull := string(o.Mutation.ImagePullPolicy)
-	fs.StringVar(&pull, "seed-discovery-image-pull-policy", pull, "imagePullPolicy of the init container: Always, IfNotPresent or Never")
-	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Requests), "seed-discovery-requests", "resource requests of the init container, e.g. cpu=10m,memory=16Mi")
-	fs.Var((*resourceListFlag)(&o.Mutation.Resources.Limits), "seed-discovery-limits", "resource limits of the init container, e.g. cpu=100m,memory=32Mi")
-	fs.StringVar(&o.Mutation.ClusterDomain, "cluster-domain", "", "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
+	finishMutation := MutationFlags(fs, &o.Mutation)
 	patchMode := string(webhook.PatchDirect)
 	fs.StringVar(&patchMode, "patch-mode", patchMode, "how the JSON patch is made: direct (operations written from the mutation; proven equal by a fuzz test) or diff (admission.PatchResponseFromRaw)")
-	excluded := strings.Join(o.Mutation.ExcludedNamespaces, ",")
-	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
 	fs.BoolVar(&o.SelfSigned, "self-signed", false, "create, store (Secret), rotate and inject (caBundle) the serving certificate")
 	fs.StringVar(&o.Certs.SecretName, "tls-secret-name", "", "selfSigned: Secret in the webhook's namespace holding CA and certificate")
 	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "selfSigned: MutatingWebhookConfiguration whose caBundle is kept in step")
@@ -80,10 +71,8 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	o.Mutation.SeedDiscoveryCommand = strings.Fields(cmd)
+	finishMutation()
 	o.Mutation.PatchMode = webhook.PatchMode(patchMode)
-	o.Mutation.ImagePullPolicy = corev1.PullPolicy(pull)
-	o.Mutation.ExcludedNamespaces = splitList(excluded)
 	o.Certs.ExtraSANs = splitList(sans)
 	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
@@ -94,27 +83,55 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	return o, o.validate()
 }
 
-func (o Options) validate() error {
+// MutationFlags registers on fs the flags that shape the injection, with
+// cfg's values as defaults; finish stores the parsed values into cfg. The
+// webhook and `peergroup inject` share them, so offline injection is
+// configured exactly as the webhook is.
+func MutationFlags(fs *flag.FlagSet, cfg *webhook.Config) (finish func()) {
+	fs.StringVar(&cfg.SeedDiscoveryImage, "seed-discovery-image", cfg.SeedDiscoveryImage, "image of the injected seed-discovery init container")
+	cmd := strings.Join(cfg.SeedDiscoveryCommand, " ")
+	fs.StringVar(&cmd, "seed-discovery-command", cmd, "command of the seed-discovery init container, space separated")
+	pull := string(cfg.ImagePullPolicy)
+	fs.StringVar(&pull, "seed-discovery-image-pull-policy", pull, "imagePullPolicy of the init container: Always, IfNotPresent or Never")
+	fs.Var((*resourceListFlag)(&cfg.Resources.Requests), "seed-discovery-requests", "resource requests of the init container, e.g. cpu=10m,memory=16Mi")
+	fs.Var((*resourceListFlag)(&cfg.Resources.Limits), "seed-discovery-limits", "resource limits of the init container, e.g. cpu=100m,memory=32Mi")
+	fs.StringVar(&cfg.ClusterDomain, "cluster-domain", cfg.ClusterDomain, "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
+	excluded := strings.Join(cfg.ExcludedNamespaces, ",")
+	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
+	return func() {
+		cfg.SeedDiscoveryCommand = strings.Fields(cmd)
+		cfg.ImagePullPolicy = corev1.PullPolicy(pull)
+		cfg.ExcludedNamespaces = splitList(excluded)
+	}
+}
+
+// ValidateMutation reports every unusable injection setting.
+func ValidateMutation(cfg webhook.Config) error {
 	var errs []error
+	if cfg.SeedDiscoveryImage == "" {
+		errs = append(errs, errors.New("--seed-discovery-image must not be empty"))
+	}
+	if len(cfg.SeedDiscoveryCommand) == 0 {
+		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
+	}
+	switch cfg.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--seed-discovery-image-pull-policy %q must be Always, IfNotPresent or Never", cfg.ImagePullPolicy))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) validate() error {
+	errs := []error{ValidateMutation(o.Mutation)}
 	if o.Port < 1 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d is not a port number", o.Port))
 	}
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir must not be empty"))
 	}
-	if o.Mutation.SeedDiscoveryImage == "" {
-		errs = append(errs, errors.New("--seed-discovery-image must not be empty"))
-	}
-	if len(o.Mutation.SeedDiscoveryCommand) == 0 {
-		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
-	}
 	if m := o.Mutation.PatchMode; m != webhook.PatchDirect && m != webhook.PatchDiff {
 		errs = append(errs, fmt.Errorf("--patch-mode %q must be direct or diff", m))
-	}
-	switch o.Mutation.ImagePullPolicy {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		errs = append(errs, fmt.Errorf("--seed-discovery-image-pull-policy %q must be Always, IfNotPresent or Never", o.Mutation.ImagePullPolicy))
 	}
 	return errors.Join(errs...)
 }

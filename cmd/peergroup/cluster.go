@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/webhook"
+)
+
+// newClient reads KUBECONFIG (or --kubeconfig) the way kubectl does.
+func newClient(kubeconfig string) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("peergroup explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", "", "a pod (or a workload: its pod template) from a file, or - for standard input; instead of NAMESPACE/NAME")
+	namespace := fs.String("namespace", "default", "with -f: the namespace the pod would be created in, when it has none")
+	nsGroup := fs.String("namespace-group", "", "offline: stands in for the namespace label peergroup.dev/group")
+	offline := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration to evaluate")
+	output := fs.String("output", "text", "text or json")
+	cfg, finish := mutationConfig(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	if err := finish(); err != nil {
+		return 2, err
+	}
+	if (*file == "") == (fs.NArg() != 1) || fs.NArg() > 1 {
+		return 2, errors.New("explain: give either -f FILE or NAMESPACE/NAME")
+	}
+	if *offline && *file == "" {
+		return 2, errors.New("explain: --offline needs -f")
+	}
+	var pod *corev1.Pod
+	if *file != "" {
+		in, err := readInput(*file, stdin)
+		if err != nil {
+			return 2, err
+		}
+		if pod, err = webhook.PodFromManifest(in); err != nil {
+			return 2, err
+		}
+		if pod.Namespace == "" {
+			pod.Namespace = *namespace
+		}
+	}
+	input := webhook.ExplainInput{Pod: pod, Config: *cfg}
+	if *nsGroup != "" {
+		input.NamespaceLabels = map[string]string{webhook.GroupLabel: *nsGroup}
+	}
+	if !*offline {
+		c, err := newClient(*kubeconfig)
+		if err != nil {
+			return 2, err
+		}
+		if pod == nil {
+			ns, name, ok := strings.Cut(fs.Arg(0), "/")
+			if !ok || ns == "" || name == "" {
+				return 2, fmt.Errorf("explain: %q is not NAMESPACE/NAME", fs.Arg(0))
+			}
+			pod = &corev1.Pod{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+				return 2, fmt.Errorf("read pod %s: %w", fs.Arg(0), err)
+			}
+			input.Pod = pod
+		}
+		if err := lookUp(ctx, c, &input, *configName, *nsGroup != ""); err != nil {
+			return 2, err
+		}
+	}
+	e := webhook.Explain(input)
+	if err := printExplanation(stdout, e, *output); err != nil {
+		return 2, err
+	}
+	if e.Verdict == webhook.VerdictDenied {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// lookUp fills in what the cluster knows: namespace labels (unless given),
+// the webhook configuration, and the group's Service.
+func lookUp(ctx context.Context, c client.Client, in *webhook.ExplainInput, configName string, haveNSLabels bool) error {
+	if !haveNSLabels {
+		ns := &corev1.Namespace{}
+		if err := c.Get(ctx, client.ObjectKey{Name: in.Pod.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read namespace %s: %w", in.Pod.Namespace, err)
+		}
+		in.NamespaceLabels = ns.Labels
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: configName}, mwc); {
+	case err == nil:
+		in.Webhooks = mwc
+	case apierrors.IsNotFound(err):
+		in.Webhooks = &admissionregistrationv1.MutatingWebhookConfiguration{}
+		in.Webhooks.Name = configName + " (not found: peergroup is not installed under this name)"
+	default:
+		return fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
+	}
+	if m, err := webhook.ResolveGroup(in.Pod, in.NamespaceLabels); err == nil && m.Member() {
+		svc := &corev1.Service{}
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: m.Service}, svc); {
+		case err == nil:
+			in.Service = svc
+		case !apierrors.IsNotFound(err):
+			return fmt.Errorf("read Service %s/%s: %w", in.Pod.Namespace, m.Service, err)
+		}
+		in.ServiceKnown = true
+	}
+	return nil
+}
+
+func printExplanation(w io.Writer, e webhook.Explanation, output string) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(e)
+	case "text":
+	default:
+		return fmt.Errorf("--output %q: want text or json", output)
+	}
+	fmt.Fprintf(w, "pod %s: %s\n  why: %s\n", e.Pod, e.Verdict, e.Reason)
+	if e.Group != "" {
+		fmt.Fprintf(w, "  group: %s (from the %s)\n  service: %s", e.Group, strings.ReplaceAll(string(e.Source), "-", " "), e.Service)
+		if e.ServiceState != "" {
+			fmt.Fprintf(w, " (%s)", e.ServiceState)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, m := range e.Entries {
+		state := "does not match"
+		if m.Matches {
+			state = "matches"
+		}
+		fmt.Fprintf(w, "  webhook entry %s %s: %s\n", m.Name, state, m.Why)
+	}
+	for _, warning := range e.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warning)
+	}
+	return nil
+}
+
+func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("peergroup audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	namespace := fs.String("n", "", "only this namespace (default: all)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	output := fs.String("output", "text", "text or json")
+	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
+	cfg, finish := mutationConfig(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	if err := finish(); err != nil {
+		return 2, err
+	}
+	if *output != "text" && *output != "json" {
+		return 2, fmt.Errorf("--output %q: want text or json", *output)
+	}
+	cfg.ExcludedNamespaces = append(cfg.ExcludedNamespaces, *webhookNS)
+	c, err := newClient(*kubeconfig)
+	if err != nil {
+		return 2, err
+	}
+	namespaces := &corev1.NamespaceList{}
+	if err := c.List(ctx, namespaces); err != nil {
+		return 2, fmt.Errorf("list namespaces: %w", err)
+	}
+	nsLabels := map[string]map[string]string{}
+	for _, ns := range namespaces.Items {
+		nsLabels[ns.Name] = ns.Labels
+	}
+	pods := &corev1.PodList{}
+	var opts []client.ListOption
+	if *namespace != "" {
+		opts = append(opts, client.InNamespace(*namespace))
+	}
+	if err := c.List(ctx, pods, opts...); err != nil {
+		return 2, fmt.Errorf("list pods: %w", err)
+	}
+	findings := webhook.Uninjected(pods.Items, nsLabels, *cfg)
+	if *output == "json" {
+		if findings == nil {
+			findings = []webhook.Finding{}
+		}
+		b, err := json.MarshalIndent(findings, "", "  ")
+		if err != nil {
+			return 2, err
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		printFindings(stdout, findings, len(pods.Items))
+	}
+	if len(findings) > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func printFindings(w io.Writer, findings []webhook.Finding, checked int) {
+	if len(findings) == 0 {
+		fmt.Fprintf(w, "%d pods checked: every group member carries the injection\n", checked)
+		return
+	}
+	byNS := map[string][]webhook.Finding{}
+	for _, f := range findings {
+		byNS[f.Namespace] = append(byNS[f.Namespace], f)
+	}
+	names := make([]string, 0, len(byNS))
+	for ns := range byNS {
+		names = append(names, ns)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "%d pods checked: %d group members without the injection (admitted while the webhook was down with failurePolicy Ignore, or created before peergroup was installed); recreate them to inject\n", checked, len(findings))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, ns := range names {
+		fmt.Fprintf(tw, "\nnamespace %s\tGROUP\tREASON\n", ns)
+		for _, f := range byNS[ns] {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Pod, f.Group, f.Reason)
+		}
+	}
+	tw.Flush()
+}

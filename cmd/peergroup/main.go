@@ -1,0 +1,68 @@
+// Command peergroup is the offline and diagnostic companion of the webhook:
+//
+//	peergroup inject -f FILE|-     the webhook's injection applied to manifests, plus the Services
+//	peergroup explain (-f FILE | NAMESPACE/NAME)   whether, why and how a pod is injected
+//	peergroup audit [-n NAMESPACE] [--output json] members admitted without the injection
+//
+// Every rule comes from package webhook, the code the webhook runs.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+var version = "dev"
+
+const usage = `usage: peergroup <command> [flags]
+
+commands:
+  inject   apply the webhook's injection to manifests (YAML or JSON, any workload kind or List)
+           and print them with the headless Services the webhook would create
+  explain  tell whether a pod (a file, or NAMESPACE/NAME in the cluster) would be injected, by
+           which webhook entry, into which group and Service, and what would stop it
+  audit    list the group members in the cluster that lack the injection; exit 1 if any
+
+Run 'peergroup <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run returns the exit code: 0 done, 1 a finding (audit found pods; explain:
+// the pod would be denied), 2 bad usage or an error.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	code := 0
+	switch args[0] {
+	case "inject":
+		err = inject(args[1:], stdin, stdout, stderr)
+	case "explain":
+		code, err = explain(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		code, err = audit(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "peergroup: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "peergroup:", err)
+		return 2
+	}
+	return code
+}

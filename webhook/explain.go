@@ -1,0 +1,167 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Verdicts of Explain.
+const (
+	VerdictInjected        = "would be injected"
+	VerdictAlreadyInjected = "already injected"
+	VerdictNotInjected     = "not injected"
+	VerdictDenied          = "would be denied"
+)
+
+// EntryMatch says whether one webhook entry would be called for the pod.
+type EntryMatch struct {
+	Name    string `json:"name"`
+	Matches bool   `json:"matches"`
+	Why     string `json:"why"`
+}
+
+// Explanation answers "would this pod be injected, and why (not)?".
+type Explanation struct {
+	Pod     string       `json:"pod"`
+	Entries []EntryMatch `json:"entries,omitempty"`
+	Group   string       `json:"group,omitempty"`
+	Source  Source       `json:"source,omitempty"`
+	Service string       `json:"service,omitempty"`
+	// ServiceState: "exists, headless", "will be created", or the conflict.
+	ServiceState string   `json:"serviceState,omitempty"`
+	Verdict      string   `json:"verdict"`
+	Reason       string   `json:"reason"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// ExplainInput is what Explain looks at. NamespaceLabels, Webhooks and
+// Service may be unknown (nil): offline, without a cluster.
+type ExplainInput struct {
+	Pod             *corev1.Pod
+	NamespaceLabels map[string]string
+	Config          Config
+	// Webhooks is the live MutatingWebhookConfiguration.
+	Webhooks *admissionregistrationv1.MutatingWebhookConfiguration
+	// Service is the existing Service named for the group, if any;
+	// ServiceKnown says whether it was looked up.
+	Service      *corev1.Service
+	ServiceKnown bool
+}
+
+// Explain applies the webhook's rules, in the handler's order, to one pod
+// and says what the webhook would do with it and why.
+func Explain(in ExplainInput) Explanation {
+	pod := in.Pod
+	e := Explanation{Pod: pod.Namespace + "/" + podDisplayName(pod)}
+	if in.Webhooks != nil {
+		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
+	}
+	if in.Config.excluded(pod.Namespace) {
+		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
+		return e
+	}
+	m, err := ResolveGroup(pod, in.NamespaceLabels)
+	if err != nil {
+		e.Verdict, e.Reason = VerdictDenied, err.Error()
+		return e
+	}
+	if !m.Member() {
+		e.Verdict, e.Reason = VerdictNotInjected, m.Reason
+		return e
+	}
+	e.Group, e.Source, e.Service = m.Group, m.Source, m.Service
+	if in.Webhooks != nil && !slices.ContainsFunc(e.Entries, func(x EntryMatch) bool { return x.Matches }) {
+		e.Verdict, e.Reason = VerdictNotInjected, "no entry of webhook configuration "+in.Webhooks.Name+" matches the pod, so the API server never calls peergroup for it"
+		return e
+	}
+	if IsInjected(pod) {
+		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+InjectedAnnotation+" annotation"
+	} else {
+		_, warnings, err := Mutate(pod, m, in.Config)
+		if err != nil {
+			e.Verdict, e.Reason = VerdictDenied, err.Error()
+			return e
+		}
+		e.Warnings = warnings
+		e.Verdict, e.Reason = VerdictInjected, fmt.Sprintf("member of group %s (%s)", m.Group, m.Source)
+	}
+	switch {
+	case !in.ServiceKnown:
+		e.ServiceState = "not looked up (offline)"
+	case in.Service == nil:
+		e.ServiceState = "will be created (headless)"
+	case IsHeadless(in.Service):
+		e.ServiceState = "exists, headless: used as is"
+	default:
+		err := checkHeadless(in.Service, func() *corev1.Service { return DesiredService(pod, pod.Namespace, m) })
+		e.ServiceState = "exists and is not headless"
+		var nh *NotHeadlessError
+		if errors.As(err, &nh) && e.Verdict == VerdictInjected {
+			e.Verdict, e.Reason = VerdictDenied, err.Error()
+		}
+	}
+	return e
+}
+
+func podDisplayName(pod *corev1.Pod) string {
+	if pod.Name != "" {
+		return pod.Name
+	}
+	if pod.GenerateName != "" {
+		return pod.GenerateName + "*"
+	}
+	return "(unnamed)"
+}
+
+// matchEntries evaluates each entry's rules and selectors as the API
+// server would for a pod CREATE. The API server adds the label
+// kubernetes.io/metadata.name to every namespace; so does this.
+func matchEntries(mwc *admissionregistrationv1.MutatingWebhookConfiguration, pod *corev1.Pod, nsLabels map[string]string) []EntryMatch {
+	nsSet := labels.Set{corev1.LabelMetadataName: pod.Namespace}
+	for k, v := range nsLabels {
+		nsSet[k] = v
+	}
+	var out []EntryMatch
+	for _, w := range mwc.Webhooks {
+		em := EntryMatch{Name: w.Name}
+		switch {
+		case !rulesMatchPodCreate(w.Rules):
+			em.Why = "its rules do not cover CREATE of v1 pods"
+		case !selectorMatches(w.NamespaceSelector, nsSet):
+			em.Why = "namespaceSelector " + metav1.FormatLabelSelector(w.NamespaceSelector) + " does not match the namespace's labels"
+		case !selectorMatches(w.ObjectSelector, labels.Set(pod.Labels)):
+			em.Why = "objectSelector " + metav1.FormatLabelSelector(w.ObjectSelector) + " does not match the pod's labels"
+		default:
+			em.Matches, em.Why = true, "rules, namespaceSelector and objectSelector match"
+		}
+		out = append(out, em)
+	}
+	return out
+}
+
+func rulesMatchPodCreate(rules []admissionregistrationv1.RuleWithOperations) bool {
+	for _, r := range rules {
+		ops := slices.Contains(r.Operations, admissionregistrationv1.Create) || slices.Contains(r.Operations, admissionregistrationv1.OperationAll)
+		groups := slices.Contains(r.APIGroups, "") || slices.Contains(r.APIGroups, "*")
+		versions := slices.Contains(r.APIVersions, "v1") || slices.Contains(r.APIVersions, "*")
+		resources := slices.Contains(r.Resources, "pods") || slices.Contains(r.Resources, "*")
+		if ops && groups && versions && resources {
+			return true
+		}
+	}
+	return false
+}
+
+func selectorMatches(sel *metav1.LabelSelector, set labels.Set) bool {
+	if sel == nil {
+		return true
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	return err == nil && s.Matches(set)
+}

@@ -1,0 +1,340 @@
+package webhook
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// OfflineOptions configure InjectManifests.
+type OfflineOptions struct {
+	Config Config
+	// NamespaceGroup stands in for the namespace label peergroup.dev/group
+	// of every namespace the manifests land in.
+	NamespaceGroup string
+	// DefaultNamespace is where objects without metadata.namespace land,
+	// for the excluded-namespace rule; the Services emitted for them carry
+	// no namespace either, so `kubectl apply -n` places both together.
+	DefaultNamespace string
+}
+
+// InjectResult is what InjectManifests did.
+type InjectResult struct {
+	// Injected names each pod template changed ("Deployment/db/cassandra").
+	Injected []string
+	// Services are the headless Services the webhook would create.
+	Services []*corev1.Service
+	Warnings []string
+}
+
+// templatePaths are where each workload kind keeps its pod template.
+var templatePaths = map[string][]string{
+	"Pod":                   {},
+	"Deployment":            {"spec", "template"},
+	"StatefulSet":           {"spec", "template"},
+	"DaemonSet":             {"spec", "template"},
+	"ReplicaSet":            {"spec", "template"},
+	"ReplicationController": {"spec", "template"},
+	"Job":                   {"spec", "template"},
+	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
+	"PodTemplate":           {"template"},
+}
+
+// InjectManifests applies the webhook's mutation, offline, to every pod
+// template in a YAML or JSON stream (one or many documents, Lists
+// included) whose labels, or opts.NamespaceGroup, make it a member. It is
+// the webhook's own code path: ResolveGroup, Mutate, and the direct JSON
+// patch applied to the template as written, so fields peergroup does not
+// touch stay as they were. The output starts with the headless Services
+// the webhook would create, then the documents in order; a document with
+// no member is copied byte for byte, and input without any member is
+// returned unchanged. An error (invalid group, collision, bad tuning)
+// names the object and changes nothing.
+func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, error) {
+	res := InjectResult{}
+	docs, err := splitDocuments(in)
+	if err != nil {
+		return nil, res, err
+	}
+	services := map[string]*corev1.Service{}
+	out := make([][]byte, len(docs))
+	changed := false
+	for i, doc := range docs {
+		out[i] = doc
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		obj := &unstructured.Unstructured{}
+		jsonDoc, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, res, fmt.Errorf("document %d: not YAML or JSON: %w", i+1, err)
+		}
+		if err := obj.UnmarshalJSON(jsonDoc); err != nil {
+			return nil, res, fmt.Errorf("document %d: not a Kubernetes object: %w", i+1, err)
+		}
+		did, err := injectObject(obj.Object, "", opts, &res, services)
+		if err != nil {
+			return nil, res, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if !did {
+			continue
+		}
+		changed = true
+		if out[i], err = yaml.Marshal(obj.Object); err != nil {
+			return nil, res, fmt.Errorf("document %d: encode: %w", i+1, err)
+		}
+	}
+	if !changed {
+		return in, res, nil
+	}
+	keys := make([]string, 0, len(services))
+	for k := range services {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var buf bytes.Buffer
+	for _, k := range keys {
+		svc := services[k]
+		res.Services = append(res.Services, svc)
+		b, err := serviceYAML(svc)
+		if err != nil {
+			return nil, res, err
+		}
+		buf.WriteString("---\n")
+		buf.Write(b)
+	}
+	for _, d := range out {
+		buf.WriteString("---\n")
+		buf.Write(d)
+		if len(d) > 0 && d[len(d)-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+	}
+	return buf.Bytes(), res, nil
+}
+
+// injectObject injects obj's pod template (or each item of a List) in
+// place and reports whether anything changed.
+func injectObject(obj map[string]any, listNamespace string, opts OfflineOptions, res *InjectResult, services map[string]*corev1.Service) (bool, error) {
+	kind, _ := obj["kind"].(string)
+	if items, ok := obj["items"].([]any); ok && strings.HasSuffix(kind, "List") {
+		changed := false
+		for j, item := range items {
+			m, ok := item.(map[string]any)
+			if !ok {
+				continue
+			}
+			did, err := injectObject(m, listNamespace, opts, res, services)
+			if err != nil {
+				return false, fmt.Errorf("item %d: %w", j+1, err)
+			}
+			changed = changed || did
+		}
+		return changed, nil
+	}
+	path, ok := templatePaths[kind]
+	if !ok {
+		return false, nil
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	namespace, _ := meta["namespace"].(string)
+	template := obj
+	if len(path) > 0 {
+		t, found, err := unstructured.NestedMap(obj, path...)
+		if err != nil || !found {
+			return false, nil
+		}
+		template = t
+	}
+	raw, err := json.Marshal(template)
+	if err != nil {
+		return false, err
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(raw, pod); err != nil {
+		return false, fmt.Errorf("%s %s: pod template does not decode: %w", kind, name, err)
+	}
+	effectiveNS := namespace
+	if effectiveNS == "" {
+		effectiveNS = opts.DefaultNamespace
+	}
+	pod.Namespace = effectiveNS
+	what := kind + "/" + name
+	if namespace != "" {
+		what = kind + "/" + namespace + "/" + name
+	}
+	if opts.Config.excluded(effectiveNS) {
+		return false, nil
+	}
+	var nsLabels map[string]string
+	if opts.NamespaceGroup != "" {
+		nsLabels = map[string]string{GroupLabel: opts.NamespaceGroup}
+	}
+	m, err := ResolveGroup(pod, nsLabels)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	if !m.Member() || IsInjected(pod) {
+		return false, nil
+	}
+	mutated, warnings, err := Mutate(pod, m, opts.Config)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	for _, w := range warnings {
+		res.Warnings = append(res.Warnings, what+": "+w)
+	}
+	patch, err := DirectPatch(pod, mutated)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	// The patch's parents must exist, as they do in an object the API
+	// server sends; a template may omit them.
+	ensureMap(template, "metadata")
+	ensureMap(template, "spec")
+	if raw, err = json.Marshal(template); err != nil {
+		return false, err
+	}
+	decoded, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return false, err
+	}
+	patched, err := decoded.Apply(raw)
+	if err != nil {
+		return false, fmt.Errorf("%s: apply the injection: %w", what, err)
+	}
+	result := map[string]any{}
+	if err := json.Unmarshal(patched, &result); err != nil {
+		return false, err
+	}
+	if len(path) == 0 {
+		for k := range obj {
+			delete(obj, k)
+		}
+		for k, v := range result {
+			obj[k] = v
+		}
+	} else if err := unstructured.SetNestedMap(obj, result, path...); err != nil {
+		return false, err
+	}
+	res.Injected = append(res.Injected, what)
+	svc := DesiredService(pod, namespace, m)
+	key := namespace + "/" + svc.Name
+	if _, ok := services[key]; !ok {
+		services[key] = svc
+	}
+	return true, nil
+}
+
+func ensureMap(m map[string]any, key string) {
+	if _, ok := m[key].(map[string]any); !ok {
+		m[key] = map[string]any{}
+	}
+}
+
+// serviceYAML encodes a Service the way a user would write it: no status,
+// no creationTimestamp.
+func serviceYAML(svc *corev1.Service) ([]byte, error) {
+	raw, err := json.Marshal(svc)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	if meta, ok := m["metadata"].(map[string]any); ok {
+		delete(meta, "creationTimestamp")
+	}
+	return yaml.Marshal(m)
+}
+
+// splitDocuments splits a YAML stream at its document separators, keeping
+// each document's bytes as written.
+func splitDocuments(in []byte) ([][]byte, error) {
+	r := utilyaml.NewYAMLReader(bufioReader(in))
+	var docs [][]byte
+	for {
+		d, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read manifests: %w", err)
+		}
+		docs = append(docs, d)
+	}
+}
+
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line...)
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+func bufioReader(in []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(in)) }
+
+// PodFromManifest reads one object, a Pod or a workload, and returns its
+// pod (the template of a workload, with the workload's namespace).
+func PodFromManifest(in []byte) (*corev1.Pod, error) {
+	docs, err := splitDocuments(in)
+	if err != nil {
+		return nil, err
+	}
+	for _, doc := range docs {
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		obj := map[string]any{}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return nil, fmt.Errorf("not YAML or JSON: %w", err)
+		}
+		kind, _ := obj["kind"].(string)
+		path, ok := templatePaths[kind]
+		if !ok {
+			return nil, fmt.Errorf("kind %q has no pod template; want a Pod or one of Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob", kind)
+		}
+		template := obj
+		if len(path) > 0 {
+			if template, _, err = unstructured.NestedMap(obj, path...); err != nil || template == nil {
+				return nil, fmt.Errorf("%s has no pod template at %s", kind, strings.Join(path, "."))
+			}
+		}
+		raw, err := json.Marshal(template)
+		if err != nil {
+			return nil, err
+		}
+		pod := &corev1.Pod{}
+		if err := json.Unmarshal(raw, pod); err != nil {
+			return nil, fmt.Errorf("pod does not decode: %w", err)
+		}
+		if len(path) > 0 {
+			meta, _ := obj["metadata"].(map[string]any)
+			pod.Namespace, _ = meta["namespace"].(string)
+			if pod.Name == "" {
+				name, _ := meta["name"].(string)
+				pod.GenerateName = name + "-"
+			}
+		}
+		return pod, nil
+	}
+	return nil, errors.New("no object in the input")
+}

@@ -1,0 +1,126 @@
+package webhook
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/yaml"
+)
+
+const injectFixtureDir = "../test/fixtures/inject"
+
+// TestInjectGolden runs `peergroup inject`'s library over real-world
+// manifests and compares the output, as objects, with the golden files
+// (go test ./webhook -run InjectGolden -update rewrites them).
+func TestInjectGolden(t *testing.T) {
+	cases := []struct {
+		name, input, nsGroup string
+		injected             []string
+		services             int
+	}{
+		{"cassandra-statefulset", "../docs/examples/cassandra-statefulset.yaml", "", []string{"StatefulSet/cassandra"}, 1},
+		{"akka-deployment", "../docs/examples/akka-deployment.yaml", "", []string{"Deployment/akka"}, 1},
+		{"cronjob", injectFixtureDir + "/cronjob.yaml", "", []string{"CronJob/db/cassandra-repair"}, 1},
+		{"list", injectFixtureDir + "/list.yaml", "", []string{"StatefulSet/search/es"}, 1},
+		{"redis-pod-namespace-group", injectFixtureDir + "/redis-pod.json", "redis", []string{"Pod/redis-0"}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := os.ReadFile(tc.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := DefaultConfig()
+			cfg.Version = "0.1.0"
+			out, res, err := InjectManifests(in, OfflineOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(res.Injected, ",") != strings.Join(tc.injected, ",") || len(res.Services) != tc.services {
+				t.Errorf("injected %v, %d Services; want %v, %d", res.Injected, len(res.Services), tc.injected, tc.services)
+			}
+			golden := filepath.Join(injectFixtureDir, tc.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, out, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, exp := documents(t, out), documents(t, want); !equality.Semantic.DeepEqual(got, exp) {
+				t.Errorf("output differs from %s:\n%s", golden, out)
+			}
+			// The output is the webhook's own result: injecting it again
+			// changes nothing.
+			again, res2, err := InjectManifests(out, OfflineOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
+			if err != nil || !bytes.Equal(again, out) || len(res2.Injected) != 0 {
+				t.Errorf("injecting the output again changed it (%v, injected %v)", err, res2.Injected)
+			}
+		})
+	}
+}
+
+func documents(t *testing.T, stream []byte) []any {
+	t.Helper()
+	docs, err := splitDocuments(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for _, d := range docs {
+		if len(bytes.TrimSpace(stripComments(d))) == 0 {
+			continue
+		}
+		var v any
+		if err := yaml.Unmarshal(d, &v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// Non-members pass through byte for byte, comments and layout included.
+func TestInjectLeavesNonMembersByteIdentical(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join(injectFixtureDir, "non-members.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, res, err := InjectManifests(in, OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+	if err != nil || !bytes.Equal(in, out) || len(res.Injected) != 0 {
+		t.Errorf("non-members changed (%v):\n%s", err, out)
+	}
+	// In a mixed stream, the untouched documents keep their bytes too.
+	mixed := append(append([]byte{}, in...), []byte("---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n")...)
+	out, _, err = InjectManifests(mixed, OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{"name: web   # trailing comment kept", "spec: {selector: {app: web}, ports: [{port: 80}]}"} {
+		if !bytes.Contains(out, []byte(part)) {
+			t.Errorf("untouched document lost %q:\n%s", part, out)
+		}
+	}
+}
+
+// Bad members stop the whole run with the object named; nothing is output.
+func TestInjectErrorsNameTheObject(t *testing.T) {
+	cases := map[string]string{
+		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: apps}\nspec: {template: {metadata: {labels: {peergroup.dev/group: Bad}}, spec: {containers: [{name: c}]}}}\n": `Deployment/apps/d: peergroup: pod label peergroup.dev/group value "Bad" is invalid`,
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}, annotations: {peergroup.dev/seed-count: \"0\"}}\nspec: {containers: [{name: c}]}\n":             "Pod/p: peergroup: annotation peergroup.dev/seed-count",
+		"kind: Pod\nmetadata: [1, 2]\n": "document 1",
+		"\tnot: [yaml":                  "document 1",
+	}
+	for in, want := range cases {
+		out, _, err := InjectManifests([]byte(in), OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+		if err == nil || !strings.Contains(err.Error(), want) || out != nil {
+			t.Errorf("%q: %v, want an error containing %q and no output", in, err, want)
+		}
+	}
+}
