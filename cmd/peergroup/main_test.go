@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
+)
+
+// The CLI against a real kube-apiserver: audit finds exactly the
+// uninjected members, explain reads the live webhook configuration,
+// namespace labels and Services, and inject's output is accepted by the
+// API server as kubectl apply would send it.
+func TestCLIAgainstAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a kube-apiserver")
+	}
+	ctx := context.Background()
+	cluster, err := framework.StartCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Stop()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := cluster.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(stdin string, args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	for ns, labels := range map[string]map[string]string{"db": {webhook.GroupLabel: "cassandra"}, "apps": nil, "search": nil, "peergroup-system": nil} {
+		if _, err := cluster.CreateNamespace(ctx, ns, labels); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No webhook registered yet: pods are admitted as they are.
+	pod := func(ns, name string, labels map[string]string) *corev1.Pod {
+		p := &corev1.Pod{}
+		p.Namespace, p.Name, p.Labels = ns, name, labels
+		p.Spec.Containers = []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}
+		return p
+	}
+	injectedYAML, _, err := webhook.InjectManifests([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: db}\nspec: {containers: [{name: c, image: registry.example/app:1}]}\n"),
+		webhook.OfflineOptions{Config: webhook.DefaultConfig(), NamespaceGroup: "cassandra"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range append(decodeAll(t, injectedYAML),
+		pod("db", "missed", nil),
+		pod("apps", "labelled", map[string]string{webhook.GroupLabel: "akka"}),
+		pod("apps", "plain", nil),
+		pod("apps", "opted-out", map[string]string{webhook.InjectLabel: "false"}),
+		pod("peergroup-system", "own", map[string]string{webhook.GroupLabel: "x"}),
+	) {
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			t.Fatalf("create %s: %v", obj.GetName(), err)
+		}
+	}
+
+	t.Run("audit", func(t *testing.T) {
+		code, out, stderr := cli("", "audit", "--kubeconfig", kubeconfig)
+		if code != 1 || !strings.Contains(out, "2 group members without the injection") ||
+			!strings.Contains(out, "namespace apps") || !strings.Contains(out, "\n  labelled ") || !strings.Contains(out, "\n  missed ") ||
+			strings.Contains(out, "\n  plain") || strings.Contains(out, "\n  opted-out") || strings.Contains(out, "\n  done") || strings.Contains(out, "\n  own") {
+			t.Errorf("audit: exit %d\n%s%s", code, out, stderr)
+		}
+		code, out, _ = cli("", "audit", "--kubeconfig", kubeconfig, "-n", "apps", "--output", "json")
+		var findings []webhook.Finding
+		if err := json.Unmarshal([]byte(out), &findings); err != nil || code != 1 || len(findings) != 1 || findings[0].Pod != "labelled" || findings[0].Group != "akka" {
+			t.Errorf("audit -n apps --output json: exit %d %v\n%s", code, err, out)
+		}
+		for _, name := range []string{"missed"} {
+			_ = cluster.Client.Delete(ctx, pod("db", name, nil))
+		}
+		if code, out, _ := cli("", "audit", "--kubeconfig", kubeconfig, "-n", "db"); code != 0 || !strings.Contains(out, "every group member carries the injection") {
+			t.Errorf("audit of a clean namespace: exit %d\n%s", code, out)
+		}
+	})
+
+	// The chart's webhook configuration, as installed (it is only read).
+	rendered, err := framework.Render("peergroup", "peergroup-system", map[string]any{"certificates": map[string]any{"mode": "certManager"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc, err := framework.RenderedWebhookConfig(rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "https://127.0.0.1:1/mutate-v1-pod"
+	for i := range mwc.Webhooks {
+		mwc.Webhooks[i].ClientConfig.Service = nil
+		mwc.Webhooks[i].ClientConfig.URL = &unreachable
+	}
+	if err := cluster.Client.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	web := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	web.Namespace, web.Name = "db", "web"
+	if err := cluster.Client.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("explain", func(t *testing.T) {
+		cases := []struct {
+			name  string
+			args  []string
+			stdin string
+			code  int
+			says  []string
+		}{
+			{"injected pod in the cluster", []string{"db/done"}, "", 0, []string{"pod db/done: already injected", "service: cassandra (exists, headless: used as is)", "webhook entry pod-label.peergroup.dev matches"}},
+			{"namespace member from a file", []string{"-f", "-", "--namespace", "db"}, "apiVersion: v1\nkind: Pod\nmetadata: {name: new}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 7000}]}]}\n", 0,
+				[]string{"pod db/new: would be injected", "group: cassandra (from the namespace label)", "service: cassandra (exists, headless: used as is)", "webhook entry namespace-label.peergroup.dev matches", "webhook entry pod-label.peergroup.dev does not match: objectSelector"}},
+			{"group of a non-headless Service", []string{"-f", "-"}, "apiVersion: v1\nkind: Pod\nmetadata: {name: w, namespace: db, labels: {peergroup.dev/group: web}}\nspec: {containers: [{name: c, image: x}]}\n", 1,
+				[]string{"would be denied", "Service db/web exists and is not headless"}},
+			{"not a member", []string{"-f", "-", "--namespace", "apps"}, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {metadata: {labels: {app: d}}, spec: {containers: [{name: c, image: x}]}}}\n", 0,
+				[]string{"pod apps/d-*: not injected", "no peergroup.dev/group label on the pod or its namespace", "does not match: namespaceSelector"}},
+			{"invalid group", []string{"-f", "-", "--namespace", "apps"}, "apiVersion: v1\nkind: Pod\nmetadata: {name: b, labels: {peergroup.dev/group: B}}\nspec: {containers: [{name: c, image: x}]}\n", 1,
+				[]string{"would be denied", `value "B" is invalid`}},
+			{"excluded namespace", []string{"--excluded-namespaces", "kube-system,peergroup-system", "peergroup-system/own"}, "", 0, []string{"not injected", "namespace peergroup-system is excluded"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				code, out, stderr := cli(tc.stdin, append([]string{"explain", "--kubeconfig", kubeconfig}, tc.args...)...)
+				if code != tc.code {
+					t.Errorf("exit %d, want %d\n%s%s", code, tc.code, out, stderr)
+				}
+				for _, s := range tc.says {
+					if !strings.Contains(out, s) {
+						t.Errorf("output does not say %q:\n%s%s", s, out, stderr)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("inject output accepted", func(t *testing.T) {
+		// As on a fresh install: the Services inject emits do not exist yet.
+		existing := &corev1.Service{}
+		existing.Namespace, existing.Name = "db", "cassandra"
+		if err := cluster.Client.Delete(ctx, existing); err != nil {
+			t.Fatal(err)
+		}
+		inputs := []string{"../../docs/examples/cassandra-statefulset.yaml", "../../docs/examples/akka-deployment.yaml", "../../test/fixtures/inject/cronjob.yaml", "../../test/fixtures/inject/list.yaml"}
+		for _, in := range inputs {
+			code, out, stderr := cli("", "inject", "-f", in)
+			if code != 0 {
+				t.Fatalf("inject -f %s: exit %d: %s", in, code, stderr)
+			}
+			for _, obj := range decodeAll(t, []byte(out)) {
+				if obj.GetNamespace() == "" {
+					obj.SetNamespace("apps")
+				}
+				if err := cluster.Client.Create(ctx, obj, client.DryRunAll); err != nil {
+					t.Errorf("%s: %s %s refused by the API server: %v", in, obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+				}
+			}
+		}
+	})
+}
+
+// decodeAll decodes a YAML stream into objects, unwrapping Lists as
+// kubectl apply does.
+func decodeAll(t *testing.T, stream []byte) []client.Object {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "objects.yaml")
+	if err := os.WriteFile(path, stream, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := framework.DecodeFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []client.Object
+	for _, d := range docs {
+		if d.IsList() {
+			if err := d.EachListItem(func(o runtime.Object) error {
+				out = append(out, o.(*unstructured.Unstructured))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no objects in %s", stream)
+	}
+	return out
+}
