@@ -113,7 +113,7 @@ func TestInjectLeavesNonMembersByteIdentical(t *testing.T) {
 func TestInjectErrorsNameTheObject(t *testing.T) {
 	cases := map[string]string{
 		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: apps}\nspec: {template: {metadata: {labels: {peergroup.dev/group: Bad}}, spec: {containers: [{name: c}]}}}\n": `Deployment/apps/d: peergroup: pod label peergroup.dev/group value "Bad" is invalid`,
-		"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}, annotations: {peergroup.dev/seed-count: \"0\"}}\nspec: {containers: [{name: c}]}\n":             "Pod/p: peergroup: annotation peergroup.dev/seed-count",
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}, annotations: {peergroup.dev/seed-count: \"0\"}}\nspec: {containers: [{name: c}]}\n":                "Pod/p: peergroup: annotation peergroup.dev/seed-count",
 		"kind: Pod\nmetadata: [1, 2]\n": "document 1",
 		"\tnot: [yaml":                  "document 1",
 	}
