@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -27,19 +28,39 @@ type Handler struct {
 	Namespaces NamespaceLabels
 	Services   ServiceEnsurer
 	Metrics    *Metrics
+	// Events, when set, reports denials and created Services on the pod's
+	// owner (or its namespace); never for dry-run requests.
+	Events *Events
 	// InitContainers caches encoded init containers (PatchDirect).
 	InitContainers InitContainerCache
 }
 
 var _ admission.Handler = (*Handler)(nil)
 
+// outcome is what one admission did, for metrics and events.
+type outcome struct {
+	result string // resultInjected, resultSkipped, resultDenied, resultErrored
+	// reason is a short, fixed word (metrics label): why skipped, denied
+	// or errored.
+	reason string
+	group  string
+	// message is the denial or error the user sees.
+	message string
+	// service is set when this admission created the group's Service.
+	service string
+}
+
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	resp, result := h.handle(ctx, req)
-	h.Metrics.observe(result)
+	start := time.Now()
+	resp, out, pod := h.handle(ctx, req)
+	h.Metrics.observe(req.Namespace, out, time.Since(start))
+	if h.Events != nil && !ptr.Deref(req.DryRun, false) && pod != nil {
+		h.Events.record(ctx, req.Namespace, pod, out)
+	}
 	return resp
 }
 
-func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, outcome, *corev1.Pod) {
 	// Built only when something is logged: WithValues allocates, and most
 	// admissions log nothing.
 	var group []any
@@ -48,33 +69,38 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	}
 	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
-			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource)), resultErrored
+			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource)), outcome{result: resultErrored, reason: reasonBadRequest}, nil
 	}
 	if req.Operation != admissionv1.Create {
-		return admission.Allowed("peergroup only acts on CREATE"), resultSkipped
+		return admission.Allowed("peergroup only acts on CREATE"), outcome{result: resultSkipped, reason: reasonNotCreate}, nil
 	}
 	pod, err := requestPod(req)
 	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err), resultErrored
+		return admission.Errored(http.StatusBadRequest, err), outcome{result: resultErrored, reason: reasonBadRequest}, nil
 	}
 	if h.Config.excluded(req.Namespace) {
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)), resultSkipped
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)),
+			outcome{result: resultSkipped, reason: reasonExcludedNamespace}, pod
 	}
 
 	var nsLabels map[string]string
 	if _, ok := pod.Labels[GroupLabel]; !ok && pod.Labels[InjectLabel] != "false" {
 		if nsLabels, err = h.Namespaces.Labels(ctx, req.Namespace); err != nil {
 			log().Error(err, "namespace lookup failed")
-			return admission.Errored(http.StatusInternalServerError, err), resultErrored
+			return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultErrored, reason: reasonNamespaceLookup, message: err.Error()}, pod
 		}
 	}
 	m, err := ResolveGroup(pod, nsLabels)
 	if err != nil {
 		log().Info("denied", "reason", err.Error())
-		return admission.Denied(err.Error()), resultDenied
+		return admission.Denied(err.Error()), outcome{result: resultDenied, reason: reasonInvalidName, group: pod.Labels[GroupLabel], message: err.Error()}, pod
 	}
 	if !m.Member() {
-		return admission.Allowed(m.Reason), resultSkipped
+		reason := reasonNotMember
+		if pod.Labels[InjectLabel] == "false" {
+			reason = reasonOptedOut
+		}
+		return admission.Allowed(m.Reason), outcome{result: resultSkipped, reason: reason}, pod
 	}
 	group = []any{"group", m.Group, "service", m.Service}
 
@@ -84,7 +110,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		out, w, err := Mutate(pod, m, h.Config)
 		if err != nil {
 			log().Info("denied", "reason", err.Error())
-			return admission.Denied(err.Error()), resultDenied
+			return admission.Denied(err.Error()), outcome{result: resultDenied, reason: denialReason(err), group: m.Group, message: err.Error()}, pod
 		}
 		mutated, warnings = out, w
 	}
@@ -98,25 +124,40 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		var conflict *NotHeadlessError
 		if errors.As(err, &conflict) {
 			log().Info("denied", "reason", err.Error())
-			return admission.Denied(err.Error()), resultDenied
+			return admission.Denied(err.Error()), outcome{result: resultDenied, reason: reasonServiceNotHeadless, group: m.Group, message: err.Error()}, pod
 		}
 		log().Error(err, "ensuring the headless Service failed")
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (the API server did not answer within the webhook's budget, 4/5 of its timeoutSeconds)", err)
 		}
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("peergroup: cannot ensure headless Service %s/%s for group %s: %w", req.Namespace, m.Service, m.Group, err)), resultErrored
+		err = fmt.Errorf("peergroup: cannot ensure headless Service %s/%s for group %s: %w", req.Namespace, m.Service, m.Group, err)
+		return admission.Errored(http.StatusInternalServerError, err), outcome{result: resultErrored, reason: reasonServiceCreateFailed, group: m.Group, message: err.Error()}, pod
 	}
+	out := outcome{result: resultSkipped, reason: reasonAlreadyInjected, group: m.Group}
 	if created {
-		h.Metrics.serviceCreated()
+		out.service = m.Service
 		log().Info("created headless Service")
 	}
 	if mutated == nil {
-		return admission.Allowed("already injected"), resultSkipped
+		return admission.Allowed("already injected"), out, pod
 	}
 	if v := logf.FromContext(ctx).V(1); v.Enabled() {
 		log().V(1).Info("injected")
 	}
-	return patchResponse(h.Config.PatchMode, req.Object.Raw, pod, mutated, &h.InitContainers).WithWarnings(warnings...), resultInjected
+	out.result, out.reason = resultInjected, ""
+	return patchResponse(h.Config.PatchMode, req.Object.Raw, pod, mutated, &h.InitContainers).WithWarnings(warnings...), out, pod
+}
+
+func denialReason(err error) string {
+	var tuning *InvalidTuningError
+	var collision *CollisionError
+	switch {
+	case errors.As(err, &tuning):
+		return reasonInvalidTuning
+	case errors.As(err, &collision):
+		return reasonCollision
+	}
+	return reasonInvalidName
 }
 
 // requestPod is the pod under admission: already decoded by the HTTP edge

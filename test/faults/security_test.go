@@ -218,6 +218,14 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 		fresh := framework.NewTestNamespace(t, cluster, map[string]string{isolationLabel: "rbac", webhook.GroupLabel: "fresh"})
 		_ = cluster.Client.Create(ctx, memberPod(fresh, "first", ""))
 	}
+	// The same denial twice: an Event, then its series count (a patch).
+	for i := 0; i < 2; i++ {
+		bad := memberPod(podNS, "denied", "Bad")
+		_ = cluster.Client.Create(ctx, bad)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !rec.has(apiCall{"events.k8s.io", "events", "patch"}) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	// A certificate rotation: the Secret is updated.
 	deadline := time.Now().Add(20 * time.Second)
 	for !rec.has(apiCall{"", "secrets", "update"}) && time.Now().Before(deadline) {

@@ -149,6 +149,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Namespaces: &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
 		Services:   &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
 		Metrics:    webhook.NewMetrics(metrics.Registry),
+		Events:     &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{

@@ -1,0 +1,83 @@
+package webhook
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// EventRecorder is the events.k8s.io recorder (controller-runtime's
+// manager.GetEventRecorder).
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...interface{})
+}
+
+// Events reports what the webhook did where users look: on the pod's
+// controller (a denied pod never exists, so `kubectl describe` of its
+// ReplicaSet, StatefulSet or Job shows why), or on the namespace for a bare
+// pod.
+type Events struct {
+	Recorder EventRecorder
+	// Namespaces reads namespace metadata (the cache) for the namespace's
+	// UID, which `kubectl describe namespace` matches events on.
+	Namespaces client.Reader
+}
+
+// Event reasons.
+const (
+	EventPodDenied           = "PeerGroupPodDenied"
+	EventServiceCreated      = "PeerGroupServiceCreated"
+	EventServiceCreateFailed = "PeerGroupServiceCreateFailed"
+)
+
+func (e *Events) record(ctx context.Context, namespace string, pod *corev1.Pod, o outcome) {
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName + "<generated>"
+	}
+	switch {
+	case o.service != "":
+		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeNormal, EventServiceCreated, "CreateService",
+			"created headless Service %s/%s for peer group %s, before admitting pod %s", namespace, o.service, o.group, name)
+	case o.reason == reasonServiceCreateFailed:
+		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeWarning, EventServiceCreateFailed, "AdmitPod",
+			"pod %s denied: %s", name, truncateNote(o.message))
+	case o.result == resultDenied || o.result == resultErrored && o.message != "":
+		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeWarning, EventPodDenied, "AdmitPod",
+			"pod %s denied: %s", name, truncateNote(o.message))
+	}
+}
+
+// regarding is the pod's controller, else its first owner, else its
+// namespace.
+func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Pod) *corev1.ObjectReference {
+	owners := pod.OwnerReferences
+	if c := metav1.GetControllerOfNoCopy(pod); c != nil {
+		owners = []metav1.OwnerReference{*c}
+	}
+	if len(owners) > 0 {
+		o := owners[0]
+		return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: namespace, UID: o.UID}
+	}
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace}
+	if e.Namespaces != nil {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+		if err := e.Namespaces.Get(ctx, client.ObjectKey{Name: namespace}, meta); err == nil {
+			ref.UID = meta.UID
+		}
+	}
+	return ref
+}
+
+// truncateNote keeps an event note within the API's 1 kB.
+func truncateNote(s string) string {
+	const max = 900
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}

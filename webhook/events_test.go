@@ -1,0 +1,122 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+)
+
+type recordedEvent struct {
+	regarding          *corev1.ObjectReference
+	kind, reason, note string
+}
+
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []recordedEvent
+}
+
+func (f *fakeRecorder) Eventf(regarding runtime.Object, _ runtime.Object, eventtype, reason, _, note string, args ...interface{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, recordedEvent{regarding.(*corev1.ObjectReference), eventtype, reason, fmt.Sprintf(note, args...)})
+}
+
+// Every denial and every created Service is an Event on the pod's
+// controller (or its namespace for a bare pod), never for dry-run; the
+// metrics count each outcome per group and reason.
+func TestEventsAndMetricsPerGroup(t *testing.T) {
+	owned := func(group string, extra string) []byte {
+		return []byte(fmt.Sprintf(`{"metadata":{"generateName":"cassandra-","labels":{"peergroup.dev/group":%q},%s"ownerReferences":[{"apiVersion":"apps/v1","kind":"StatefulSet","name":"cassandra","uid":"sts-uid","controller":true}]},"spec":{"containers":[{"name":"c","image":"x"}]}}`, group, extra))
+	}
+	bare := []byte(`{"metadata":{"name":"lonely","labels":{"peergroup.dev/group":"Bad"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
+	nonHeadless := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "web"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.7"}}
+
+	rec := &fakeRecorder{}
+	reg := prometheus.NewRegistry()
+	h := testHandler(staticNamespaces(nil), newFakeClient(nonHeadless))
+	h.Metrics = NewMetrics(reg)
+	h.Events = &Events{Recorder: rec}
+
+	steps := []struct {
+		raw    []byte
+		dryRun bool
+	}{
+		{owned("cassandra", ""), true},  // dry-run: injected, no Service, no event
+		{owned("cassandra", ""), false}, // creates the Service: event
+		{owned("cassandra", ""), false}, // cache hit: no event
+		{owned("web", ""), false},       // non-headless: denied, event
+		{owned("cassandra", `"annotations":{"peergroup.dev/seed-count":"0"},`), false}, // bad tuning: denied, event
+		{bare, false}, // invalid name on a bare pod: event on the namespace
+		{[]byte(`{"metadata":{"name":"plain"},"spec":{"containers":[{"name":"c","image":"x"}]}}`), false}, // not a member
+	}
+	for _, s := range steps {
+		handle(h, podRequest(s.raw, admissionv1.Create, s.dryRun))
+	}
+
+	want := []struct{ kind, name, reason, note string }{
+		{"StatefulSet", "cassandra", EventServiceCreated, "created headless Service db/cassandra for peer group cassandra, before admitting pod cassandra-<generated>"},
+		{"StatefulSet", "cassandra", EventPodDenied, "Service db/web exists and is not headless"},
+		{"StatefulSet", "cassandra", EventPodDenied, `annotation peergroup.dev/seed-count value "0" is invalid`},
+		{"Namespace", "db", EventPodDenied, `pod lonely denied: peergroup: pod label peergroup.dev/group value "Bad" is invalid`},
+	}
+	if len(rec.events) != len(want) {
+		t.Fatalf("%d events, want %d: %+v", len(rec.events), len(want), rec.events)
+	}
+	for i, w := range want {
+		e := rec.events[i]
+		if e.regarding.Kind != w.kind || e.regarding.Name != w.name || e.reason != w.reason || !strings.Contains(e.note, w.note) {
+			t.Errorf("event %d: %s %s %s %q, want %s %s %s containing %q", i, e.regarding.Kind, e.regarding.Name, e.reason, e.note, w.kind, w.name, w.reason, w.note)
+		}
+		if w.kind == "StatefulSet" && (e.regarding.UID != "sts-uid" || e.regarding.Namespace != "db") {
+			t.Errorf("event %d regarding %+v: want the controller's UID in the pod's namespace", i, e.regarding)
+		}
+	}
+
+	counters := []struct {
+		c    prometheus.Collector
+		want float64
+	}{
+		// The dry-run, the create, and the cache hit of an identical pod.
+		{h.Metrics.injected.WithLabelValues("db", "cassandra"), 3},
+		{h.Metrics.skipped.WithLabelValues("db", "", reasonNotMember), 1},
+		{h.Metrics.denied.WithLabelValues("db", "web", reasonServiceNotHeadless), 1},
+		{h.Metrics.denied.WithLabelValues("db", "cassandra", reasonInvalidTuning), 1},
+		{h.Metrics.denied.WithLabelValues("db", "Bad", reasonInvalidName), 1},
+		{h.Metrics.servicesCreated.WithLabelValues("db", "cassandra"), 1},
+	}
+	for i, c := range counters {
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("counter %d = %v, want %v", i, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(h.Metrics.duration); n != 3 {
+		t.Errorf("duration histogram has %d series, want one per result seen (injected, denied, skipped)", n)
+	}
+}
+
+// A failed Service create is reported as such, with the cause.
+func TestEventOnServiceCreateFailure(t *testing.T) {
+	rec := &fakeRecorder{}
+	h := testHandler(staticNamespaces(nil), failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services=0"))))
+	h.Events = &Events{Recorder: rec}
+	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
+	req := podRequest(raw, admissionv1.Create, false)
+	req.DryRun = ptr.To(false)
+	handle(h, req)
+	if len(rec.events) != 1 || rec.events[0].reason != EventServiceCreateFailed || rec.events[0].kind != corev1.EventTypeWarning || !strings.Contains(rec.events[0].note, "exceeded quota") {
+		t.Errorf("events %+v", rec.events)
+	}
+}
