@@ -71,14 +71,7 @@ func envValues(c corev1.Container, name string) []corev1.EnvVar {
 	return out
 }
 
-func services(t *testing.T, ns string) []corev1.Service {
-	t.Helper()
-	list := &corev1.ServiceList{}
-	if err := cluster.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	return list.Items
-}
+func services(t *testing.T, ns string) []corev1.Service { return cluster.Services(t, ns) }
 
 func getService(t *testing.T, ns, name string) *corev1.Service {
 	t.Helper()

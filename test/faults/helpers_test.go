@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook"
@@ -82,23 +81,9 @@ func memberPod(ns, name, group string) *corev1.Pod {
 	return p
 }
 
-func services(t *testing.T, ns string) []corev1.Service {
-	t.Helper()
-	list := &corev1.ServiceList{}
-	if err := cluster.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	return list.Items
-}
+func services(t *testing.T, ns string) []corev1.Service { return cluster.Services(t, ns) }
 
-func pods(t *testing.T, ns string) []corev1.Pod {
-	t.Helper()
-	list := &corev1.PodList{}
-	if err := cluster.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	return list.Items
-}
+func pods(t *testing.T, ns string) []corev1.Pod { return cluster.Pods(t, ns) }
 
 func serviceNames(svcs []corev1.Service) []string {
 	var names []string

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 var namespaceCounter atomic.Int32
@@ -44,4 +45,24 @@ func RunSeedDiscoveryAll(ctx context.Context, binary string, pods []corev1.Pod, 
 	}
 	wg.Wait()
 	return runs
+}
+
+// Services lists the Services in namespace ns, failing the test on error.
+func (c *Cluster) Services(t testing.TB, ns string) []corev1.Service {
+	t.Helper()
+	list := &corev1.ServiceList{}
+	if err := c.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// Pods lists the pods in namespace ns, failing the test on error.
+func (c *Cluster) Pods(t testing.TB, ns string) []corev1.Pod {
+	t.Helper()
+	list := &corev1.PodList{}
+	if err := c.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
 }
