@@ -31,7 +31,7 @@ test: vet ## Every test: unit, golden, chart, end to end, fault, the simulated-c
 # `go test` replays it from then on. Minimizing each newly interesting input
 # is capped (the default of 60 s would stall a 20 s run on the first one).
 FUZZTIME ?= 20s
-FUZZ_TARGETS := FuzzAdmissionReview FuzzPodAdmission FuzzPatchEquivalence
+FUZZ_TARGETS := FuzzAdmissionReview FuzzPodAdmission FuzzPatchEquivalence FuzzAdmittedPodEquivalence
 fuzz: ## Fuzz the admission path (decode, resolve, mutate, patch) for FUZZTIME per target.
 	@for t in $(FUZZ_TARGETS); do echo "fuzz: $$t for $(FUZZTIME)"; go test ./webhook -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x | tail -n 3; done
 

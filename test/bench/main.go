@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -65,7 +67,9 @@ type bench struct {
 	noop      *process
 	oneLabel  *process
 	auditPath string
-	report    strings.Builder
+	// body is the AdmissionReview the handler phases send.
+	body   []byte
+	report strings.Builder
 }
 
 func (b *bench) say(format string, args ...any) {
@@ -202,26 +206,37 @@ func (b *bench) header() {
 	b.md("")
 }
 
-// review is a realistic AdmissionReview: the Cassandra pod of an existing
-// group (its Service is in the cache).
-func review(ns string) []byte {
-	pod := &corev1.Pod{}
-	pod.Name, pod.Namespace = "cassandra-0", ns
-	pod.Labels = map[string]string{"app": "cassandra", "peergroup.dev/group": "cassandra"}
-	pod.Spec.Containers = []corev1.Container{{
-		Name: "cassandra", Image: "cassandra:5.0",
-		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
-		Env:   []corev1.EnvVar{{Name: "MAX_HEAP_SIZE", Value: "512M"}},
-	}}
-	raw, _ := json.Marshal(pod)
+// review is a realistic AdmissionReview: its object is the bench pod as
+// the API server encodes it for a webhook, taken from a server-side
+// dry-run create with no webhook registered (defaults filled in,
+// managedFields set; it also carries the uid and creationTimestamp a
+// webhook would not see yet).
+func (b *bench) review(ctx context.Context, ns string) ([]byte, error) {
+	// The Cassandra pod of an existing group (its Service is in the cache).
+	pod := benchPod(ns, "cassandra-0")
+	pod.Labels["peergroup.dev/group"] = "cassandra"
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "MAX_HEAP_SIZE", Value: "512M"}}
+	if err := b.cluster.Client.Create(ctx, pod, client.DryRunAll); err != nil {
+		return nil, fmt.Errorf("dry-run create of the bench pod: %w", err)
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == "seed-discovery" {
+			return nil, errors.New("the bench pod came back injected: a webhook is registered too early")
+		}
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return nil, err
+	}
 	r := admissionv1.AdmissionReview{}
 	r.APIVersion, r.Kind = "admission.k8s.io/v1", "AdmissionReview"
 	r.Request = &admissionv1.AdmissionRequest{UID: "bench", Operation: admissionv1.Create, Namespace: ns, Name: pod.Name}
 	r.Request.Kind.Version, r.Request.Kind.Kind = "v1", "Pod"
 	r.Request.Resource.Version, r.Request.Resource.Resource = "v1", "pods"
+	r.Request.UserInfo.Username = "system:serviceaccount:kube-system:replicaset-controller"
+	r.Request.UserInfo.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
 	r.Request.Object.Raw = raw
-	out, _ := json.Marshal(r)
-	return out
+	return json.Marshal(r)
 }
 
 func ratio(a, base float64) string {

@@ -27,7 +27,11 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 	if _, err := b.cluster.CreateNamespace(ctx, ns, map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
 		return err
 	}
-	body := review(ns)
+	body, err := b.review(ctx, ns)
+	if err != nil {
+		return err
+	}
+	b.body = body
 	// One real admission first: the Service then exists and is cached.
 	for _, w := range []*framework.Webhook{b.pg, b.pgDiff} {
 		if r := hammer(ctx, keepAliveClient(w.CABundle, 1), w.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
@@ -385,7 +389,7 @@ func (b *bench) memory(ctx context.Context, pgBin, kubeconfig, noopBin string) e
 	if err != nil {
 		return err
 	}
-	body := review("handler")
+	body := b.body
 	cpu := func(pid int, url string, ca []byte) (time.Duration, error) {
 		before, err := cpuTime(pid)
 		if err != nil {
