@@ -42,7 +42,7 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 	const rounds = 5
 	b.md("## 1. Handler throughput over TLS on loopback")
 	b.md("")
-	b.md("%d rounds of %s per side and concurrency, sides in rotated order; kept-alive connections; the Cassandra pod of an existing group. \"diff patch\" is the same binary with `--patch-mode=diff` (admission.PatchResponseFromRaw), the straightforward handler.", rounds, b.o.handlerRound)
+	b.md("%d rounds of %s per side and concurrency, sides in rotated order; kept-alive connections; the Cassandra pod of an existing group, as the API server encodes it for a webhook (defaults and managedFields included; taken from a server-side dry-run create). \"diff patch\" is the same binary with `--patch-mode=diff` (admission.PatchResponseFromRaw), the straightforward handler.", rounds, b.o.handlerRound)
 	b.md("")
 	b.md("| concurrency | no-op req/s | peergroup req/s | **ratio** | peergroup (diff patch) req/s | ratio | no-op p50 / p99 | peergroup p50 / p99 | failures |")
 	b.md("|---|---|---|---|---|---|---|---|---|")
