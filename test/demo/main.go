@@ -21,11 +21,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 )
 
 func main() {
@@ -151,6 +153,13 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("    service/%s clusterIP=%s publishNotReadyAddresses=%v selector=%v ports=%s\n", svc.Name, svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses, svc.Spec.Selector, strings.Join(ports, ","))
 
+	step("The Event peergroup recorded where kubectl describe shows it (the pods' ReplicationController)")
+	if e, err := serviceCreatedEvent(ctx, lc, ns); err != nil {
+		return err
+	} else {
+		fmt.Printf("    %s %s on %s/%s: %s\n", e.Type, e.Reason, e.Regarding.Kind, e.Regarding.Name, e.Note)
+	}
+
 	step("Run every pod's seed-discovery init container (as the kubelet would), resolving %s in CoreDNS at %s", "cassandra.cassandra.svc.cluster.local.", lc.DNSAddr)
 	runs := framework.RunSeedDiscoveryAll(ctx, seedBin, pods, lc.DNSAddr, filepath.Join(work, "pods"))
 
@@ -234,5 +243,26 @@ func waitPods(ctx context.Context, lc *framework.LocalCluster, ns string, n int)
 			return nil, fmt.Errorf("%d of %d pods running after 2m (logs in %s)", len(running), n, lc.LogDir)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// serviceCreatedEvent waits for the webhook's PeerGroupServiceCreated Event
+// (the recorder sends Events asynchronously).
+func serviceCreatedEvent(ctx context.Context, lc *framework.LocalCluster, ns string) (*eventsv1.Event, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list := &eventsv1.EventList{}
+		if err := lc.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		for i := range list.Items {
+			if list.Items[i].Reason == webhook.EventServiceCreated {
+				return &list.Items[i], nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no %s event in namespace %s", webhook.EventServiceCreated, ns)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
