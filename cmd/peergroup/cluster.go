@@ -56,8 +56,9 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := finish(); err != nil {
 		return 2, err
 	}
-	if (*file == "") == (fs.NArg() != 1) || fs.NArg() > 1 {
-		return 2, errors.New("explain: give either -f FILE or NAMESPACE/NAME")
+	fromFile, fromCluster := *file != "" && fs.NArg() == 0, *file == "" && fs.NArg() == 1
+	if !fromFile && !fromCluster {
+		return 2, errors.New("explain: give either -f FILE or NAMESPACE/NAME (flags first)")
 	}
 	if *offline && *file == "" {
 		return 2, errors.New("explain: --offline needs -f")
