@@ -203,3 +203,29 @@ func decodeAll(t *testing.T, stream []byte) []client.Object {
 	}
 	return out
 }
+
+// Bad usage exits 2 with a message naming the problem.
+func TestCLIUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		says string
+	}{
+		{nil, "usage: peergroup"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"inject"}, "-f FILE or -f - is required"},
+		{[]string{"inject", "-f", "/nonexistent.yaml"}, "read /nonexistent.yaml"},
+		{[]string{"inject", "-f", "-", "--seed-discovery-image-pull-policy", "Sometimes"}, `"Sometimes" must be Always, IfNotPresent or Never`},
+		{[]string{"explain"}, "give either -f FILE or NAMESPACE/NAME"},
+		{[]string{"explain", "-f", "-", "ns/name"}, "give either -f FILE or NAMESPACE/NAME"},
+		{[]string{"explain", "--offline", "ns/name"}, "--offline needs -f"},
+		{[]string{"explain", "--offline", "-f", "-"}, "no object in the input"},
+		{[]string{"audit", "--output", "yaml"}, `--output "yaml": want text or json`},
+	}
+	for _, tc := range cases {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), tc.says) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.says)
+		}
+	}
+}
