@@ -72,7 +72,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 	changed := false
 	for i, doc := range docs {
 		out[i] = doc
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+		if emptyDocument(doc) {
 			continue
 		}
 		obj := &unstructured.Unstructured{}
@@ -83,7 +83,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 		if err := obj.UnmarshalJSON(jsonDoc); err != nil {
 			return nil, res, fmt.Errorf("document %d: not a Kubernetes object: %w", i+1, err)
 		}
-		did, err := injectObject(obj.Object, "", opts, &res, services)
+		did, err := injectObject(obj.Object, opts, &res, services)
 		if err != nil {
 			return nil, res, fmt.Errorf("document %d: %w", i+1, err)
 		}
@@ -126,7 +126,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 
 // injectObject injects obj's pod template (or each item of a List) in
 // place and reports whether anything changed.
-func injectObject(obj map[string]any, listNamespace string, opts OfflineOptions, res *InjectResult, services map[string]*corev1.Service) (bool, error) {
+func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, services map[string]*corev1.Service) (bool, error) {
 	kind, _ := obj["kind"].(string)
 	if items, ok := obj["items"].([]any); ok && strings.HasSuffix(kind, "List") {
 		changed := false
@@ -135,7 +135,7 @@ func injectObject(obj map[string]any, listNamespace string, opts OfflineOptions,
 			if !ok {
 				continue
 			}
-			did, err := injectObject(m, listNamespace, opts, res, services)
+			did, err := injectObject(m, opts, res, services)
 			if err != nil {
 				return false, fmt.Errorf("item %d: %w", j+1, err)
 			}
@@ -143,28 +143,15 @@ func injectObject(obj map[string]any, listNamespace string, opts OfflineOptions,
 		}
 		return changed, nil
 	}
-	path, ok := templatePaths[kind]
-	if !ok {
-		return false, nil
-	}
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
 	namespace, _ := meta["namespace"].(string)
-	template := obj
-	if len(path) > 0 {
-		t, found, err := unstructured.NestedMap(obj, path...)
-		if err != nil || !found {
-			return false, nil
-		}
-		template = t
-	}
-	raw, err := json.Marshal(template)
-	if err != nil {
-		return false, err
-	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(raw, pod); err != nil {
-		return false, fmt.Errorf("%s %s: pod template does not decode: %w", kind, name, err)
+	template, path, pod, err := podTemplate(obj)
+	switch {
+	case errors.Is(err, errNoTemplate):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	effectiveNS := namespace
 	if effectiveNS == "" {
@@ -204,7 +191,8 @@ func injectObject(obj map[string]any, listNamespace string, opts OfflineOptions,
 	// server sends; a template may omit them.
 	ensureMap(template, "metadata")
 	ensureMap(template, "spec")
-	if raw, err = json.Marshal(template); err != nil {
+	raw, err := json.Marshal(template)
+	if err != nil {
 		return false, err
 	}
 	decoded, err := jsonpatch.DecodePatch(patch)
@@ -279,15 +267,45 @@ func splitDocuments(in []byte) ([][]byte, error) {
 	}
 }
 
-func stripComments(doc []byte) []byte {
-	var out []byte
+// emptyDocument reports a document of nothing but comments and blank
+// lines (a leading "---", a trailing separator).
+func emptyDocument(doc []byte) bool {
 	for _, line := range bytes.Split(doc, []byte("\n")) {
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out = append(out, line...)
-			out = append(out, '\n')
+			return false
 		}
 	}
-	return out
+	return true
+}
+
+var errNoTemplate = errors.New("no pod template")
+
+// podTemplate finds obj's pod template (obj itself for a Pod) as a copy,
+// where it sits, and the pod it describes; errNoTemplate for kinds without
+// one or a workload missing it.
+func podTemplate(obj map[string]any) (template map[string]any, path []string, pod *corev1.Pod, err error) {
+	kind, _ := obj["kind"].(string)
+	path, ok := templatePaths[kind]
+	if !ok {
+		return nil, nil, nil, errNoTemplate
+	}
+	template = obj
+	if len(path) > 0 {
+		t, found, err := unstructured.NestedMap(obj, path...)
+		if err != nil || !found {
+			return nil, nil, nil, errNoTemplate
+		}
+		template = t
+	}
+	raw, err := json.Marshal(template)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pod = &corev1.Pod{}
+	if err := json.Unmarshal(raw, pod); err != nil {
+		return nil, nil, nil, fmt.Errorf("pod template does not decode: %w", err)
+	}
+	return template, path, pod, nil
 }
 
 func bufioReader(in []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(in)) }
@@ -300,31 +318,23 @@ func PodFromManifest(in []byte) (*corev1.Pod, error) {
 		return nil, err
 	}
 	for _, doc := range docs {
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+		if emptyDocument(doc) {
 			continue
 		}
 		obj := map[string]any{}
 		if err := yaml.Unmarshal(doc, &obj); err != nil {
 			return nil, fmt.Errorf("not YAML or JSON: %w", err)
 		}
-		kind, _ := obj["kind"].(string)
-		path, ok := templatePaths[kind]
-		if !ok {
-			return nil, fmt.Errorf("kind %q has no pod template; want a Pod or one of Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob", kind)
-		}
-		template := obj
-		if len(path) > 0 {
-			if template, _, err = unstructured.NestedMap(obj, path...); err != nil || template == nil {
-				return nil, fmt.Errorf("%s has no pod template at %s", kind, strings.Join(path, "."))
+		_, path, pod, err := podTemplate(obj)
+		if errors.Is(err, errNoTemplate) {
+			kind, _ := obj["kind"].(string)
+			if p, ok := templatePaths[kind]; ok {
+				return nil, fmt.Errorf("%s has no pod template at %s", kind, strings.Join(p, "."))
 			}
+			return nil, fmt.Errorf("kind %q has no pod template; want a Pod or one of Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob, PodTemplate", kind)
 		}
-		raw, err := json.Marshal(template)
 		if err != nil {
 			return nil, err
-		}
-		pod := &corev1.Pod{}
-		if err := json.Unmarshal(raw, pod); err != nil {
-			return nil, fmt.Errorf("pod does not decode: %w", err)
 		}
 		if len(path) > 0 {
 			meta, _ := obj["metadata"].(map[string]any)

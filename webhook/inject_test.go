@@ -74,7 +74,7 @@ func documents(t *testing.T, stream []byte) []any {
 	}
 	var out []any
 	for _, d := range docs {
-		if len(bytes.TrimSpace(stripComments(d))) == 0 {
+		if emptyDocument(d) {
 			continue
 		}
 		var v any
