@@ -96,16 +96,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mwc, err := framework.RenderedWebhookConfig(rendered)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unreachable := "https://127.0.0.1:1/mutate-v1-pod"
-	for i := range mwc.Webhooks {
-		mwc.Webhooks[i].ClientConfig.Service = nil
-		mwc.Webhooks[i].ClientConfig.URL = &unreachable
-	}
-	if err := cluster.Client.Create(ctx, mwc); err != nil {
+	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, "https://127.0.0.1:1/mutate-v1-pod", nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	web := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}

@@ -30,15 +30,7 @@ func testContext(t *testing.T) context.Context {
 // limited to namespaces labelled isolationLabel=id; tweak changes each entry.
 func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissionregistrationv1.MutatingWebhook)) {
 	t.Helper()
-	mwc, err := framework.RenderedWebhookConfig(rendered)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mwc.Name += "-" + id
-	for i := range mwc.Webhooks {
-		w := &mwc.Webhooks[i]
-		u := url
-		w.ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
+	mwc, err := framework.RegisterWebhookWith(context.Background(), cluster, rendered, url, caBundle, "-"+id, func(w *admissionregistrationv1.MutatingWebhook) {
 		if w.NamespaceSelector == nil {
 			w.NamespaceSelector = &metav1.LabelSelector{}
 		}
@@ -49,8 +41,8 @@ func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissi
 		if tweak != nil {
 			tweak(w)
 		}
-	}
-	if err := cluster.Client.Create(context.Background(), mwc); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })

@@ -167,16 +167,12 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	if err := framework.ApplyIdentity(ctx, cluster, r); err != nil {
 		t.Fatal(err)
 	}
-	mwc, err := framework.RenderedWebhookConfig(r)
+	// Registered before the webhook runs (the keeper patches its caBundle),
+	// pointing nowhere until the webhook's port is known.
+	mwc, err := framework.RegisterWebhookWith(ctx, cluster, r, "https://127.0.0.1:1/mutate-v1-pod", nil, "", func(w *admissionregistrationv1.MutatingWebhook) {
+		w.NamespaceSelector.MatchLabels = map[string]string{isolationLabel: "rbac"}
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range mwc.Webhooks {
-		placeholder := "https://127.0.0.1:1/mutate-v1-pod"
-		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &placeholder}
-		mwc.Webhooks[i].NamespaceSelector.MatchLabels = map[string]string{isolationLabel: "rbac"}
-	}
-	if err := cluster.Client.Create(ctx, mwc); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })

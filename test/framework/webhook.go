@@ -280,6 +280,12 @@ func (w *Webhook) Addr() string { return "127.0.0.1:" + strconv.Itoa(w.Port) }
 // every selector and policy as rendered, but with each clientConfig pointing
 // at url and trusting caBundle. nameSuffix registers a second copy.
 func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	return RegisterWebhookWith(ctx, c, r, url, caBundle, nameSuffix, nil)
+}
+
+// RegisterWebhookWith is RegisterWebhook with tweak applied to each entry
+// after its clientConfig is set (e.g. a narrower namespaceSelector).
+func RegisterWebhookWith(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string, tweak func(*admissionregistrationv1.MutatingWebhook)) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	mwc, err := RenderedWebhookConfig(r)
 	if err != nil {
 		return nil, err
@@ -288,6 +294,9 @@ func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, c
 	for i := range mwc.Webhooks {
 		u := url
 		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
+		if tweak != nil {
+			tweak(&mwc.Webhooks[i])
+		}
 	}
 	if err := c.Client.Create(ctx, mwc); err != nil {
 		return nil, fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mwc.Name, err)
