@@ -141,7 +141,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if mutated == nil {
 		return admission.Allowed("already injected"), out, pod
 	}
-	if v := logf.FromContext(ctx).V(1); v.Enabled() {
+	if logf.FromContext(ctx).V(1).Enabled() {
 		log().V(1).Info("injected")
 	}
 	out.result, out.reason = resultInjected, ""
