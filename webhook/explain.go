@@ -1,14 +1,20 @@
 package webhook
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"slices"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // Verdicts of Explain.
@@ -54,60 +60,88 @@ type ExplainInput struct {
 	ServiceKnown bool
 }
 
-// Explain applies the webhook's rules, in the handler's order, to one pod
-// and says what the webhook would do with it and why.
+// Explain says what the webhook would do with one pod and why. The
+// decision is the handler's own, run as a dry-run admission (nothing is
+// written) with the namespace labels and the Service looked up standing in
+// for the informer caches; Explain only adds which webhook entries would
+// call it and how to read the outcome.
 func Explain(in ExplainInput) Explanation {
 	pod := in.Pod
 	e := Explanation{Pod: pod.Namespace + "/" + podDisplayName(pod)}
 	if in.Webhooks != nil {
 		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
 	}
-	if in.Config.excluded(pod.Namespace) {
-		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
-		return e
+	h := &Handler{
+		Config:     in.Config,
+		Namespaces: fixedNamespaceLabels(in.NamespaceLabels),
+		Services:   &ClusterServiceEnsurer{Cache: knownService{in.Service}},
 	}
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "explain",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: pod.Namespace,
+		Operation: admissionv1.Create,
+		DryRun:    ptr.To(true),
+		Object:    runtime.RawExtension{Object: pod},
+	}}
+	resp, out, _ := h.handle(context.Background(), req)
+
 	m, err := ResolveGroup(pod, in.NamespaceLabels)
-	if err != nil {
-		e.Verdict, e.Reason = VerdictDenied, err.Error()
-		return e
-	}
-	if !m.Member() {
-		e.Verdict, e.Reason = VerdictNotInjected, m.Reason
-		return e
-	}
-	e.Group, e.Source, e.Service = m.Group, m.Source, m.Service
-	if in.Webhooks != nil && !slices.ContainsFunc(e.Entries, func(x EntryMatch) bool { return x.Matches }) {
-		e.Verdict, e.Reason = VerdictNotInjected, "no entry of webhook configuration "+in.Webhooks.Name+" matches the pod, so the API server never calls peergroup for it"
-		return e
-	}
-	if IsInjected(pod) {
-		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+InjectedAnnotation+" annotation"
-	} else {
-		_, warnings, err := Mutate(pod, m, in.Config)
-		if err != nil {
-			e.Verdict, e.Reason = VerdictDenied, err.Error()
-			return e
+	member := err == nil && m.Member() && out.reason != reasonExcludedNamespace
+	if member {
+		e.Group, e.Source, e.Service = m.Group, m.Source, m.Service
+		switch {
+		case !in.ServiceKnown:
+			e.ServiceState = "not looked up (offline)"
+		case in.Service == nil:
+			e.ServiceState = "will be created (headless)"
+		case IsHeadless(in.Service):
+			e.ServiceState = "exists, headless: used as is"
+		default:
+			e.ServiceState = "exists and is not headless"
 		}
-		e.Warnings = warnings
-		e.Verdict, e.Reason = VerdictInjected, fmt.Sprintf("member of group %s (%s)", m.Group, m.Source)
 	}
 	switch {
-	case !in.ServiceKnown:
-		e.ServiceState = "not looked up (offline)"
-	case in.Service == nil:
-		e.ServiceState = "will be created (headless)"
-	case IsHeadless(in.Service):
-		e.ServiceState = "exists, headless: used as is"
-	default:
-		err := checkHeadless(in.Service, func() *corev1.Service { return DesiredService(pod, pod.Namespace, m) })
-		e.ServiceState = "exists and is not headless"
-		var nh *NotHeadlessError
-		if errors.As(err, &nh) && e.Verdict == VerdictInjected {
-			e.Verdict, e.Reason = VerdictDenied, err.Error()
+	case member && in.Webhooks != nil && !slices.ContainsFunc(e.Entries, func(x EntryMatch) bool { return x.Matches }):
+		e.Verdict, e.Reason = VerdictNotInjected, "no entry of webhook configuration "+in.Webhooks.Name+" matches the pod, so the API server never calls peergroup for it"
+	case out.result == resultDenied || out.result == resultErrored:
+		e.Verdict, e.Reason = VerdictDenied, out.message
+		if e.Reason == "" && resp.Result != nil {
+			e.Reason = resp.Result.Message
 		}
+	case out.reason == reasonExcludedNamespace:
+		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
+	case out.reason == reasonAlreadyInjected:
+		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+InjectedAnnotation+" annotation"
+	case out.result == resultInjected:
+		e.Verdict, e.Reason, e.Warnings = VerdictInjected, fmt.Sprintf("member of group %s (%s)", m.Group, m.Source), resp.Warnings
+	default:
+		e.Verdict, e.Reason = VerdictNotInjected, resp.Result.Message
 	}
 	return e
 }
+
+// fixedNamespaceLabels stands in for the namespace cache.
+type fixedNamespaceLabels map[string]string
+
+func (f fixedNamespaceLabels) Labels(context.Context, string) (map[string]string, error) {
+	return f, nil
+}
+
+// knownService stands in for the Service cache: the one Service looked up,
+// or none.
+type knownService struct{ svc *corev1.Service }
+
+func (k knownService) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	if k.svc == nil || k.svc.Name != key.Name || k.svc.Namespace != key.Namespace {
+		return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
+	}
+	k.svc.DeepCopyInto(obj.(*corev1.Service))
+	return nil
+}
+
+func (knownService) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
 
 func podDisplayName(pod *corev1.Pod) string {
 	if pod.Name != "" {
