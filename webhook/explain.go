@@ -8,7 +8,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -71,21 +70,7 @@ func Explain(in ExplainInput) Explanation {
 	if in.Webhooks != nil {
 		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
 	}
-	h := &Handler{
-		Config:     in.Config,
-		Namespaces: fixedNamespaceLabels(in.NamespaceLabels),
-		Services:   &ClusterServiceEnsurer{Cache: knownService{in.Service}},
-	}
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "explain",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: pod.Namespace,
-		Operation: admissionv1.Create,
-		DryRun:    ptr.To(true),
-		Object:    runtime.RawExtension{Object: pod},
-	}}
-	resp, out, _ := h.handle(context.Background(), req)
+	resp, out, _ := admitOffline(pod, in.Config, in.NamespaceLabels, in.Service)
 
 	m, err := ResolveGroup(pod, in.NamespaceLabels)
 	member := err == nil && m.Member() && out.reason != reasonExcludedNamespace
@@ -105,7 +90,7 @@ func Explain(in ExplainInput) Explanation {
 	switch {
 	case member && in.Webhooks != nil && !slices.ContainsFunc(e.Entries, func(x EntryMatch) bool { return x.Matches }):
 		e.Verdict, e.Reason = VerdictNotInjected, "no entry of webhook configuration "+in.Webhooks.Name+" matches the pod, so the API server never calls peergroup for it"
-	case out.result == resultDenied || out.result == resultErrored:
+	case out.result == resultDenied || out.result == resultErrored || !resp.Allowed:
 		e.Verdict, e.Reason = VerdictDenied, out.message
 		if e.Reason == "" && resp.Result != nil {
 			e.Reason = resp.Result.Message
@@ -122,6 +107,28 @@ func Explain(in ExplainInput) Explanation {
 	return e
 }
 
+// admitOffline runs the webhook's handler on pod as a dry-run admission,
+// with namespace labels and the group's existing Service (nil: none)
+// standing in for the informer caches; it returns the handler's answer and
+// the Service the webhook would create. explain and inject decide through
+// it, so they never hold a second copy of the webhook's rules.
+func admitOffline(pod *corev1.Pod, cfg Config, nsLabels map[string]string, existing *corev1.Service) (admission.Response, outcome, *corev1.Service) {
+	// The direct patch: with no raw object there is nothing to diff.
+	cfg.PatchMode = PatchDirect
+	services := &offlineServices{existing: existing}
+	h := &Handler{Config: cfg, Namespaces: fixedNamespaceLabels(nsLabels), Services: services}
+	resp, out, _ := h.handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "offline",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: pod.Namespace,
+		Operation: admissionv1.Create,
+		DryRun:    ptr.To(true),
+		Object:    runtime.RawExtension{Object: pod},
+	}})
+	return resp, out, services.desired
+}
+
 // fixedNamespaceLabels stands in for the namespace cache.
 type fixedNamespaceLabels map[string]string
 
@@ -129,19 +136,21 @@ func (f fixedNamespaceLabels) Labels(context.Context, string) (map[string]string
 	return f, nil
 }
 
-// knownService stands in for the Service cache: the one Service looked up,
-// or none.
-type knownService struct{ svc *corev1.Service }
-
-func (k knownService) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	if k.svc == nil || k.svc.Name != key.Name || k.svc.Namespace != key.Namespace {
-		return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
-	}
-	k.svc.DeepCopyInto(obj.(*corev1.Service))
-	return nil
+// offlineServices stands in for ClusterServiceEnsurer: the one Service
+// looked up (or none) is the cache, and the Service that would be created
+// is kept instead of written.
+type offlineServices struct {
+	existing *corev1.Service
+	desired  *corev1.Service
 }
 
-func (knownService) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+func (o *offlineServices) Ensure(_ context.Context, key client.ObjectKey, desired func() *corev1.Service, _ bool) (bool, error) {
+	o.desired = desired()
+	if o.existing != nil && o.existing.Name == key.Name && o.existing.Namespace == key.Namespace {
+		return false, checkHeadless(o.existing, desired)
+	}
+	return false, nil
+}
 
 func podDisplayName(pod *corev1.Pod) string {
 	if pod.Name != "" {

@@ -53,10 +53,10 @@ var templatePaths = map[string][]string{
 
 // InjectManifests applies the webhook's mutation, offline, to every pod
 // template in a YAML or JSON stream (one or many documents, Lists
-// included) whose labels, or opts.NamespaceGroup, make it a member. It is
-// the webhook's own code path: ResolveGroup, Mutate, and the direct JSON
-// patch applied to the template as written, so fields peergroup does not
-// touch stay as they were. The output starts with the headless Services
+// included) whose labels, or opts.NamespaceGroup, make it a member. The
+// decision and the patch are the webhook handler's own, run as a dry-run
+// admission (admitOffline); the patch is applied to the template as
+// written, so fields peergroup does not touch stay as they were. The output starts with the headless Services
 // the webhook would create, then the documents in order; a document with
 // no member is copied byte for byte, and input without any member is
 // returned unchanged. An error (invalid group, collision, bad tuning)
@@ -162,30 +162,25 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	if namespace != "" {
 		what = kind + "/" + namespace + "/" + name
 	}
-	if opts.Config.excluded(effectiveNS) {
-		return false, nil
-	}
 	var nsLabels map[string]string
 	if opts.NamespaceGroup != "" {
 		nsLabels = map[string]string{GroupLabel: opts.NamespaceGroup}
 	}
-	m, err := ResolveGroup(pod, nsLabels)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
-	}
-	if !m.Member() || IsInjected(pod) {
+	resp, out, svc := admitOffline(pod, opts.Config, nsLabels, nil)
+	switch {
+	case out.result == resultDenied || out.result == resultErrored || !resp.Allowed:
+		msg := out.message
+		if msg == "" && resp.Result != nil {
+			msg = resp.Result.Message
+		}
+		return false, fmt.Errorf("%s: %s", what, msg)
+	case out.result != resultInjected:
+		// Not a member, excluded, or injected already (its Service is in
+		// the output that injected it).
 		return false, nil
 	}
-	mutated, warnings, err := Mutate(pod, m, opts.Config)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
-	}
-	for _, w := range warnings {
+	for _, w := range resp.Warnings {
 		res.Warnings = append(res.Warnings, what+": "+w)
-	}
-	patch, err := DirectPatch(pod, mutated)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	// The patch's parents must exist, as they do in an object the API
 	// server sends; a template may omit them.
@@ -195,7 +190,7 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	if err != nil {
 		return false, err
 	}
-	decoded, err := jsonpatch.DecodePatch(patch)
+	decoded, err := jsonpatch.DecodePatch(resp.Patch)
 	if err != nil {
 		return false, err
 	}
@@ -218,7 +213,9 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 		return false, err
 	}
 	res.Injected = append(res.Injected, what)
-	svc := DesiredService(pod, namespace, m)
+	// Where the workload names no namespace, neither does its Service, so
+	// `kubectl apply -n` places both together.
+	svc.Namespace = namespace
 	key := namespace + "/" + svc.Name
 	if _, ok := services[key]; !ok {
 		services[key] = svc
