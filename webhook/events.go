@@ -34,6 +34,9 @@ const (
 )
 
 func (e *Events) record(ctx context.Context, namespace string, pod *corev1.Pod, o outcome) {
+	if o.service == "" && o.result != resultDenied && o.result != resultErrored {
+		return // most admissions: nothing to report, and nothing to build
+	}
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName + "<generated>"
