@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type options struct {
 	services      int
 	namespaces    int
 	out           string
+	phases        string
 }
 
 func main() {
@@ -46,6 +48,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 10000, "Services in the cluster for the memory measurement")
 	flag.IntVar(&o.namespaces, "namespaces", 1000, "namespaces for the memory measurement")
 	flag.StringVar(&o.out, "out", "", "write the Markdown report here too")
+	flag.StringVar(&o.phases, "phases", "", "comma-separated phases to run (handler, latency, calls, memory, go); empty runs all")
 	flag.Parse()
 	ctx := context.Background()
 	if err := run(ctx, o); err != nil {
@@ -66,6 +69,11 @@ type bench struct {
 	pgDiff    *framework.Webhook
 	noop      *process
 	oneLabel  *process
+	// samePatch answers each latency workload with peergroup's own patch
+	// for it, recorded in patchDir: the API server's cost of the feature
+	// with none of peergroup's code on the path.
+	samePatch *process
+	patchDir  string
 	auditPath string
 	// body is the AdmissionReview the handler phases send.
 	body   []byte
@@ -162,22 +170,41 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.oneLabel.stop()
+	b.patchDir = filepath.Join(b.work, "patches")
+	if err := os.Mkdir(b.patchDir, 0o755); err != nil {
+		return err
+	}
+	if b.samePatch, err = startNoop(ctx, noopBin, b.work, "--patch-dir="+b.patchDir); err != nil {
+		return err
+	}
+	defer b.samePatch.stop()
 
+	// The handler and memory phases send this review; it is taken before
+	// any webhook is registered.
+	if _, err := b.cluster.CreateNamespace(ctx, "handler", map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
+		return err
+	}
+	if b.body, err = b.review(ctx, "handler"); err != nil {
+		return err
+	}
 	b.header()
-	if err := b.handlerThroughput(ctx); err != nil {
-		return err
+	phases := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"handler", b.handlerThroughput},
+		{"latency", b.podCreateLatency},
+		{"calls", b.apiCalls},
+		{"memory", func(ctx context.Context) error { return b.memory(ctx, pgBin, saKubeconfig, noopBin) }},
+		{"go", b.goBenchmarks},
 	}
-	if err := b.podCreateLatency(ctx); err != nil {
-		return err
-	}
-	if err := b.apiCalls(ctx); err != nil {
-		return err
-	}
-	if err := b.memory(ctx, pgBin, saKubeconfig, noopBin); err != nil {
-		return err
-	}
-	if err := b.goBenchmarks(ctx); err != nil {
-		return err
+	for _, p := range phases {
+		if o.phases != "" && !slices.Contains(strings.Split(o.phases, ","), p.name) {
+			continue
+		}
+		if err := p.run(ctx); err != nil {
+			return fmt.Errorf("%s phase: %w", p.name, err)
+		}
 	}
 	fmt.Println()
 	fmt.Print(b.report.String())
@@ -206,23 +233,26 @@ func (b *bench) header() {
 	b.md("")
 }
 
-// review is a realistic AdmissionReview: its object is the bench pod as
-// the API server encodes it for a webhook, taken from a server-side
-// dry-run create with no webhook registered (defaults filled in,
-// managedFields set; it also carries the uid and creationTimestamp a
-// webhook would not see yet).
+// review is a realistic AdmissionReview: the Cassandra pod of an existing
+// group (its Service is in the cache).
 func (b *bench) review(ctx context.Context, ns string) ([]byte, error) {
-	// The Cassandra pod of an existing group (its Service is in the cache).
 	pod := benchPod(ns, "cassandra-0")
 	pod.Labels["peergroup.dev/group"] = "cassandra"
 	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "MAX_HEAP_SIZE", Value: "512M"}}
+	return b.reviewOf(ctx, pod)
+}
+
+// reviewOf is the AdmissionReview the API server would send for creating
+// pod: its object is the pod as the API server encodes it for a webhook,
+// taken from a server-side dry-run create with no webhook registered
+// (defaults filled in, managedFields set; it also carries the uid and
+// creationTimestamp a webhook would not see yet).
+func (b *bench) reviewOf(ctx context.Context, pod *corev1.Pod) ([]byte, error) {
 	if err := b.cluster.Client.Create(ctx, pod, client.DryRunAll); err != nil {
-		return nil, fmt.Errorf("dry-run create of the bench pod: %w", err)
+		return nil, fmt.Errorf("dry-run create of the bench pod %s: %w", pod.Name, err)
 	}
-	for _, c := range pod.Spec.InitContainers {
-		if c.Name == "seed-discovery" {
-			return nil, errors.New("the bench pod came back injected: a webhook is registered too early")
-		}
+	if injected(pod) {
+		return nil, errors.New("the bench pod came back injected: a webhook is registered too early")
 	}
 	raw, err := json.Marshal(pod)
 	if err != nil {
@@ -230,13 +260,22 @@ func (b *bench) review(ctx context.Context, ns string) ([]byte, error) {
 	}
 	r := admissionv1.AdmissionReview{}
 	r.APIVersion, r.Kind = "admission.k8s.io/v1", "AdmissionReview"
-	r.Request = &admissionv1.AdmissionRequest{UID: "bench", Operation: admissionv1.Create, Namespace: ns, Name: pod.Name}
+	r.Request = &admissionv1.AdmissionRequest{UID: "bench", Operation: admissionv1.Create, Namespace: pod.Namespace, Name: pod.Name}
 	r.Request.Kind.Version, r.Request.Kind.Kind = "v1", "Pod"
 	r.Request.Resource.Version, r.Request.Resource.Resource = "v1", "pods"
 	r.Request.UserInfo.Username = "system:serviceaccount:kube-system:replicaset-controller"
 	r.Request.UserInfo.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
 	r.Request.Object.Raw = raw
 	return json.Marshal(r)
+}
+
+func injected(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == "seed-discovery" {
+			return true
+		}
+	}
+	return false
 }
 
 func ratio(a, base float64) string {

@@ -23,15 +23,7 @@ import (
 // 1. Handler throughput and latency over real TLS, kept-alive connections.
 func (b *bench) handlerThroughput(ctx context.Context) error {
 	b.say("handler throughput: peergroup vs no-op, c = 1, 4, 16")
-	ns := "handler"
-	if _, err := b.cluster.CreateNamespace(ctx, ns, map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
-		return err
-	}
-	body, err := b.review(ctx, ns)
-	if err != nil {
-		return err
-	}
-	b.body = body
+	body := b.body
 	// One real admission first: the Service then exists and is cached.
 	for _, w := range []*framework.Webhook{b.pg, b.pgDiff} {
 		if r := hammer(ctx, keepAliveClient(w.CABundle, 1), w.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
@@ -67,145 +59,6 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 	return nil
 }
 
-// 2. Pod CREATE latency through the API server.
-func (b *bench) podCreateLatency(ctx context.Context) error {
-	b.say("pod CREATE latency: %d alternating rounds of none / no-op / peergroup", b.o.rounds)
-	ns := "latency"
-	if _, err := b.cluster.CreateNamespace(ctx, ns, map[string]string{"peergroup.dev/group": "cassandra"}); err != nil {
-		return err
-	}
-	configs := []string{"none", "no-op", "one-label", "peergroup"}
-	creates := map[string]*result{}
-	dry := map[string]*result{}
-	for _, c := range configs {
-		creates[c], dry[c] = &result{}, &result{}
-	}
-	hookSum, hookCount := map[string]float64{}, map[string]float64{}
-	n := 0
-	for r := range b.o.rounds {
-		for i := range configs {
-			cfg := configs[(i+r)%len(configs)]
-			if err := b.register(ctx, cfg); err != nil {
-				return err
-			}
-			sum0, count0, err := b.webhookDurations(ctx)
-			if err != nil {
-				return err
-			}
-			for range b.o.createsPerRnd {
-				n++
-				for _, dryRun := range []bool{false, true} {
-					name := fmt.Sprintf("p-%d", n)
-					if dryRun {
-						name += "-dry" // the real create of this round holds p-N
-					}
-					pod := benchPod(ns, name)
-					opts := []client.CreateOption{}
-					if dryRun {
-						opts = append(opts, client.DryRunAll)
-					}
-					t0 := time.Now()
-					err := b.cluster.Client.Create(ctx, pod, opts...)
-					d := time.Since(t0)
-					target := creates[cfg]
-					if dryRun {
-						target = dry[cfg]
-					}
-					if err != nil {
-						target.failures++
-						continue
-					}
-					target.count++
-					target.latencies = append(target.latencies, d)
-				}
-			}
-			sum1, count1, err := b.webhookDurations(ctx)
-			if err != nil {
-				return err
-			}
-			hookSum[cfg] += sum1 - sum0
-			hookCount[cfg] += count1 - count0
-			if err := b.cluster.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0)); err != nil {
-				return err
-			}
-		}
-	}
-	if err := b.register(ctx, "peergroup"); err != nil {
-		return err
-	}
-	b.md("## 2. Pod CREATE latency through kube-apiserver")
-	b.md("")
-	b.md("%d rounds, configurations (none, no-op, one-label, peergroup) alternating in rotated order, %d creates and %d server-side dry-run creates per configuration per round (%d samples each).", b.o.rounds, b.o.createsPerRnd, b.o.createsPerRnd, b.o.rounds*b.o.createsPerRnd)
-	b.md("")
-	b.md("| request | none p50 / p95 / p99 | no-op p50 / p95 / p99 | peergroup p50 / p95 / p99 | peergroup ÷ no-op p50 | p95 | p99 | failures |")
-	b.md("|---|---|---|---|---|---|---|---|")
-	for _, kind := range []struct {
-		name string
-		m    map[string]*result
-	}{{"create", creates}, {"dry-run create", dry}} {
-		none, noop, pg := kind.m["none"], kind.m["no-op"], kind.m["peergroup"]
-		b.md("| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | **%s** | %s | **%s** | %d |", kind.name,
-			ms(none.pct(50)), ms(none.pct(95)), ms(none.pct(99)),
-			ms(noop.pct(50)), ms(noop.pct(95)), ms(noop.pct(99)),
-			ms(pg.pct(50)), ms(pg.pct(95)), ms(pg.pct(99)),
-			ratio(float64(pg.pct(50)), float64(noop.pct(50))), ratio(float64(pg.pct(95)), float64(noop.pct(95))), ratio(float64(pg.pct(99)), float64(noop.pct(99))),
-			none.failures+noop.failures+pg.failures)
-	}
-	b.md("")
-	mean := func(cfg string) float64 {
-		if hookCount[cfg] == 0 {
-			return 0
-		}
-		return hookSum[cfg] / hookCount[cfg] * 1000
-	}
-	oneLabel := kindLatency{creates["one-label"], dry["one-label"]}
-	b.md("Cost of mutating at all: the same no-op server answering with a one-label patch (\"one-label\") has create p50 %s, dry-run p50 %s, i.e. %s and %s the no-op; peergroup ÷ one-label p50: create %s, dry-run %s.",
-		ms(oneLabel.create.pct(50)), ms(oneLabel.dry.pct(50)),
-		ratio(float64(oneLabel.create.pct(50)), float64(creates["no-op"].pct(50))), ratio(float64(oneLabel.dry.pct(50)), float64(dry["no-op"].pct(50))),
-		ratio(float64(creates["peergroup"].pct(50)), float64(oneLabel.create.pct(50))), ratio(float64(dry["peergroup"].pct(50)), float64(oneLabel.dry.pct(50))))
-	b.md("")
-	b.md("The API server's own `apiserver_admission_webhook_admission_duration_seconds` (the call, the response and applying the patch), mean over the same requests: no-op %.2f ms, one-label %.2f ms, peergroup %.2f ms (%s the no-op, %s the one-label patch).", mean("no-op"), mean("one-label"), mean("peergroup"), ratio(mean("peergroup"), mean("no-op")), ratio(mean("peergroup"), mean("one-label")))
-	b.md("")
-	return nil
-}
-
-type kindLatency struct{ create, dry *result }
-
-// webhookDurations sums the API server's webhook admission histogram.
-func (b *bench) webhookDurations(ctx context.Context) (sum, count float64, err error) {
-	raw, err := b.clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read API server metrics: %w", err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		name, rest, ok := strings.Cut(line, "{")
-		if !ok || !strings.Contains(rest, `type="admit"`) {
-			continue
-		}
-		fields := strings.Fields(line)
-		var v float64
-		fmt.Sscan(fields[len(fields)-1], &v)
-		switch name {
-		case "apiserver_admission_webhook_admission_duration_seconds_sum":
-			sum += v
-		case "apiserver_admission_webhook_admission_duration_seconds_count":
-			count += v
-		}
-	}
-	return sum, count, nil
-}
-
-func benchPod(ns, name string) *corev1.Pod {
-	pod := &corev1.Pod{}
-	pod.Namespace, pod.Name = ns, name
-	pod.Labels = map[string]string{"app": "cassandra"}
-	pod.Spec.Containers = []corev1.Container{{
-		Name: "cassandra", Image: "cassandra:5.0",
-		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
-	}}
-	return pod
-}
-
 // register makes cfg the only registered webhook configuration and waits
 // until the API server uses it.
 func (b *bench) register(ctx context.Context, cfg string) error {
@@ -217,6 +70,10 @@ func (b *bench) register(ctx context.Context, cfg string) error {
 		}
 	case "one-label":
 		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.oneLabel.url, b.oneLabel.ca, ""); err != nil {
+			return err
+		}
+	case "same-patch":
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.samePatch.url, b.samePatch.ca, ""); err != nil {
 			return err
 		}
 	case "peergroup":
