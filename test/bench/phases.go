@@ -389,6 +389,17 @@ func (b *bench) goBenchmarks(ctx context.Context) error {
 		b.md("")
 		b.md("One seed-discovery decision over 1,000 peers costs %s a plain sort of the same 1,000 addresses.", ratio(d.ns/float64(d.n), s.ns/float64(s.n)))
 	}
+	mean := func(name string) float64 {
+		if a := res[name]; a != nil {
+			return a.ns / float64(a.n)
+		}
+		return 0
+	}
+	if one := mean("BenchmarkAPIServerPatchApply/one-label"); one > 0 {
+		b.md("")
+		b.md("The API server's patch application (BenchmarkAPIServerPatchApply, its own json-patch library over the bare pod): peergroup's patch costs %s a one-label patch (the diff patch %s); the same pod with the spec replaced whole would cost %s.",
+			ratio(mean("BenchmarkAPIServerPatchApply/peergroup"), one), ratio(mean("BenchmarkAPIServerPatchApply/diff"), one), ratio(mean("BenchmarkAPIServerPatchApply/whole-spec"), one))
+	}
 	b.md("")
 	return nil
 }
