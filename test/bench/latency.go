@@ -34,7 +34,12 @@ var workloads = []workload{
 
 // latencyConfigs are the webhook configurations compared, in the order the
 // first round registers them.
-var latencyConfigs = []string{"none", "no-op", "one-label", "same-patch", "peergroup"}
+var latencyConfigs = []string{"none", "no-op", "one-label", "same-patch", "peergroup", "peergroup-diff"}
+
+// mutates tells which configurations must come back with the pod injected.
+func mutates(cfg string) bool {
+	return cfg == "same-patch" || cfg == "peergroup" || cfg == "peergroup-diff"
+}
 
 // perConfig is one workload's series, by configuration.
 type perConfig map[string]*kindLatency
@@ -95,7 +100,7 @@ func (b *bench) podCreateLatency(ctx context.Context) error {
 						requests[cfg]++
 						// A mutating configuration that did not mutate would
 						// measure nothing: count it as a failure.
-						if err != nil || injected(pod) != (cfg == "peergroup" || cfg == "same-patch") {
+						if err != nil || injected(pod) != mutates(cfg) {
 							target.failures++
 							continue
 						}
@@ -173,35 +178,33 @@ func postReview(ctx context.Context, c *http.Client, url string, review []byte) 
 func (b *bench) reportLatency(series map[string]perConfig, hookSum, hookCount, requests map[string]float64) {
 	b.md("## 2. Pod CREATE latency through kube-apiserver")
 	b.md("")
-	b.md("%d rounds; in each, the configurations (%s) take turns in rotated order, and under each %d creates and %d server-side dry-run creates of each workload (%d samples per cell). \"one-label\" is the no-op server answering with a one-label patch (what any mutation costs the API server); \"same-patch\" is the no-op server answering with peergroup's own patch for that pod, recorded beforehand (what the injected fields cost the API server, with none of peergroup's code on the path).",
-		b.o.rounds, strings.Join(latencyConfigs, ", "), b.o.createsPerRnd, b.o.createsPerRnd, b.o.rounds*b.o.createsPerRnd)
+	b.md("%d rounds; in each, the configurations take turns in rotated order, and under each %d creates and %d server-side dry-run creates of each workload (%d samples per cell). \"none\": no webhook; \"no-op\": the no-op server; \"one-label\": the no-op server answering with a one-label patch (what any mutation costs the API server); \"same-patch\": the no-op server answering with peergroup's own patch for that pod, recorded beforehand (what the injected fields cost the API server, with none of peergroup's code on the path); \"peergroup, diff patch\": peergroup with `--patch-mode=diff` (admission.PatchResponseFromRaw, the straightforward handler).",
+		b.o.rounds, b.o.createsPerRnd, b.o.createsPerRnd, b.o.rounds*b.o.createsPerRnd)
 	b.md("")
+	titles := map[string]string{"peergroup": "**peergroup**", "peergroup-diff": "peergroup, diff patch"}
 	for _, w := range workloads {
 		s := series[w.key]
 		b.md("### %s", w.title)
 		b.md("")
 		b.md("The created pod is %s of JSON with the no-op webhook and %s with peergroup (%s): every cost of the API server that grows with the object grows by that much.", kb(s["no-op"].size), kb(s["peergroup"].size), ratio(float64(s["peergroup"].size), float64(s["no-op"].size)))
 		b.md("")
-		b.md("| request | none p50 / p99 | no-op p50 / p95 / p99 | one-label p50 | same-patch p50 / p99 | peergroup p50 / p95 / p99 | **peergroup ÷ no-op** p50 / p95 / p99 | same-patch ÷ no-op p50 | peergroup ÷ same-patch p50 | failures |")
-		b.md("|---|---|---|---|---|---|---|---|---|---|")
-		for _, kind := range []struct {
-			name string
-			get  func(*kindLatency) *result
-		}{{"create", func(k *kindLatency) *result { return &k.create }}, {"dry-run create", func(k *kindLatency) *result { return &k.dry }}} {
-			none, noop, one, same, pg := kind.get(s["none"]), kind.get(s["no-op"]), kind.get(s["one-label"]), kind.get(s["same-patch"]), kind.get(s["peergroup"])
-			failures := 0
-			for _, c := range latencyConfigs {
-				failures += kind.get(s[c]).failures
+		b.md("| configuration | create p50 / p95 / p99 | ÷ no-op p50 / p95 / p99 | dry-run create p50 / p95 / p99 | ÷ no-op p50 / p95 / p99 | failures |")
+		b.md("|---|---|---|---|---|---|")
+		noop := s["no-op"]
+		for _, c := range latencyConfigs {
+			k, title := s[c], titles[c]
+			if title == "" {
+				title = c
 			}
-			b.md("| %s | %s / %s | %s / %s / %s | %s | %s / %s | %s / %s / %s | **%s** / %s / **%s** | %s | %s | %d |", kind.name,
-				ms(none.pct(50)), ms(none.pct(99)),
-				ms(noop.pct(50)), ms(noop.pct(95)), ms(noop.pct(99)),
-				ms(one.pct(50)),
-				ms(same.pct(50)), ms(same.pct(99)),
-				ms(pg.pct(50)), ms(pg.pct(95)), ms(pg.pct(99)),
-				pctRatio(pg, noop, 50), pctRatio(pg, noop, 95), pctRatio(pg, noop, 99),
-				pctRatio(same, noop, 50), pctRatio(pg, same, 50), failures)
+			b.md("| %s | %s | %s | %s | %s | %d |", title,
+				pcts(&k.create), pctRatios(&k.create, &noop.create, c == "peergroup"),
+				pcts(&k.dry), pctRatios(&k.dry, &noop.dry, c == "peergroup"),
+				k.create.failures+k.dry.failures)
 		}
+		b.md("")
+		b.md("peergroup ÷ same-patch p50: create %s, dry-run %s (peergroup's own share); same-patch ÷ no-op p50: create %s, dry-run %s (the API server's cost of the injected fields).",
+			pctRatio(&s["peergroup"].create, &s["same-patch"].create, 50), pctRatio(&s["peergroup"].dry, &s["same-patch"].dry, 50),
+			pctRatio(&s["same-patch"].create, &noop.create, 50), pctRatio(&s["same-patch"].dry, &noop.dry, 50))
 		b.md("")
 	}
 	mean := func(cfg string) float64 {
@@ -216,10 +219,23 @@ func (b *bench) reportLatency(series map[string]perConfig, hookSum, hookCount, r
 		}
 		return strconv.FormatFloat(hookCount[cfg]/requests[cfg], 'f', 2, 64)
 	}
-	b.md("The API server's own `apiserver_admission_webhook_admission_duration_seconds` (the call, the response and applying the patch), mean over the same requests: no-op %.2f ms, one-label %.2f ms, same-patch %.2f ms, peergroup %.2f ms (%s the same patch). Webhook calls per request: no-op %s, same-patch %s, peergroup %s (a mutation makes the API server run the whole admission chain once more; peergroup's `reinvocationPolicy: IfNeeded` does not add a second call).",
-		mean("no-op"), mean("one-label"), mean("same-patch"), mean("peergroup"), ratio(mean("peergroup"), mean("same-patch")),
+	b.md("The API server's own `apiserver_admission_webhook_admission_duration_seconds` (the call, the response and applying the patch), mean over the same requests: no-op %.2f ms, one-label %.2f ms, same-patch %.2f ms, peergroup %.2f ms (%s the same patch), peergroup with the diff patch %.2f ms. Webhook calls per request: no-op %s, same-patch %s, peergroup %s (a mutation makes the API server run the whole admission chain once more; peergroup's `reinvocationPolicy: IfNeeded` does not add a second call).",
+		mean("no-op"), mean("one-label"), mean("same-patch"), mean("peergroup"), ratio(mean("peergroup"), mean("same-patch")), mean("peergroup-diff"),
 		calls("no-op"), calls("same-patch"), calls("peergroup"))
 	b.md("")
+}
+
+func pcts(r *result) string {
+	return ms(r.pct(50)) + " / " + ms(r.pct(95)) + " / " + ms(r.pct(99))
+}
+
+// pctRatios are r's p50, p95 and p99 over base's; the targeted p50 and p99
+// in bold when bold.
+func pctRatios(r, base *result, bold bool) string {
+	if !bold {
+		return pctRatio(r, base, 50) + " / " + pctRatio(r, base, 95) + " / " + pctRatio(r, base, 99)
+	}
+	return "**" + pctRatio(r, base, 50) + "** / " + pctRatio(r, base, 95) + " / **" + pctRatio(r, base, 99) + "**"
 }
 
 func kb(n int) string { return fmt.Sprintf("%.1f KiB", float64(n)/1024) }

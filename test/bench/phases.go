@@ -81,6 +81,11 @@ func (b *bench) register(ctx context.Context, cfg string) error {
 			return err
 		}
 		return framework.WaitForInjection(ctx, b.cluster, "default")
+	case "peergroup-diff":
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pgDiff.URL(), b.pgDiff.CABundle, ""); err != nil {
+			return err
+		}
+		return framework.WaitForInjection(ctx, b.cluster, "default")
 	}
 	// The API server's view of webhook configurations is an informer:
 	// give it a moment, as WaitForInjection does for peergroup.
