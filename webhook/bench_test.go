@@ -50,13 +50,7 @@ func BenchmarkMutate(b *testing.B) {
 // resolve, mutate, Service cache hit, patch.
 func BenchmarkHandler(b *testing.B) {
 	raw, _ := json.Marshal(benchPod())
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
-	// A reader that behaves like the informer cache (deep copy on Get);
-	// the fake client's conversions would dominate otherwise.
-	cache := cacheLike{svc}
-	handler := testHandler(staticNamespaces(nil), nil)
-	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
-	h := &admission.Webhook{Handler: handler}
+	h := &admission.Webhook{Handler: cachedGroupHandler()}
 	req := podRequest(raw, admissionv1.Create, false)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -65,6 +59,17 @@ func BenchmarkHandler(b *testing.B) {
 			b.Fatal("not injected")
 		}
 	}
+}
+
+// cachedGroupHandler admits pods of namespace "db", whose headless
+// Service "cassandra" is in a reader that behaves like the informer cache
+// (deep copy on Get); the fake client's conversions would dominate
+// otherwise.
+func cachedGroupHandler() *Handler {
+	cache := cacheLike{&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}}
+	handler := testHandler(staticNamespaces(nil), nil)
+	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
+	return handler
 }
 
 type cacheLike struct{ svc *corev1.Service }
@@ -83,11 +88,7 @@ func (c cacheLike) List(context.Context, client.ObjectList, ...client.ListOption
 // decoded, handled, and the answer encoded.
 func BenchmarkHTTPHandler(b *testing.B) {
 	raw, _ := json.Marshal(benchPod())
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
-	cache := cacheLike{svc}
-	handler := testHandler(staticNamespaces(nil), nil)
-	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
-	h := &HTTPHandler{Webhook: &admission.Webhook{Handler: handler}, DecodePod: true}
+	h := &HTTPHandler{Webhook: &admission.Webhook{Handler: cachedGroupHandler()}, DecodePod: true}
 	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
 	review, _ := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
@@ -117,18 +118,8 @@ func BenchmarkAPIServerPatchApply(b *testing.B) {
 	pod := benchPod()
 	pod.Labels["peergroup.dev/group"] = "cassandra"
 	in, _ := json.Marshal(pod)
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
-	handler := testHandler(staticNamespaces(nil), nil)
-	handler.Services = &ClusterServiceEnsurer{Cache: cacheLike{svc}, Live: cacheLike{svc}}
-	resp := (&admission.Webhook{Handler: handler}).Handle(context.Background(), podRequest(in, admissionv1.Create, false))
-	decoded, err := jsonpatch4.DecodePatch(resp.Patch)
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := decoded.Apply(in)
-	if err != nil {
-		b.Fatal(err)
-	}
+	resp := (&admission.Webhook{Handler: cachedGroupHandler()}).Handle(context.Background(), podRequest(in, admissionv1.Create, false))
+	out := applyPatch(b, in, resp)
 	injected := &corev1.Pod{}
 	if err := json.Unmarshal(out, injected); err != nil {
 		b.Fatal(err)

@@ -82,7 +82,7 @@ func podRequest(raw []byte, op admissionv1.Operation, dryRun bool) admission.Req
 	}}
 }
 
-func applyPatch(t *testing.T, raw []byte, resp admission.Response) []byte {
+func applyPatch(t testing.TB, raw []byte, resp admission.Response) []byte {
 	t.Helper()
 	if len(resp.Patch) == 0 {
 		return raw
