@@ -2,14 +2,20 @@ package certs
 
 import (
 	"context"
+	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -135,5 +141,66 @@ func TestKeeperLifecycle(t *testing.T) {
 	}
 	if err := Validate(third.Cert, third.CACert, ServiceDNSNames("pg", "sys"), now, 0); err != nil {
 		t.Errorf("new certificate invalid: %v", err)
+	}
+}
+
+// The Secret is owned by the webhook Service, so `helm uninstall` (which
+// deletes the Service) leaves no Secret behind; rotation keeps the owner.
+func TestKeeperSecretOwner(t *testing.T) {
+	service := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "sys", Name: "pg", UID: "svc-uid"}}
+	for _, tc := range []struct {
+		name    string
+		objects []runtime.Object
+		getErr  error
+		want    []metav1.OwnerReference
+		wantErr string
+	}{
+		{name: "service installed", objects: []runtime.Object{service},
+			want: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "pg", UID: "svc-uid"}}},
+		{name: "no service: unowned", want: nil},
+		{name: "service unreadable: no Secret", objects: []runtime.Object{service}, getErr: errors.New("connection refused"),
+			wantErr: "read the webhook Service sys/pg to own the certificate Secret: connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			client := fake.NewClientset(tc.objects...)
+			if tc.getErr != nil {
+				client.PrependReactor("get", "services", func(clienttesting.Action) (bool, runtime.Object, error) { return true, nil, tc.getErr })
+			}
+			k, err := NewKeeper(KeeperConfig{
+				Namespace: "sys", SecretName: "pg-tls", WebhookConfigName: "pg", ServiceName: "pg",
+				CertDir: t.TempDir(), Validity: time.Hour, Now: func() time.Time { return now },
+			}, client, logr.Discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			err = k.SyncCertificate(ctx)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				if _, err := client.CoreV1().Secrets("sys").Get(ctx, "pg-tls", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+					t.Fatalf("Secret created anyway (%v)", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []string{"created", "rotated"} {
+				s, err := client.CoreV1().Secrets("sys").Get(ctx, "pg-tls", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(s.OwnerReferences, tc.want) {
+					t.Errorf("%s: owners %+v, want %+v", step, s.OwnerReferences, tc.want)
+				}
+				now = now.Add(50 * time.Minute)
+				if err := k.SyncCertificate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -125,8 +125,16 @@ func (k *Keeper) syncSecret(ctx context.Context) (Bundle, error) {
 		if err != nil {
 			return Bundle{}, err
 		}
+		owners, err := k.owners(ctx)
+		if err != nil {
+			return Bundle{}, err
+		}
 		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: k.cfg.SecretName, Namespace: k.cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "peergroup"}},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: k.cfg.SecretName, Namespace: k.cfg.Namespace,
+				Labels:          map[string]string{"app.kubernetes.io/managed-by": "peergroup"},
+				OwnerReferences: owners,
+			},
 			Type:       corev1.SecretTypeTLS,
 			Data:       toData(b),
 		}
@@ -153,6 +161,25 @@ func (k *Keeper) syncSecret(ctx context.Context) (Bundle, error) {
 	}
 	k.log.Info("rotated serving certificate", "serial", Serial(want.Cert), "newCA", !SameCA(want.CACert, have.CACert))
 	return want, nil
+}
+
+// owners makes the webhook Service the Secret's owner. Helm installs and
+// uninstalls that Service, but not the Secret, which the webhook creates at
+// run time: with the owner, the garbage collector deletes the Secret on
+// `helm uninstall`, while upgrades (same Service) keep it and its CA. The
+// reference does not block the owner's deletion, so creating the Secret
+// needs no permission beyond Secret create and Service get. A webhook run
+// without its Service (outside the chart) creates the Secret unowned.
+func (k *Keeper) owners(ctx context.Context) ([]metav1.OwnerReference, error) {
+	svc, err := k.client.CoreV1().Services(k.cfg.Namespace).Get(ctx, k.cfg.ServiceName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		k.log.Info("webhook Service not found: the certificate Secret gets no owner and outlives an uninstall", "service", k.cfg.ServiceName)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the webhook Service %s/%s to own the certificate Secret: %w", k.cfg.Namespace, k.cfg.ServiceName, err)
+	}
+	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}, nil
 }
 
 // issue returns have unchanged when it is valid and not due for renewal,

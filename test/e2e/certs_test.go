@@ -123,6 +123,15 @@ func TestSelfSignedDefaultChart(t *testing.T) {
 	if s.Type != corev1.SecretTypeTLS || len(s.Data["tls.crt"]) == 0 || len(s.Data["tls.key"]) == 0 || len(ca) == 0 {
 		t.Fatalf("Secret type %s keys %d", s.Type, len(s.Data))
 	}
+	// Owned by the chart's webhook Service, so `helm uninstall` (which
+	// deletes it) leaves no Secret behind.
+	webhookService := &corev1.Service{}
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: fullname(release)}, webhookService); err != nil {
+		t.Fatal(err)
+	}
+	if o := s.OwnerReferences; len(o) != 1 || o[0].APIVersion != "v1" || o[0].Kind != "Service" || o[0].Name != webhookService.Name || o[0].UID != webhookService.UID {
+		t.Errorf("Secret owners %+v, want the webhook Service %s (uid %s)", o, webhookService.Name, webhookService.UID)
+	}
 	mwc := webhookConfiguration(t, release)
 	for _, wh := range mwc.Webhooks {
 		if !bytes.Equal(wh.ClientConfig.CABundle, ca) {
