@@ -75,19 +75,27 @@ func mustCA(t *testing.T) []byte {
 	return ca
 }
 
+// testKeeper keeps Secret sys/pg-tls for webhook configuration and Service
+// "pg", with a one-hour serving validity, at the time *now.
+func testKeeper(t *testing.T, client *fake.Clientset, now *time.Time) *Keeper {
+	t.Helper()
+	k, err := NewKeeper(KeeperConfig{
+		Namespace: "sys", SecretName: "pg-tls", WebhookConfigName: "pg", ServiceName: "pg",
+		CertDir: t.TempDir(), Validity: time.Hour, Now: func() time.Time { return *now },
+	}, client, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func TestKeeperLifecycle(t *testing.T) {
 	now := t0
 	client := fake.NewClientset(&admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "pg"},
 		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "a.peergroup.dev"}, {Name: "b.peergroup.dev"}},
 	})
-	k, err := NewKeeper(KeeperConfig{
-		Namespace: "sys", SecretName: "pg-tls", WebhookConfigName: "pg", ServiceName: "pg",
-		CertDir: t.TempDir(), Validity: time.Hour, Now: func() time.Time { return now },
-	}, client, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testKeeper(t, client, &now)
 	ctx := context.Background()
 	if err := k.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -167,15 +175,9 @@ func TestKeeperSecretOwner(t *testing.T) {
 			if tc.getErr != nil {
 				client.PrependReactor("get", "services", func(clienttesting.Action) (bool, runtime.Object, error) { return true, nil, tc.getErr })
 			}
-			k, err := NewKeeper(KeeperConfig{
-				Namespace: "sys", SecretName: "pg-tls", WebhookConfigName: "pg", ServiceName: "pg",
-				CertDir: t.TempDir(), Validity: time.Hour, Now: func() time.Time { return now },
-			}, client, logr.Discard())
-			if err != nil {
-				t.Fatal(err)
-			}
+			k := testKeeper(t, client, &now)
 			ctx := context.Background()
-			err = k.SyncCertificate(ctx)
+			err := k.SyncCertificate(ctx)
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
