@@ -135,8 +135,8 @@ func (k *Keeper) syncSecret(ctx context.Context) (Bundle, error) {
 				Labels:          map[string]string{"app.kubernetes.io/managed-by": "peergroup"},
 				OwnerReferences: owners,
 			},
-			Type:       corev1.SecretTypeTLS,
-			Data:       toData(b),
+			Type: corev1.SecretTypeTLS,
+			Data: toData(b),
 		}
 		if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			return Bundle{}, fmt.Errorf("create Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
