@@ -3,6 +3,9 @@ package faults
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -322,4 +326,86 @@ func TestTwoReplicasManyNewGroups(t *testing.T) {
 	if n := requireNothingUninjected(t, ns); n != groups*perGroup {
 		t.Errorf("%d pods, want %d", n, groups*perGroup)
 	}
+}
+
+// 3e. kube-apiserver really restarted (SIGTERM, then the same process
+// again): the webhook stays up and ready throughout, an existing group is
+// served from the cache, a new group gets its Service, and the informers
+// have reconnected (a Service replaced after the restart is what the
+// webhook judges).
+func TestAPIServerRestart(t *testing.T) {
+	ctx := testContext(t)
+	hook := startHook(t, chartIdentity())
+	register(t, "restart", hook.URL(), hook.CABundle, nil)
+	ns := namespace(t, "restart", "")
+	if err := cluster.Client.Create(ctx, memberPod(ns, "steady-0", "steady")); err != nil {
+		t.Fatal(err)
+	}
+
+	unready := make(chan int)
+	stop := make(chan struct{})
+	go func() {
+		failures := 0
+		for {
+			select {
+			case <-stop:
+				unready <- failures
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			resp, err := http.Get("http://" + hook.ProbeAddr + "/readyz")
+			if err != nil || resp.StatusCode != http.StatusOK {
+				failures++
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	logs, err := os.Create(filepath.Join(t.TempDir(), "kube-apiserver.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	began := time.Now()
+	restartErr := cluster.RestartAPIServer(ctx, logs)
+	close(stop)
+	t.Logf("kube-apiserver stopped and ready again after %s", time.Since(began).Round(time.Millisecond))
+	if n := <-unready; n > 0 {
+		t.Errorf("webhook unready %d times (probed every 100ms) while the API server restarted", n)
+	}
+	if restartErr != nil {
+		t.Fatal(restartErr)
+	}
+
+	// Admission resumes with the API server: retry while it settles.
+	eventuallyCreated(t, memberPod(ns, "steady-1", "steady"))
+	eventuallyCreated(t, memberPod(ns, "fresh-0", "fresh"))
+	if got := serviceNames(services(t, ns)); len(got) != 2 {
+		t.Errorf("Services %v, want steady and fresh once each", got)
+	}
+	// Replace the steady Service with one that is not headless: only a
+	// webhook whose Service informer watches again sees it and denies.
+	if err := cluster.Client.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "steady"}}); err != nil {
+		t.Fatal(err)
+	}
+	clusterIP := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "steady"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "cql", Port: 9042}}},
+	}
+	if err := cluster.Client.Create(ctx, clusterIP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 2; ; i++ {
+		err := cluster.Client.Create(ctx, memberPod(ns, fmt.Sprintf("steady-%d", i), "steady"))
+		if err != nil && strings.Contains(err.Error(), "is not headless") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a pod of group steady after its Service became non-headless: %v; the webhook's cache never saw the change", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	requireNothingUninjected(t, ns)
 }

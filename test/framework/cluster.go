@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,6 +31,8 @@ type Cluster struct {
 	Config *rest.Config
 	Client client.Client
 	Scheme *runtime.Scheme
+	// restarted are kube-apiserver processes RestartAPIServer started.
+	restarted []*exec.Cmd
 }
 
 // AssetsDir returns the directory with kube-apiserver and etcd: the
@@ -110,8 +114,21 @@ func StartClusterWith(customize func(*envtest.Environment)) (*Cluster, error) {
 	return &Cluster{Env: env, Config: cfg, Client: c, Scheme: scheme}, nil
 }
 
-// Stop stops the control plane.
-func (c *Cluster) Stop() error { return c.Env.Stop() }
+// Stop stops the control plane, a restarted kube-apiserver first.
+func (c *Cluster) Stop() error {
+	for _, cmd := range c.restarted {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	return c.Env.Stop()
+}
 
 // WriteKubeconfig writes an admin kubeconfig for the cluster to path, for
 // processes (the webhook binary, kubectl) outside the test.

@@ -1,0 +1,111 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+)
+
+// RestartAPIServer stops kube-apiserver with SIGTERM, as a rollout or a
+// node reboot does, and starts it again with the same command line,
+// environment and files (certificates, etcd), then waits until it is ready.
+// envtest has no restart of its own: its Stop deletes the credentials the
+// clients use. The new process is stopped by Stop.
+func (c *Cluster) RestartAPIServer(ctx context.Context, logs *os.File) error {
+	u, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return fmt.Errorf("API server URL %q: %w", c.Config.Host, err)
+	}
+	_, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return fmt.Errorf("API server address %q: %w", u.Host, err)
+	}
+	pid, args, env, dir, err := findAPIServer(port)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop kube-apiserver (pid %d): %w", pid, err)
+	}
+	// Gone once its port is free: a graceful stop drains requests first.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return false, nil
+		}
+		return true, l.Close()
+	}); err != nil {
+		return fmt.Errorf("kube-apiserver (pid %d) did not stop: %w", pid, err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start kube-apiserver again: %w", err)
+	}
+	c.restarted = append(c.restarted, cmd)
+	if cmd.Process.Pid == pid {
+		return fmt.Errorf("kube-apiserver restarted with the old pid %d", pid)
+	}
+	clientset, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := clientset.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil, nil
+	}); err != nil {
+		return fmt.Errorf("kube-apiserver not ready after its restart (log %s): %w", logs.Name(), err)
+	}
+	return nil
+}
+
+// findAPIServer finds the kube-apiserver serving port among this machine's
+// processes and returns what starts it again.
+func findAPIServer(port string) (pid int, args, env []string, dir string, err error) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		raw, err := os.ReadFile(p)
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+		if filepath.Base(args[0]) != "kube-apiserver" || !containsArg(args, "--secure-port="+port) {
+			continue
+		}
+		proc := filepath.Dir(p)
+		pid, _ = strconv.Atoi(filepath.Base(proc))
+		rawEnv, err := os.ReadFile(filepath.Join(proc, "environ"))
+		if err != nil {
+			return 0, nil, nil, "", fmt.Errorf("read kube-apiserver's environment: %w", err)
+		}
+		if dir, err = os.Readlink(filepath.Join(proc, "cwd")); err != nil {
+			return 0, nil, nil, "", fmt.Errorf("read kube-apiserver's working directory: %w", err)
+		}
+		env = strings.Split(string(bytes.TrimSuffix(rawEnv, []byte{0})), "\x00")
+		return pid, args, env, dir, nil
+	}
+	return 0, nil, nil, "", errors.New("no kube-apiserver process serves port " + port)
+}
+
+func containsArg(args []string, want string) bool {
+	for _, a := range args {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
