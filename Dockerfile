@@ -3,7 +3,10 @@
 # which the webhook injects as an init container using this same image.
 
 ARG GO_VERSION=1.26
-FROM golang:${GO_VERSION} AS build
+# The build stage runs on the builder's own platform and cross-compiles
+# (pure Go), so a multi-platform build (`docker buildx build --platform
+# linux/amd64,linux/arm64`) needs no emulation.
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -48,6 +48,9 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) != 2 || !strings.Contains(froms[0], " AS build") || !strings.Contains(froms[1], "distroless/static") {
 		t.Errorf("want a build stage and a distroless static final stage, got %q", froms)
 	}
+	if len(froms) > 0 && !strings.Contains(froms[0], "--platform=$BUILDPLATFORM") || !strings.Contains(build, "GOARCH=${TARGETARCH}") {
+		t.Errorf("the build stage must run on the builder's platform and cross-compile for the target's: %q, %s", froms, build)
+	}
 	if len(users) != 1 || users[0] != "65532:65532" {
 		t.Errorf("final stage must run as 65532, got %q", users)
 	}
@@ -66,31 +69,42 @@ func TestDockerfile(t *testing.T) {
 }
 
 // The binaries built as the Dockerfile builds them are static: no ELF
-// interpreter and no shared libraries, so they run on distroless/static.
+// interpreter and no shared libraries, so they run on distroless/static;
+// for arm64 too, as a multi-platform build cross-compiles them.
 func TestBinariesAreStatic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds both binaries")
 	}
-	out := t.TempDir()
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test", "-o", out+"/", "./cmd/peergroup-webhook", "./cmd/seed-discovery")
-	cmd.Dir = framework.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	for _, bin := range []string{"peergroup-webhook", "seed-discovery"} {
-		f, err := elf.Open(filepath.Join(out, bin))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				t.Errorf("%s has an ELF interpreter: dynamically linked", bin)
+	for _, target := range []struct {
+		arch    string
+		machine elf.Machine
+	}{{"amd64", elf.EM_X86_64}, {"arm64", elf.EM_AARCH64}} {
+		t.Run(target.arch, func(t *testing.T) {
+			out := t.TempDir()
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test", "-o", out+"/", "./cmd/peergroup-webhook", "./cmd/seed-discovery")
+			cmd.Dir = framework.RepoRoot()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+target.arch)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, b)
 			}
-		}
-		if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
-			t.Errorf("%s needs shared libraries %v", bin, libs)
-		}
-		f.Close()
+			for _, bin := range []string{"peergroup-webhook", "seed-discovery"} {
+				f, err := elf.Open(filepath.Join(out, bin))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Machine != target.machine {
+					t.Errorf("%s is built for %s, want %s", bin, f.Machine, target.machine)
+				}
+				for _, p := range f.Progs {
+					if p.Type == elf.PT_INTERP {
+						t.Errorf("%s has an ELF interpreter: dynamically linked", bin)
+					}
+				}
+				if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+					t.Errorf("%s needs shared libraries %v", bin, libs)
+				}
+				f.Close()
+			}
+		})
 	}
 }
