@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,7 +31,7 @@ type Cluster struct {
 	Client client.Client
 	Scheme *runtime.Scheme
 	// restarted are kube-apiserver processes RestartAPIServer started.
-	restarted []*exec.Cmd
+	restarted []*component
 }
 
 // AssetsDir returns the directory with kube-apiserver and etcd: the
@@ -116,17 +115,7 @@ func StartClusterWith(customize func(*envtest.Environment)) (*Cluster, error) {
 
 // Stop stops the control plane, a restarted kube-apiserver first.
 func (c *Cluster) Stop() error {
-	for _, cmd := range c.restarted {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
+	stopComponents(c.restarted, 30*time.Second)
 	return c.Env.Stop()
 }
 

@@ -177,21 +177,49 @@ func (lc *LocalCluster) start(name string, args ...string) error {
 	}
 	cmd := exec.Command(filepath.Join(lc.assets, name), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// The components die with the process that started them, even on a
-	// crash, so no stray listeners survive a test run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	c, err := startComponent(name, cmd)
+	if err != nil {
 		logf.Close()
-		return fmt.Errorf("start %s: %w", name, err)
+		return err
 	}
-	c := &component{name: name, cmd: cmd, done: make(chan struct{})}
 	lc.procs = append(lc.procs, c)
 	go func() {
-		c.err = cmd.Wait()
+		<-c.done
 		logf.Close()
-		close(c.done)
 	}()
 	return nil
+}
+
+// startComponent starts cmd, which dies with the process that started it
+// even on a crash, so no stray listeners survive a test run.
+func startComponent(name string, cmd *exec.Cmd) (*component, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &component{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// stopComponents sends SIGTERM to each, last started first, and kills
+// whatever has not exited after grace.
+func stopComponents(procs []*component, grace time.Duration) {
+	for i := len(procs) - 1; i >= 0; i-- {
+		_ = procs[i].cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(time.Until(deadline)):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
 }
 
 func (lc *LocalCluster) createFakeNode(ctx context.Context, name string) error {
@@ -261,18 +289,7 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 
 // Stop ends every component, then the API server.
 func (lc *LocalCluster) Stop() {
-	for i := len(lc.procs) - 1; i >= 0; i-- {
-		_ = lc.procs[i].cmd.Process.Signal(syscall.SIGTERM)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, p := range lc.procs {
-		select {
-		case <-p.done:
-		case <-time.After(time.Until(deadline)):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
+	stopComponents(lc.procs, 5*time.Second)
 	_ = lc.Cluster.Stop()
 }
 

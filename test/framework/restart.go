@@ -33,7 +33,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, logs *os.File) error {
 	if err != nil {
 		return fmt.Errorf("API server address %q: %w", u.Host, err)
 	}
-	pid, args, env, dir, err := findAPIServer(port)
+	pid, again, err := findAPIServer(port)
 	if err != nil {
 		return err
 	}
@@ -50,16 +50,12 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, logs *os.File) error {
 	}); err != nil {
 		return fmt.Errorf("kube-apiserver (pid %d) did not stop: %w", pid, err)
 	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start kube-apiserver again: %w", err)
+	again.Stdout, again.Stderr = logs, logs
+	restarted, err := startComponent("kube-apiserver", again)
+	if err != nil {
+		return err
 	}
-	c.restarted = append(c.restarted, cmd)
-	if cmd.Process.Pid == pid {
-		return fmt.Errorf("kube-apiserver restarted with the old pid %d", pid)
-	}
+	c.restarted = append(c.restarted, restarted)
 	clientset, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		return err
@@ -74,8 +70,9 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, logs *os.File) error {
 }
 
 // findAPIServer finds the kube-apiserver serving port among this machine's
-// processes and returns what starts it again.
-func findAPIServer(port string) (pid int, args, env []string, dir string, err error) {
+// processes and returns its pid and a command that starts it again: the
+// same command line, environment and working directory.
+func findAPIServer(port string) (int, *exec.Cmd, error) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		raw, err := os.ReadFile(p)
@@ -87,18 +84,21 @@ func findAPIServer(port string) (pid int, args, env []string, dir string, err er
 			continue
 		}
 		proc := filepath.Dir(p)
-		pid, _ = strconv.Atoi(filepath.Base(proc))
-		rawEnv, err := os.ReadFile(filepath.Join(proc, "environ"))
+		pid, _ := strconv.Atoi(filepath.Base(proc))
+		env, err := os.ReadFile(filepath.Join(proc, "environ"))
 		if err != nil {
-			return 0, nil, nil, "", fmt.Errorf("read kube-apiserver's environment: %w", err)
+			return 0, nil, fmt.Errorf("read kube-apiserver's environment: %w", err)
 		}
-		if dir, err = os.Readlink(filepath.Join(proc, "cwd")); err != nil {
-			return 0, nil, nil, "", fmt.Errorf("read kube-apiserver's working directory: %w", err)
+		dir, err := os.Readlink(filepath.Join(proc, "cwd"))
+		if err != nil {
+			return 0, nil, fmt.Errorf("read kube-apiserver's working directory: %w", err)
 		}
-		env = strings.Split(string(bytes.TrimSuffix(rawEnv, []byte{0})), "\x00")
-		return pid, args, env, dir, nil
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = strings.Split(string(bytes.TrimSuffix(env, []byte{0})), "\x00")
+		cmd.Dir = dir
+		return pid, cmd, nil
 	}
-	return 0, nil, nil, "", errors.New("no kube-apiserver process serves port " + port)
+	return 0, nil, errors.New("no kube-apiserver process serves port " + port)
 }
 
 func containsArg(args []string, want string) bool {
