@@ -88,6 +88,14 @@ func TestBadInputMatrix(t *testing.T) {
 			code: 200, message: `init container named "seed-discovery" that is not peergroup's`},
 		{name: "app container name collision", body: review(member(containers(map[string]any{"name": InitContainerName, "image": "x"}))),
 			code: 200, message: `container named "seed-discovery"`},
+		{name: "windows pod (spec.os)", body: review(member(specField("os", map[string]any{"name": "windows"}))),
+			code: 200, message: `the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`},
+		{name: "windows node selector", body: review(member(specField("nodeSelector", map[string]any{corev1.LabelOSStable: "windows"}))),
+			code: 200, message: "the pod selects nodes with kubernetes.io/os=windows; the seed-discovery init container runs on Linux only"},
+		{name: "linux declared both ways", body: review(member(func(p map[string]any) {
+			specField("os", map[string]any{"name": "linux"})(p)
+			specField("nodeSelector", map[string]any{corev1.LabelOSStable: "linux"})(p)
+		})), code: 200, allowed: true, check: injectedContainers(1)},
 		{name: "group label in the webhook's own namespace", body: inNamespace("peergroup-system", member(nil)), code: 200, allowed: true, message: "pods in namespace peergroup-system are never injected", check: notPatched},
 		{name: "group label in kube-system", body: inNamespace("kube-system", member(nil)), code: 200, allowed: true, message: "pods in namespace kube-system are never injected", check: notPatched},
 		{name: "unicode group", body: review(member(label(GroupLabel, "caßandra"))), code: 200, message: `group value "caßandra" is invalid: it must be a DNS-1035 label`},

@@ -151,11 +151,14 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 func denialReason(err error) string {
 	var tuning *InvalidTuningError
 	var collision *CollisionError
+	var unsupportedOS *UnsupportedOSError
 	switch {
 	case errors.As(err, &tuning):
 		return reasonInvalidTuning
 	case errors.As(err, &collision):
 		return reasonCollision
+	case errors.As(err, &unsupportedOS):
+		return reasonUnsupportedOS
 	}
 	return reasonInvalidName
 }

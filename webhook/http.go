@@ -136,6 +136,8 @@ type admittedPod struct {
 		Containers     []admittedContainer `json:"containers,omitempty"`
 		InitContainers []admittedContainer `json:"initContainers,omitempty"`
 		Volumes        []admittedVolume    `json:"volumes,omitempty"`
+		OS             *corev1.PodOS       `json:"os,omitempty"`
+		NodeSelector   map[string]string   `json:"nodeSelector,omitempty"`
 	} `json:"spec"`
 }
 
@@ -159,6 +161,7 @@ func (a *admittedPod) pod() *corev1.Pod {
 	p.Labels, p.Annotations, p.OwnerReferences = m.Labels, m.Annotations, m.OwnerReferences
 	p.Spec.Containers = containers(a.Spec.Containers)
 	p.Spec.InitContainers = containers(a.Spec.InitContainers)
+	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
 	if a.Spec.Volumes != nil {
 		p.Spec.Volumes = make([]corev1.Volume, len(a.Spec.Volumes))
 		for i, v := range a.Spec.Volumes {

@@ -61,6 +61,8 @@ func FuzzAdmittedPodEquivalence(f *testing.F) {
 		f.Add(p, "cassandra")
 	}
 	f.Add([]byte(`{"metadata":{"name":"x","labels":{"peergroup.dev/group":"g"},"ownerReferences":[{"apiVersion":"v1","kind":"ReplicationController","name":"rc","uid":"u","controller":true}]},"spec":{"dnsPolicy":"ClusterFirst","volumes":[{"name":"peergroup-seeds","hostPath":{"path":"/"}}],"containers":[{"name":"a","image":"x","resources":{"limits":{"cpu":"1"}},"env":[{"name":"G_SERVICE","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}]}]}}`), "")
+	f.Add([]byte(`{"metadata":{"labels":{"peergroup.dev/group":"g"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a"}]}}`), "")
+	f.Add([]byte(`{"spec":{"nodeSelector":{"kubernetes.io/os":"windows","zone":"a"},"containers":[{"name":"a"}]}}`), "g")
 	f.Fuzz(func(t *testing.T, raw []byte, nsGroup string) {
 		full := &corev1.Pod{}
 		if err := json.Unmarshal(raw, full); err != nil {

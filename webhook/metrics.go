@@ -26,6 +26,7 @@ const (
 	reasonInvalidName         = "invalid-name"
 	reasonInvalidTuning       = "invalid-tuning"
 	reasonCollision           = "collision"
+	reasonUnsupportedOS       = "unsupported-os"
 	reasonServiceNotHeadless  = "service-not-headless"
 	reasonServiceCreateFailed = "service-create-failed"
 	reasonNamespaceLookup     = "namespace-lookup-failed"
@@ -62,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace", "group", "reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peergroup_pods_denied_total",
-			Help: "Pods refused, by reason (invalid-name, invalid-tuning, collision, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).",
+			Help: "Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).",
 		}, []string{"namespace", "group", "reason"}),
 		servicesCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peergroup_services_created_total",

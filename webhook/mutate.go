@@ -32,6 +32,15 @@ type CollisionError struct{ Detail string }
 
 func (e *CollisionError) Error() string { return "peergroup: " + e.Detail }
 
+// UnsupportedOSError refuses a member pod that is to run on another OS than
+// Linux: seed-discovery is a Linux binary, and the API server rejects its
+// Linux security context in a pod whose spec.os is not linux. Refusing
+// says so at once, instead of a validation error about a container the
+// user never wrote, or an init container failing on the node.
+type UnsupportedOSError struct{ Detail string }
+
+func (e *UnsupportedOSError) Error() string { return "peergroup: " + e.Detail }
+
 // Mutate returns a copy of pod with everything a member of m's group needs
 // (DESIGN.md section 1). It performs no I/O, so the webhook, the offline CLI
 // and the tests share exactly one implementation. The warnings are for user
@@ -39,6 +48,9 @@ func (e *CollisionError) Error() string { return "peergroup: " + e.Detail }
 func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {
 	tuning, err := tuningEnv(pod.Annotations)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkOS(pod); err != nil {
 		return nil, nil, err
 	}
 	if err := checkCollisions(pod); err != nil {
@@ -189,6 +201,19 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 		}
 	}
 	return false
+}
+
+// checkOS refuses pods that declare another OS than Linux, by spec.os or
+// by the kubernetes.io/os node selector.
+func checkOS(pod *corev1.Pod) error {
+	const fix = "the seed-discovery init container runs on Linux only: run the group's pods on Linux nodes, or opt this pod out with the label " + InjectLabel + "=false"
+	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
+		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %q; %s", pod.Spec.OS.Name, fix)}
+	}
+	if os, ok := pod.Spec.NodeSelector[corev1.LabelOSStable]; ok && os != string(corev1.Linux) {
+		return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", corev1.LabelOSStable, os, fix)}
+	}
+	return nil
 }
 
 // checkCollisions refuses pods where the injected names are taken by

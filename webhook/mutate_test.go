@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -170,31 +169,37 @@ func TestMutateTuningAnnotations(t *testing.T) {
 
 func TestMutateRejectsBadInput(t *testing.T) {
 	cases := []struct {
-		name    string
-		modify  func(*corev1.Pod)
-		wantErr string
+		name       string
+		modify     func(*corev1.Pod)
+		wantErr    string
+		wantReason string
 	}{
-		{"seed count zero", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "0"} }, `peergroup.dev/seed-count value "0" is invalid: it must be an integer from 1 to 100`},
-		{"seed count text", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "three"} }, `"three"`},
-		{"margin without unit", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/stable-margin": "5"} }, "a Go duration"},
-		{"unknown founding", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/founding": "first"} }, "one of lowest, ordinal0, never"},
-		{"port out of range", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/peer-port": "70000"} }, "1 to 65535"},
+		{"seed count zero", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "0"} }, `peergroup.dev/seed-count value "0" is invalid: it must be an integer from 1 to 100`, reasonInvalidTuning},
+		{"seed count text", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "three"} }, `"three"`, reasonInvalidTuning},
+		{"margin without unit", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/stable-margin": "5"} }, "a Go duration", reasonInvalidTuning},
+		{"unknown founding", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/founding": "first"} }, "one of lowest, ordinal0, never", reasonInvalidTuning},
+		{"port out of range", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/peer-port": "70000"} }, "1 to 65535", reasonInvalidTuning},
 		{"volume name taken", func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: SeedsVolumeName, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}}}}
-		}, `volume named "peergroup-seeds" that is not an emptyDir`},
+		}, `volume named "peergroup-seeds" that is not an emptyDir`, reasonCollision},
 		{"mount path taken", func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: SeedsMountPath}}
-		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup`},
+		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup`, reasonCollision},
+		{"windows by spec.os", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
+			`the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`, reasonUnsupportedOS},
+		{"windows by node selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} },
+			"the pod selects nodes with kubernetes.io/os=windows", reasonUnsupportedOS},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := twoContainerPod()
 			tc.modify(p)
 			_, _, err := Mutate(p, cassandra, DefaultConfig())
-			var tuning *InvalidTuningError
-			var collision *CollisionError
-			if err == nil || !(errors.As(err, &tuning) || errors.As(err, &collision)) || !strings.Contains(err.Error(), tc.wantErr) {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+			}
+			if got := denialReason(err); got != tc.wantReason {
+				t.Errorf("denial reason %q, want %q", got, tc.wantReason)
 			}
 		})
 	}

@@ -218,6 +218,36 @@ func TestInvalidGroupDenied(t *testing.T) {
 	}
 }
 
+// A member pod that is to run on Windows is refused by the webhook with the
+// reason, not by the API server's validation of a container the user never
+// wrote (spec.os) nor by its init container failing on the node
+// (the kubernetes.io/os node selector); no Service is made for it.
+func TestWindowsMemberDenied(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{"peergroup.dev/group": "cassandra"})
+	byOS := cassandraPod(ns, "windows-os")
+	byOS.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+	bySelector := cassandraPod(ns, "windows-selector")
+	bySelector.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"}
+	for pod, want := range map[*corev1.Pod]string{
+		byOS:       `the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`,
+		bySelector: "the pod selects nodes with kubernetes.io/os=windows; the seed-discovery init container runs on Linux only",
+	} {
+		if err := cluster.Client.Create(ctx, pod); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("pod %s: %v, want a denial saying %q", pod.Name, err, want)
+		}
+	}
+	if got := services(t, ns); len(got) != 0 {
+		t.Errorf("denied pods created Services: %v", got)
+	}
+	linux := cassandraPod(ns, "linux")
+	linux.Spec.OS = &corev1.PodOS{Name: corev1.Linux}
+	if err := cluster.Client.Create(ctx, linux); err != nil {
+		t.Fatalf("a pod declaring linux: %v", err)
+	}
+	requireInjected(t, linux)
+}
+
 // 6. The service annotation renames the Service and the env value.
 func TestServiceAnnotation(t *testing.T) {
 	ctx := testContext(t)
