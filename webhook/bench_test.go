@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	jsonpatch4 "gopkg.in/evanphx/json-patch.v4"
-
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

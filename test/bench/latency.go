@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/webhook"
 )
 
 // workload is one kind of pod the latency phase creates. Its key prefixes
@@ -100,7 +102,7 @@ func (b *bench) podCreateLatency(ctx context.Context) error {
 						requests[cfg]++
 						// A mutating configuration that did not mutate would
 						// measure nothing: count it as a failure.
-						if err != nil || injected(pod) != mutates(cfg) {
+						if err != nil || webhook.IsInjected(pod) != mutates(cfg) {
 							target.failures++
 							continue
 						}

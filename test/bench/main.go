@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 )
 
 type options struct {
@@ -251,7 +252,7 @@ func (b *bench) reviewOf(ctx context.Context, pod *corev1.Pod) ([]byte, error) {
 	if err := b.cluster.Client.Create(ctx, pod, client.DryRunAll); err != nil {
 		return nil, fmt.Errorf("dry-run create of the bench pod %s: %w", pod.Name, err)
 	}
-	if injected(pod) {
+	if webhook.IsInjected(pod) {
 		return nil, errors.New("the bench pod came back injected: a webhook is registered too early")
 	}
 	raw, err := json.Marshal(pod)
@@ -267,15 +268,6 @@ func (b *bench) reviewOf(ctx context.Context, pod *corev1.Pod) ([]byte, error) {
 	r.Request.UserInfo.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
 	r.Request.Object.Raw = raw
 	return json.Marshal(r)
-}
-
-func injected(pod *corev1.Pod) bool {
-	for _, c := range pod.Spec.InitContainers {
-		if c.Name == "seed-discovery" {
-			return true
-		}
-	}
-	return false
 }
 
 func ratio(a, base float64) string {

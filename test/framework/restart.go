@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,7 +81,7 @@ func findAPIServer(port string) (int, *exec.Cmd, error) {
 			continue
 		}
 		args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-		if filepath.Base(args[0]) != "kube-apiserver" || !containsArg(args, "--secure-port="+port) {
+		if filepath.Base(args[0]) != "kube-apiserver" || !slices.Contains(args, "--secure-port="+port) {
 			continue
 		}
 		proc := filepath.Dir(p)
@@ -99,13 +100,4 @@ func findAPIServer(port string) (int, *exec.Cmd, error) {
 		return pid, cmd, nil
 	}
 	return 0, nil, errors.New("no kube-apiserver process serves port " + port)
-}
-
-func containsArg(args []string, want string) bool {
-	for _, a := range args {
-		if a == want {
-			return true
-		}
-	}
-	return false
 }
