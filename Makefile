@@ -26,10 +26,11 @@ test: vet ## Every test: unit, golden, chart, end to end, fault, the simulated-c
 	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz
 
-# Each fuzz target for FUZZTIME; findings land in webhook/testdata/fuzz
-# (see hack/fuzz.sh for the one engine flake it tolerates).
+# Each fuzz target (package dir:name) for FUZZTIME; findings land in the
+# package's testdata/fuzz (see hack/fuzz.sh for the one engine flake it
+# tolerates).
 FUZZTIME ?= 20s
-FUZZ_TARGETS := FuzzAdmissionReview FuzzPodAdmission FuzzPatchEquivalence FuzzAdmittedPodEquivalence
+FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook:FuzzPodAdmission webhook/admit:FuzzPatchEquivalence webhook/admit:FuzzAdmittedPodEquivalence
 fuzz: ## Fuzz the admission path (decode, resolve, mutate, patch) for FUZZTIME per target.
 	@FUZZTIME=$(FUZZTIME) hack/fuzz.sh $(FUZZ_TARGETS)
 
@@ -41,7 +42,7 @@ bench: ## Measure peergroup against a no-op webhook and no webhook; writes test/
 	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/bench -out test/bench/RESULTS.md
 
 test-unit: ## Tests that need no control plane.
-	go test -race -count=1 ./webhook/... ./test/chart/...
+	go test -race -count=1 ./contract/... ./discovery/... ./internal/... ./webhook/... ./test/chart/...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

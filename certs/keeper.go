@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/peergroup/peergroup/internal/atomicfile"
 )
 
 // KeeperConfig configures the selfSigned mode.
@@ -239,12 +241,9 @@ func (k *Keeper) writeFiles(b Bundle) error {
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, f.data) {
 			continue
 		}
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		// Owner only, as the key must be; the certificate shares the mode.
+		if err := atomicfile.Write(path, f.data, 0o600); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // TestBadInputMatrix sends each kind of bad input through the whole
@@ -19,7 +23,7 @@ import (
 func TestBadInputMatrix(t *testing.T) {
 	member := func(mod func(p map[string]any)) []byte {
 		p := map[string]any{
-			"metadata": map[string]any{"name": "p", "namespace": "db", "labels": map[string]any{GroupLabel: "cassandra"}},
+			"metadata": map[string]any{"name": "p", "namespace": "db", "labels": map[string]any{contract.GroupLabel: "cassandra"}},
 			"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": "x"}}},
 		}
 		if mod != nil {
@@ -75,18 +79,18 @@ func TestBadInputMatrix(t *testing.T) {
 		{name: "duplicate env names already present", body: review(member(containers(map[string]any{"name": "app", "image": "x", "env": []any{
 			map[string]any{"name": "POD_NAMESPACE", "value": "a"}, map[string]any{"name": "POD_NAMESPACE", "value": "b"}}}))),
 			code: 200, allowed: true, message: `sets POD_NAMESPACE to "a"; kept as set`, check: func(p *corev1.Pod) error {
-				if n := envCount(p.Spec.Containers[0].Env, PodNamespaceEnv); n != 2 {
+				if n := envCount(p.Spec.Containers[0].Env, contract.EnvPodNamespace); n != 2 {
 					return fmt.Errorf("POD_NAMESPACE %d times, want the user's two and no third", n)
 				}
 				return injectedContainers(1)(p)
 			}},
-		{name: "volume name collision", body: review(member(specField("volumes", []any{map[string]any{"name": SeedsVolumeName, "hostPath": map[string]any{"path": "/"}}}))),
+		{name: "volume name collision", body: review(member(specField("volumes", []any{map[string]any{"name": contract.SeedsVolumeName, "hostPath": map[string]any{"path": "/"}}}))),
 			code: 200, message: `volume named "peergroup-seeds" that is not an emptyDir`},
-		{name: "mount path collision", body: review(member(containers(map[string]any{"name": "app", "image": "x", "volumeMounts": []any{map[string]any{"name": "data", "mountPath": SeedsMountPath}}}))),
+		{name: "mount path collision", body: review(member(containers(map[string]any{"name": "app", "image": "x", "volumeMounts": []any{map[string]any{"name": "data", "mountPath": contract.SeedsMountPath}}}))),
 			code: 200, message: `mounts volume "data" at /var/run/peergroup`},
-		{name: "init container name collision", body: review(member(specField("initContainers", []any{map[string]any{"name": InitContainerName, "image": "mine"}}))),
+		{name: "init container name collision", body: review(member(specField("initContainers", []any{map[string]any{"name": contract.InitContainerName, "image": "mine"}}))),
 			code: 200, message: `init container named "seed-discovery" that is not peergroup's`},
-		{name: "app container name collision", body: review(member(containers(map[string]any{"name": InitContainerName, "image": "x"}))),
+		{name: "app container name collision", body: review(member(containers(map[string]any{"name": contract.InitContainerName, "image": "x"}))),
 			code: 200, message: `container named "seed-discovery"`},
 		{name: "windows pod (spec.os)", body: review(member(specField("os", map[string]any{"name": "windows"}))),
 			code: 200, message: `the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`},
@@ -98,24 +102,24 @@ func TestBadInputMatrix(t *testing.T) {
 		})), code: 200, allowed: true, check: injectedContainers(1)},
 		{name: "group label in the webhook's own namespace", body: inNamespace("peergroup-system", member(nil)), code: 200, allowed: true, message: "pods in namespace peergroup-system are never injected", check: notPatched},
 		{name: "group label in kube-system", body: inNamespace("kube-system", member(nil)), code: 200, allowed: true, message: "pods in namespace kube-system are never injected", check: notPatched},
-		{name: "unicode group", body: review(member(label(GroupLabel, "caßandra"))), code: 200, message: `group value "caßandra" is invalid: it must be a DNS-1035 label`},
-		{name: "overlong group", body: review(member(label(GroupLabel, long))), code: 200, message: "must be no more than 63 characters"},
-		{name: "uppercase group", body: review(member(label(GroupLabel, "Cassandra"))), code: 200, message: `"Cassandra" is invalid`},
-		{name: "unicode service annotation", body: review(member(annotate(ServiceAnnotation, "sérvice"))), code: 200, message: `annotation peergroup.dev/service value "sérvice" is invalid`},
-		{name: "overlong service annotation", body: review(member(annotate(ServiceAnnotation, long))), code: 200, message: "must be no more than 63 characters"},
-		{name: "opt-out value not false", body: review(member(label(InjectLabel, "nope"))), code: 200, allowed: true, check: injectedContainers(1)},
-		{name: "seed count zero", body: review(member(annotate(Domain+"/seed-count", "0"))), code: 200, message: `annotation peergroup.dev/seed-count value "0" is invalid`},
-		{name: "seed count huge", body: review(member(annotate(Domain+"/seed-count", "99999999999999999999"))), code: 200, message: "peergroup.dev/seed-count"},
-		{name: "seed count in other digits", body: review(member(annotate(Domain+"/seed-count", "٣"))), code: 200, message: `"٣" is invalid`},
-		{name: "expected peers negative", body: review(member(annotate(Domain+"/expected-peers", "-1"))), code: 200, message: "peergroup.dev/expected-peers"},
-		{name: "stable margin not a duration", body: review(member(annotate(Domain+"/stable-margin", "soon"))), code: 200, message: "peergroup.dev/stable-margin"},
-		{name: "founding unknown", body: review(member(annotate(Domain+"/founding", "everyone"))), code: 200, message: "one of lowest, ordinal0, never"},
-		{name: "port name overlong", body: review(member(annotate(Domain+"/port-name", "a-port-name-much-too-long"))), code: 200, message: "peergroup.dev/port-name"},
+		{name: "unicode group", body: review(member(label(contract.GroupLabel, "caßandra"))), code: 200, message: `group value "caßandra" is invalid: it must be a DNS-1035 label`},
+		{name: "overlong group", body: review(member(label(contract.GroupLabel, long))), code: 200, message: "must be no more than 63 characters"},
+		{name: "uppercase group", body: review(member(label(contract.GroupLabel, "Cassandra"))), code: 200, message: `"Cassandra" is invalid`},
+		{name: "unicode service annotation", body: review(member(annotate(contract.ServiceAnnotation, "sérvice"))), code: 200, message: `annotation peergroup.dev/service value "sérvice" is invalid`},
+		{name: "overlong service annotation", body: review(member(annotate(contract.ServiceAnnotation, long))), code: 200, message: "must be no more than 63 characters"},
+		{name: "opt-out value not false", body: review(member(label(contract.InjectLabel, "nope"))), code: 200, allowed: true, check: injectedContainers(1)},
+		{name: "seed count zero", body: review(member(annotate(contract.Domain+"/seed-count", "0"))), code: 200, message: `annotation peergroup.dev/seed-count value "0" is invalid`},
+		{name: "seed count huge", body: review(member(annotate(contract.Domain+"/seed-count", "99999999999999999999"))), code: 200, message: "peergroup.dev/seed-count"},
+		{name: "seed count in other digits", body: review(member(annotate(contract.Domain+"/seed-count", "٣"))), code: 200, message: `"٣" is invalid`},
+		{name: "expected peers negative", body: review(member(annotate(contract.Domain+"/expected-peers", "-1"))), code: 200, message: "peergroup.dev/expected-peers"},
+		{name: "stable margin not a duration", body: review(member(annotate(contract.Domain+"/stable-margin", "soon"))), code: 200, message: "peergroup.dev/stable-margin"},
+		{name: "founding unknown", body: review(member(annotate(contract.Domain+"/founding", "everyone"))), code: 200, message: "one of lowest, ordinal0, never"},
+		{name: "port name overlong", body: review(member(annotate(contract.Domain+"/port-name", "a-port-name-much-too-long"))), code: 200, message: "peergroup.dev/port-name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := fuzzServer("")
-			h.Webhook.Handler.(*Handler).Config.ExcludedNamespaces = []string{"kube-system", "peergroup-system"}
+			h.Webhook.Handler.(*Handler).Decider.Config.ExcludedNamespaces = []string{"kube-system", "peergroup-system"}
 			code, review, err := post(h, tc.body)
 			if err != nil || review.Response == nil {
 				t.Fatalf("HTTP %d: answer is not an AdmissionReview: %v", code, err)
@@ -152,11 +156,11 @@ func injectedContainers(n int) func(*corev1.Pod) error {
 			return fmt.Errorf("%d containers, want %d", len(p.Spec.Containers), n)
 		}
 		for _, c := range p.Spec.Containers {
-			if envCount(c.Env, SeedsFileEnv) != 1 || !hasMount(&c, SeedsVolumeName) {
+			if envCount(c.Env, contract.EnvSeedsFile) != 1 || !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == contract.SeedsVolumeName }) {
 				return fmt.Errorf("container %s not injected", c.Name)
 			}
 		}
-		if !IsInjected(p) {
+		if !admit.IsInjected(p) {
 			return fmt.Errorf("no init container")
 		}
 		return nil
@@ -164,7 +168,7 @@ func injectedContainers(n int) func(*corev1.Pod) error {
 }
 
 func notPatched(p *corev1.Pod) error {
-	if IsInjected(p) {
+	if admit.IsInjected(p) {
 		return fmt.Errorf("patched, want untouched")
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // benchPod is a realistic member pod: the Cassandra walkthrough's.
@@ -27,7 +29,7 @@ func benchPod() *corev1.Pod {
 		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
 		Env: []corev1.EnvVar{
 			{Name: "MAX_HEAP_SIZE", Value: "512M"},
-			{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
+			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
 		},
 	}}
 	return p
@@ -35,11 +37,11 @@ func benchPod() *corev1.Pod {
 
 func BenchmarkMutate(b *testing.B) {
 	pod := benchPod()
-	cfg := DefaultConfig()
-	m := Membership{Group: "cassandra", Service: "cassandra", Source: SourcePod}
+	cfg := admit.DefaultConfig()
+	m := admit.Membership{Group: "cassandra", Service: "cassandra", Source: admit.SourcePod}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := Mutate(pod, m, cfg); err != nil {
+		if _, _, err := admit.Mutate(pod, m, cfg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -66,8 +68,8 @@ func BenchmarkHandler(b *testing.B) {
 // otherwise.
 func cachedGroupHandler() *Handler {
 	cache := cacheLike{&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}}
-	handler := testHandler(staticNamespaces(nil), nil)
-	handler.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
+	handler := testHandler(admit.StaticNamespaceLabels(nil), nil)
+	handler.Decider.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
 	return handler
 }
 

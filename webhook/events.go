@@ -7,6 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // EventRecorder is the events.k8s.io recorder (controller-runtime's
@@ -33,24 +35,27 @@ const (
 	EventServiceCreateFailed = "PeerGroupServiceCreateFailed"
 )
 
-func (e *Events) record(ctx context.Context, namespace string, pod *corev1.Pod, o outcome) {
-	if o.service == "" && o.result != resultDenied && o.result != resultErrored {
+// record reports a Decision that created a Service or refused the pod.
+func (e *Events) record(ctx context.Context, namespace string, d admit.Decision) {
+	created := d.Service == admit.ServiceCreated
+	if !created && d.Allowed() {
 		return // most admissions: nothing to report, and nothing to build
 	}
+	pod := d.Pod
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName + "<generated>"
 	}
 	switch {
-	case o.service != "":
+	case created:
 		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeNormal, EventServiceCreated, "CreateService",
-			"created headless Service %s/%s for peer group %s, before admitting pod %s", namespace, o.service, o.group, name)
-	case o.reason == reasonServiceCreateFailed:
+			"created headless Service %s/%s for peer group %s, before admitting pod %s", namespace, d.ServiceName, d.Group, name)
+	case d.Reason == admit.ReasonServiceCreateFailed:
 		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeWarning, EventServiceCreateFailed, "AdmitPod",
-			"pod %s denied: %s", name, truncateNote(o.message))
-	case o.result == resultDenied || o.result == resultErrored && o.message != "":
+			"pod %s denied: %s", name, truncateNote(d.Message))
+	case d.Message != "":
 		e.Recorder.Eventf(e.regarding(ctx, namespace, pod), nil, corev1.EventTypeWarning, EventPodDenied, "AdmitPod",
-			"pod %s denied: %s", name, truncateNote(o.message))
+			"pod %s denied: %s", name, truncateNote(d.Message))
 	}
 }
 
@@ -67,9 +72,7 @@ func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Po
 	}
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace}
 	if e.Namespaces != nil {
-		meta := &metav1.PartialObjectMetadata{}
-		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-		if err := e.Namespaces.Get(ctx, client.ObjectKey{Name: namespace}, meta); err == nil {
+		if meta, err := NamespaceMeta(ctx, e.Namespaces, namespace); err == nil {
 			ref.UID = meta.UID
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 type recordedEvent struct {
@@ -46,7 +48,7 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 
 	rec := &fakeRecorder{}
 	reg := prometheus.NewRegistry()
-	h := testHandler(staticNamespaces(nil), newFakeClient(nonHeadless))
+	h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient(nonHeadless))
 	h.Metrics = NewMetrics(reg)
 	h.Events = &Events{Recorder: rec}
 
@@ -91,10 +93,10 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 	}{
 		// The dry-run, the create, and the cache hit of an identical pod.
 		{h.Metrics.injected.WithLabelValues("db", "cassandra"), 3},
-		{h.Metrics.skipped.WithLabelValues("db", "", reasonNotMember), 1},
-		{h.Metrics.denied.WithLabelValues("db", "web", reasonServiceNotHeadless), 1},
-		{h.Metrics.denied.WithLabelValues("db", "cassandra", reasonInvalidTuning), 1},
-		{h.Metrics.denied.WithLabelValues("db", "Bad", reasonInvalidName), 1},
+		{h.Metrics.skipped.WithLabelValues("db", "", string(admit.ReasonNotMember)), 1},
+		{h.Metrics.denied.WithLabelValues("db", "web", string(admit.ReasonServiceNotHeadless)), 1},
+		{h.Metrics.denied.WithLabelValues("db", "cassandra", string(admit.ReasonInvalidTuning)), 1},
+		{h.Metrics.denied.WithLabelValues("db", "Bad", string(admit.ReasonInvalidName)), 1},
 		{h.Metrics.servicesCreated.WithLabelValues("db", "cassandra"), 1},
 	}
 	for i, c := range counters {
@@ -110,7 +112,7 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 // A failed Service create is reported as such, with the cause.
 func TestEventOnServiceCreateFailure(t *testing.T) {
 	rec := &fakeRecorder{}
-	h := testHandler(staticNamespaces(nil), failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services=0"))))
+	h := testHandler(admit.StaticNamespaceLabels(nil), failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services=0"))))
 	h.Events = &Events{Recorder: rec}
 	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
 	req := podRequest(raw, admissionv1.Create, false)

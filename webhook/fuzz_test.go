@@ -15,6 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // The fuzz targets drive the whole server-side path (HTTP edge → decode →
@@ -75,17 +78,17 @@ func reviewBody(pod []byte, op string) []byte {
 // the admission path, not the API server.
 type memServices struct{}
 
-func (memServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, bool) (bool, error) {
-	return false, nil
+func (memServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, bool) (admit.ServiceState, error) {
+	return admit.ServiceExists, nil
 }
 
 func fuzzServer(nsGroup string) *HTTPHandler {
-	ns := staticNamespaces(nil)
+	ns := admit.StaticNamespaceLabels(nil)
 	if nsGroup != "" {
-		ns = staticNamespaces{GroupLabel: nsGroup}
+		ns = admit.StaticNamespaceLabels{contract.GroupLabel: nsGroup}
 	}
 	h := testHandler(ns, nil)
-	h.Services = memServices{}
+	h.Decider.Services = memServices{}
 	return &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: true}
 }
 
@@ -168,22 +171,22 @@ func checkInjectedPod(t *testing.T, in, out *corev1.Pod) {
 	}
 	inits := 0
 	for _, c := range out.Spec.InitContainers {
-		if c.Name == InitContainerName {
+		if c.Name == contract.InitContainerName {
 			inits++
 		}
 	}
-	count(inits, "init container "+InitContainerName)
+	count(inits, "init container "+contract.InitContainerName)
 	vols := 0
 	for _, v := range out.Spec.Volumes {
-		if v.Name == SeedsVolumeName {
+		if v.Name == contract.SeedsVolumeName {
 			vols++
 			if v.EmptyDir == nil {
 				t.Errorf("seeds volume is not an emptyDir: %+v", v)
 			}
 		}
 	}
-	count(vols, "volume "+SeedsVolumeName)
-	group := out.Labels[GroupLabel]
+	count(vols, "volume "+contract.SeedsVolumeName)
+	group := out.Labels[contract.GroupLabel]
 	if errs := validation.IsDNS1035Label(group); len(errs) > 0 {
 		t.Errorf("group label %q: %v", group, errs)
 	}
@@ -193,12 +196,12 @@ func checkInjectedPod(t *testing.T, in, out *corev1.Pod) {
 	for i, c := range out.Spec.Containers {
 		mounts := 0
 		for _, m := range c.VolumeMounts {
-			if m.Name == SeedsVolumeName {
+			if m.Name == contract.SeedsVolumeName {
 				mounts++
 			}
 		}
 		count(mounts, "seeds mount in container "+c.Name)
-		for _, name := range []string{ServiceEnvName(group), PodNamespaceEnv, SeedsFileEnv} {
+		for _, name := range []string{contract.ServiceEnvName(group), contract.EnvPodNamespace, contract.EnvSeedsFile} {
 			had, has := envCount(in.Spec.Containers[i].Env, name), envCount(c.Env, name)
 			if has != max(had, 1) {
 				t.Errorf("container %q: %s %d times before, %d after", c.Name, name, had, has)
@@ -213,8 +216,8 @@ func checkInjectedPod(t *testing.T, in, out *corev1.Pod) {
 			t.Errorf("injected label %s=%q is not a valid label value", k, v)
 		}
 	}
-	if !metav1.HasAnnotation(out.ObjectMeta, InjectedAnnotation) {
-		t.Errorf("no %s annotation", InjectedAnnotation)
+	if !metav1.HasAnnotation(out.ObjectMeta, contract.InjectedAnnotation) {
+		t.Errorf("no %s annotation", contract.InjectedAnnotation)
 	}
 }
 

@@ -26,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under test/fixtures/mutate")
@@ -47,21 +49,17 @@ type golden struct {
 	Services []corev1.Service `json:"services"`
 }
 
-type staticNamespaces map[string]string
-
-func (s staticNamespaces) Labels(context.Context, string) (map[string]string, error) { return s, nil }
-
 func newFakeClient(objs ...client.Object) client.WithWatch {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 }
 
-func testHandler(ns NamespaceLabels, c client.Client) *Handler {
-	cfg := DefaultConfig()
+func testHandler(ns admit.NamespaceLabels, c client.Client) *Handler {
+	cfg := admit.DefaultConfig()
 	cfg.Version = "0.1.0"
 	cfg.SeedDiscoveryImage = "ghcr.io/peergroup/peergroup:0.1.0"
-	return &Handler{Config: cfg, Namespaces: ns, Services: &ClusterServiceEnsurer{Cache: c, Live: c, Writer: c}}
+	return &Handler{Decider: admit.Decider{Config: cfg, Namespaces: ns, Services: &ClusterServiceEnsurer{Cache: c, Live: c, Writer: c}, InitContainers: &admit.InitContainerCache{}}}
 }
 
 // handle goes through admission.Webhook as the server does, so responses
@@ -121,7 +119,7 @@ func TestGoldenFixtures(t *testing.T) {
 			}
 			raw := []byte(fx.Pod)
 			c := newFakeClient()
-			resp := handle(testHandler(staticNamespaces(fx.NamespaceLabels), c), podRequest(raw, admissionv1.Create, false))
+			resp := handle(testHandler(admit.StaticNamespaceLabels(fx.NamespaceLabels), c), podRequest(raw, admissionv1.Create, false))
 			got := golden{Allowed: resp.Allowed, Warnings: resp.Warnings}
 			if resp.Result != nil {
 				got.Message = resp.Result.Message
@@ -167,7 +165,7 @@ func TestGoldenFixtures(t *testing.T) {
 func TestHandlerIsIdempotent(t *testing.T) {
 	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x","ports":[{"containerPort":9042}]}]}}`)
 	c := newFakeClient()
-	h := testHandler(staticNamespaces(nil), c)
+	h := testHandler(admit.StaticNamespaceLabels(nil), c)
 	first := handle(h, podRequest(raw, admissionv1.Create, false))
 	if !first.Allowed || len(first.Patch) == 0 {
 		t.Fatalf("first pass: %+v", first)
@@ -181,7 +179,7 @@ func TestHandlerIsIdempotent(t *testing.T) {
 func TestHandlerDryRunCreatesNothing(t *testing.T) {
 	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
 	c := newFakeClient()
-	resp := handle(testHandler(staticNamespaces(nil), c), podRequest(raw, admissionv1.Create, true))
+	resp := handle(testHandler(admit.StaticNamespaceLabels(nil), c), podRequest(raw, admissionv1.Create, true))
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Fatalf("dry-run must still mutate: %+v", resp)
 	}
@@ -198,7 +196,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	cases := []struct {
 		name      string
 		req       admission.Request
-		ns        NamespaceLabels
+		ns        admit.NamespaceLabels
 		client    client.Client
 		allowed   bool
 		code      int32
@@ -232,7 +230,7 @@ func TestHandlerOutcomes(t *testing.T) {
 			}
 			ns := tc.ns
 			if ns == nil {
-				ns = staticNamespaces(nil)
+				ns = admit.StaticNamespaceLabels(nil)
 			}
 			resp := handle(testHandler(ns, c), tc.req)
 			if resp.Allowed != tc.allowed || resp.Result.Code != tc.code || !strings.Contains(resp.Result.Message, tc.message) || (len(resp.Patch) > 0) != tc.patched {
@@ -267,4 +265,36 @@ func racingCreate() client.Client {
 			return apierrors.NewAlreadyExists(schema.GroupResource{Resource: "services"}, svc.Name)
 		},
 	})
+}
+
+// fixturePods are the pods of the golden fixtures.
+func fixturePods(t testing.TB) [][]byte {
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
+	var out [][]byte
+	for _, f := range files {
+		if strings.HasSuffix(f, ".golden.yaml") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fx fixture
+		if err := yaml.Unmarshal(data, &fx); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fx.Pod)
+	}
+	return out
+}
+
+// apiServerForm is how the API server sends an object: encoded from its
+// typed form.
+func apiServerForm(raw []byte) ([]byte, bool) {
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(raw, pod); err != nil {
+		return nil, false
+	}
+	out, err := json.Marshal(pod)
+	return out, err == nil
 }

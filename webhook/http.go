@@ -11,10 +11,11 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // MaxRequestBytes bounds an AdmissionReview body: two objects of at most
@@ -33,9 +34,9 @@ const MaxRequestBytes = 7 << 20
 type HTTPHandler struct {
 	Webhook *admission.Webhook
 	// DecodePod decodes request.object in the same pass as the review,
-	// and only the pod fields the admission reads (admittedPod), instead of
-	// keeping raw bytes for a second, full decode. Only for handlers that
-	// need no raw object (PatchDirect).
+	// and only the pod fields the decision reads (admit.AdmittedPod),
+	// instead of keeping raw bytes for a second, full decode. Only for
+	// handlers that need no raw object (admit.PatchDirect).
 	DecodePod bool
 }
 
@@ -90,8 +91,8 @@ func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // readBody reads at most MaxRequestBytes+1 bytes, into a buffer sized by
-// Content-Length when the client sent one (the API server does): growing
-// a buffer from nothing was a tenth of an admission's allocations.
+// Content-Length when the client sent one (the API server does), so the
+// buffer is allocated once.
 func readBody(r *http.Request) ([]byte, error) {
 	limited := io.LimitReader(r.Body, MaxRequestBytes+1)
 	if r.ContentLength <= 0 || r.ContentLength > MaxRequestBytes {
@@ -106,80 +107,14 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // podReview is an AdmissionReview whose object is decoded as the part of
-// a pod the admission reads; the outer Object field shadows the embedded
-// RawExtension.
+// a pod the decision reads (admit.AdmittedPod); the outer Object field
+// shadows the embedded RawExtension.
 type podReview struct {
 	metav1.TypeMeta `json:",inline"`
 	Request         *struct {
 		admissionv1.AdmissionRequest
-		Object *admittedPod `json:"object,omitempty"`
+		Object *admit.AdmittedPod `json:"object,omitempty"`
 	} `json:"request,omitempty"`
-}
-
-// admittedPod is every pod field the direct path reads (ResolveGroup,
-// Mutate, DesiredService, DirectPatch, Events) and nothing else. A pod as
-// the API server sends it is mostly fields peergroup never reads (defaults,
-// managedFields, probes, resources, security contexts); the decoder skips
-// those instead of building them, which was the largest cost left in an
-// admission. FuzzAdmittedPodEquivalence proves the patch, warnings and
-// errors from this decode equal those from decoding the whole pod.
-type admittedPod struct {
-	Metadata struct {
-		Name            string                  `json:"name,omitempty"`
-		GenerateName    string                  `json:"generateName,omitempty"`
-		Namespace       string                  `json:"namespace,omitempty"`
-		Labels          map[string]string       `json:"labels,omitempty"`
-		Annotations     map[string]string       `json:"annotations,omitempty"`
-		OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
-		Containers     []admittedContainer `json:"containers,omitempty"`
-		InitContainers []admittedContainer `json:"initContainers,omitempty"`
-		Volumes        []admittedVolume    `json:"volumes,omitempty"`
-		OS             *corev1.PodOS       `json:"os,omitempty"`
-		NodeSelector   map[string]string   `json:"nodeSelector,omitempty"`
-	} `json:"spec"`
-}
-
-type admittedContainer struct {
-	Name         string                 `json:"name"`
-	Ports        []corev1.ContainerPort `json:"ports,omitempty"`
-	Env          []corev1.EnvVar        `json:"env,omitempty"`
-	VolumeMounts []corev1.VolumeMount   `json:"volumeMounts,omitempty"`
-}
-
-type admittedVolume struct {
-	Name     string                       `json:"name"`
-	EmptyDir *corev1.EmptyDirVolumeSource `json:"emptyDir,omitempty"`
-}
-
-// pod is a corev1.Pod holding the admitted fields.
-func (a *admittedPod) pod() *corev1.Pod {
-	p := &corev1.Pod{}
-	m := &a.Metadata
-	p.Name, p.GenerateName, p.Namespace = m.Name, m.GenerateName, m.Namespace
-	p.Labels, p.Annotations, p.OwnerReferences = m.Labels, m.Annotations, m.OwnerReferences
-	p.Spec.Containers = containers(a.Spec.Containers)
-	p.Spec.InitContainers = containers(a.Spec.InitContainers)
-	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
-	if a.Spec.Volumes != nil {
-		p.Spec.Volumes = make([]corev1.Volume, len(a.Spec.Volumes))
-		for i, v := range a.Spec.Volumes {
-			p.Spec.Volumes[i].Name, p.Spec.Volumes[i].EmptyDir = v.Name, v.EmptyDir
-		}
-	}
-	return p
-}
-
-func containers(in []admittedContainer) []corev1.Container {
-	if in == nil {
-		return nil
-	}
-	out := make([]corev1.Container, len(in))
-	for i, c := range in {
-		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, VolumeMounts: c.VolumeMounts}
-	}
-	return out
 }
 
 func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, error) {
@@ -196,7 +131,7 @@ func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, er
 		if pr.Request != nil {
 			review.Request = &pr.Request.AdmissionRequest
 			if pr.Request.Object != nil {
-				review.Request.Object.Object = pr.Request.Object.pod()
+				review.Request.Object.Object = pr.Request.Object.Pod()
 			}
 		}
 	} else if err := json.Unmarshal(body, review); err != nil {

@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // The one-pass decode (DecodePod, direct patch) and the reference path
@@ -23,10 +24,10 @@ func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
 	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
 	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: &areq})
 	var pods []*corev1.Pod
-	for _, mode := range []PatchMode{PatchDirect, PatchDiff} {
-		h := testHandler(staticNamespaces(nil), newFakeClient())
-		h.Config.PatchMode = mode
-		srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: mode == PatchDirect}
+	for _, mode := range []admit.PatchMode{admit.PatchDirect, admit.PatchDiff} {
+		h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient())
+		h.Decider.Config.PatchMode = mode
+		srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: mode == admit.PatchDirect}
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
@@ -47,63 +48,7 @@ func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
 		_ = json.Unmarshal(patched, pod)
 		pods = append(pods, pod)
 	}
-	if !IsInjected(pods[0]) || !equality.Semantic.DeepEqual(pods[0], pods[1]) {
+	if !admit.IsInjected(pods[0]) || !equality.Semantic.DeepEqual(pods[0], pods[1]) {
 		t.Error("decode modes disagree")
 	}
-}
-
-// FuzzAdmittedPodEquivalence: for any pod, decoding only the admitted
-// fields gives the same answer as decoding the whole pod: the same direct
-// patch byte for byte, the same warnings, the same error, the same Service.
-func FuzzAdmittedPodEquivalence(f *testing.F) {
-	for _, p := range fixturePods(f) {
-		f.Add(p, "")
-		f.Add(p, "cassandra")
-	}
-	f.Add([]byte(`{"metadata":{"name":"x","labels":{"peergroup.dev/group":"g"},"ownerReferences":[{"apiVersion":"v1","kind":"ReplicationController","name":"rc","uid":"u","controller":true}]},"spec":{"dnsPolicy":"ClusterFirst","volumes":[{"name":"peergroup-seeds","hostPath":{"path":"/"}}],"containers":[{"name":"a","image":"x","resources":{"limits":{"cpu":"1"}},"env":[{"name":"G_SERVICE","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}]}]}}`), "")
-	f.Add([]byte(`{"metadata":{"labels":{"peergroup.dev/group":"g"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a"}]}}`), "")
-	f.Add([]byte(`{"spec":{"nodeSelector":{"kubernetes.io/os":"windows","zone":"a"},"containers":[{"name":"a"}]}}`), "g")
-	f.Fuzz(func(t *testing.T, raw []byte, nsGroup string) {
-		full := &corev1.Pod{}
-		if err := json.Unmarshal(raw, full); err != nil {
-			return
-		}
-		admitted := &admittedPod{}
-		if err := json.Unmarshal(raw, admitted); err != nil {
-			t.Fatalf("the whole pod decodes but the admitted fields do not: %v", err)
-		}
-		slim := admitted.pod()
-		var nsLabels map[string]string
-		if nsGroup != "" {
-			nsLabels = map[string]string{GroupLabel: nsGroup}
-		}
-		mFull, errFull := ResolveGroup(full, nsLabels)
-		mSlim, errSlim := ResolveGroup(slim, nsLabels)
-		if fmt.Sprint(mFull, errFull) != fmt.Sprint(mSlim, errSlim) {
-			t.Fatalf("membership differs: %v %v vs %v %v", mFull, errFull, mSlim, errSlim)
-		}
-		if errFull != nil || !mFull.Member() {
-			return
-		}
-		if IsInjected(full) != IsInjected(slim) {
-			t.Fatal("IsInjected differs")
-		}
-		cfg := DefaultConfig()
-		outFull, warnFull, errFull := Mutate(full, mFull, cfg)
-		outSlim, warnSlim, errSlim := Mutate(slim, mSlim, cfg)
-		if fmt.Sprint(warnFull, errFull) != fmt.Sprint(warnSlim, errSlim) {
-			t.Fatalf("warnings or errors differ: %v %v vs %v %v", warnFull, errFull, warnSlim, errSlim)
-		}
-		if errFull != nil {
-			return
-		}
-		pFull, e1 := DirectPatch(full, outFull)
-		pSlim, e2 := DirectPatch(slim, outSlim)
-		if !bytes.Equal(pFull, pSlim) || fmt.Sprint(e1) != fmt.Sprint(e2) {
-			t.Fatalf("patches differ:\n%s\n%s", pFull, pSlim)
-		}
-		if !equality.Semantic.DeepEqual(DesiredService(full, "ns", mFull), DesiredService(slim, "ns", mSlim)) {
-			t.Fatal("desired Services differ")
-		}
-	})
 }

@@ -6,31 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-const (
-	resultInjected = "injected"
-	resultSkipped  = "skipped"
-	resultDenied   = "denied"
-	resultErrored  = "errored"
-)
-
-// Reasons, the values of the reason label: a fixed set, so the metrics'
-// cardinality stays bounded by the number of groups.
-const (
-	reasonNotCreate           = "not-create"
-	reasonExcludedNamespace   = "excluded-namespace"
-	reasonNotMember           = "not-member"
-	reasonOptedOut            = "opted-out"
-	reasonAlreadyInjected     = "already-injected"
-	reasonInvalidName         = "invalid-name"
-	reasonInvalidTuning       = "invalid-tuning"
-	reasonCollision           = "collision"
-	reasonUnsupportedOS       = "unsupported-os"
-	reasonServiceNotHeadless  = "service-not-headless"
-	reasonServiceCreateFailed = "service-create-failed"
-	reasonNamespaceLookup     = "namespace-lookup-failed"
-	reasonBadRequest          = "bad-request"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // Metrics counts admission outcomes, per peer group where there is one.
@@ -102,21 +79,24 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-func (m *Metrics) observe(namespace string, o outcome, took time.Duration) {
+// observe counts one Decision. Reasons are admit's fixed set; errored
+// decisions are counted with the denials, under their own reasons.
+func (m *Metrics) observe(namespace string, d admit.Decision, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.admissions.WithLabelValues(o.result).Inc()
-	m.duration.WithLabelValues(o.result).Observe(took.Seconds())
-	switch o.result {
-	case resultInjected:
-		m.injected.WithLabelValues(namespace, o.group).Inc()
-	case resultSkipped:
-		m.skipped.WithLabelValues(namespace, o.group, o.reason).Inc()
-	case resultDenied, resultErrored:
-		m.denied.WithLabelValues(namespace, o.group, o.reason).Inc()
+	result, reason := string(d.Verdict), string(d.Reason)
+	m.admissions.WithLabelValues(result).Inc()
+	m.duration.WithLabelValues(result).Observe(took.Seconds())
+	switch d.Verdict {
+	case admit.VerdictInjected:
+		m.injected.WithLabelValues(namespace, d.Group).Inc()
+	case admit.VerdictSkipped:
+		m.skipped.WithLabelValues(namespace, d.Group, reason).Inc()
+	case admit.VerdictDenied, admit.VerdictErrored:
+		m.denied.WithLabelValues(namespace, d.Group, reason).Inc()
 	}
-	if o.service != "" {
-		m.servicesCreated.WithLabelValues(namespace, o.group).Inc()
+	if d.Service == admit.ServiceCreated {
+		m.servicesCreated.WithLabelValues(namespace, d.Group).Inc()
 	}
 }

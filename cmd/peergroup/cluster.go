@@ -19,7 +19,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/admit"
+	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // newClient reads KUBECONFIG (or --kubeconfig) the way kubectl does.
@@ -45,7 +47,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	file := fs.String("f", "", "a pod (or a workload: its pod template) from a file, or - for standard input; instead of NAMESPACE/NAME")
 	namespace := fs.String("namespace", "default", "with -f: the namespace the pod would be created in, when it has none")
 	nsGroup := fs.String("namespace-group", "", "offline: stands in for the namespace label peergroup.dev/group")
-	offline := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
+	noCluster := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration to evaluate")
 	output := fs.String("output", "text", "text or json")
@@ -60,7 +62,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if !fromFile && !fromCluster {
 		return 2, errors.New("explain: give either -f FILE or NAMESPACE/NAME (flags first)")
 	}
-	if *offline && *file == "" {
+	if *noCluster && *file == "" {
 		return 2, errors.New("explain: --offline needs -f")
 	}
 	var pod *corev1.Pod
@@ -69,18 +71,18 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return 2, err
 		}
-		if pod, err = webhook.PodFromManifest(in); err != nil {
+		if pod, err = offline.PodFromManifest(in); err != nil {
 			return 2, err
 		}
 		if pod.Namespace == "" {
 			pod.Namespace = *namespace
 		}
 	}
-	input := webhook.ExplainInput{Pod: pod, Config: *cfg}
+	input := offline.ExplainInput{Pod: pod, Config: *cfg}
 	if *nsGroup != "" {
-		input.NamespaceLabels = map[string]string{webhook.GroupLabel: *nsGroup}
+		input.NamespaceLabels = map[string]string{contract.GroupLabel: *nsGroup}
 	}
-	if !*offline {
+	if !*noCluster {
 		c, err := newClient(*kubeconfig)
 		if err != nil {
 			return 2, err
@@ -100,11 +102,11 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 2, err
 		}
 	}
-	e := webhook.Explain(input)
+	e := offline.Explain(input)
 	if err := printExplanation(stdout, e, *output); err != nil {
 		return 2, err
 	}
-	if e.Verdict == webhook.VerdictDenied {
+	if e.Verdict == offline.VerdictDenied {
 		return 1, nil
 	}
 	return 0, nil
@@ -112,7 +114,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // lookUp fills in what the cluster knows: namespace labels (unless given),
 // the webhook configuration, and the group's Service.
-func lookUp(ctx context.Context, c client.Client, in *webhook.ExplainInput, configName string, haveNSLabels bool) error {
+func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, configName string, haveNSLabels bool) error {
 	if !haveNSLabels {
 		ns := &corev1.Namespace{}
 		if err := c.Get(ctx, client.ObjectKey{Name: in.Pod.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
@@ -130,7 +132,7 @@ func lookUp(ctx context.Context, c client.Client, in *webhook.ExplainInput, conf
 	default:
 		return fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
 	}
-	if m, err := webhook.ResolveGroup(in.Pod, in.NamespaceLabels); err == nil && m.Member() {
+	if m, err := admit.ResolveGroup(in.Pod, in.NamespaceLabels); err == nil && m.Member() {
 		svc := &corev1.Service{}
 		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: m.Service}, svc); {
 		case err == nil:
@@ -143,7 +145,7 @@ func lookUp(ctx context.Context, c client.Client, in *webhook.ExplainInput, conf
 	return nil
 }
 
-func printExplanation(w io.Writer, e webhook.Explanation, output string) error {
+func printExplanation(w io.Writer, e offline.Explanation, output string) error {
 	switch output {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -212,10 +214,10 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := c.List(ctx, pods, opts...); err != nil {
 		return 2, fmt.Errorf("list pods: %w", err)
 	}
-	findings := webhook.Uninjected(pods.Items, nsLabels, *cfg)
+	findings := offline.Uninjected(pods.Items, nsLabels, *cfg)
 	if *output == "json" {
 		if findings == nil {
-			findings = []webhook.Finding{}
+			findings = []offline.Finding{}
 		}
 		b, err := json.MarshalIndent(findings, "", "  ")
 		if err != nil {
@@ -231,12 +233,12 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	return 0, nil
 }
 
-func printFindings(w io.Writer, findings []webhook.Finding, checked int) {
+func printFindings(w io.Writer, findings []offline.Finding, checked int) {
 	if len(findings) == 0 {
 		fmt.Fprintf(w, "%d pods checked: every group member carries the injection\n", checked)
 		return
 	}
-	byNS := map[string][]webhook.Finding{}
+	byNS := map[string][]offline.Finding{}
 	for _, f := range findings {
 		byNS[f.Namespace] = append(byNS[f.Namespace], f)
 	}

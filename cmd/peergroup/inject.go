@@ -7,18 +7,18 @@ import (
 	"io"
 	"os"
 
-	"github.com/peergroup/peergroup/webhook"
-	"github.com/peergroup/peergroup/webhook/server"
+	"github.com/peergroup/peergroup/webhook/admit"
+	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // mutationConfig registers the webhook's injection flags on fs.
-func mutationConfig(fs *flag.FlagSet) (*webhook.Config, func() error) {
-	cfg := webhook.DefaultConfig()
+func mutationConfig(fs *flag.FlagSet) (*admit.Config, func() error) {
+	cfg := admit.DefaultConfig()
 	cfg.Version = version
-	finish := server.MutationFlags(fs, &cfg)
+	finish := admit.RegisterFlags(fs, &cfg)
 	return &cfg, func() error {
 		finish()
-		return server.ValidateMutation(cfg)
+		return cfg.Validate()
 	}
 }
 
@@ -42,7 +42,7 @@ func inject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, res, err := webhook.InjectManifests(in, webhook.OfflineOptions{Config: *cfg, NamespaceGroup: *nsGroup, DefaultNamespace: *namespace})
+	out, res, err := offline.InjectManifests(in, offline.OfflineOptions{Config: *cfg, NamespaceGroup: *nsGroup, DefaultNamespace: *namespace})
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
+	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // The CLI against a real kube-apiserver: audit finds exactly the
@@ -41,7 +43,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 		code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
-	for ns, labels := range map[string]map[string]string{"db": {webhook.GroupLabel: "cassandra"}, "apps": nil, "search": nil, "peergroup-system": nil} {
+	for ns, labels := range map[string]map[string]string{"db": {contract.GroupLabel: "cassandra"}, "apps": nil, "search": nil, "peergroup-system": nil} {
 		if _, err := cluster.CreateNamespace(ctx, ns, labels); err != nil {
 			t.Fatal(err)
 		}
@@ -54,17 +56,17 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 		p.Spec.Containers = []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}
 		return p
 	}
-	injectedYAML, _, err := webhook.InjectManifests([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: db}\nspec: {containers: [{name: c, image: registry.example/app:1}]}\n"),
-		webhook.OfflineOptions{Config: webhook.DefaultConfig(), NamespaceGroup: "cassandra"})
+	injectedYAML, _, err := offline.InjectManifests([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: db}\nspec: {containers: [{name: c, image: registry.example/app:1}]}\n"),
+		offline.OfflineOptions{Config: admit.DefaultConfig(), NamespaceGroup: "cassandra"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, obj := range append(decodeAll(t, injectedYAML),
 		pod("db", "missed", nil),
-		pod("apps", "labelled", map[string]string{webhook.GroupLabel: "akka"}),
+		pod("apps", "labelled", map[string]string{contract.GroupLabel: "akka"}),
 		pod("apps", "plain", nil),
-		pod("apps", "opted-out", map[string]string{webhook.InjectLabel: "false"}),
-		pod("peergroup-system", "own", map[string]string{webhook.GroupLabel: "x"}),
+		pod("apps", "opted-out", map[string]string{contract.InjectLabel: "false"}),
+		pod("peergroup-system", "own", map[string]string{contract.GroupLabel: "x"}),
 	) {
 		if err := cluster.Client.Create(ctx, obj); err != nil {
 			t.Fatalf("create %s: %v", obj.GetName(), err)
@@ -79,7 +81,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 			t.Errorf("audit: exit %d\n%s%s", code, out, stderr)
 		}
 		code, out, _ = cli("", "audit", "--kubeconfig", kubeconfig, "-n", "apps", "--output", "json")
-		var findings []webhook.Finding
+		var findings []offline.Finding
 		if err := json.Unmarshal([]byte(out), &findings); err != nil || code != 1 || len(findings) != 1 || findings[0].Pod != "labelled" || findings[0].Group != "akka" {
 			t.Errorf("audit -n apps --output json: exit %d %v\n%s", code, err, out)
 		}

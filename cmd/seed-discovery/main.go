@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/peergroup/peergroup/cmd/seed-discovery/discovery"
+	"github.com/peergroup/peergroup/discovery"
 )
 
 func main() {

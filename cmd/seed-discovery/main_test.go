@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peergroup/peergroup/cmd/seed-discovery/discovery"
+	"github.com/peergroup/peergroup/discovery"
 	"github.com/peergroup/peergroup/test/dnszone"
 )
 
@@ -29,7 +29,7 @@ func TestRunWritesSeedsAndTerminationLog(t *testing.T) {
 	}
 	defer z.Close()
 	z.Set("cassandra.db.svc.cluster.local.", "", dnszone.Peer{IP: netip.MustParseAddr("127.0.0.1")})
-	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.1", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local", "PEERGROUP_STABLE_MARGIN": "200ms"} {
+	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.1", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local", "PEERGROUP_STABLE_MARGIN": "1s"} {
 		t.Setenv(k, v)
 	}
 	out := t.TempDir()
@@ -46,18 +46,33 @@ func TestRunWritesSeedsAndTerminationLog(t *testing.T) {
 	}
 
 	// Failure: the reason goes to the termination log when it exists.
-	z.Remove("cassandra.db.svc.cluster.local.")
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	if err := os.WriteFile(termLog, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PEERGROUP_TIMEOUT", "700ms")
-	err = run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + t.TempDir(), "--termination-log=" + termLog}, &stderr)
-	if discovery.Code(err) != discovery.ExitNoSelf {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + notDir, "--termination-log=" + termLog}, &stderr)
+	if discovery.Code(err) != discovery.ExitNotWritable {
 		t.Fatalf("exit %d: %v", discovery.Code(err), err)
 	}
 	msg, _ := os.ReadFile(termLog)
-	if !strings.Contains(string(msg), "exit 3") || !strings.Contains(string(msg), "never appeared") {
+	if !strings.Contains(string(msg), "exit 6") || !strings.Contains(string(msg), "not writable") {
 		t.Errorf("termination log %q", msg)
+	}
+}
+
+// A tuning value the webhook would deny is a configuration error here too.
+func TestRunRejectsWhatTheWebhookDenies(t *testing.T) {
+	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.1", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local", "PEERGROUP_STABLE_MARGIN": "200ms"} {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, &stderr)
+	want := `seed-discovery: exit 2: configuration: PEERGROUP_STABLE_MARGIN: stable-margin value "200ms" is invalid: it must be a Go duration from 1s to 10m (e.g. 5s)`
+	if discovery.Code(err) != discovery.ExitConfig || strings.TrimSpace(stderr.String()) != want {
+		t.Fatalf("exit %d, stderr %q\nwant %q", discovery.Code(err), stderr.String(), want)
 	}
 }

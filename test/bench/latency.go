@@ -19,7 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // workload is one kind of pod the latency phase creates. Its key prefixes
@@ -102,7 +102,7 @@ func (b *bench) podCreateLatency(ctx context.Context) error {
 						requests[cfg]++
 						// A mutating configuration that did not mutate would
 						// measure nothing: count it as a failure.
-						if err != nil || webhook.IsInjected(pod) != mutates(cfg) {
+						if err != nil || admit.IsInjected(pod) != mutates(cfg) {
 							target.failures++
 							continue
 						}

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/peergroup/peergroup/test/framework"
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 type options struct {
@@ -252,7 +252,7 @@ func (b *bench) reviewOf(ctx context.Context, pod *corev1.Pod) ([]byte, error) {
 	if err := b.cluster.Client.Create(ctx, pod, client.DryRunAll); err != nil {
 		return nil, fmt.Errorf("dry-run create of the bench pod %s: %w", pod.Name, err)
 	}
-	if webhook.IsInjected(pod) {
+	if admit.IsInjected(pod) {
 		return nil, errors.New("the bench pod came back injected: a webhook is registered too early")
 	}
 	raw, err := json.Marshal(pod)

@@ -353,7 +353,7 @@ func (b *bench) populate(ctx context.Context) error {
 func (b *bench) goBenchmarks(ctx context.Context) error {
 	b.say("Go benchmarks")
 	out, err := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "3",
-		"./webhook/", "./cmd/seed-discovery/discovery/").CombinedOutput()
+		"./webhook/", "./discovery/").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go test -bench: %w\n%s", err, out)
 	}

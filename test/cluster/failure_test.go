@@ -11,7 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
+	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // 4a. failurePolicy Fail (the default): while the webhook is down, member
@@ -95,7 +96,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	}
 	pods := runningPods(t, ns, "cassandra", 2)
 	for _, p := range pods {
-		if webhook.IsInjected(&p) {
+		if admit.IsInjected(&p) {
 			t.Fatalf("pod %s injected while the webhook was down", p.Name)
 		}
 	}
@@ -112,8 +113,8 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	for _, n := range nsList.Items {
 		labels[n.Name] = n.Labels
 	}
-	findings := webhook.Uninjected(all.Items, labels, webhook.DefaultConfig())
-	var here []webhook.Finding
+	findings := offline.Uninjected(all.Items, labels, admit.DefaultConfig())
+	var here []offline.Finding
 	for _, f := range findings {
 		if f.Namespace == ns {
 			here = append(here, f)

@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
-	"github.com/peergroup/peergroup/webhook"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -204,7 +204,7 @@ func scale(t *testing.T, obj client.Object, replicas int32, set func(int32)) {
 // EndpointSlices listing every pod, and every pod's seed-discovery agreeing.
 func requireGroupFormed(t *testing.T, ns, group string, pods []corev1.Pod) ([]framework.SeedDiscoveryRun, string) {
 	t.Helper()
-	requireInjected(t, pods, webhook.ServiceEnvName(group), group)
+	requireInjected(t, pods, contract.ServiceEnvName(group), group)
 	requireOneHeadlessService(t, ns, group)
 	requireEndpoints(t, ns, group, pods)
 	runs := discover(t, pods)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/webhook"
 )
 
@@ -35,7 +36,7 @@ func TestEventsOnTheOwner(t *testing.T) {
 	}
 	owned := func(name string, annotations map[string]string) *corev1.Pod {
 		p := cassandraPod(ns, name)
-		p.Labels = map[string]string{"app": "zk", webhook.GroupLabel: "zk"}
+		p.Labels = map[string]string{"app": "zk", contract.GroupLabel: "zk"}
 		p.Annotations = annotations
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr.To(true)}}
 		return p
@@ -43,7 +44,7 @@ func TestEventsOnTheOwner(t *testing.T) {
 	if err := cluster.Client.Create(ctx, owned("zk-1", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.Client.Create(ctx, owned("zk-2", map[string]string{webhook.Domain + "/founding": "everyone"})); err == nil {
+	if err := cluster.Client.Create(ctx, owned("zk-2", map[string]string{contract.Domain + "/founding": "everyone"})); err == nil {
 		t.Fatal("pod with an invalid founding annotation admitted")
 	}
 

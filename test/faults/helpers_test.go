@@ -12,8 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
-	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // isolationLabel keeps each test's webhook configuration to its own
@@ -54,7 +55,7 @@ func namespace(t *testing.T, id, group string) string {
 	t.Helper()
 	labels := map[string]string{isolationLabel: id}
 	if group != "" {
-		labels[webhook.GroupLabel] = group
+		labels[contract.GroupLabel] = group
 	}
 	ns := framework.NewTestNamespace(t, cluster, labels)
 	if err := framework.WaitForInjection(testContext(t), cluster, ns); err != nil {
@@ -67,7 +68,7 @@ func memberPod(ns, name, group string) *corev1.Pod {
 	p := &corev1.Pod{}
 	p.Namespace, p.Name = ns, name
 	if group != "" {
-		p.Labels = map[string]string{webhook.GroupLabel: group}
+		p.Labels = map[string]string{contract.GroupLabel: group}
 	}
 	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example/app:1", Ports: []corev1.ContainerPort{{Name: "gossip", ContainerPort: 7000}}}}
 	return p
@@ -91,7 +92,7 @@ func requireNothingUninjected(t *testing.T, ns string) int {
 	t.Helper()
 	all := pods(t, ns)
 	for i := range all {
-		if !webhook.IsInjected(&all[i]) {
+		if !admit.IsInjected(&all[i]) {
 			t.Errorf("pod %s/%s was admitted without the injection", ns, all[i].Name)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook"
 )
@@ -211,7 +212,7 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	}
 	// A namespace the cache has not seen yet: the live namespace read.
 	for i := 0; !rec.has(apiCall{"", "namespaces", "get"}) && i < 10; i++ {
-		fresh := framework.NewTestNamespace(t, cluster, map[string]string{isolationLabel: "rbac", webhook.GroupLabel: "fresh"})
+		fresh := framework.NewTestNamespace(t, cluster, map[string]string{isolationLabel: "rbac", contract.GroupLabel: "fresh"})
 		_ = cluster.Client.Create(ctx, memberPod(fresh, "first", ""))
 	}
 	// The same denial twice: an Event, then its series count (a patch).
@@ -355,8 +356,8 @@ func TestPodCreatorCannotTouchOtherServices(t *testing.T) {
 	}{
 		{"join the group of a non-headless Service", attempt("a", "web", nil, ""), false, "exists and is not headless"},
 		{"join the group of an existing headless Service with another selector", attempt("b", "db", nil, ""), true, ""},
-		{"name a Service in another namespace", attempt("c", "x", map[string]string{webhook.ServiceAnnotation: other + ".theirs"}, ""), false, "must be a DNS-1035 label"},
-		{"name a Service by path", attempt("d", "x", map[string]string{webhook.ServiceAnnotation: other + "/theirs"}, ""), false, "must be a DNS-1035 label"},
+		{"name a Service in another namespace", attempt("c", "x", map[string]string{contract.ServiceAnnotation: other + ".theirs"}, ""), false, "must be a DNS-1035 label"},
+		{"name a Service by path", attempt("d", "x", map[string]string{contract.ServiceAnnotation: other + "/theirs"}, ""), false, "must be a DNS-1035 label"},
 		{"create the pod in another namespace", attempt("e", "theirs", nil, other), false, "forbidden"},
 		{"take over a Service name in their namespace by group", attempt("f", "theirs", nil, ""), true, ""},
 	}

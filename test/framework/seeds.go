@@ -11,7 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/peergroup/peergroup/cmd/seed-discovery/discovery"
+	"github.com/peergroup/peergroup/discovery"
 )
 
 // BuildBinary builds ./cmd/<name> into dir and returns its path.

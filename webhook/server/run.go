@@ -31,6 +31,7 @@ import (
 
 	"github.com/peergroup/peergroup/certs"
 	"github.com/peergroup/peergroup/webhook"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // Run serves admission requests until ctx is cancelled.
@@ -145,16 +146,19 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	}
 
 	handler := &webhook.Handler{
-		Config:     o.Mutation,
-		Namespaces: &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
-		Services:   &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
-		Metrics:    webhook.NewMetrics(metrics.Registry),
-		Events:     &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
+		Decider: admit.Decider{
+			Config:         o.Mutation,
+			Namespaces:     &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
+			Services:       &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
+			InitContainers: &admit.InitContainerCache{},
+		},
+		Metrics: webhook.NewMetrics(metrics.Registry),
+		Events:  &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{
 		Webhook:   &admission.Webhook{Handler: handler},
-		DecodePod: o.Mutation.PatchMode == webhook.PatchDirect,
+		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
 	})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

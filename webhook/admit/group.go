@@ -1,4 +1,4 @@
-package webhook
+package admit
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 // Source says where a pod's group came from.
@@ -24,7 +26,7 @@ type Membership struct {
 	// Service is the headless Service name (the group unless overridden).
 	Service string
 	Source  Source
-	// Reason explains a non-membership; it feeds logs and metrics.
+	// Reason explains a non-membership; it is the skip message.
 	Reason string
 }
 
@@ -35,7 +37,7 @@ func (m Membership) Member() bool { return m.Group != "" }
 // DNS-1035 label. Its message quotes the value and the rule, because the user
 // sees it verbatim in `kubectl apply` output.
 type InvalidNameError struct {
-	What   string // "group label peergroup.dev/group" or "annotation peergroup.dev/service"
+	What   string // "pod label peergroup.dev/group", "annotation peergroup.dev/service", ...
 	Value  string
 	Detail []string
 }
@@ -49,36 +51,39 @@ func (e *InvalidNameError) Error() string {
 // label wins over the namespace label; the opt-out label wins over both.
 // nsLabels may be nil when the namespace is unknown.
 func ResolveGroup(pod *corev1.Pod, nsLabels map[string]string) (Membership, error) {
-	if pod.Labels[InjectLabel] == "false" {
-		return Membership{Reason: "opted out with " + InjectLabel + "=false"}, nil
+	if optedOut(pod) {
+		return Membership{Reason: "opted out with " + contract.InjectLabel + "=false"}, nil
 	}
 	m := Membership{}
-	if g, ok := pod.Labels[GroupLabel]; ok {
+	if g, ok := pod.Labels[contract.GroupLabel]; ok {
 		m.Group, m.Source = g, SourcePod
-	} else if g, ok := nsLabels[GroupLabel]; ok {
+	} else if g, ok := nsLabels[contract.GroupLabel]; ok {
 		m.Group, m.Source = g, SourceNamespace
 	} else {
-		return Membership{Reason: "no " + GroupLabel + " label on the pod or its namespace"}, nil
+		return Membership{Reason: "no " + contract.GroupLabel + " label on the pod or its namespace"}, nil
 	}
 	if errs := validation.IsDNS1035Label(m.Group); len(errs) > 0 {
-		what := "pod label " + GroupLabel
+		what := "pod label " + contract.GroupLabel
 		if m.Source == SourceNamespace {
-			what = "namespace label " + GroupLabel
+			what = "namespace label " + contract.GroupLabel
 		}
 		return Membership{}, &InvalidNameError{What: what, Value: m.Group, Detail: errs}
 	}
 	m.Service = m.Group
-	if s, ok := pod.Annotations[ServiceAnnotation]; ok {
+	if s, ok := pod.Annotations[contract.ServiceAnnotation]; ok {
 		if errs := validation.IsDNS1035Label(s); len(errs) > 0 {
-			return Membership{}, &InvalidNameError{What: "annotation " + ServiceAnnotation, Value: s, Detail: errs}
+			return Membership{}, &InvalidNameError{What: "annotation " + contract.ServiceAnnotation, Value: s, Detail: errs}
 		}
 		m.Service = s
 	}
 	return m, nil
 }
 
-// ServiceEnvName is the env var naming the Service: group "cassandra" gives
-// CASSANDRA_SERVICE, the name the Cassandra KubernetesSeedProvider reads.
-func ServiceEnvName(group string) string {
-	return strings.ToUpper(strings.ReplaceAll(group, "-", "_")) + "_SERVICE"
+func optedOut(pod *corev1.Pod) bool { return pod.Labels[contract.InjectLabel] == "false" }
+
+// needsNamespaceLabels reports whether ResolveGroup would read the
+// namespace's labels for pod, so the lookup is skipped when it would not.
+func needsNamespaceLabels(pod *corev1.Pod) bool {
+	_, labelled := pod.Labels[contract.GroupLabel]
+	return !labelled && !optedOut(pod)
 }

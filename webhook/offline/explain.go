@@ -1,19 +1,16 @@
-package webhook
+package offline
 
 import (
-	"context"
 	"fmt"
 	"slices"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // Verdicts of Explain.
@@ -36,7 +33,7 @@ type Explanation struct {
 	Pod     string       `json:"pod"`
 	Entries []EntryMatch `json:"entries,omitempty"`
 	Group   string       `json:"group,omitempty"`
-	Source  Source       `json:"source,omitempty"`
+	Source  admit.Source `json:"source,omitempty"`
 	Service string       `json:"service,omitempty"`
 	// ServiceState: "exists, headless", "will be created", or the conflict.
 	ServiceState string   `json:"serviceState,omitempty"`
@@ -50,7 +47,7 @@ type Explanation struct {
 type ExplainInput struct {
 	Pod             *corev1.Pod
 	NamespaceLabels map[string]string
-	Config          Config
+	Config          admit.Config
 	// Webhooks is the live MutatingWebhookConfiguration.
 	Webhooks *admissionregistrationv1.MutatingWebhookConfiguration
 	// Service is the existing Service named for the group, if any;
@@ -60,96 +57,46 @@ type ExplainInput struct {
 }
 
 // Explain says what the webhook would do with one pod and why. The
-// decision is the handler's own, run as a dry-run admission (nothing is
-// written) with the namespace labels and the Service looked up standing in
-// for the informer caches; Explain only adds which webhook entries would
-// call it and how to read the outcome.
+// decision is the webhook's own (admit.Decider as a dry-run admission,
+// nothing written) with the namespace labels and the Service looked up
+// standing in for the informer caches; Explain only adds which webhook
+// entries would call it and how to read the Decision.
 func Explain(in ExplainInput) Explanation {
 	pod := in.Pod
 	e := Explanation{Pod: pod.Namespace + "/" + podDisplayName(pod)}
 	if in.Webhooks != nil {
 		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
 	}
-	resp, out, _ := admitOffline(pod, in.Config, in.NamespaceLabels, in.Service)
-
-	m, err := ResolveGroup(pod, in.NamespaceLabels)
-	member := err == nil && m.Member() && out.reason != reasonExcludedNamespace
+	d, _ := decide(pod, in.Config, in.NamespaceLabels, &admit.StaticServices{Existing: in.Service, Known: in.ServiceKnown})
+	member := d.ServiceName != ""
 	if member {
-		e.Group, e.Source, e.Service = m.Group, m.Source, m.Service
-		switch {
-		case !in.ServiceKnown:
-			e.ServiceState = "not looked up (offline)"
-		case in.Service == nil:
-			e.ServiceState = "will be created (headless)"
-		case IsHeadless(in.Service):
-			e.ServiceState = "exists, headless: used as is"
-		default:
-			e.ServiceState = "exists and is not headless"
-		}
+		e.Group, e.Source, e.Service = d.Group, d.Source, d.ServiceName
+		e.ServiceState = serviceStates[d.Service]
 	}
 	switch {
 	case member && in.Webhooks != nil && !slices.ContainsFunc(e.Entries, func(x EntryMatch) bool { return x.Matches }):
 		e.Verdict, e.Reason = VerdictNotInjected, "no entry of webhook configuration "+in.Webhooks.Name+" matches the pod, so the API server never calls peergroup for it"
-	case out.result == resultDenied || out.result == resultErrored || !resp.Allowed:
-		e.Verdict, e.Reason = VerdictDenied, out.message
-		if e.Reason == "" && resp.Result != nil {
-			e.Reason = resp.Result.Message
-		}
-	case out.reason == reasonExcludedNamespace:
+	case !d.Allowed():
+		e.Verdict, e.Reason = VerdictDenied, d.Message
+	case d.Reason == admit.ReasonExcludedNamespace:
 		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
-	case out.reason == reasonAlreadyInjected:
-		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+InjectedAnnotation+" annotation"
-	case out.result == resultInjected:
-		e.Verdict, e.Reason, e.Warnings = VerdictInjected, fmt.Sprintf("member of group %s (%s)", m.Group, m.Source), resp.Warnings
+	case d.Reason == admit.ReasonAlreadyInjected:
+		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+contract.InjectedAnnotation+" annotation"
+	case d.Verdict == admit.VerdictInjected:
+		e.Verdict, e.Reason, e.Warnings = VerdictInjected, fmt.Sprintf("member of group %s (%s)", d.Group, d.Source), d.Warnings
 	default:
-		e.Verdict, e.Reason = VerdictNotInjected, resp.Result.Message
+		e.Verdict, e.Reason = VerdictNotInjected, d.Message
 	}
 	return e
 }
 
-// admitOffline runs the webhook's handler on pod as a dry-run admission,
-// with namespace labels and the group's existing Service (nil: none)
-// standing in for the informer caches; it returns the handler's answer and
-// the Service the webhook would create. explain and inject decide through
-// it, so they never hold a second copy of the webhook's rules.
-func admitOffline(pod *corev1.Pod, cfg Config, nsLabels map[string]string, existing *corev1.Service) (admission.Response, outcome, *corev1.Service) {
-	// The direct patch: with no raw object there is nothing to diff.
-	cfg.PatchMode = PatchDirect
-	services := &offlineServices{existing: existing}
-	h := &Handler{Config: cfg, Namespaces: fixedNamespaceLabels(nsLabels), Services: services}
-	resp, out, _ := h.handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "offline",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: pod.Namespace,
-		Operation: admissionv1.Create,
-		DryRun:    ptr.To(true),
-		Object:    runtime.RawExtension{Object: pod},
-	}})
-	return resp, out, services.desired
-}
-
-// fixedNamespaceLabels stands in for the namespace cache.
-type fixedNamespaceLabels map[string]string
-
-func (f fixedNamespaceLabels) Labels(context.Context, string) (map[string]string, error) {
-	return f, nil
-}
-
-// offlineServices stands in for ClusterServiceEnsurer: the one Service
-// looked up (or none) is the cache, and the Service that would be created
-// is kept instead of written.
-type offlineServices struct {
-	existing *corev1.Service
-	desired  *corev1.Service
-}
-
-func (o *offlineServices) Ensure(_ context.Context, key client.ObjectKey, desired func() *corev1.Service, _ bool) (bool, error) {
-	o.desired = desired()
-	if o.existing != nil && o.existing.Name == key.Name && o.existing.Namespace == key.Namespace {
-		return false, checkHeadless(o.existing, desired)
-	}
-	return false, nil
+// serviceStates words each Service state for a person; a Service that is
+// not headless denies the pod, so the reason says the rest.
+var serviceStates = map[admit.ServiceState]string{
+	admit.ServiceUnknown:     "not looked up (offline)",
+	admit.ServiceMissing:     "will be created (headless)",
+	admit.ServiceExists:      "exists, headless: used as is",
+	admit.ServiceNotHeadless: "exists and is not headless",
 }
 
 func podDisplayName(pod *corev1.Pod) string {

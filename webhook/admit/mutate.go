@@ -1,4 +1,4 @@
-package webhook
+package admit
 
 import (
 	"fmt"
@@ -6,20 +6,24 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
-// IsInjected reports whether a pod already went through Mutate. The init
-// container is the marker DESIGN.md names, recognised by its name and its
-// mount of the seeds volume, so a user's unrelated init container that
-// happens to be called seed-discovery is reported as a collision instead of
-// silently skipping the injection; the annotation also counts, so a pod
-// injected offline (`peergroup inject`) is recognised.
+// IsInjected reports whether a pod already went through Mutate: it has
+// peergroup's init container (recognised by its name and its mount of the
+// seeds volume, so a user's unrelated init container called seed-discovery
+// is a collision rather than a reason to skip), or the injected annotation
+// (a pod injected offline by `peergroup inject`).
 func IsInjected(pod *corev1.Pod) bool {
-	if _, ok := pod.Annotations[InjectedAnnotation]; ok {
-		return true
-	}
+	_, annotated := pod.Annotations[contract.InjectedAnnotation]
+	return annotated || hasInitContainer(pod)
+}
+
+// hasInitContainer reports whether pod runs peergroup's init container.
+func hasInitContainer(pod *corev1.Pod) bool {
 	for i := range pod.Spec.InitContainers {
-		if c := &pod.Spec.InitContainers[i]; c.Name == InitContainerName && hasMount(c, SeedsVolumeName) {
+		if c := &pod.Spec.InitContainers[i]; c.Name == contract.InitContainerName && hasMount(c, contract.SeedsVolumeName) {
 			return true
 		}
 	}
@@ -41,12 +45,27 @@ type UnsupportedOSError struct{ Detail string }
 
 func (e *UnsupportedOSError) Error() string { return "peergroup: " + e.Detail }
 
+// InvalidTuningError reports an out-of-range tuning annotation.
+type InvalidTuningError struct {
+	Annotation, Value, Rule string
+}
+
+func (e *InvalidTuningError) Error() string {
+	return fmt.Sprintf("peergroup: annotation %s value %q is invalid: it must be %s", e.Annotation, e.Value, e.Rule)
+}
+
 // Mutate returns a copy of pod with everything a member of m's group needs
-// (DESIGN.md section 1). It performs no I/O, so the webhook, the offline CLI
-// and the tests share exactly one implementation. The warnings are for user
-// values left in place that differ from what would have been injected.
+// (docs/design.md, "What a member pod gets"). It performs no I/O, so the
+// webhook, the CLI and the tests share one implementation. The warnings are
+// for user values left in place that differ from what would have been
+// injected.
+//
+// Mutate, ResolveGroup and DesiredService may read only the pod fields that
+// AdmittedPod (fastpath.go) decodes: reading another field means adding it
+// there, and the table tests, which run every case on the whole pod and on
+// its AdmittedPod projection, fail until it is added.
 func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {
-	tuning, err := tuningEnv(pod.Annotations)
+	tuning, err := TuningEnv(pod.Annotations)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,18 +77,18 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	}
 	// Copy on write: the output shares every field Mutate does not touch
 	// with the input and gets fresh copies of the ones it does, which keeps
-	// the function pure without a deep copy of the whole pod per admission.
+	// the function pure without a deep copy of the whole pod.
 	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: pod.Status}
-	out.Labels = withKey(pod.Labels, GroupLabel, m.Group) // so the Service selects namespace-label members
-	out.Annotations = withKey(pod.Annotations, InjectedAnnotation, cfg.Version)
+	out.Labels = withKey(pod.Labels, contract.GroupLabel, m.Group) // so the Service selects namespace-label members
+	out.Annotations = withKey(pod.Annotations, contract.InjectedAnnotation, cfg.Version)
 	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
 	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
 
 	appEnv := []corev1.EnvVar{
-		{Name: ServiceEnvName(m.Group), Value: m.Service},
-		{Name: PodNamespaceEnv, ValueFrom: fieldRef("metadata.namespace")},
-		{Name: SeedsFileEnv, Value: SeedsFile},
+		{Name: contract.ServiceEnvName(m.Group), Value: m.Service},
+		{Name: contract.EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+		{Name: contract.EnvSeedsFile, Value: contract.SeedsFile},
 	}
 	var warnings []string
 	for i := range out.Spec.Containers {
@@ -81,18 +100,36 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		for _, want := range appEnv {
 			warnings = appendEnvUnlessSet(c, want, warnings)
 		}
-		if !hasMount(c, SeedsVolumeName) {
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: SeedsVolumeName, MountPath: SeedsMountPath, ReadOnly: true})
+		if !hasMount(c, contract.SeedsVolumeName) {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true})
 		}
 	}
-	if !hasVolume(out, SeedsVolumeName) {
+	if !hasVolume(out, contract.SeedsVolumeName) {
 		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
-			Name:         SeedsVolumeName,
+			Name:         contract.SeedsVolumeName,
 			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 		})
 	}
 	out.Spec.InitContainers = append(out.Spec.InitContainers, initContainer(m, tuning, cfg))
 	return out, warnings, nil
+}
+
+// TuningEnv validates the pod's tuning annotations with the contract's
+// checks and returns them as seed-discovery's env vars, in contract order.
+// Absent annotations are left to seed-discovery's defaults.
+func TuningEnv(annotations map[string]string) ([]corev1.EnvVar, error) {
+	var out []corev1.EnvVar
+	for _, t := range contract.Tunings {
+		v, ok := annotations[t.Annotation]
+		if !ok {
+			continue
+		}
+		if !t.Valid(v) {
+			return nil, &InvalidTuningError{Annotation: t.Annotation, Value: v, Rule: t.Rule}
+		}
+		out = append(out, corev1.EnvVar{Name: t.Env, Value: v})
+	}
+	return out, nil
 }
 
 func withKey(in map[string]string, k, v string) map[string]string {
@@ -104,29 +141,27 @@ func withKey(in map[string]string, k, v string) map[string]string {
 	return out
 }
 
-func initContainer(m Membership, tuning []envVar, cfg Config) corev1.Container {
+func initContainer(m Membership, tuning []corev1.EnvVar, cfg Config) corev1.Container {
 	env := make([]corev1.EnvVar, 0, 6+len(tuning))
 	env = append(env,
-		corev1.EnvVar{Name: "PEERGROUP_SERVICE", Value: m.Service},
-		corev1.EnvVar{Name: "POD_NAME", ValueFrom: fieldRef("metadata.name")},
-		corev1.EnvVar{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
-		corev1.EnvVar{Name: "POD_IP", ValueFrom: fieldRef("status.podIP")},
-		corev1.EnvVar{Name: "POD_IPS", ValueFrom: fieldRef("status.podIPs")},
+		corev1.EnvVar{Name: contract.EnvService, Value: m.Service},
+		corev1.EnvVar{Name: contract.EnvPodName, ValueFrom: fieldRef("metadata.name")},
+		corev1.EnvVar{Name: contract.EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+		corev1.EnvVar{Name: contract.EnvPodIP, ValueFrom: fieldRef("status.podIP")},
+		corev1.EnvVar{Name: contract.EnvPodIPs, ValueFrom: fieldRef("status.podIPs")},
 	)
 	if cfg.ClusterDomain != "" {
-		env = append(env, corev1.EnvVar{Name: "PEERGROUP_CLUSTER_DOMAIN", Value: cfg.ClusterDomain})
+		env = append(env, corev1.EnvVar{Name: contract.EnvClusterDomain, Value: cfg.ClusterDomain})
 	}
-	for _, t := range tuning {
-		env = append(env, corev1.EnvVar{Name: t.Name, Value: t.Value})
-	}
+	env = append(env, tuning...)
 	ic := corev1.Container{
-		Name:            InitContainerName,
+		Name:            contract.InitContainerName,
 		Image:           cfg.SeedDiscoveryImage,
 		Command:         append([]string(nil), cfg.SeedDiscoveryCommand...),
-		Args:            []string{"--output-dir=" + SeedsMountPath},
+		Args:            []string{"--output-dir=" + contract.SeedsMountPath},
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Env:             env,
-		VolumeMounts:    []corev1.VolumeMount{{Name: SeedsVolumeName, MountPath: SeedsMountPath}},
+		VolumeMounts:    []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath}},
 		// The reason for a failed discovery is what the user needs in
 		// `kubectl describe pod`.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -186,27 +221,17 @@ func describeEnv(e corev1.EnvVar) string {
 }
 
 func hasMount(c *corev1.Container, volume string) bool {
-	for _, m := range c.VolumeMounts {
-		if m.Name == volume {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == volume })
 }
 
 func hasVolume(pod *corev1.Pod, name string) bool {
-	for _, v := range pod.Spec.Volumes {
-		if v.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
 }
 
 // checkOS refuses pods that declare another OS than Linux, by spec.os or
 // by the kubernetes.io/os node selector.
 func checkOS(pod *corev1.Pod) error {
-	const fix = "the seed-discovery init container runs on Linux only: run the group's pods on Linux nodes, or opt this pod out with the label " + InjectLabel + "=false"
+	const fix = "the seed-discovery init container runs on Linux only: run the group's pods on Linux nodes, or opt this pod out with the label " + contract.InjectLabel + "=false"
 	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
 		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %q; %s", pod.Spec.OS.Name, fix)}
 	}
@@ -221,24 +246,24 @@ func checkOS(pod *corev1.Pod) error {
 // mount would break the app in ways that are hard to trace back here.
 func checkCollisions(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name == InitContainerName {
-			return &CollisionError{fmt.Sprintf("the pod already has an init container named %q that is not peergroup's (it does not mount the %s volume); peergroup needs that name for its init container: rename yours", InitContainerName, SeedsVolumeName)}
+		if c.Name == contract.InitContainerName {
+			return &CollisionError{fmt.Sprintf("the pod already has an init container named %q that is not peergroup's (it does not mount the %s volume); peergroup needs that name for its init container: rename yours", contract.InitContainerName, contract.SeedsVolumeName)}
 		}
 	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name == InitContainerName {
-			return &CollisionError{fmt.Sprintf("the pod already has a container named %q; container names are unique across init and app containers and peergroup needs that name for its init container: rename the container", InitContainerName)}
+		if c.Name == contract.InitContainerName {
+			return &CollisionError{fmt.Sprintf("the pod already has a container named %q; container names are unique across init and app containers and peergroup needs that name for its init container: rename the container", contract.InitContainerName)}
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == SeedsVolumeName && v.EmptyDir == nil {
-			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", SeedsVolumeName)}
+		if v.Name == contract.SeedsVolumeName && v.EmptyDir == nil {
+			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", contract.SeedsVolumeName)}
 		}
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, m := range c.VolumeMounts {
-			if m.MountPath == SeedsMountPath && m.Name != SeedsVolumeName {
-				return &CollisionError{fmt.Sprintf("container %q already mounts volume %q at %s, where peergroup mounts the seeds volume: move that mount", c.Name, m.Name, SeedsMountPath)}
+			if m.MountPath == contract.SeedsMountPath && m.Name != contract.SeedsVolumeName {
+				return &CollisionError{fmt.Sprintf("container %q already mounts volume %q at %s, where peergroup mounts the seeds volume: move that mount", c.Name, m.Name, contract.SeedsMountPath)}
 			}
 		}
 	}

@@ -1,9 +1,7 @@
-package webhook
+package admit
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 // applyBoth patches raw with the reference (diff) and the direct patch and
@@ -25,20 +25,22 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 		return nil, nil, false
 	}
 	apply := func(mode PatchMode) *corev1.Pod {
-		resp := patchResponse(mode, raw, in, out, &sharedInitCache)
-		if !resp.Allowed {
-			t.Fatalf("%s: not allowed: %v", mode, resp.Result)
+		d := &Decider{Config: Config{PatchMode: mode}, InitContainers: &sharedInitCache}
+		fallback := raw
+		if mode == PatchDirect {
+			fallback = nil // as with the fast path's decode: no raw object to fall back on
 		}
-		if err := resp.Complete(podRequest(raw, "CREATE", false)); err != nil {
-			t.Fatal(err)
+		p, err := d.patch(fallback, in, out)
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
 		}
-		patch, err := jsonpatch.DecodePatch(resp.Patch)
+		patch, err := jsonpatch.DecodePatch(p)
 		if err != nil {
 			t.Fatalf("%s: decode patch: %v", mode, err)
 		}
 		patched, err := patch.Apply(raw)
 		if err != nil {
-			t.Fatalf("%s: apply: %v\npatch %s\nraw %s", mode, err, resp.Patch, raw)
+			t.Fatalf("%s: apply: %v\npatch %s\nraw %s", mode, err, p, raw)
 		}
 		pod := &corev1.Pod{}
 		if err := json.Unmarshal(patched, pod); err != nil {
@@ -58,26 +60,6 @@ func apiServerForm(raw []byte) ([]byte, bool) {
 	}
 	out, err := json.Marshal(pod)
 	return out, err == nil
-}
-
-func fixturePods(t testing.TB) [][]byte {
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
-	var out [][]byte
-	for _, f := range files {
-		if strings.HasSuffix(f, ".golden.yaml") {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fx fixture
-		if err := yaml.Unmarshal(data, &fx); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fx.Pod)
-	}
-	return out
 }
 
 var fuzzGroup = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
@@ -142,18 +124,43 @@ func FuzzPatchEquivalence(f *testing.F) {
 var sharedInitCache InitContainerCache
 
 // If the direct patch cannot be built, the answer falls back to the diff
-// when the raw object is there, and is an error when it is not (one-pass
-// decode): never a patch computed against nothing.
-func TestPatchResponseDirectFailure(t *testing.T) {
-	in := benchPod()
+// when the raw object is there, and is an error when it is not (the fast
+// path's decode): never a patch computed against nothing.
+func TestPatchDirectFailure(t *testing.T) {
+	in := memberPod()
 	in.Spec.Containers = append(in.Spec.Containers, corev1.Container{Name: "extra"})
-	out := benchPod() // one container fewer: DirectPatch refuses
+	out := memberPod() // one container fewer: the direct patch refuses
 	raw, _ := json.Marshal(in)
-	if resp := patchResponse(PatchDirect, raw, in, out, nil); !resp.Allowed || len(resp.Patches) == 0 {
-		t.Errorf("with the raw object the diff must answer: %+v", resp.Result)
+	d := &Decider{Config: Config{PatchMode: PatchDirect}}
+	if p, err := d.patch(raw, in, out); err != nil || len(p) == 0 {
+		t.Errorf("with the raw object the diff must answer: %s %v", p, err)
 	}
-	resp := patchResponse(PatchDirect, nil, in, out, nil)
-	if resp.Allowed || resp.Result.Code != 500 || !strings.Contains(resp.Result.Message, "build JSON patch") {
-		t.Errorf("without the raw object: allowed=%v %+v", resp.Allowed, resp.Result)
+	if _, err := d.patch(nil, in, out); err == nil || !strings.Contains(err.Error(), "build JSON patch") {
+		t.Errorf("without the raw object: %v", err)
 	}
+}
+
+// FuzzAdmittedPodEquivalence: for any pod, deciding on the fields
+// AdmittedPod decodes gives the same decision as deciding on the whole
+// pod: the same verdict, reason, message, warnings and direct patch byte
+// for byte, and the same Service.
+func FuzzAdmittedPodEquivalence(f *testing.F) {
+	for _, p := range fixturePods(f) {
+		f.Add(p, "")
+		f.Add(p, "cassandra")
+	}
+	f.Add([]byte(`{"metadata":{"name":"x","labels":{"peergroup.dev/group":"g"},"ownerReferences":[{"apiVersion":"v1","kind":"ReplicationController","name":"rc","uid":"u","controller":true}]},"spec":{"dnsPolicy":"ClusterFirst","volumes":[{"name":"peergroup-seeds","hostPath":{"path":"/"}}],"containers":[{"name":"a","image":"x","resources":{"limits":{"cpu":"1"}},"env":[{"name":"G_SERVICE","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}]}]}}`), "")
+	f.Add([]byte(`{"metadata":{"labels":{"peergroup.dev/group":"g"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a"}]}}`), "")
+	f.Add([]byte(`{"spec":{"nodeSelector":{"kubernetes.io/os":"windows","zone":"a"},"containers":[{"name":"a"}]}}`), "g")
+	f.Fuzz(func(t *testing.T, raw []byte, nsGroup string) {
+		full := &corev1.Pod{}
+		if err := json.Unmarshal(raw, full); err != nil {
+			return
+		}
+		var nsLabels map[string]string
+		if nsGroup != "" {
+			nsLabels = map[string]string{contract.GroupLabel: nsGroup}
+		}
+		decideBoth(t, full, nsLabels, nil)
+	})
 }

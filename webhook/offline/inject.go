@@ -1,4 +1,9 @@
-package webhook
+// Package offline is the back end of the peergroup CLI: inject (the
+// webhook's injection applied to manifests), explain (why a pod would or
+// would not be injected) and audit (members running without the
+// injection). Each decides through admit.Decider with offline stand-ins
+// for the cluster, so it never holds a rule of its own.
+package offline
 
 import (
 	"bufio"
@@ -15,11 +20,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // OfflineOptions configure InjectManifests.
 type OfflineOptions struct {
-	Config Config
+	Config admit.Config
 	// NamespaceGroup stands in for the namespace label peergroup.dev/group
 	// of every namespace the manifests land in.
 	NamespaceGroup string
@@ -54,8 +61,8 @@ var templatePaths = map[string][]string{
 // InjectManifests applies the webhook's mutation, offline, to every pod
 // template in a YAML or JSON stream (one or many documents, Lists
 // included) whose labels, or opts.NamespaceGroup, make it a member. The
-// decision and the patch are the webhook handler's own, run as a dry-run
-// admission (admitOffline); the patch is applied to the template as
+// decision and the patch are the webhook's own (admit.Decider, as a
+// dry-run admission); the patch is applied to the template as
 // written, so fields peergroup does not touch stay as they were. The output starts with the headless Services
 // the webhook would create, then the documents in order; a document with
 // no member is copied byte for byte, and input without any member is
@@ -162,24 +169,16 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	if namespace != "" {
 		what = kind + "/" + namespace + "/" + name
 	}
-	var nsLabels map[string]string
-	if opts.NamespaceGroup != "" {
-		nsLabels = map[string]string{GroupLabel: opts.NamespaceGroup}
-	}
-	resp, out, svc := admitOffline(pod, opts.Config, nsLabels, nil)
+	d, svc := decide(pod, opts.Config, namespaceLabels(opts.NamespaceGroup), &admit.StaticServices{})
 	switch {
-	case out.result == resultDenied || out.result == resultErrored || !resp.Allowed:
-		msg := out.message
-		if msg == "" && resp.Result != nil {
-			msg = resp.Result.Message
-		}
-		return false, fmt.Errorf("%s: %s", what, msg)
-	case out.result != resultInjected:
+	case !d.Allowed():
+		return false, fmt.Errorf("%s: %s", what, d.Message)
+	case d.Verdict != admit.VerdictInjected:
 		// Not a member, excluded, or injected already (its Service is in
 		// the output that injected it).
 		return false, nil
 	}
-	for _, w := range resp.Warnings {
+	for _, w := range d.Warnings {
 		res.Warnings = append(res.Warnings, what+": "+w)
 	}
 	// The patch's parents must exist, as they do in an object the API
@@ -190,7 +189,7 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	if err != nil {
 		return false, err
 	}
-	decoded, err := jsonpatch.DecodePatch(resp.Patch)
+	decoded, err := jsonpatch.DecodePatch(d.Patch)
 	if err != nil {
 		return false, err
 	}
@@ -215,10 +214,10 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	res.Injected = append(res.Injected, what)
 	// Where the workload names no namespace, neither does its Service, so
 	// `kubectl apply -n` places both together.
-	svc.Namespace = namespace
-	key := namespace + "/" + svc.Name
+	svc.Desired.Namespace = namespace
+	key := namespace + "/" + svc.Desired.Name
 	if _, ok := services[key]; !ok {
-		services[key] = svc
+		services[key] = svc.Desired
 	}
 	return true, nil
 }

@@ -1,7 +1,8 @@
-package webhook
+package offline
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +10,13 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-const injectFixtureDir = "../test/fixtures/inject"
+var update = flag.Bool("update", false, "rewrite the golden files under test/fixtures/inject")
+
+const injectFixtureDir = "../../test/fixtures/inject"
 
 // TestInjectGolden runs `peergroup inject`'s library over real-world
 // manifests and compares the output, as objects, with the golden files
@@ -22,8 +27,8 @@ func TestInjectGolden(t *testing.T) {
 		injected             []string
 		services             int
 	}{
-		{"cassandra-statefulset", "../docs/examples/cassandra-statefulset.yaml", "", []string{"StatefulSet/cassandra"}, 1},
-		{"akka-deployment", "../docs/examples/akka-deployment.yaml", "", []string{"Deployment/akka"}, 1},
+		{"cassandra-statefulset", "../../docs/examples/cassandra-statefulset.yaml", "", []string{"StatefulSet/cassandra"}, 1},
+		{"akka-deployment", "../../docs/examples/akka-deployment.yaml", "", []string{"Deployment/akka"}, 1},
 		{"cronjob", injectFixtureDir + "/cronjob.yaml", "", []string{"CronJob/db/cassandra-repair"}, 1},
 		{"list", injectFixtureDir + "/list.yaml", "", []string{"StatefulSet/search/es"}, 1},
 		{"redis-pod-namespace-group", injectFixtureDir + "/redis-pod.json", "redis", []string{"Pod/redis-0"}, 1},
@@ -34,7 +39,7 @@ func TestInjectGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := DefaultConfig()
+			cfg := admit.DefaultConfig()
 			cfg.Version = "0.1.0"
 			out, res, err := InjectManifests(in, OfflineOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
 			if err != nil {
@@ -92,13 +97,13 @@ func TestInjectLeavesNonMembersByteIdentical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, res, err := InjectManifests(in, OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+	out, res, err := InjectManifests(in, OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 	if err != nil || !bytes.Equal(in, out) || len(res.Injected) != 0 {
 		t.Errorf("non-members changed (%v):\n%s", err, out)
 	}
 	// In a mixed stream, the untouched documents keep their bytes too.
 	mixed := append(append([]byte{}, in...), []byte("---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n")...)
-	out, _, err = InjectManifests(mixed, OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+	out, _, err = InjectManifests(mixed, OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +123,7 @@ func TestInjectErrorsNameTheObject(t *testing.T) {
 		"\tnot: [yaml":                  "document 1",
 	}
 	for in, want := range cases {
-		out, _, err := InjectManifests([]byte(in), OfflineOptions{Config: DefaultConfig(), DefaultNamespace: "default"})
+		out, _, err := InjectManifests([]byte(in), OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 		if err == nil || !strings.Contains(err.Error(), want) || out != nil {
 			t.Errorf("%q: %v, want an error containing %q and no output", in, err, want)
 		}

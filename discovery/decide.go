@@ -1,6 +1,7 @@
 // Package discovery is seed-discovery's logic: observe a headless Service in
 // DNS until the view is stable, then choose seeds deterministically, so every
-// pod that sees the same set writes the same seeds (DESIGN.md section 3).
+// pod that sees the same set writes the same seeds (docs/design.md,
+// seed-discovery).
 package discovery
 
 import (
@@ -9,18 +10,22 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
-// Founding says whether a pod may start a new cluster.
-type Founding string
+// Founding says whether a pod may start a new cluster. The type and its
+// values are the contract's, so the webhook and seed-discovery accept the
+// same ones (docs/design.md, "The contract").
+type Founding = contract.Founding
 
 const (
 	// FoundLowest: the first pod of the order founds when it is alone.
-	FoundLowest Founding = "lowest"
+	FoundLowest = contract.FoundLowest
 	// FoundOrdinal0: only StatefulSet ordinal 0 founds; the others wait for it.
-	FoundOrdinal0 Founding = "ordinal0"
+	FoundOrdinal0 = contract.FoundOrdinal0
 	// FoundNever: this pod only ever joins an existing cluster.
-	FoundNever Founding = "never"
+	FoundNever = contract.FoundNever
 )
 
 // Roles written to discovery.json.

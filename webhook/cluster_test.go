@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 // namespaceReader answers Gets of PartialObjectMetadata with labels, or
@@ -45,8 +47,8 @@ func TestCachedNamespaceLabelsFallsBackToLiveRead(t *testing.T) {
 		err         string
 		liveReads   int
 	}{
-		{"cached", &namespaceReader{labels: map[string]string{GroupLabel: "a"}}, &namespaceReader{}, "a", "", 0},
-		{"not cached yet", &namespaceReader{err: notCached}, &namespaceReader{labels: map[string]string{GroupLabel: "b"}}, "b", "", 1},
+		{"cached", &namespaceReader{labels: map[string]string{contract.GroupLabel: "a"}}, &namespaceReader{}, "a", "", 0},
+		{"not cached yet", &namespaceReader{err: notCached}, &namespaceReader{labels: map[string]string{contract.GroupLabel: "b"}}, "b", "", 1},
 		{"gone", &namespaceReader{err: notCached}, &namespaceReader{err: notCached}, "", "read labels of namespace new", 1},
 		{"cache broken", &namespaceReader{err: errors.New("boom")}, &namespaceReader{}, "", "boom", 0},
 	}
@@ -58,7 +60,7 @@ func TestCachedNamespaceLabelsFallsBackToLiveRead(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want %q", err, tc.err)
 				}
-			} else if err != nil || labels[GroupLabel] != tc.want {
+			} else if err != nil || labels[contract.GroupLabel] != tc.want {
 				t.Fatalf("labels %v, %v; want group %q", labels, err, tc.want)
 			}
 			if tc.live.gets != tc.liveReads {

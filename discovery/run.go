@@ -16,9 +16,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/atomicfile"
 )
 
-// Exit codes (DESIGN.md section 3).
+// Exit codes (docs/design.md, seed-discovery).
 const (
 	ExitOK           = 0
 	ExitInterrupted  = 1
@@ -72,7 +75,8 @@ func (r *Runner) logf(format string, args ...any) {
 }
 
 // Run blocks until it decided and wrote the outputs, or fails with an
-// ExitError.
+// ExitError. Each round observes DNS, updates the view, decides once the
+// view is stable, and sleeps; DNS errors back off instead.
 func (r *Runner) Run(ctx context.Context) (Decision, error) {
 	c := r.Config
 	if err := checkWritable(c.OutputDir); err != nil {
@@ -84,66 +88,101 @@ func (r *Runner) Run(ctx context.Context) (Decision, error) {
 	r.logf("looking up %s (self %v, seed count %d, expected peers %d, stable margin %s, founding %s, timeout %s)",
 		fqdn, c.PodIPs, c.SeedCount, c.ExpectedPeers, c.StableMargin, c.Founding, c.Timeout)
 
-	var (
-		current     []Peer
-		since       time.Time
-		count       int
-		observed    bool
-		selfSeen    bool
-		lastErr     error
-		lastWaiting string
-		backoff     = c.PollInterval
-	)
+	var v view
+	backoff := c.PollInterval
 	for {
 		obs, err := r.Resolver.Observe(ctx, fqdn, c.PortName)
 		now := time.Now()
+		pause := c.PollInterval
 		switch {
 		case ctx.Err() != nil:
-			return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
-		case err != nil && isTransient(err):
-			lastErr = err
+			return Decision{}, r.deadline(ctx, &v)
+		case isTransient(err):
+			v.lastErr = err
 			r.logf("DNS error, retrying in about %s: %v", backoff, err)
-			if !sleep(ctx, jitter(backoff)) {
-				return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
-			}
-			backoff = min(backoff*2, maxBackoff)
-			continue
+			pause, backoff = backoff, min(backoff*2, maxBackoff)
 		case err != nil:
 			return Decision{}, &ExitError{ExitDNSErrors, err}
-		}
-		backoff = c.PollInterval
-		observed, lastErr = true, nil
-		peers, _ := SortPeers(obs.Peers)
-		if !samePeers(peers, current) {
-			current, since, count = peers, now, 1
-			_, self := findSelf(peers, c.PodIPs)
-			selfSeen = selfSeen || self
-			r.logf("view changed: %d peers %s (own IP present: %v)", len(peers), listIPs(peers), self)
-		} else {
-			count++
-		}
-		stableFor := now.Sub(since)
-		if count >= 2 && stableFor >= c.StableMargin && stableFor > obs.TTL {
-			d, waiting, err := r.decide(ctx, current)
-			if err != nil && isTransient(err) {
-				lastErr = err
-			} else if err != nil {
-				return Decision{}, &ExitError{ExitDNSErrors, err}
-			} else if waiting == "" {
-				if err := Write(c.OutputDir, d); err != nil {
-					return Decision{}, &ExitError{ExitNotWritable, err}
+		default:
+			backoff = c.PollInterval
+			if changed, self := v.update(obs.Peers, c.PodIPs, now); changed {
+				r.logf("view changed: %d peers %s (own IP present: %v)", len(v.peers), listIPs(v.peers), self)
+			}
+			if stableFor, ok := v.stable(now, c.StableMargin, obs.TTL); ok {
+				if d, done, err := r.conclude(ctx, &v, stableFor); done {
+					return d, err
 				}
-				r.logf("decided after %s: role %s, seeds %s, %d peers (%s order)", stableFor.Round(time.Millisecond), d.Role, joinIPs(d.Seeds, ","), len(d.Peers), d.Order)
-				return d, nil
-			} else if waiting != lastWaiting {
-				r.logf("stable but waiting: %s", waiting)
-				lastWaiting = waiting
 			}
 		}
-		if !sleep(ctx, jitter(c.PollInterval)) {
-			return Decision{}, r.deadline(ctx, observed, selfSeen, lastErr, lastWaiting)
+		if !sleep(ctx, jitter(pause)) {
+			return Decision{}, r.deadline(ctx, &v)
 		}
 	}
+}
+
+// view is what Run has seen so far: the current peer set, and what a
+// deadline must report.
+type view struct {
+	peers []Peer
+	// since is when peers was first seen; count is how many observations
+	// in a row returned it.
+	since time.Time
+	count int
+	// observed: some DNS answer arrived. selfSeen: an own IP was in some
+	// view. lastErr: the transient error since the last answer.
+	observed bool
+	selfSeen bool
+	lastErr  error
+	// lastWaiting is the latest reason not to decide, logged once.
+	lastWaiting string
+}
+
+// update records one answer seen at now. It reports whether the peer set
+// changed and, if so, whether it holds an own IP.
+func (v *view) update(observed []Peer, self []netip.Addr, now time.Time) (changed, selfPresent bool) {
+	v.observed, v.lastErr = true, nil
+	peers, _ := SortPeers(observed)
+	if samePeers(peers, v.peers) {
+		v.count++
+		return false, false
+	}
+	v.peers, v.since, v.count = peers, now, 1
+	_, selfPresent = findSelf(peers, self)
+	v.selfSeen = v.selfSeen || selfPresent
+	return true, selfPresent
+}
+
+// stable returns how long the peer set has held, and whether that is long
+// enough to decide on: seen twice, for the margin, and for longer than the
+// records' TTL, so no cache can still hold an older set.
+func (v *view) stable(now time.Time, margin, ttl time.Duration) (time.Duration, bool) {
+	stableFor := now.Sub(v.since)
+	return stableFor, v.count >= 2 && stableFor >= margin && stableFor > ttl
+}
+
+// conclude decides on the stable view and writes the outputs. done means
+// Run returns d and err; otherwise it keeps observing (a transient DNS error
+// or a reason to wait, which it logs when it changes).
+func (r *Runner) conclude(ctx context.Context, v *view, stableFor time.Duration) (d Decision, done bool, err error) {
+	d, waiting, err := r.decide(ctx, v.peers)
+	switch {
+	case isTransient(err):
+		v.lastErr = err
+		return Decision{}, false, nil
+	case err != nil:
+		return Decision{}, true, &ExitError{ExitDNSErrors, err}
+	case waiting != "":
+		if waiting != v.lastWaiting {
+			r.logf("stable but waiting: %s", waiting)
+			v.lastWaiting = waiting
+		}
+		return Decision{}, false, nil
+	}
+	if err := Write(r.Config.OutputDir, d); err != nil {
+		return Decision{}, true, &ExitError{ExitNotWritable, err}
+	}
+	r.logf("decided after %s: role %s, seeds %s, %d peers (%s order)", stableFor.Round(time.Millisecond), d.Role, joinIPs(d.Seeds, ","), len(d.Peers), d.Order)
+	return d, true, nil
 }
 
 func (r *Runner) decide(ctx context.Context, peers []Peer) (Decision, string, error) {
@@ -196,18 +235,19 @@ func (r *Runner) probe(ctx context.Context, peers []Peer) map[netip.Addr]bool {
 	return live
 }
 
-func (r *Runner) deadline(ctx context.Context, observed, selfSeen bool, lastErr error, waiting string) error {
+// deadline explains why Run stopped without a decision.
+func (r *Runner) deadline(ctx context.Context, v *view) error {
 	if !errors.Is(context.Cause(ctx), errDeadline) {
 		return &ExitError{ExitInterrupted, errors.New("interrupted before a decision")}
 	}
 	t := r.Config.Timeout
 	switch {
-	case !observed:
-		return &ExitError{ExitDNSErrors, fmt.Errorf("no DNS answer for %s within %s: %v", r.Config.FQDN(), t, lastErr)}
-	case !selfSeen:
-		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: is the pod selected by the Service (label peergroup.dev/group)?", r.Config.PodIPs, r.Config.FQDN(), t)}
-	case waiting != "":
-		return &ExitError{ExitNotStable, fmt.Errorf("no decision for %s within %s: %s", r.Config.FQDN(), t, waiting)}
+	case !v.observed:
+		return &ExitError{ExitDNSErrors, fmt.Errorf("no DNS answer for %s within %s: %v", r.Config.FQDN(), t, v.lastErr)}
+	case !v.selfSeen:
+		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: is the pod selected by the Service (label %s)?", r.Config.PodIPs, r.Config.FQDN(), t, contract.GroupLabel)}
+	case v.lastWaiting != "":
+		return &ExitError{ExitNotStable, fmt.Errorf("no decision for %s within %s: %s", r.Config.FQDN(), t, v.lastWaiting)}
 	default:
 		return &ExitError{ExitNotStable, fmt.Errorf("the peer set of %s was not stable for %s within %s", r.Config.FQDN(), r.Config.StableMargin, t)}
 	}
@@ -252,7 +292,7 @@ func joinIPs(ips []netip.Addr, sep string) string {
 	return strings.Join(s, sep)
 }
 
-// Write stores the decision atomically (temp file + rename): `seeds` as one
+// Write stores the decision, each file atomically: `seeds` as one
 // comma-separated line of plain IPs (ready for CASSANDRA_SEEDS), `peers` one
 // per line in order, and `discovery.json`.
 func Write(dir string, d Decision) error {
@@ -262,44 +302,22 @@ func Write(dir string, d Decision) error {
 	}
 	doc, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode discovery.json: %w", err)
+		return fmt.Errorf("encode %s: %w", contract.DiscoveryFileName, err)
 	}
 	files := []struct {
 		name string
 		data []byte
 	}{
-		{"peers", []byte(strings.Join(peers, "\n") + "\n")},
-		{"discovery.json", append(doc, '\n')},
+		{contract.PeersFileName, []byte(strings.Join(peers, "\n") + "\n")},
+		{contract.DiscoveryFileName, append(doc, '\n')},
 		// Last: an app waiting for `seeds` finds the others already there.
-		{"seeds", []byte(joinIPs(d.Seeds, ",") + "\n")},
+		{contract.SeedsFileName, []byte(joinIPs(d.Seeds, ",") + "\n")},
 	}
 	for _, f := range files {
-		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
+		// Readable by the app containers, whatever user they run as.
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

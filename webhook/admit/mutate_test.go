@@ -1,4 +1,4 @@
-package webhook
+package admit
 
 import (
 	"strings"
@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 var cassandra = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
@@ -34,18 +36,18 @@ func TestMutateInjectsEveryContainer(t *testing.T) {
 	if len(warnings) != 0 {
 		t.Errorf("unexpected warnings %v", warnings)
 	}
-	if out.Labels[GroupLabel] != "cassandra" || out.Annotations[InjectedAnnotation] != "dev" {
+	if out.Labels[contract.GroupLabel] != "cassandra" || out.Annotations[contract.InjectedAnnotation] != "dev" {
 		t.Errorf("labels %v annotations %v", out.Labels, out.Annotations)
 	}
 	for _, c := range out.Spec.Containers {
-		want := map[string]string{"CASSANDRA_SERVICE": "cassandra", SeedsFileEnv: SeedsFile, PodNamespaceEnv: ""}
+		want := map[string]string{"CASSANDRA_SERVICE": "cassandra", contract.EnvSeedsFile: contract.SeedsFile, contract.EnvPodNamespace: ""}
 		for _, e := range c.Env {
 			v, ok := want[e.Name]
 			if !ok {
 				t.Errorf("container %s: unexpected env %s", c.Name, e.Name)
 				continue
 			}
-			if e.Name == PodNamespaceEnv {
+			if e.Name == contract.EnvPodNamespace {
 				if e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
 					t.Errorf("POD_NAMESPACE not from the downward API: %+v", e)
 				}
@@ -57,14 +59,14 @@ func TestMutateInjectsEveryContainer(t *testing.T) {
 		if len(want) != 0 {
 			t.Errorf("container %s lacks %v", c.Name, want)
 		}
-		if len(c.VolumeMounts) != 1 || !equality.Semantic.DeepEqual(c.VolumeMounts[0], corev1.VolumeMount{Name: SeedsVolumeName, MountPath: SeedsMountPath, ReadOnly: true}) {
+		if len(c.VolumeMounts) != 1 || !equality.Semantic.DeepEqual(c.VolumeMounts[0], corev1.VolumeMount{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true}) {
 			t.Errorf("container %s mounts %+v", c.Name, c.VolumeMounts)
 		}
 	}
-	if len(out.Spec.Volumes) != 1 || out.Spec.Volumes[0].Name != SeedsVolumeName || out.Spec.Volumes[0].EmptyDir == nil {
+	if len(out.Spec.Volumes) != 1 || out.Spec.Volumes[0].Name != contract.SeedsVolumeName || out.Spec.Volumes[0].EmptyDir == nil {
 		t.Errorf("volumes %+v", out.Spec.Volumes)
 	}
-	if len(out.Spec.InitContainers) != 2 || out.Spec.InitContainers[0].Name != "user-init" || out.Spec.InitContainers[1].Name != InitContainerName {
+	if len(out.Spec.InitContainers) != 2 || out.Spec.InitContainers[0].Name != "user-init" || out.Spec.InitContainers[1].Name != contract.InitContainerName {
 		t.Fatalf("seed-discovery must follow the user's init containers: %+v", out.Spec.InitContainers)
 	}
 	ic := out.Spec.InitContainers[1]
@@ -137,13 +139,13 @@ func TestMutateUserEnv(t *testing.T) {
 func TestMutateTuningAnnotations(t *testing.T) {
 	p := twoContainerPod()
 	p.Annotations = map[string]string{
-		Domain + "/seed-count":     "2",
-		Domain + "/expected-peers": "3",
-		Domain + "/stable-margin":  "10s",
-		Domain + "/founding":       "ordinal0",
-		Domain + "/timeout":        "600s",
-		Domain + "/peer-port":      "7000",
-		Domain + "/port-name":      "intra-node",
+		contract.Domain + "/seed-count":     "2",
+		contract.Domain + "/expected-peers": "3",
+		contract.Domain + "/stable-margin":  "10s",
+		contract.Domain + "/founding":       "ordinal0",
+		contract.Domain + "/timeout":        "600s",
+		contract.Domain + "/peer-port":      "7000",
+		contract.Domain + "/port-name":      "intra-node",
 	}
 	cfg := DefaultConfig()
 	cfg.ClusterDomain = "cluster.local"
@@ -172,23 +174,23 @@ func TestMutateRejectsBadInput(t *testing.T) {
 		name       string
 		modify     func(*corev1.Pod)
 		wantErr    string
-		wantReason string
+		wantReason Reason
 	}{
-		{"seed count zero", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "0"} }, `peergroup.dev/seed-count value "0" is invalid: it must be an integer from 1 to 100`, reasonInvalidTuning},
-		{"seed count text", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/seed-count": "three"} }, `"three"`, reasonInvalidTuning},
-		{"margin without unit", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/stable-margin": "5"} }, "a Go duration", reasonInvalidTuning},
-		{"unknown founding", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/founding": "first"} }, "one of lowest, ordinal0, never", reasonInvalidTuning},
-		{"port out of range", func(p *corev1.Pod) { p.Annotations = map[string]string{Domain + "/peer-port": "70000"} }, "1 to 65535", reasonInvalidTuning},
+		{"seed count zero", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Domain + "/seed-count": "0"} }, `peergroup.dev/seed-count value "0" is invalid: it must be an integer from 1 to 100`, ReasonInvalidTuning},
+		{"seed count text", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Domain + "/seed-count": "three"} }, `"three"`, ReasonInvalidTuning},
+		{"margin without unit", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Domain + "/stable-margin": "5"} }, "a Go duration", ReasonInvalidTuning},
+		{"unknown founding", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Domain + "/founding": "first"} }, "one of lowest, ordinal0, never", ReasonInvalidTuning},
+		{"port out of range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Domain + "/peer-port": "70000"} }, "1 to 65535", ReasonInvalidTuning},
 		{"volume name taken", func(p *corev1.Pod) {
-			p.Spec.Volumes = []corev1.Volume{{Name: SeedsVolumeName, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}}}}
-		}, `volume named "peergroup-seeds" that is not an emptyDir`, reasonCollision},
+			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/x"}}}}
+		}, `volume named "peergroup-seeds" that is not an emptyDir`, ReasonCollision},
 		{"mount path taken", func(p *corev1.Pod) {
-			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: SeedsMountPath}}
-		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup`, reasonCollision},
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: contract.SeedsMountPath}}
+		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup`, ReasonCollision},
 		{"windows by spec.os", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} },
-			`the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`, reasonUnsupportedOS},
+			`the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`, ReasonUnsupportedOS},
 		{"windows by node selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} },
-			"the pod selects nodes with kubernetes.io/os=windows", reasonUnsupportedOS},
+			"the pod selects nodes with kubernetes.io/os=windows", ReasonUnsupportedOS},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,13 +203,19 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			if got := denialReason(err); got != tc.wantReason {
 				t.Errorf("denial reason %q, want %q", got, tc.wantReason)
 			}
+			// The same pod through the whole decision, on the whole pod
+			// and as the fast path decodes it.
+			p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+			if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictDenied || d.Reason != tc.wantReason || d.Message != err.Error() {
+				t.Errorf("decision %s, want denied %s %q", summary(d), tc.wantReason, err)
+			}
 		})
 	}
 }
 
 func TestMutateReusesUserSeedsEmptyDir(t *testing.T) {
 	p := twoContainerPod()
-	p.Spec.Volumes = []corev1.Volume{{Name: SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
+	p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
 	out, _, err := Mutate(p, cassandra, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,270 @@
+package discovery
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// Config is seed-discovery's input (docs/design.md, seed-discovery). Env
+// vars give the values, flags override them.
+type Config struct {
+	Service       string
+	Namespace     string
+	PodName       string
+	PodIPs        []netip.Addr
+	ClusterDomain string
+	SeedCount     int
+	ExpectedPeers int
+	StableMargin  time.Duration
+	Timeout       time.Duration
+	Founding      Founding
+	// PeerPort 0 means no probing.
+	PeerPort int
+	// PortName empty means A/AAAA records instead of SRV.
+	PortName  string
+	DNSServer string
+	OutputDir string
+	// TerminationLog receives the failure reason when writable.
+	TerminationLog string
+	// PollInterval between DNS observations; 0 derives it from the margin.
+	PollInterval time.Duration
+}
+
+// Env vars only seed-discovery reads: the webhook never sets them, so they
+// are not part of the contract.
+const (
+	envDNSServer          = "PEERGROUP_DNS_SERVER"
+	envOutputDir          = "PEERGROUP_OUTPUT_DIR"
+	defaultTerminationLog = "/dev/termination-log"
+)
+
+// FQDN is the absolute name queried: no search-path expansion.
+func (c Config) FQDN() string {
+	return fmt.Sprintf("%s.%s.svc.%s.", c.Service, c.Namespace, strings.TrimSuffix(c.ClusterDomain, "."))
+}
+
+// ConfigError is exit code 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return "configuration: " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// LoadConfig reads env (getenv), then flags (args), then the resolv.conf
+// content for what is still missing (cluster domain, DNS server).
+func LoadConfig(args []string, getenv func(string) string, resolvConf []byte) (Config, error) {
+	c, err := load(args, getenv, resolvConf)
+	if err != nil {
+		return Config{}, &ConfigError{err}
+	}
+	return c, nil
+}
+
+// tuningField stores a tuning value's text into its Config field. The text
+// has passed the tuning's Check, so it parses.
+type tuningField struct {
+	usage string
+	set   func(c *Config, s string)
+}
+
+// tuningFields covers every contract.Tunings entry, by name.
+var tuningFields = map[string]tuningField{
+	contract.SeedCount.Name:     {"number of seeds", func(c *Config, s string) { c.SeedCount = atoi(s) }},
+	contract.ExpectedPeers.Name: {"peers to see before founding", func(c *Config, s string) { c.ExpectedPeers = atoi(s) }},
+	contract.StableMargin.Name:  {"how long the view must not change", func(c *Config, s string) { c.StableMargin = duration(s) }},
+	contract.Timeout.Name:       {"overall deadline", func(c *Config, s string) { c.Timeout = duration(s) }},
+	contract.FoundingValue.Name: {"lowest, ordinal0 or never", func(c *Config, s string) { c.Founding = Founding(s) }},
+	contract.PeerPort.Name:      {"TCP port probed on peers; a live peer means join", func(c *Config, s string) { c.PeerPort = atoi(s) }},
+	contract.PortName.Name:      {"query SRV records of this port name", func(c *Config, s string) { c.PortName = s }},
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func duration(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+// rawInputs is the text of the values parsed after the flags: the tuning
+// values, indexed like contract.Tunings, and the pod IPs.
+type rawInputs struct {
+	tunings []string
+	podIPs  string
+}
+
+func load(args []string, getenv func(string) string, resolvConf []byte) (Config, error) {
+	c := Config{
+		SeedCount:     contract.DefaultSeedCount,
+		ExpectedPeers: contract.DefaultExpectedPeers,
+		StableMargin:  contract.DefaultStableMargin,
+		Timeout:       contract.DefaultTimeout,
+		Founding:      contract.DefaultFounding,
+	}
+	fs, raw := newFlagSet(&c, getenv)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	errs = append(errs, readTunings(&c, raw.tunings, flagsSet(fs))...)
+	ips, ipErrs := parsePodIPs(raw.podIPs)
+	c.PodIPs = ips
+	errs = append(errs, ipErrs...)
+	fillFromResolvConf(&c, resolvConf)
+	errs = append(errs, checkRequired(c)...)
+	if c.PollInterval == 0 {
+		c.PollInterval = min(max(c.StableMargin/4, 100*time.Millisecond), time.Second)
+	}
+	return c, errors.Join(errs...)
+}
+
+// newFlagSet defines the flags with the env values as their defaults. The
+// tuning values and pod IPs stay text until the flags are parsed.
+func newFlagSet(c *Config, getenv func(string) string) (*flag.FlagSet, *rawInputs) {
+	envOr := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	raw := &rawInputs{tunings: make([]string, len(contract.Tunings))}
+	fs := flag.NewFlagSet("seed-discovery", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Service, "service", getenv(contract.EnvService), "headless Service name ("+contract.EnvService+")")
+	fs.StringVar(&c.Namespace, "namespace", getenv(contract.EnvPodNamespace), "namespace ("+contract.EnvPodNamespace+")")
+	fs.StringVar(&c.PodName, "pod-name", getenv(contract.EnvPodName), "this pod's name ("+contract.EnvPodName+")")
+	fs.StringVar(&raw.podIPs, "pod-ips", envOr(contract.EnvPodIPs, getenv(contract.EnvPodIP)),
+		"this pod's IPs, comma separated ("+contract.EnvPodIPs+", else "+contract.EnvPodIP+")")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", getenv(contract.EnvClusterDomain),
+		"cluster DNS domain ("+contract.EnvClusterDomain+", else the resolv.conf search line)")
+	for i, t := range contract.Tunings {
+		fs.StringVar(&raw.tunings[i], t.Name, getenv(t.Env), tuningFields[t.Name].usage+" ("+t.Env+"; "+t.Rule+")")
+	}
+	fs.StringVar(&c.DNSServer, "dns-server", getenv(envDNSServer), "DNS server host:port (default: the resolv.conf nameserver)")
+	fs.StringVar(&c.OutputDir, "output-dir", envOr(envOutputDir, contract.SeedsMountPath), "directory for seeds, peers and discovery.json")
+	fs.StringVar(&c.TerminationLog, "termination-log", defaultTerminationLog, "file that receives the failure reason")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "time between observations (default: stable margin / 4, within 100ms..1s)")
+	return fs, raw
+}
+
+func flagsSet(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// readTunings checks each non-empty tuning value with the same function the
+// webhook runs on the annotation, so both sides accept the same values
+// (docs/design.md, "The contract"), and stores it. Empty values keep the
+// defaults. An error names where the value came from: the flag when given,
+// else the env var.
+func readTunings(c *Config, texts []string, flagSet map[string]bool) []error {
+	var errs []error
+	for i, t := range contract.Tunings {
+		s := texts[i]
+		if s == "" {
+			continue
+		}
+		if err := t.Check(s); err != nil {
+			source := t.Env
+			if flagSet[t.Name] {
+				source = "--" + t.Name
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", source, err))
+			continue
+		}
+		tuningFields[t.Name].set(c, s)
+	}
+	return errs
+}
+
+// parsePodIPs reads a comma-separated list, as the downward API writes
+// status.podIPs.
+func parsePodIPs(list string) ([]netip.Addr, []error) {
+	var ips []netip.Addr
+	var errs []error
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pod IP %q: %w", s, err))
+			continue
+		}
+		ips = append(ips, ip.Unmap())
+	}
+	return ips, errs
+}
+
+// fillFromResolvConf takes the cluster domain and the DNS server from the
+// pod's resolv.conf when neither env nor flags gave them.
+func fillFromResolvConf(c *Config, resolvConf []byte) {
+	if len(resolvConf) == 0 {
+		return
+	}
+	rc, _ := dns.ClientConfigFromReader(bytes.NewReader(resolvConf))
+	if rc == nil {
+		return
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = domainFromSearch(rc.Search, c.Namespace)
+	}
+	if c.DNSServer == "" && len(rc.Servers) > 0 {
+		c.DNSServer = net.JoinHostPort(rc.Servers[0], rc.Port)
+	}
+}
+
+// checkRequired reports each value seed-discovery cannot run without.
+func checkRequired(c Config) []error {
+	var errs []error
+	switch {
+	case c.Service == "":
+		errs = append(errs, fmt.Errorf("no Service name: set %s or --service", contract.EnvService))
+	case c.Namespace == "":
+		errs = append(errs, fmt.Errorf("no namespace: set %s or --namespace", contract.EnvPodNamespace))
+	}
+	if len(c.PodIPs) == 0 {
+		errs = append(errs, fmt.Errorf("no pod IP: set %s or %s (downward API status.podIPs / status.podIP) or --pod-ips", contract.EnvPodIPs, contract.EnvPodIP))
+	}
+	if c.ClusterDomain == "" {
+		errs = append(errs, fmt.Errorf("no cluster domain: set %s, or run with a resolv.conf whose search line has <namespace>.svc.<domain>", contract.EnvClusterDomain))
+	}
+	if c.DNSServer == "" {
+		errs = append(errs, errors.New("no DNS server: give --dns-server or a resolv.conf nameserver"))
+	}
+	return errs
+}
+
+// domainFromSearch finds the cluster domain in a pod's search list
+// ("<ns>.svc.cluster.local svc.cluster.local cluster.local").
+func domainFromSearch(search []string, namespace string) string {
+	for _, s := range search {
+		s = strings.TrimSuffix(s, ".")
+		if namespace != "" {
+			if d, ok := strings.CutPrefix(s, namespace+".svc."); ok {
+				return d
+			}
+		}
+		if d, ok := strings.CutPrefix(s, "svc."); ok {
+			return d
+		}
+	}
+	return ""
+}

@@ -1,0 +1,253 @@
+package discovery
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/admit"
+)
+
+func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+var baseEnv = map[string]string{
+	"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_NAME": "cassandra-0",
+	"POD_IP": "10.1.2.3", "POD_IPS": "10.1.2.3,fd00::3",
+}
+
+const resolvConf = "search db.svc.corp.example svc.corp.example corp.example\nnameserver 10.96.0.10\noptions ndots:5\n"
+
+func TestLoadConfig(t *testing.T) {
+	c, err := LoadConfig(nil, envMap(baseEnv), []byte(resolvConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterDomain != "corp.example" || c.DNSServer != "10.96.0.10:53" || c.FQDN() != "cassandra.db.svc.corp.example." {
+		t.Errorf("from resolv.conf: domain %q server %q fqdn %q", c.ClusterDomain, c.DNSServer, c.FQDN())
+	}
+	if len(c.PodIPs) != 2 || c.PodIPs[1].String() != "fd00::3" {
+		t.Errorf("pod IPs %v", c.PodIPs)
+	}
+	if c.SeedCount != 3 || c.ExpectedPeers != 1 || c.StableMargin != 5*time.Second || c.Timeout != 300*time.Second || c.Founding != FoundLowest || c.OutputDir != "/var/run/peergroup" {
+		t.Errorf("defaults %+v", c)
+	}
+
+	env := map[string]string{"PEERGROUP_CLUSTER_DOMAIN": "cluster.local", "PEERGROUP_SEED_COUNT": "2", "PEERGROUP_STABLE_MARGIN": "10s", "PEERGROUP_FOUNDING": "ordinal0"}
+	for k, v := range baseEnv {
+		env[k] = v
+	}
+	c, err = LoadConfig([]string{"--seed-count=5", "--dns-server=127.0.0.1:5353"}, envMap(env), []byte(resolvConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterDomain != "cluster.local" || c.SeedCount != 5 || c.StableMargin != 10*time.Second || c.Founding != FoundOrdinal0 || c.DNSServer != "127.0.0.1:5353" {
+		t.Errorf("env then flags: %+v", c)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		resolv string
+		want   string
+	}{
+		{name: "no domain anywhere", env: baseEnv, resolv: "nameserver 10.96.0.10\n", want: "set PEERGROUP_CLUSTER_DOMAIN, or run with a resolv.conf"},
+		{name: "no service", env: map[string]string{"POD_NAMESPACE": "db", "POD_IP": "10.0.0.1"}, resolv: resolvConf, want: "PEERGROUP_SERVICE"},
+		{name: "no pod ip", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db"}, resolv: resolvConf, want: "no pod IP"},
+		{name: "bad ip", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db", "POD_IP": "10.0.0"}, resolv: resolvConf, want: `pod IP "10.0.0"`},
+		{name: "bad founding", env: baseEnv, args: []string{"--founding=first"}, resolv: resolvConf, want: `--founding: founding value "first" is invalid: it must be one of lowest, ordinal0, never`},
+		{name: "bad seed count", env: baseEnv, args: []string{"--seed-count=0"}, resolv: resolvConf, want: `--seed-count: seed-count value "0" is invalid: it must be an integer from 1 to 100`},
+		{name: "bad env int", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db", "POD_IP": "10.0.0.1", "PEERGROUP_SEED_COUNT": "three"}, resolv: resolvConf, want: `PEERGROUP_SEED_COUNT: seed-count value "three" is invalid: it must be an integer from 1 to 100`},
+		{name: "sub-second margin", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db", "POD_IP": "10.0.0.1", "PEERGROUP_STABLE_MARGIN": "500ms"}, resolv: resolvConf, want: `PEERGROUP_STABLE_MARGIN: stable-margin value "500ms" is invalid: it must be a Go duration from 1s to 10m (e.g. 5s)`},
+		{name: "no DNS server", env: baseEnv, resolv: "", args: []string{"--cluster-domain=cluster.local"}, want: "no DNS server"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig(tc.args, envMap(tc.env), []byte(tc.resolv))
+			if err == nil || Code(err) != ExitConfig || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("exit %d, error %v; want %q", Code(err), err, tc.want)
+			}
+		})
+	}
+}
+
+// tuningCase is one text for one tuning value and what Config gets from it.
+type tuningCase struct {
+	tuning contract.Tuning
+	value  string
+	valid  bool
+	want   any // the Config field when valid
+}
+
+// field reads the Config field a tuning sets.
+func field(c Config, t contract.Tuning) any {
+	switch t.Name {
+	case contract.SeedCount.Name:
+		return c.SeedCount
+	case contract.ExpectedPeers.Name:
+		return c.ExpectedPeers
+	case contract.StableMargin.Name:
+		return c.StableMargin
+	case contract.Timeout.Name:
+		return c.Timeout
+	case contract.FoundingValue.Name:
+		return c.Founding
+	case contract.PeerPort.Name:
+		return c.PeerPort
+	case contract.PortName.Name:
+		return c.PortName
+	}
+	panic("no Config field for tuning " + t.Name)
+}
+
+// boundaryCases holds min-1, min, max and max+1 of every range, every
+// founding value and an invalid one, and good and bad port names.
+func boundaryCases() []tuningCase {
+	var cases []tuningCase
+	for _, x := range []struct {
+		t contract.Tuning
+		r contract.IntRange
+	}{{contract.SeedCount, contract.SeedCountRange}, {contract.ExpectedPeers, contract.ExpectedPeersRange}, {contract.PeerPort, contract.PeerPortRange}} {
+		cases = append(cases,
+			tuningCase{x.t, strconv.Itoa(x.r.Min - 1), false, nil},
+			tuningCase{x.t, strconv.Itoa(x.r.Min), true, x.r.Min},
+			tuningCase{x.t, strconv.Itoa(x.r.Max), true, x.r.Max},
+			tuningCase{x.t, strconv.Itoa(x.r.Max + 1), false, nil})
+	}
+	for _, x := range []struct {
+		t contract.Tuning
+		r contract.DurationRange
+	}{{contract.StableMargin, contract.StableMarginRange}, {contract.Timeout, contract.TimeoutRange}} {
+		cases = append(cases,
+			tuningCase{x.t, (x.r.Min - time.Nanosecond).String(), false, nil},
+			tuningCase{x.t, x.r.Min.String(), true, x.r.Min},
+			tuningCase{x.t, x.r.Max.String(), true, x.r.Max},
+			tuningCase{x.t, (x.r.Max + time.Nanosecond).String(), false, nil})
+	}
+	for _, f := range contract.Foundings {
+		cases = append(cases, tuningCase{contract.FoundingValue, string(f), true, f})
+	}
+	return append(cases,
+		tuningCase{contract.StableMargin, "500ms", false, nil},
+		tuningCase{contract.StableMargin, "5", false, nil},
+		tuningCase{contract.FoundingValue, "first", false, nil},
+		tuningCase{contract.FoundingValue, "Lowest", false, nil},
+		tuningCase{contract.PortName, "intra-node", true, "intra-node"},
+		tuningCase{contract.PortName, "intra_node", false, nil},
+		tuningCase{contract.PortName, "sixteen-chars-xx", false, nil},
+		tuningCase{contract.PortName, "7000", false, nil},
+	)
+}
+
+// loadWith loads baseEnv plus env with args.
+func loadWith(env map[string]string, args ...string) (Config, error) {
+	all := maps.Clone(baseEnv)
+	maps.Copy(all, env)
+	return LoadConfig(args, envMap(all), []byte(resolvConf))
+}
+
+func TestTuningBoundaries(t *testing.T) {
+	for _, tc := range boundaryCases() {
+		for _, via := range []string{"env", "flag"} {
+			t.Run(fmt.Sprintf("%s=%s via %s", tc.tuning.Name, tc.value, via), func(t *testing.T) {
+				var c Config
+				var err error
+				source := tc.tuning.Env
+				if via == "env" {
+					c, err = loadWith(map[string]string{tc.tuning.Env: tc.value})
+				} else {
+					source = "--" + tc.tuning.Name
+					c, err = loadWith(nil, source+"="+tc.value)
+				}
+				if tc.valid {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := field(c, tc.tuning); got != tc.want {
+						t.Errorf("%s = %v, want %v", tc.tuning.Name, got, tc.want)
+					}
+					return
+				}
+				want := fmt.Sprintf("configuration: %s: %s value %q is invalid: it must be %s", source, tc.tuning.Name, tc.value, tc.tuning.Rule)
+				if Code(err) != ExitConfig || err.Error() != want {
+					t.Fatalf("exit %d, error %v\nwant exit %d, error %s", Code(err), err, ExitConfig, want)
+				}
+			})
+		}
+	}
+}
+
+func TestTuningFlagOverridesEnv(t *testing.T) {
+	c, err := loadWith(map[string]string{"PEERGROUP_SEED_COUNT": "101"}, "--seed-count=7")
+	if err != nil || c.SeedCount != 7 {
+		t.Errorf("valid flag over invalid env: seed count %d, %v", c.SeedCount, err)
+	}
+	_, err = loadWith(map[string]string{"PEERGROUP_SEED_COUNT": "7"}, "--seed-count=101")
+	if Code(err) != ExitConfig || !strings.Contains(err.Error(), `--seed-count: seed-count value "101"`) {
+		t.Errorf("invalid flag over valid env: exit %d, %v", Code(err), err)
+	}
+	c, err = loadWith(map[string]string{"PEERGROUP_SEED_COUNT": "7"}, "--seed-count=")
+	if err != nil || c.SeedCount != contract.DefaultSeedCount {
+		t.Errorf("empty flag: seed count %d, %v; want the default", c.SeedCount, err)
+	}
+}
+
+func TestTuningDefaults(t *testing.T) {
+	c, err := loadWith(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SeedCount != contract.DefaultSeedCount || c.ExpectedPeers != contract.DefaultExpectedPeers ||
+		c.StableMargin != contract.DefaultStableMargin || c.Timeout != contract.DefaultTimeout ||
+		c.Founding != contract.DefaultFounding || c.PeerPort != 0 || c.PortName != "" || c.OutputDir != contract.SeedsMountPath {
+		t.Errorf("defaults %+v", c)
+	}
+}
+
+func TestEveryTuningHasAField(t *testing.T) {
+	for _, tn := range contract.Tunings {
+		if tuningFields[tn.Name].set == nil {
+			t.Errorf("tuning %s has no entry in tuningFields", tn.Name)
+		}
+	}
+	if len(tuningFields) != len(contract.Tunings) {
+		t.Errorf("tuningFields has %d entries, contract.Tunings %d", len(tuningFields), len(contract.Tunings))
+	}
+}
+
+// TestBothSidesAcceptTheSameValues: seed-discovery accepts a tuning value,
+// from env or flag, exactly when the webhook (admit.TuningEnv, what Mutate
+// runs on the pod's annotations) admits the annotation, so an admitted pod never fails in its init
+// container on a value, and the other way round.
+func TestBothSidesAcceptTheSameValues(t *testing.T) {
+	values := []string{
+		"0", "1", "-1", "+5", "3", "007", "1e3", "0x10", " 3", "3 ", "three",
+		"100", "101", "10000", "10001", "65535", "65536", "9223372036854775808",
+		"5", "1s", "999ms", "500ms", "+5s", "-5s", ".5m", "1m30s", "10m", "10m1s", "9s", "10s", "24h", "24h0m1s", "1d",
+		"lowest", "ordinal0", "never", "first", "LOWEST",
+		"intra-node", "cql", "http2", "intra_node", "-cql", "a-very-long-port-name", "x",
+	}
+	for _, tc := range boundaryCases() {
+		values = append(values, tc.value)
+	}
+	for _, tn := range contract.Tunings {
+		for _, v := range values {
+			env, err := admit.TuningEnv(map[string]string{tn.Annotation: v})
+			webhook := err == nil
+			if webhook && (len(env) != 1 || env[0].Name != tn.Env || env[0].Value != v) {
+				t.Errorf("%s %q: the webhook passes %v, want %s=%q", tn.Name, v, env, tn.Env, v)
+			}
+			_, envErr := loadWith(map[string]string{tn.Env: v})
+			_, flagErr := loadWith(nil, "--"+tn.Name+"="+v)
+			if (envErr == nil) != webhook || (flagErr == nil) != webhook {
+				t.Errorf("%s %q: webhook accepts %v, seed-discovery via env: %v, via flag: %v", tn.Name, v, webhook, envErr, flagErr)
+			}
+		}
+	}
+}

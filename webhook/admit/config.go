@@ -1,0 +1,161 @@
+package admit
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Config is everything the decision needs besides the pod and the cluster.
+// It is built once from flags (RegisterFlags) and passed in; nothing reads
+// globals.
+type Config struct {
+	// Version is written to the peergroup.dev/injected annotation.
+	Version string
+	// SeedDiscoveryImage is the init container's image.
+	SeedDiscoveryImage string
+	// SeedDiscoveryCommand is the init container's command. The release image
+	// carries both binaries, so its entrypoint is the webhook and the command
+	// must name seed-discovery.
+	SeedDiscoveryCommand []string
+	// ImagePullPolicy of the init container.
+	ImagePullPolicy corev1.PullPolicy
+	// Resources of the init container.
+	Resources corev1.ResourceRequirements
+	// ClusterDomain, when set, is passed to seed-discovery; empty lets it read
+	// the search line of the pod's resolv.conf.
+	ClusterDomain string
+	// ExcludedNamespaces never get injected (the webhook's own namespace and
+	// kube-system), even if a webhook configuration sends their pods here.
+	ExcludedNamespaces []string
+	// PatchMode: PatchDiff (the reference) or PatchDirect (proven
+	// equivalent, fastpath.go); empty means PatchDiff.
+	PatchMode PatchMode
+}
+
+// PatchMode selects how the JSON patch is produced.
+type PatchMode string
+
+const (
+	// PatchDiff marshals the mutated pod and diffs it with the request
+	// (admission.PatchResponseFromRaw): the reference implementation.
+	PatchDiff PatchMode = "diff"
+	// PatchDirect writes the operations Mutate implies (fastpath.go); the
+	// benchmark justifies it and the equivalence tests beside it prove it
+	// yields the same pod as PatchDiff.
+	PatchDirect PatchMode = "direct"
+)
+
+// DefaultConfig returns the defaults the chart also documents.
+func DefaultConfig() Config {
+	return Config{
+		Version:              "dev",
+		SeedDiscoveryImage:   "ghcr.io/peergroup/peergroup:dev",
+		SeedDiscoveryCommand: []string{"/usr/local/bin/seed-discovery"},
+		ImagePullPolicy:      corev1.PullIfNotPresent,
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("16Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+		},
+		ExcludedNamespaces: []string{"kube-system"},
+		PatchMode:          PatchDirect,
+	}
+}
+
+// Excluded reports whether pods in namespace ns are never injected.
+func (c Config) Excluded(ns string) bool { return slices.Contains(c.ExcludedNamespaces, ns) }
+
+// Validate reports every unusable injection setting, named by its flag.
+func (c Config) Validate() error {
+	var errs []error
+	if c.SeedDiscoveryImage == "" {
+		errs = append(errs, errors.New("--seed-discovery-image must not be empty"))
+	}
+	if len(c.SeedDiscoveryCommand) == 0 {
+		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
+	}
+	switch c.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--seed-discovery-image-pull-policy %q must be Always, IfNotPresent or Never", c.ImagePullPolicy))
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterFlags registers on fs the flags that shape the injection, with
+// c's values as defaults; finish stores the parsed values into c. The
+// webhook and the CLI share them, so offline injection is configured
+// exactly as the webhook is.
+func RegisterFlags(fs *flag.FlagSet, c *Config) (finish func()) {
+	fs.StringVar(&c.SeedDiscoveryImage, "seed-discovery-image", c.SeedDiscoveryImage, "image of the injected seed-discovery init container")
+	cmd := strings.Join(c.SeedDiscoveryCommand, " ")
+	fs.StringVar(&cmd, "seed-discovery-command", cmd, "command of the seed-discovery init container, space separated")
+	pull := string(c.ImagePullPolicy)
+	fs.StringVar(&pull, "seed-discovery-image-pull-policy", pull, "imagePullPolicy of the init container: Always, IfNotPresent or Never")
+	fs.Var((*resourceListFlag)(&c.Resources.Requests), "seed-discovery-requests", "resource requests of the init container, e.g. cpu=10m,memory=16Mi")
+	fs.Var((*resourceListFlag)(&c.Resources.Limits), "seed-discovery-limits", "resource limits of the init container, e.g. cpu=100m,memory=32Mi")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
+	excluded := strings.Join(c.ExcludedNamespaces, ",")
+	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
+	return func() {
+		c.SeedDiscoveryCommand = strings.Fields(cmd)
+		c.ImagePullPolicy = corev1.PullPolicy(pull)
+		c.ExcludedNamespaces = SplitList(excluded)
+	}
+}
+
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// resourceListFlag parses "cpu=10m,memory=16Mi"; each use replaces the
+// whole list (last flag wins).
+type resourceListFlag corev1.ResourceList
+
+func (f *resourceListFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	var parts []string
+	for k, v := range *f {
+		parts = append(parts, string(k)+"="+v.String())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (f *resourceListFlag) Set(s string) error {
+	list := corev1.ResourceList{}
+	for _, kv := range SplitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("%q is not name=quantity", kv)
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return fmt.Errorf("quantity for %s: %w", k, err)
+		}
+		list[corev1.ResourceName(k)] = q
+	}
+	*f = resourceListFlag(list)
+	return nil
+}

@@ -1,0 +1,317 @@
+package admit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// Verdict is what an admission does with the pod. The values are the
+// result label of peergroup_admissions_total.
+type Verdict string
+
+const (
+	// VerdictInjected: allowed with the patch.
+	VerdictInjected Verdict = "injected"
+	// VerdictSkipped: allowed unchanged.
+	VerdictSkipped Verdict = "skipped"
+	// VerdictDenied: refused because of the pod or its group's Service.
+	VerdictDenied Verdict = "denied"
+	// VerdictErrored: refused because of the request or the cluster;
+	// Code is the HTTP status.
+	VerdictErrored Verdict = "errored"
+)
+
+// Reason says why; the values are a fixed set (metrics labels).
+type Reason string
+
+const (
+	ReasonNone                Reason = ""
+	ReasonNotCreate           Reason = "not-create"
+	ReasonExcludedNamespace   Reason = "excluded-namespace"
+	ReasonNotMember           Reason = "not-member"
+	ReasonOptedOut            Reason = "opted-out"
+	ReasonAlreadyInjected     Reason = "already-injected"
+	ReasonInvalidName         Reason = "invalid-name"
+	ReasonInvalidTuning       Reason = "invalid-tuning"
+	ReasonCollision           Reason = "collision"
+	ReasonUnsupportedOS       Reason = "unsupported-os"
+	ReasonServiceNotHeadless  Reason = "service-not-headless"
+	ReasonServiceCreateFailed Reason = "service-create-failed"
+	ReasonNamespaceLookup     Reason = "namespace-lookup-failed"
+	ReasonBadRequest          Reason = "bad-request"
+)
+
+// ServiceState is what is known of the group's Service after the decision.
+type ServiceState string
+
+const (
+	// ServiceNotReached: the decision ended before the Service.
+	ServiceNotReached ServiceState = ""
+	// ServiceUnknown: not looked up (offline, without a cluster).
+	ServiceUnknown ServiceState = "unknown"
+	// ServiceExists: it exists and is headless; used as is.
+	ServiceExists ServiceState = "exists"
+	// ServiceCreated: this admission created it.
+	ServiceCreated ServiceState = "created"
+	// ServiceMissing: it does not exist; a dry run creates nothing.
+	ServiceMissing ServiceState = "missing"
+	// ServiceNotHeadless: it exists with a cluster IP: the pod is denied.
+	ServiceNotHeadless ServiceState = "not-headless"
+	// ServiceFailed: reading or creating it failed.
+	ServiceFailed ServiceState = "failed"
+)
+
+// Marker says how an already injected pod was recognised.
+type Marker string
+
+const (
+	MarkerNone          Marker = ""
+	MarkerInitContainer Marker = "init-container"
+	// MarkerAnnotation: only the peergroup.dev/injected annotation; the pod
+	// has no seed-discovery init container of peergroup's.
+	MarkerAnnotation Marker = "annotation"
+)
+
+// Request is one admission as Decide sees it.
+type Request struct {
+	Kind        metav1.GroupVersionKind
+	SubResource string
+	Namespace   string
+	Operation   admissionv1.Operation
+	DryRun      bool
+	// Pod is the decoded pod; when nil, Raw is decoded.
+	Pod *corev1.Pod
+	// Raw is the pod as the API server sent it; PatchDiff needs it.
+	Raw []byte
+}
+
+// Decision is everything one admission decided. The webhook's response,
+// metrics and events, and the CLI's inject, explain and audit are all
+// derived from it; none of them keeps a rule of its own.
+type Decision struct {
+	Verdict Verdict
+	Reason  Reason
+	// Message is what the user reads: the denial, the error, or why the
+	// pod was skipped.
+	Message string
+	// Code is the HTTP status of an errored decision.
+	Code int32
+
+	// Group is the pod's group where it has one (for an invalid name, the
+	// pod label's value as given).
+	Group       string
+	Source      Source
+	ServiceName string
+	Service     ServiceState
+	// Marker is set for an already injected pod.
+	Marker Marker
+
+	// Pod is the pod decided on, Mutated the injected copy (nil unless
+	// VerdictInjected), Patch the JSON patch between them.
+	Pod      *corev1.Pod
+	Mutated  *corev1.Pod
+	Patch    []byte
+	Warnings []string
+}
+
+// Allowed reports whether the pod is admitted.
+func (d Decision) Allowed() bool { return d.Verdict == VerdictInjected || d.Verdict == VerdictSkipped }
+
+// Decider holds what a decision reads besides the request: the
+// configuration and the ports to the cluster (or their offline stand-ins).
+type Decider struct {
+	Config     Config
+	Namespaces NamespaceLabels
+	Services   ServiceEnsurer
+	// InitContainers caches encoded init containers for PatchDirect; nil
+	// encodes each one.
+	InitContainers *InitContainerCache
+}
+
+// Decide runs the admission: request checks → group → mutation → Service
+// → patch. The order is the contract: a non-CREATE is never decoded, a
+// non-member never touches the cluster, and a pod is denied before its
+// Service is created.
+func (d *Decider) Decide(ctx context.Context, req Request) Decision {
+	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return BadRequest(fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
+			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource))
+	}
+	if req.Operation != admissionv1.Create {
+		return Decision{Verdict: VerdictSkipped, Reason: ReasonNotCreate, Message: "peergroup only acts on CREATE"}
+	}
+	pod, err := requestPod(req)
+	if err != nil {
+		return BadRequest(err)
+	}
+	if d.Config.Excluded(req.Namespace) {
+		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
+			Warnings: []string{fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)}}
+	}
+	dec, m, ok := d.member(ctx, req.Namespace, pod)
+	if !ok {
+		return dec
+	}
+	injected := IsInjected(pod)
+	if !injected {
+		if dec.Mutated, dec.Warnings, err = Mutate(pod, m, d.Config); err != nil {
+			return dec.deny(denialReason(err), err)
+		}
+	}
+	// Ensured even for an already injected pod (reinvocation, offline
+	// injection): a cache hit costs nothing and the Service must exist.
+	if dec = d.ensureService(ctx, req, m, dec); dec.Verdict != "" {
+		return dec
+	}
+	if injected {
+		dec.Verdict, dec.Reason, dec.Message, dec.Marker = VerdictSkipped, ReasonAlreadyInjected, "already injected", MarkerAnnotation
+		if hasInitContainer(pod) {
+			dec.Marker = MarkerInitContainer
+		}
+		return dec
+	}
+	dec.Verdict = VerdictInjected
+	if dec.Patch, err = d.patch(req.Raw, pod, dec.Mutated); err != nil {
+		return dec.fail(http.StatusInternalServerError, ReasonNone, err)
+	}
+	return dec
+}
+
+// member resolves the pod's group; ok is false when the decision is made
+// (not a member, or an invalid name).
+func (d *Decider) member(ctx context.Context, namespace string, pod *corev1.Pod) (Decision, Membership, bool) {
+	dec := Decision{Pod: pod}
+	var nsLabels map[string]string
+	if needsNamespaceLabels(pod) {
+		var err error
+		if nsLabels, err = d.Namespaces.Labels(ctx, namespace); err != nil {
+			return dec.fail(http.StatusInternalServerError, ReasonNamespaceLookup, err), Membership{}, false
+		}
+	}
+	m, err := ResolveGroup(pod, nsLabels)
+	if err != nil {
+		dec.Group = pod.Labels[contract.GroupLabel]
+		return dec.deny(ReasonInvalidName, err), m, false
+	}
+	if !m.Member() {
+		reason := ReasonNotMember
+		if optedOut(pod) {
+			reason = ReasonOptedOut
+		}
+		dec.Verdict, dec.Reason, dec.Message = VerdictSkipped, reason, m.Reason
+		return dec, m, false
+	}
+	dec.Group, dec.Source, dec.ServiceName = m.Group, m.Source, m.Service
+	return dec, m, true
+}
+
+// ensureService records the Service's state, and decides (denied or
+// errored) when it cannot be used; otherwise the verdict stays empty.
+func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, dec Decision) Decision {
+	desired := func() *corev1.Service { return DesiredService(dec.Pod, req.Namespace, m) }
+	key := client.ObjectKey{Namespace: req.Namespace, Name: m.Service}
+	state, err := d.Services.Ensure(ctx, key, desired, req.DryRun)
+	dec.Service = state
+	var conflict *NotHeadlessError
+	switch {
+	case errors.As(err, &conflict):
+		dec.Service = ServiceNotHeadless
+		return dec.deny(ReasonServiceNotHeadless, err)
+	case err != nil:
+		dec.Service = ServiceFailed
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (the API server did not answer within the webhook's budget, 4/5 of its timeoutSeconds)", err)
+		}
+		err = fmt.Errorf("peergroup: cannot ensure headless Service %s/%s for group %s: %w", req.Namespace, m.Service, m.Group, err)
+		return dec.fail(http.StatusInternalServerError, ReasonServiceCreateFailed, err)
+	}
+	return dec
+}
+
+func (dec Decision) deny(reason Reason, err error) Decision {
+	dec.Verdict, dec.Reason, dec.Message = VerdictDenied, reason, err.Error()
+	dec.Mutated, dec.Warnings = nil, nil
+	return dec
+}
+
+func (dec Decision) fail(code int32, reason Reason, err error) Decision {
+	dec.Verdict, dec.Reason, dec.Code, dec.Message = VerdictErrored, reason, code, err.Error()
+	dec.Mutated, dec.Warnings, dec.Patch = nil, nil, nil
+	return dec
+}
+
+// BadRequest is the decision for a request that is not a pod admission
+// peergroup can read: HTTP 400.
+func BadRequest(err error) Decision {
+	return Decision{}.fail(http.StatusBadRequest, ReasonBadRequest, err)
+}
+
+func denialReason(err error) Reason {
+	var tuning *InvalidTuningError
+	var collision *CollisionError
+	var unsupportedOS *UnsupportedOSError
+	switch {
+	case errors.As(err, &tuning):
+		return ReasonInvalidTuning
+	case errors.As(err, &collision):
+		return ReasonCollision
+	case errors.As(err, &unsupportedOS):
+		return ReasonUnsupportedOS
+	}
+	return ReasonInvalidName
+}
+
+// requestPod is the pod under admission: already decoded (the HTTP edge's
+// AdmittedPod, or a caller's pod), or decoded from the raw object.
+func requestPod(req Request) (*corev1.Pod, error) {
+	if req.Pod != nil {
+		return req.Pod, nil
+	}
+	if len(req.Raw) == 0 {
+		return nil, errors.New("admission request has no object")
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Raw, pod); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	return pod, nil
+}
+
+// patch is the JSON patch turning in into out, by the configured mode.
+func (d *Decider) patch(raw []byte, in, out *corev1.Pod) ([]byte, error) {
+	if d.Config.PatchMode == PatchDirect {
+		patch, err := directPatch(in, out, d.InitContainers)
+		if err == nil {
+			return patch, nil
+		}
+		// Never expected from Mutate's output. The diff below is the safe
+		// answer, but only with the raw object: a pod decoded by the fast
+		// path has none, and a diff against nothing would be wrong.
+		if len(raw) == 0 {
+			return nil, fmt.Errorf("build JSON patch: %w", err)
+		}
+	}
+	mutated, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode mutated pod: %w", err)
+	}
+	resp := admission.PatchResponseFromRaw(raw, mutated)
+	if !resp.Allowed {
+		return nil, errors.New(resp.Result.Message)
+	}
+	if len(resp.Patches) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(resp.Patches)
+}

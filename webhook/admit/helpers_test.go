@@ -1,0 +1,109 @@
+package admit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+const fixtureDir = "../../test/fixtures/mutate"
+
+// fixturePods are the pods of the golden fixtures (test/fixtures/mutate).
+func fixturePods(t testing.TB) [][]byte {
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
+	var out [][]byte
+	for _, f := range files {
+		if strings.HasSuffix(f, ".golden.yaml") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fx struct {
+			Pod json.RawMessage `json:"pod"`
+		}
+		if err := yaml.Unmarshal(data, &fx); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fx.Pod)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no fixtures in %s", fixtureDir)
+	}
+	return out
+}
+
+// memberPod is a realistic member pod: the Cassandra walkthrough's.
+func memberPod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name, p.Namespace = "cassandra-0", "db"
+	p.Labels = map[string]string{"app": "cassandra", contract.GroupLabel: "cassandra"}
+	p.Spec.Containers = []corev1.Container{{
+		Name: "cassandra", Image: "cassandra:5.0",
+		Ports: []corev1.ContainerPort{{Name: "cql", ContainerPort: 9042}, {Name: "thrift", ContainerPort: 9160}},
+		Env: []corev1.EnvVar{
+			{Name: "MAX_HEAP_SIZE", Value: "512M"},
+			{Name: "POD_NAMESPACE", ValueFrom: fieldRef("metadata.namespace")},
+		},
+	}}
+	return p
+}
+
+// projected is pod as the fast path decodes it: only the AdmittedPod
+// fields.
+func projected(t testing.TB, pod *corev1.Pod) *corev1.Pod {
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &AdmittedPod{}
+	if err := json.Unmarshal(raw, a); err != nil {
+		t.Fatalf("the whole pod decodes but the admitted fields do not: %v", err)
+	}
+	return a.Pod()
+}
+
+// decideOn runs a dry-run CREATE of pod through Decide with the direct
+// patch, nsLabels for the namespace and existing as the only Service.
+func decideOn(pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) (Decision, *corev1.Service) {
+	services := &StaticServices{Existing: existing, Known: true}
+	cfg := DefaultConfig()
+	d := (&Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: services}).Decide(context.Background(), Request{
+		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: pod,
+	})
+	return d, services.Desired
+}
+
+// decideBoth decides on pod and on its AdmittedPod projection and fails the
+// test when they differ in anything the webhook answers or creates: this
+// is what keeps AdmittedPod in step with the fields the rules read.
+func decideBoth(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) Decision {
+	t.Helper()
+	full, svcFull := decideOn(pod, nsLabels, existing)
+	slim, svcSlim := decideOn(projected(t, pod), nsLabels, existing)
+	if got, want := summary(slim), summary(full); got != want {
+		t.Fatalf("the fast path's decode (AdmittedPod) decides differently from the whole pod: a rule reads a field AdmittedPod does not decode (fastpath.go)\nwhole pod: %s\nAdmittedPod: %s", want, got)
+	}
+	if !equality.Semantic.DeepEqual(svcFull, svcSlim) {
+		t.Fatalf("the Service built from AdmittedPod differs from the whole pod's:\n%v\n%v", svcFull, svcSlim)
+	}
+	return full
+}
+
+func summary(d Decision) string {
+	return fmt.Sprintf("verdict=%s reason=%s message=%q group=%s/%s/%s service=%s marker=%s warnings=%q patch=%s",
+		d.Verdict, d.Reason, d.Message, d.Group, d.Source, d.ServiceName, d.Service, d.Marker, d.Warnings, d.Patch)
+}

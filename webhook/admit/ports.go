@@ -1,0 +1,57 @@
+package admit
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// NamespaceLabels returns the labels of a namespace.
+type NamespaceLabels interface {
+	Labels(ctx context.Context, namespace string) (map[string]string, error)
+}
+
+// ServiceEnsurer makes sure a group's headless Service exists before a
+// member pod is admitted.
+type ServiceEnsurer interface {
+	// Ensure reports the Service's state after the call: ServiceExists,
+	// ServiceCreated (only when this call created key), ServiceMissing
+	// (dryRun: nothing is written) or ServiceUnknown. desired builds the
+	// Service and is called only when it is needed, keeping a cache hit
+	// free of allocations. An existing Service that is not headless is a
+	// *NotHeadlessError.
+	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (ServiceState, error)
+}
+
+// StaticNamespaceLabels gives every namespace the same labels: the
+// offline tools' stand-in for the namespace cache.
+type StaticNamespaceLabels map[string]string
+
+func (s StaticNamespaceLabels) Labels(context.Context, string) (map[string]string, error) {
+	return s, nil
+}
+
+// StaticServices stands in for the Service cache offline: Existing is the
+// one Service looked up (nil: none), Known says whether anything was
+// looked up at all. Nothing is written; the Service the webhook would
+// create is kept in Desired.
+type StaticServices struct {
+	Existing *corev1.Service
+	Known    bool
+	Desired  *corev1.Service
+}
+
+func (s *StaticServices) Ensure(_ context.Context, key client.ObjectKey, desired func() *corev1.Service, _ bool) (ServiceState, error) {
+	s.Desired = desired()
+	switch {
+	case s.Existing != nil && s.Existing.Name == key.Name && s.Existing.Namespace == key.Namespace:
+		if err := CheckHeadless(s.Existing); err != nil {
+			return ServiceNotHeadless, err
+		}
+		return ServiceExists, nil
+	case s.Known:
+		return ServiceMissing, nil
+	}
+	return ServiceUnknown, nil
+}
