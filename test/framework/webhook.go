@@ -23,29 +23,41 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/server"
 )
 
-// Webhook is a peergroup webhook server running in this process, started
-// with the chart's Deployment args and serving on 127.0.0.1.
+// Webhook is a peergroup webhook server started by StartWebhook, serving
+// on 127.0.0.1: in this process, or the compiled binary run as a process.
 type Webhook struct {
 	Port      int
 	CertDir   string
 	CABundle  []byte
 	ProbeAddr string
-	Options   server.Options
+	// Options are the parsed flags of a webhook run in this process.
+	Options server.Options
 	// Args is the command line of a webhook run as a process.
 	Args []string
 	// Cmd is the process, for a webhook run as a process.
-	Cmd    *exec.Cmd
-	cancel context.CancelFunc
-	done   chan error
+	Cmd *exec.Cmd
+	// process is how a webhook run as a process is started (again).
+	process *processStart
+	cancel  context.CancelFunc
+	done    chan error
 }
 
-// URL is the loopback admission URL the API server is given (DESIGN.md
-// section 5: never a Service reference).
+// processStart is what StartWebhook was given with Process, plus the
+// release namespace, kept so Restart starts the same process again.
+type processStart struct {
+	binary, kubeconfig, ns string
+	logs                   io.Writer
+}
+
+// URL is the loopback admission URL the API server is given: webhooks are
+// registered by 127.0.0.1 URL, never by a Service reference, so nothing
+// depends on cluster networking (docs/design.md, Testing without a cloud).
 func (w *Webhook) URL() string {
-	return fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", w.Port)
+	return "https://" + w.Addr() + webhook.Path
 }
 
 // DeploymentArgs returns the webhook container's args from the rendered chart.
@@ -82,9 +94,85 @@ func LoopbackServing() (port int, certDir string, caBundle []byte, err error) {
 	return serving.LocalServingPort, serving.LocalServingCertDir, serving.LocalServingCAData, nil
 }
 
+// WebhookOption changes how StartWebhook runs the webhook.
+type WebhookOption func(*webhookStart)
+
+type webhookStart struct {
+	as      *rest.Config
+	args    []string
+	process *processStart
+}
+
+// As runs an in-process webhook with client config cfg instead of the
+// cluster's admin config: e.g. the chart's ServiceAccount, impersonated
+// (ServiceAccountConfig), so it runs with exactly the chart's RBAC.
+func As(cfg *rest.Config) WebhookOption {
+	return func(s *webhookStart) { s.as = cfg }
+}
+
+// Args appends flags after the chart's args and the loopback overrides (the
+// last flag wins, so they override both).
+func Args(args ...string) WebhookOption {
+	return func(s *webhookStart) { s.args = append(s.args, args...) }
+}
+
+// Process runs the compiled webhook binary, as the Deployment would, instead
+// of the server in this process. Its client is the cluster in kubeconfig,
+// which also decides its identity (so Process does not combine with As), and
+// its output goes to logs.
+func Process(binary, kubeconfig string, logs io.Writer) WebhookOption {
+	return func(s *webhookStart) {
+		s.process = &processStart{binary: binary, kubeconfig: kubeconfig, logs: logs}
+	}
+}
+
+// StartWebhook runs the webhook for cluster c with the chart's Deployment
+// args for release namespace ns, serving on 127.0.0.1, and waits until
+// /readyz passes. Without options it runs in this process with c's admin
+// config; As, Args and Process change that. Stop, Kill and Restart act on
+// the webhook started either way.
+func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, opts ...WebhookOption) (*Webhook, error) {
+	var s webhookStart
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.process != nil && s.as != nil {
+		return nil, errors.New("framework.As and framework.Process both given: a webhook process's identity is its kubeconfig")
+	}
+	w, args, err := newWebhook(r, s.args)
+	if err != nil {
+		return nil, err
+	}
+	if s.process != nil {
+		s.process.ns = ns
+		w.Args, w.process = args, s.process
+		if err := w.startProcess(ctx); err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+	getenv := func(k string) string {
+		if k == "POD_NAMESPACE" {
+			return ns
+		}
+		return ""
+	}
+	options, err := server.ParseFlags(args, getenv, "e2e", &bytes.Buffer{})
+	if err != nil {
+		return nil, fmt.Errorf("parse chart args %q: %w", args, err)
+	}
+	options.RestConfig = s.as
+	if options.RestConfig == nil {
+		options.RestConfig = c.Config
+	}
+	w.Options = options
+	return w, w.Restart(ctx)
+}
+
 // newWebhook prepares loopback serving certificates and ports, and the
-// args: the chart's Deployment args with loopback overrides appended (the
-// last flag wins, DESIGN.md section 6).
+// args: the chart's Deployment args with loopback overrides appended, then
+// extraArgs (the last flag wins, so the same chart args serve on loopback;
+// docs/design.md, Testing without a cloud).
 func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 	args, err := DeploymentArgs(r)
 	if err != nil {
@@ -119,12 +207,6 @@ func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 	return w, append(args, extraArgs...), nil
 }
 
-// StartWebhook runs the webhook in this process with the chart's args for
-// release namespace ns and waits until /readyz passes.
-func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
-	return StartWebhookAs(ctx, c.Config, r, ns, extraArgs...)
-}
-
 // ServiceAccountConfig impersonates a ServiceAccount, so a component runs
 // with exactly the RBAC granted to it.
 func ServiceAccountConfig(admin *rest.Config, namespace, name string) *rest.Config {
@@ -136,31 +218,14 @@ func ServiceAccountConfig(admin *rest.Config, namespace, name string) *rest.Conf
 	return cfg
 }
 
-// StartWebhookAs is StartWebhook with the given client config (e.g. the
-// chart's ServiceAccount, impersonated).
-func StartWebhookAs(ctx context.Context, cfg *rest.Config, r *Rendered, ns string, extraArgs ...string) (*Webhook, error) {
-	w, args, err := newWebhook(r, extraArgs)
-	if err != nil {
-		return nil, err
-	}
-	getenv := func(k string) string {
-		if k == "POD_NAMESPACE" {
-			return ns
-		}
-		return ""
-	}
-	opts, err := server.ParseFlags(args, getenv, "e2e", &bytes.Buffer{})
-	if err != nil {
-		return nil, fmt.Errorf("parse chart args %q: %w", args, err)
-	}
-	opts.RestConfig = cfg
-	w.Options = opts
-	return w, w.Restart(ctx)
-}
-
-// Restart runs a stopped in-process webhook again, on the same port with
-// the same certificates, and waits until it is ready.
+// Restart runs a stopped (or, for a process, killed) webhook again, the way
+// StartWebhook started it: on the same port with the same certificates and
+// args, and for a process the same kubeconfig and logs. It waits until the
+// webhook is ready.
 func (w *Webhook) Restart(ctx context.Context) error {
+	if w.process != nil {
+		return w.startProcess(ctx)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	w.done = make(chan error, 1)
@@ -172,33 +237,20 @@ func (w *Webhook) Restart(ctx context.Context) error {
 	return nil
 }
 
-// StartWebhookProcess runs the compiled webhook binary, as the Deployment
-// would, against the cluster in kubeconfig; its output goes to logs.
-func StartWebhookProcess(ctx context.Context, binary, kubeconfig string, r *Rendered, ns string, logs io.Writer, extraArgs ...string) (*Webhook, error) {
-	w, args, err := newWebhook(r, extraArgs)
-	if err != nil {
-		return nil, err
-	}
-	w.Args = args
-	if err := w.StartProcess(ctx, binary, kubeconfig, ns, logs); err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-// StartProcess starts the webhook binary with w.Args (again, after a Kill:
-// same port, same certificates) and waits until it is ready.
-func (w *Webhook) StartProcess(ctx context.Context, binary, kubeconfig, ns string, logs io.Writer) error {
+// startProcess starts the webhook binary with w.Args and waits until it is
+// ready. Interrupting it (Stop) is the graceful shutdown a Pod gets.
+func (w *Webhook) startProcess(ctx context.Context) error {
+	p := w.process
 	runCtx, cancel := context.WithCancel(ctx)
 	w.cancel = cancel
 	w.done = make(chan error, 1)
-	cmd := exec.CommandContext(runCtx, binary, w.Args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE="+ns)
-	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd := exec.CommandContext(runCtx, p.binary, w.Args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+p.kubeconfig, "POD_NAMESPACE="+p.ns)
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return fmt.Errorf("start %s: %w", binary, err)
+		return fmt.Errorf("start %s: %w", p.binary, err)
 	}
 	w.Cmd = cmd
 	done := w.done
@@ -276,25 +328,49 @@ func TLSClient(caBundle []byte, serverName string) *http.Client {
 // Addr is the webhook's loopback host:port.
 func (w *Webhook) Addr() string { return "127.0.0.1:" + strconv.Itoa(w.Port) }
 
-// RegisterWebhook creates the chart's MutatingWebhookConfiguration with
-// every selector and policy as rendered, but with each clientConfig pointing
-// at url and trusting caBundle. nameSuffix registers a second copy.
-func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	return RegisterWebhookWith(ctx, c, r, url, caBundle, nameSuffix, nil)
+// RegisterOption changes what RegisterWebhook creates.
+type RegisterOption func(*registration)
+
+type registration struct {
+	nameSuffix string
+	tweaks     []func(*admissionregistrationv1.MutatingWebhook)
 }
 
-// RegisterWebhookWith is RegisterWebhook with tweak applied to each entry
-// after its clientConfig is set (e.g. a narrower namespaceSelector).
-func RegisterWebhookWith(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, nameSuffix string, tweak func(*admissionregistrationv1.MutatingWebhook)) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+// NameSuffix appends suffix to the configuration's name, to register a
+// second copy next to the first.
+func NameSuffix(suffix string) RegisterOption {
+	return func(r *registration) { r.nameSuffix += suffix }
+}
+
+// Tweak applies tweak to each webhook entry after its clientConfig is set
+// (e.g. a narrower namespaceSelector); several apply in order, nil is
+// ignored.
+func Tweak(tweak func(*admissionregistrationv1.MutatingWebhook)) RegisterOption {
+	return func(r *registration) {
+		if tweak != nil {
+			r.tweaks = append(r.tweaks, tweak)
+		}
+	}
+}
+
+// RegisterWebhook creates the chart's MutatingWebhookConfiguration with
+// every selector and policy as rendered, but with each clientConfig pointing
+// at url (a 127.0.0.1 URL, never a Service reference: docs/design.md,
+// Testing without a cloud) and trusting caBundle.
+func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, opts ...RegisterOption) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	var reg registration
+	for _, o := range opts {
+		o(&reg)
+	}
 	mwc, err := RenderedWebhookConfig(r)
 	if err != nil {
 		return nil, err
 	}
-	mwc.Name += nameSuffix
+	mwc.Name += reg.nameSuffix
 	for i := range mwc.Webhooks {
 		u := url
 		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u, CABundle: caBundle}
-		if tweak != nil {
+		for _, tweak := range reg.tweaks {
 			tweak(&mwc.Webhooks[i])
 		}
 	}

@@ -8,10 +8,12 @@ package offline
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 
@@ -75,6 +77,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 		return nil, res, err
 	}
 	services := map[string]*corev1.Service{}
+	inj := &injector{opts: opts, res: &res, services: services}
 	out := make([][]byte, len(docs))
 	changed := false
 	for i, doc := range docs {
@@ -90,7 +93,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 		if err := obj.UnmarshalJSON(jsonDoc); err != nil {
 			return nil, res, fmt.Errorf("document %d: not a Kubernetes object: %w", i+1, err)
 		}
-		did, err := injectObject(obj.Object, opts, &res, services)
+		did, err := inj.object(obj.Object)
 		if err != nil {
 			return nil, res, fmt.Errorf("document %d: %w", i+1, err)
 		}
@@ -131,24 +134,20 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 	return buf.Bytes(), res, nil
 }
 
-// injectObject injects obj's pod template (or each item of a List) in
-// place and reports whether anything changed.
-func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, services map[string]*corev1.Service) (bool, error) {
+// injector injects one stream's objects, collecting what it did and the
+// Services the webhook would create (one per namespace and name).
+type injector struct {
+	opts     OfflineOptions
+	res      *InjectResult
+	services map[string]*corev1.Service
+}
+
+// object injects obj's pod template (or each item of a List) in place and
+// reports whether anything changed.
+func (in *injector) object(obj map[string]any) (bool, error) {
 	kind, _ := obj["kind"].(string)
 	if items, ok := obj["items"].([]any); ok && strings.HasSuffix(kind, "List") {
-		changed := false
-		for j, item := range items {
-			m, ok := item.(map[string]any)
-			if !ok {
-				continue
-			}
-			did, err := injectObject(m, opts, res, services)
-			if err != nil {
-				return false, fmt.Errorf("item %d: %w", j+1, err)
-			}
-			changed = changed || did
-		}
-		return changed, nil
+		return in.list(items)
 	}
 	meta, _ := obj["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
@@ -160,16 +159,12 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 	case err != nil:
 		return false, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
-	effectiveNS := namespace
-	if effectiveNS == "" {
-		effectiveNS = opts.DefaultNamespace
-	}
-	pod.Namespace = effectiveNS
+	pod.Namespace = cmp.Or(namespace, in.opts.DefaultNamespace)
 	what := kind + "/" + name
 	if namespace != "" {
 		what = kind + "/" + namespace + "/" + name
 	}
-	d, svc := decide(pod, opts.Config, namespaceLabels(opts.NamespaceGroup), &admit.StaticServices{})
+	d, svc := decide(pod, in.opts.Config, namespaceLabels(in.opts.NamespaceGroup), &admit.StaticServices{})
 	switch {
 	case !d.Allowed():
 		return false, fmt.Errorf("%s: %s", what, d.Message)
@@ -178,48 +173,69 @@ func injectObject(obj map[string]any, opts OfflineOptions, res *InjectResult, se
 		// the output that injected it).
 		return false, nil
 	}
-	for _, w := range d.Warnings {
-		res.Warnings = append(res.Warnings, what+": "+w)
+	if err := applyPatch(obj, template, path, d.Patch); err != nil {
+		return false, fmt.Errorf("%s: apply the injection: %w", what, err)
 	}
+	for _, w := range d.Warnings {
+		in.res.Warnings = append(in.res.Warnings, what+": "+w)
+	}
+	in.res.Injected = append(in.res.Injected, what)
+	// Where the workload names no namespace, neither does its Service, so
+	// `kubectl apply -n` places both together.
+	svc.Desired.Namespace = namespace
+	key := namespace + "/" + svc.Desired.Name
+	if _, ok := in.services[key]; !ok {
+		in.services[key] = svc.Desired
+	}
+	return true, nil
+}
+
+func (in *injector) list(items []any) (bool, error) {
+	changed := false
+	for j, item := range items {
+		m, ok := item.(map[string]any)
+		if !ok {
+			continue
+		}
+		did, err := in.object(m)
+		if err != nil {
+			return false, fmt.Errorf("item %d: %w", j+1, err)
+		}
+		changed = changed || did
+	}
+	return changed, nil
+}
+
+// applyPatch applies the webhook's patch to the template as written, so
+// fields peergroup does not touch stay as they were, and puts the result
+// back at path in obj (obj itself for a Pod).
+func applyPatch(obj, template map[string]any, path []string, patch []byte) error {
 	// The patch's parents must exist, as they do in an object the API
 	// server sends; a template may omit them.
 	ensureMap(template, "metadata")
 	ensureMap(template, "spec")
 	raw, err := json.Marshal(template)
 	if err != nil {
-		return false, err
+		return err
 	}
-	decoded, err := jsonpatch.DecodePatch(d.Patch)
+	decoded, err := jsonpatch.DecodePatch(patch)
 	if err != nil {
-		return false, err
+		return err
 	}
 	patched, err := decoded.Apply(raw)
 	if err != nil {
-		return false, fmt.Errorf("%s: apply the injection: %w", what, err)
+		return err
 	}
 	result := map[string]any{}
 	if err := json.Unmarshal(patched, &result); err != nil {
-		return false, err
+		return err
 	}
-	if len(path) == 0 {
-		for k := range obj {
-			delete(obj, k)
-		}
-		for k, v := range result {
-			obj[k] = v
-		}
-	} else if err := unstructured.SetNestedMap(obj, result, path...); err != nil {
-		return false, err
+	if len(path) > 0 {
+		return unstructured.SetNestedMap(obj, result, path...)
 	}
-	res.Injected = append(res.Injected, what)
-	// Where the workload names no namespace, neither does its Service, so
-	// `kubectl apply -n` places both together.
-	svc.Desired.Namespace = namespace
-	key := namespace + "/" + svc.Desired.Name
-	if _, ok := services[key]; !ok {
-		services[key] = svc.Desired
-	}
-	return true, nil
+	clear(obj)
+	maps.Copy(obj, result)
+	return nil
 }
 
 func ensureMap(m map[string]any, key string) {

@@ -122,12 +122,12 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
 		Cache: cache.Options{
-			// Cache only what the webhook reads: with 10,000 Services
-			// in a cluster, everything else would be most of its memory.
+			// Cache only what the webhook reads, so memory grows with the
+			// number of Services, not with their size.
 			DefaultTransform: trimCached,
-			// The webhook only reads cached objects, so a Get may hand out
-			// the cached object itself: a deep copy per admission was a
-			// measurable share of the handler's allocations.
+			// Invariant: nothing in the webhook writes to an object read
+			// from the cache, so a Get may hand out the cached object
+			// itself instead of a deep copy per admission.
 			DefaultUnsafeDisableDeepCopy: ptr.To(true),
 		},
 	})

@@ -87,3 +87,20 @@ rules:
     resources: ["pods"]
     scope: Namespaced
 {{- end }}
+
+{{/*
+The clientConfig of both webhook entries: the chart's webhook Service on
+443, and the caBundle when the chart knows it (provided mode; the other
+modes have it injected). Called with (dict "root" . "caBundle" $caBundle).
+*/}}
+{{- define "peergroup.clientConfig" -}}
+clientConfig:
+  service:
+    name: {{ include "peergroup.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: /mutate-v1-pod
+    port: 443
+  {{- with .caBundle }}
+  caBundle: {{ . }}
+  {{- end }}
+{{- end }}
