@@ -26,26 +26,16 @@ type Metrics struct {
 // NewMetrics registers peergroup's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peergroup_admissions_total",
-			Help: "Pod admissions by result: injected, skipped (not a member, already injected, not CREATE), denied, errored.",
-		}, []string{"result"}),
-		injected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peergroup_pods_injected_total",
-			Help: "Pods injected, per peer group.",
-		}, []string{"namespace", "group"}),
-		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peergroup_pods_skipped_total",
-			Help: "Pods admitted unchanged, by reason (not-member, opted-out, excluded-namespace, already-injected, not-create); group is empty for non-members.",
-		}, []string{"namespace", "group", "reason"}),
-		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peergroup_pods_denied_total",
-			Help: "Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).",
-		}, []string{"namespace", "group", "reason"}),
-		servicesCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peergroup_services_created_total",
-			Help: "Headless Services created for new peer groups.",
-		}, []string{"namespace", "group"}),
+		admissions: counter("peergroup_admissions_total",
+			"Pod admissions by result: injected, skipped (not a member, already injected, not CREATE), denied, errored.", "result"),
+		injected: counter("peergroup_pods_injected_total",
+			"Pods injected, per peer group.", "namespace", "group"),
+		skipped: counter("peergroup_pods_skipped_total",
+			"Pods admitted unchanged, by reason (not-member, opted-out, excluded-namespace, already-injected, not-create); group is empty for non-members.", "namespace", "group", "reason"),
+		denied: counter("peergroup_pods_denied_total",
+			"Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).", "namespace", "group", "reason"),
+		servicesCreated: counter("peergroup_services_created_total",
+			"Headless Services created for new peer groups.", "namespace", "group"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "peergroup_admission_duration_seconds",
 			Help: "Time to answer one admission inside the webhook (decode to patch, Service create included), by result.",
@@ -61,6 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.servicesCreated = register(reg, m.servicesCreated)
 	m.duration = register(reg, m.duration)
 	return m
+}
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 // register reuses a collector that is already registered, so a second

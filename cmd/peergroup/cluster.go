@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -42,20 +41,15 @@ func newClient(kubeconfig string) (client.Client, error) {
 }
 
 func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet("peergroup explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("explain", stderr)
 	file := fs.String("f", "", "a pod (or a workload: its pod template) from a file, or - for standard input; instead of NAMESPACE/NAME")
 	namespace := fs.String("namespace", "default", "with -f: the namespace the pod would be created in, when it has none")
 	nsGroup := fs.String("namespace-group", "", "offline: stands in for the namespace label peergroup.dev/group")
 	noCluster := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration to evaluate")
-	output := fs.String("output", "text", "text or json")
-	cfg, finish := mutationConfig(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2, err
-	}
-	if err := finish(); err != nil {
+	kubeconfig, output := clusterFlags(fs)
+	cfg, err := parse(fs, args)
+	if err != nil {
 		return 2, err
 	}
 	fromFile, fromCluster := *file != "" && fs.NArg() == 0, *file == "" && fs.NArg() == 1
@@ -177,17 +171,12 @@ func printExplanation(w io.Writer, e offline.Explanation, output string) error {
 }
 
 func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet("peergroup audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("audit", stderr)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	output := fs.String("output", "text", "text or json")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
-	cfg, finish := mutationConfig(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2, err
-	}
-	if err := finish(); err != nil {
+	kubeconfig, output := clusterFlags(fs)
+	cfg, err := parse(fs, args)
+	if err != nil {
 		return 2, err
 	}
 	if *output != "text" && *output != "json" {

@@ -11,32 +11,44 @@ import (
 	"github.com/peergroup/peergroup/webhook/offline"
 )
 
-// mutationConfig registers the webhook's injection flags on fs.
-func mutationConfig(fs *flag.FlagSet) (*admit.Config, func() error) {
+func newFlagSet(command string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("peergroup "+command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// clusterFlags are the flags of the commands that read the cluster.
+func clusterFlags(fs *flag.FlagSet) (kubeconfig, output *string) {
+	kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	output = fs.String("output", "text", "text or json")
+	return kubeconfig, output
+}
+
+// parse adds the webhook's injection flags to fs, parses args and returns
+// the injection configuration they give, validated as the webhook
+// validates it.
+func parse(fs *flag.FlagSet, args []string) (*admit.Config, error) {
 	cfg := admit.DefaultConfig()
 	cfg.Version = version
 	finish := admit.RegisterFlags(fs, &cfg)
-	return &cfg, func() error {
-		finish()
-		return cfg.Validate()
+	if err := fs.Parse(args); err != nil {
+		return nil, err
 	}
+	finish()
+	return &cfg, cfg.Validate()
 }
 
 func inject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("peergroup inject", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("inject", stderr)
 	file := fs.String("f", "", "manifests to inject: a file, or - for standard input (required)")
 	nsGroup := fs.String("namespace-group", "", "stands in for the namespace label peergroup.dev/group: every pod template joins this group unless it has its own")
 	namespace := fs.String("namespace", "default", "namespace of objects without metadata.namespace (for the excluded-namespace rule)")
-	cfg, finish := mutationConfig(fs)
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parse(fs, args)
+	if err != nil {
 		return err
 	}
 	if *file == "" || fs.NArg() > 0 {
 		return errors.New("inject: -f FILE or -f - is required, and nothing else")
-	}
-	if err := finish(); err != nil {
-		return err
 	}
 	in, err := readInput(*file, stdin)
 	if err != nil {
