@@ -16,6 +16,7 @@ import (
 
 	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
 	"github.com/peergroup/peergroup/webhook/offline"
 )
@@ -98,7 +99,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, "https://127.0.0.1:1/mutate-v1-pod", nil, ""); err != nil {
+	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, "https://127.0.0.1:1"+webhook.Path, nil); err != nil {
 		t.Fatal(err)
 	}
 	web := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}

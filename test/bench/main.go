@@ -1,7 +1,9 @@
 // Command bench measures what peergroup costs, side by side with baselines
-// measured in the same run (DESIGN: numbers are ratios, never absolutes
-// alone): a no-op controller-runtime webhook with the same server settings,
-// and no webhook at all. Rounds alternate A/B to cancel machine noise.
+// measured in the same run: a no-op controller-runtime webhook with the
+// same server settings, and no webhook at all. Numbers are ratios, never
+// absolutes alone: an absolute depends on the machine, a ratio to a
+// baseline measured alongside much less. Rounds alternate A/B to cancel
+// machine noise.
 //
 //	make bench   (go run ./test/bench -out test/bench/RESULTS.md)
 package main
@@ -150,7 +152,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer logs.Close()
-	if b.pg, err = framework.StartWebhookProcess(ctx, pgBin, saKubeconfig, b.rendered, release, logs); err != nil {
+	if b.pg, err = framework.StartWebhook(ctx, b.cluster, b.rendered, release, framework.Process(pgBin, saKubeconfig, logs)); err != nil {
 		return err
 	}
 	defer b.pg.Stop()
@@ -159,7 +161,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer diffLogs.Close()
-	if b.pgDiff, err = framework.StartWebhookProcess(ctx, pgBin, saKubeconfig, b.rendered, release, diffLogs, "--patch-mode=diff"); err != nil {
+	if b.pgDiff, err = framework.StartWebhook(ctx, b.cluster, b.rendered, release, framework.Process(pgBin, saKubeconfig, diffLogs), framework.Args("--patch-mode=diff")); err != nil {
 		return err
 	}
 	defer b.pgDiff.Stop()

@@ -66,24 +66,24 @@ func (b *bench) register(ctx context.Context, cfg string) error {
 	_ = b.cluster.Client.DeleteAllOf(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{})
 	switch cfg {
 	case "no-op":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.noop.url, b.noop.ca, ""); err != nil {
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.noop.url, b.noop.ca); err != nil {
 			return err
 		}
 	case "one-label":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.oneLabel.url, b.oneLabel.ca, ""); err != nil {
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.oneLabel.url, b.oneLabel.ca); err != nil {
 			return err
 		}
 	case "same-patch":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.samePatch.url, b.samePatch.ca, ""); err != nil {
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.samePatch.url, b.samePatch.ca); err != nil {
 			return err
 		}
 	case "peergroup":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pg.URL(), b.pg.CABundle, ""); err != nil {
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pg.URL(), b.pg.CABundle); err != nil {
 			return err
 		}
 		return framework.WaitForInjection(ctx, b.cluster, "default")
 	case "peergroup-diff":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pgDiff.URL(), b.pgDiff.CABundle, ""); err != nil {
+		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pgDiff.URL(), b.pgDiff.CABundle); err != nil {
 			return err
 		}
 		return framework.WaitForInjection(ctx, b.cluster, "default")
@@ -168,7 +168,7 @@ func (b *bench) apiCalls(ctx context.Context) error {
 	if err := measure("dry-run, new group", "0 writes", n, func() error { return createPods("calls-dry", n, true, "d") }); err != nil {
 		return err
 	}
-	second, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pg.URL(), b.pg.CABundle, "-second")
+	second, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pg.URL(), b.pg.CABundle, framework.NameSuffix("-second"))
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (b *bench) memory(ctx context.Context, pgBin, kubeconfig, noopBin string) e
 		return err
 	}
 	defer logs.Close()
-	pg, err := framework.StartWebhookProcess(ctx, pgBin, kubeconfig, b.rendered, release, logs)
+	pg, err := framework.StartWebhook(ctx, b.cluster, b.rendered, release, framework.Process(pgBin, kubeconfig, logs))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 )
 
 // process is a webhook server run as its own process.
@@ -39,7 +40,7 @@ func startNoop(ctx context.Context, bin, work string, extraArgs ...string) (*pro
 		return nil, err
 	}
 	p := &process{cmd: cmd, addr: "127.0.0.1:" + strconv.Itoa(port), ca: ca}
-	p.url = "https://" + p.addr + "/mutate-v1-pod"
+	p.url = "https://" + p.addr + webhook.Path
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		conn, err := tls.Dial("tcp", p.addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // readiness only

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/server"
 )
 
@@ -90,7 +91,7 @@ func TestWebhookEntries(t *testing.T) {
 		if *w.FailurePolicy != admissionregistrationv1.Ignore || *w.TimeoutSeconds != 3 || *w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
 			t.Errorf("%s policies: %+v", w.Name, w)
 		}
-		if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/mutate-v1-pod" {
+		if w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != webhook.Path {
 			t.Errorf("%s clientConfig %+v", w.Name, w.ClientConfig)
 		}
 		if len(w.Rules) != 1 || w.Rules[0].Operations[0] != admissionregistrationv1.Create || w.Rules[0].Resources[0] != "pods" {

@@ -69,7 +69,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	if err := lc.Client.Delete(ctx, main); err != nil {
 		t.Fatal(err)
 	}
-	ignore, err := framework.RegisterWebhook(ctx, lc.Cluster, ignoring, hook.URL(), hook.CABundle, "-ignore")
+	ignore, err := framework.RegisterWebhook(ctx, lc.Cluster, ignoring, hook.URL(), hook.CABundle, framework.NameSuffix("-ignore"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 		if err := hook.Restart(context.Background()); err != nil {
 			t.Errorf("restart webhook: %v", err)
 		}
-		if _, err := framework.RegisterWebhook(context.Background(), lc.Cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := framework.RegisterWebhook(context.Background(), lc.Cluster, rendered, hook.URL(), hook.CABundle); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Errorf("re-register: %v", err)
 		}
 		if err := framework.WaitForInjection(context.Background(), lc.Cluster, "default"); err != nil {

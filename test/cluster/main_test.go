@@ -69,11 +69,11 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	asChart := framework.ServiceAccountConfig(lc.Config, releaseNamespace, "peergroup")
-	if hook, err = framework.StartWebhookAs(ctx, asChart, rendered, releaseNamespace); err != nil {
+	if hook, err = framework.StartWebhook(ctx, lc.Cluster, rendered, releaseNamespace, framework.As(asChart)); err != nil {
 		return fail(err)
 	}
 	defer func() { hook.Stop() }()
-	if _, err := framework.RegisterWebhook(ctx, lc.Cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil {
+	if _, err := framework.RegisterWebhook(ctx, lc.Cluster, rendered, hook.URL(), hook.CABundle); err != nil {
 		return fail(err)
 	}
 	if err := framework.WaitForInjection(ctx, lc.Cluster, "default"); err != nil {

@@ -107,7 +107,7 @@ func TestSelfSignedDefaultChart(t *testing.T) {
 	const release = "self"
 	r, ns := installRelease(t, release, nil)
 	start := time.Now()
-	w, err := framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns)
+	w, err := framework.StartWebhook(testContext(t), cluster, r, ns, framework.As(asRelease(ns, release)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestSelfSignedReplicasConverge(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hooks[i], errs[i] = framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns)
+			hooks[i], errs[i] = framework.StartWebhook(testContext(t), cluster, r, ns, framework.As(asRelease(ns, release)))
 		}()
 	}
 	wg.Wait()
@@ -232,7 +232,7 @@ func TestSelfSignedReplicasConverge(t *testing.T) {
 func TestSelfSignedRotationUnderLoad(t *testing.T) {
 	const release = "rotate"
 	r, ns := installRelease(t, release, map[string]any{"certificates": map[string]any{"selfSigned": map[string]any{"certValidity": "12s"}}})
-	w, err := framework.StartWebhookAs(testContext(t), asRelease(ns, release), r, ns, "--cert-resync-interval=500ms")
+	w, err := framework.StartWebhook(testContext(t), cluster, r, ns, framework.As(asRelease(ns, release)), framework.Args("--cert-resync-interval=500ms"))
 	if err != nil {
 		t.Fatal(err)
 	}

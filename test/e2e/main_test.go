@@ -54,12 +54,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	asChart := framework.ServiceAccountConfig(cluster.Config, releaseNamespace, "peergroup")
-	if hook, err = framework.StartWebhookAs(ctx, asChart, rendered, releaseNamespace); err != nil {
+	if hook, err = framework.StartWebhook(ctx, cluster, rendered, releaseNamespace, framework.As(asChart)); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	defer hook.Stop()
-	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, hook.URL(), hook.CABundle, ""); err != nil {
+	if _, err := framework.RegisterWebhook(ctx, cluster, rendered, hook.URL(), hook.CABundle); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

@@ -300,7 +300,7 @@ func TestParallelCreatesMakeOneService(t *testing.T) {
 // is duplicated.
 func TestRegisteredTwiceDuplicatesNothing(t *testing.T) {
 	ctx := testContext(t)
-	second, err := framework.RegisterWebhook(ctx, cluster, rendered, hook.URL(), hook.CABundle, "-second")
+	second, err := framework.RegisterWebhook(ctx, cluster, rendered, hook.URL(), hook.CABundle, framework.NameSuffix("-second"))
 	if err != nil {
 		t.Fatal(err)
 	}

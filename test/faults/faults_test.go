@@ -208,7 +208,7 @@ func TestWebhookKilledUnderLoad(t *testing.T) {
 	ctx := testContext(t)
 	logs := &strings.Builder{}
 	var logMu sync.Mutex
-	hook, err := framework.StartWebhookProcess(ctx, webhookBinary, chartKubeconfig, rendered, releaseNamespace, lockedWriter{logs, &logMu})
+	hook, err := framework.StartWebhook(ctx, cluster, rendered, releaseNamespace, framework.Process(webhookBinary, chartKubeconfig, lockedWriter{logs, &logMu}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestWebhookKilledUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if err := hook.StartProcess(ctx, webhookBinary, chartKubeconfig, releaseNamespace, lockedWriter{logs, &logMu}); err != nil {
+	if err := hook.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	restarted.Store(true)

@@ -31,7 +31,7 @@ func testContext(t *testing.T) context.Context {
 // limited to namespaces labelled isolationLabel=id; tweak changes each entry.
 func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissionregistrationv1.MutatingWebhook)) {
 	t.Helper()
-	mwc, err := framework.RegisterWebhookWith(context.Background(), cluster, rendered, url, caBundle, "-"+id, func(w *admissionregistrationv1.MutatingWebhook) {
+	isolate := func(w *admissionregistrationv1.MutatingWebhook) {
 		if w.NamespaceSelector == nil {
 			w.NamespaceSelector = &metav1.LabelSelector{}
 		}
@@ -39,10 +39,9 @@ func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissi
 			w.NamespaceSelector.MatchLabels = map[string]string{}
 		}
 		w.NamespaceSelector.MatchLabels[isolationLabel] = id
-		if tweak != nil {
-			tweak(w)
-		}
-	})
+	}
+	mwc, err := framework.RegisterWebhook(context.Background(), cluster, rendered, url, caBundle,
+		framework.NameSuffix("-"+id), framework.Tweak(isolate), framework.Tweak(tweak))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +106,7 @@ func chartIdentity() *rest.Config {
 // as its client config.
 func startHook(t *testing.T, cfg *rest.Config, extraArgs ...string) *framework.Webhook {
 	t.Helper()
-	w, err := framework.StartWebhookAs(testContext(t), cfg, rendered, releaseNamespace, extraArgs...)
+	w, err := framework.StartWebhook(testContext(t), cluster, rendered, releaseNamespace, framework.As(cfg), framework.Args(extraArgs...))
 	if err != nil {
 		t.Fatal(err)
 	}

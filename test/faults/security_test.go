@@ -170,9 +170,9 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	}
 	// Registered before the webhook runs (the keeper patches its caBundle),
 	// pointing nowhere until the webhook's port is known.
-	mwc, err := framework.RegisterWebhookWith(ctx, cluster, r, "https://127.0.0.1:1/mutate-v1-pod", nil, "", func(w *admissionregistrationv1.MutatingWebhook) {
+	mwc, err := framework.RegisterWebhook(ctx, cluster, r, "https://127.0.0.1:1"+webhook.Path, nil, framework.Tweak(func(w *admissionregistrationv1.MutatingWebhook) {
 		w.NamespaceSelector.MatchLabels = map[string]string{isolationLabel: "rbac"}
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	rec := &recorder{calls: map[apiCall]int{}}
 	sa := framework.ServiceAccountConfig(cluster.Config, ns, release+"-peergroup")
 	// Short validity so a rotation (Secret update) happens during the test.
-	w, err := framework.StartWebhookAs(ctx, rec.wrap(sa), r, ns, "--cert-validity=12s", "--cert-resync-interval=300ms")
+	w, err := framework.StartWebhook(ctx, cluster, r, ns, framework.As(rec.wrap(sa)), framework.Args("--cert-validity=12s", "--cert-resync-interval=300ms"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/server"
 )
 
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 		handler = func(context.Context, admission.Request) admission.Response { return admission.Allowed("") }
 	}
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: *host, Port: *port, CertDir: *certDir, TLSOpts: server.TLSOptions()})
-	srv.Register("/mutate-v1-pod", &admission.Webhook{Handler: handler})
+	srv.Register(webhook.Path, &admission.Webhook{Handler: handler})
 	return srv.Start(ctx)
 }
 
