@@ -65,6 +65,15 @@ type CachedNamespaceLabels struct {
 
 var _ admit.NamespaceLabels = (*CachedNamespaceLabels)(nil)
 
+// FreshLabels reads the namespace from the API server.
+func (n *CachedNamespaceLabels) FreshLabels(ctx context.Context, namespace string) (map[string]string, error) {
+	meta, err := NamespaceMeta(ctx, n.Live, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("read labels of namespace %s: %w", namespace, err)
+	}
+	return meta.Labels, nil
+}
+
 func (n *CachedNamespaceLabels) Labels(ctx context.Context, namespace string) (map[string]string, error) {
 	meta, err := NamespaceMeta(ctx, n.Cache, namespace)
 	if apierrors.IsNotFound(err) {

@@ -2,10 +2,12 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,6 +64,40 @@ func TestCachedNamespaceLabelsFallsBackToLiveRead(t *testing.T) {
 				}
 			} else if err != nil || labels[contract.GroupLabel] != tc.want {
 				t.Fatalf("labels %v, %v; want group %q", labels, err, tc.want)
+			}
+			if tc.live.gets != tc.liveReads {
+				t.Errorf("%d live reads, want %d", tc.live.gets, tc.liveReads)
+			}
+		})
+	}
+}
+
+// kubectl label ns X peergroup.dev/group=g, then at once a pod: the API
+// server already calls the webhook (its selector sees the label) while the
+// informer cache does not yet. The webhook asks the API server before
+// admitting the pod uninjected; a namespace the cache knows to be a member
+// costs no live read.
+func TestStaleNamespaceCacheReadsLive(t *testing.T) {
+	cases := []struct {
+		name        string
+		cache, live *namespaceReader
+		podLabels   map[string]string
+		injected    bool
+		liveReads   int
+	}{
+		{"cache behind", &namespaceReader{}, &namespaceReader{labels: map[string]string{contract.GroupLabel: "g"}}, nil, true, 1},
+		{"cache current", &namespaceReader{labels: map[string]string{contract.GroupLabel: "g"}}, &namespaceReader{}, nil, true, 0},
+		{"really not a member", &namespaceReader{}, &namespaceReader{}, nil, false, 1},
+		{"own label", &namespaceReader{}, &namespaceReader{}, map[string]string{contract.GroupLabel: "g"}, true, 0},
+		{"opted out", &namespaceReader{}, &namespaceReader{labels: map[string]string{contract.GroupLabel: "g"}}, map[string]string{contract.InjectLabel: "false"}, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := testHandler(&CachedNamespaceLabels{Cache: tc.cache, Live: tc.live}, newFakeClient())
+			raw, _ := json.Marshal(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: tc.podLabels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}}})
+			resp := handle(h, podRequest(raw, admissionv1.Create, false))
+			if !resp.Allowed || (len(resp.Patch) > 0) != tc.injected {
+				t.Errorf("allowed=%v patched=%v, want injected=%v: %+v", resp.Allowed, len(resp.Patch) > 0, tc.injected, resp.Result)
 			}
 			if tc.live.gets != tc.liveReads {
 				t.Errorf("%d live reads, want %d", tc.live.gets, tc.liveReads)

@@ -91,17 +91,29 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		// The dry-run, the create, and the cache hit of an identical pod.
-		{h.Metrics.injected.WithLabelValues("db", "cassandra"), 3},
+		// The create and the cache hit of an identical pod; the dry-run
+		// came before the group had a Service, so it counts under the
+		// fixed bucket (no group), as do the denials that never reached
+		// the Service.
+		{h.Metrics.injected.WithLabelValues("db", "cassandra"), 2},
+		{h.Metrics.injected.WithLabelValues("db", ""), 1},
 		{h.Metrics.skipped.WithLabelValues("db", "", string(admit.ReasonNotMember)), 1},
 		{h.Metrics.denied.WithLabelValues("db", "web", string(admit.ReasonServiceNotHeadless)), 1},
-		{h.Metrics.denied.WithLabelValues("db", "cassandra", string(admit.ReasonInvalidTuning)), 1},
-		{h.Metrics.denied.WithLabelValues("db", "Bad", string(admit.ReasonInvalidName)), 1},
+		{h.Metrics.denied.WithLabelValues("db", "", string(admit.ReasonInvalidTuning)), 1},
+		{h.Metrics.denied.WithLabelValues("db", "", string(admit.ReasonInvalidName)), 1},
 		{h.Metrics.servicesCreated.WithLabelValues("db", "cassandra"), 1},
 	}
 	for i, c := range counters {
 		if got := testutil.ToFloat64(c.c); got != c.want {
 			t.Errorf("counter %d = %v, want %v", i, got, c.want)
+		}
+	}
+	for _, series := range []struct {
+		c    prometheus.Collector
+		want int
+	}{{h.Metrics.injected, 2}, {h.Metrics.denied, 3}, {h.Metrics.skipped, 1}, {h.Metrics.servicesCreated, 1}} {
+		if n := testutil.CollectAndCount(series.c); n != series.want {
+			t.Errorf("%d series, want %d: no group becomes a label before its Service exists", n, series.want)
 		}
 	}
 	if n := testutil.CollectAndCount(h.Metrics.duration); n != 3 {

@@ -246,6 +246,10 @@ func (failingNamespaces) Labels(context.Context, string) (map[string]string, err
 	return nil, errors.New("api server down")
 }
 
+func (f failingNamespaces) FreshLabels(ctx context.Context, ns string) (map[string]string, error) {
+	return f.Labels(ctx, ns)
+}
+
 func failingCreates(err error) client.Client {
 	return interceptor.NewClient(newFakeClient(), interceptor.Funcs{
 		Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error { return err },

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -146,6 +148,9 @@ func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, er
 	if review.Request.UID == "" {
 		return nil, errors.New("AdmissionReview request has no uid")
 	}
+	if err := admit.CheckObjectKind(objectTypeMeta(review.Request.Object)); err != nil {
+		return nil, err
+	}
 	return review, nil
 }
 
@@ -155,4 +160,15 @@ func writeReview(w http.ResponseWriter, code int, review admissionv1.AdmissionRe
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(review)
+}
+
+// objectTypeMeta is the apiVersion and kind the request's object gives
+// itself, from the decoded pod or, without one, from the raw bytes.
+func objectTypeMeta(obj runtime.RawExtension) metav1.TypeMeta {
+	if pod, ok := obj.Object.(*corev1.Pod); ok {
+		return pod.TypeMeta
+	}
+	tm := metav1.TypeMeta{}
+	_ = json.Unmarshal(obj.Raw, &tm) // a body that is not an object fails later, with its own message
+	return tm
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -50,5 +51,17 @@ func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
 	}
 	if !admit.IsInjected(pods[0]) || !equality.Semantic.DeepEqual(pods[0], pods[1]) {
 		t.Error("decode modes disagree")
+	}
+}
+
+// Without the fast path's decode (PatchDiff), an object that says it is
+// not a v1 Pod is refused at the edge all the same.
+func TestHTTPHandlerRefusesOtherKindsWithoutDecoding(t *testing.T) {
+	svc := []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"peergroup.dev/group":"g"}},"spec":{"clusterIP":"10.0.0.1"}}`)
+	h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient())
+	h.Decider.Config.PatchMode = admit.PatchDiff
+	code, review, err := post(&HTTPHandler{Webhook: &admission.Webhook{Handler: h}}, reviewBody(svc, "CREATE"))
+	if err != nil || code != http.StatusBadRequest || review.Response.Allowed || !strings.Contains(review.Response.Result.Message, "not a v1 Pod") {
+		t.Fatalf("HTTP %d %v: %+v", code, err, review)
 	}
 }

@@ -11,9 +11,11 @@ import (
 )
 
 // Metrics counts admission outcomes, per peer group where there is one.
-// Groups are namespaced, so series carry namespace and group; their number
-// is bounded by the groups in the cluster. A nil *Metrics records nothing,
-// which keeps unit tests free of a registry.
+// Groups are namespaced, so series carry namespace and group. A group is a
+// label value only once its Service exists in the cluster
+// (Decision.GroupInCluster), so the number of series is bounded by the
+// Services in the cluster, never by what requests send. A nil *Metrics
+// records nothing, which keeps unit tests free of a registry.
 type Metrics struct {
 	admissions      *prometheus.CounterVec
 	injected        *prometheus.CounterVec
@@ -29,11 +31,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		admissions: counter("peergroup_admissions_total",
 			"Pod admissions by result: injected, skipped (not a member, already injected, not CREATE), denied, errored.", "result"),
 		injected: counter("peergroup_pods_injected_total",
-			"Pods injected, per peer group.", "namespace", "group"),
+			"Pods injected, per peer group (empty until the group's Service exists).", "namespace", "group"),
 		skipped: counter("peergroup_pods_skipped_total",
 			"Pods admitted unchanged, by reason (not-member, opted-out, excluded-namespace, already-injected, not-create); group is empty for non-members.", "namespace", "group", "reason"),
 		denied: counter("peergroup_pods_denied_total",
-			"Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).", "namespace", "group", "reason"),
+			"Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, invalid-pod, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).", "namespace", "group", "reason"),
 		servicesCreated: counter("peergroup_services_created_total",
 			"Headless Services created for new peer groups.", "namespace", "group"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -80,17 +82,21 @@ func (m *Metrics) observe(namespace string, d admit.Decision, took time.Duration
 		return
 	}
 	result, reason := string(d.Verdict), string(d.Reason)
+	group := "" // the fixed bucket: not a member, or no Service of the group in the cluster
+	if d.GroupInCluster() {
+		group = d.Group
+	}
 	m.admissions.WithLabelValues(result).Inc()
 	m.duration.WithLabelValues(result).Observe(took.Seconds())
 	switch d.Verdict {
 	case admit.VerdictInjected:
-		m.injected.WithLabelValues(namespace, d.Group).Inc()
+		m.injected.WithLabelValues(namespace, group).Inc()
 	case admit.VerdictSkipped:
-		m.skipped.WithLabelValues(namespace, d.Group, reason).Inc()
+		m.skipped.WithLabelValues(namespace, group, reason).Inc()
 	case admit.VerdictDenied, admit.VerdictErrored:
-		m.denied.WithLabelValues(namespace, d.Group, reason).Inc()
+		m.denied.WithLabelValues(namespace, group, reason).Inc()
 	}
 	if d.Service == admit.ServiceCreated {
-		m.servicesCreated.WithLabelValues(namespace, d.Group).Inc()
+		m.servicesCreated.WithLabelValues(namespace, group).Inc()
 	}
 }

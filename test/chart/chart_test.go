@@ -297,3 +297,15 @@ func TestDeploymentHardening(t *testing.T) {
 		})
 	}
 }
+
+// One replica renders no PodDisruptionBudget: minAvailable 1 of 1 would
+// block every node drain.
+func TestNoDisruptionBudgetForOneReplica(t *testing.T) {
+	if pdb := render(t, map[string]any{"replicaCount": 1}).Find("PodDisruptionBudget", ""); pdb != nil {
+		t.Errorf("one replica rendered a PodDisruptionBudget: %v", pdb.Object["spec"])
+	}
+	pdb := render(t, map[string]any{"replicaCount": 3}).Find("PodDisruptionBudget", "")
+	if pdb == nil || fmt.Sprint(pdb.Object["spec"].(map[string]any)["minAvailable"]) != "1" {
+		t.Errorf("three replicas: %v", pdb)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -51,6 +52,9 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 	if err != nil {
 		return BadRequest(err)
 	}
+	if err := CheckObjectKind(pod.TypeMeta); err != nil {
+		return BadRequest(err)
+	}
 	if d.Config.Excluded(req.Namespace) {
 		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
 			Warnings: []string{fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)}}
@@ -65,6 +69,9 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 			return dec.deny(denialReason(err), err)
 		}
 	}
+	if err := checkServiceInputs(pod); err != nil {
+		return dec.deny(ReasonInvalidPod, err)
+	}
 	// Ensured even for an already injected pod (reinvocation, offline
 	// injection): a cache hit costs nothing and the Service must exist.
 	if dec = d.ensureService(ctx, req, m, dec); dec.Verdict != "" {
@@ -78,7 +85,13 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		return dec
 	}
 	dec.Verdict = VerdictInjected
-	if dec.Patch, err = d.patch(req.Raw, pod, dec.Mutated); err != nil {
+	cache := d.InitContainers
+	if !dec.GroupInCluster() {
+		// A group with no Service yet may be one of any number of dry-run
+		// names: it must not take one of the cache's bounded entries.
+		cache = nil
+	}
+	if dec.Patch, err = d.patch(req.Raw, pod, dec.Mutated, cache); err != nil {
 		return dec.fail(http.StatusInternalServerError, ReasonNone, err)
 	}
 	return dec
@@ -93,6 +106,17 @@ func (d *Decider) member(ctx context.Context, namespace string, pod *corev1.Pod)
 		var err error
 		if nsLabels, err = d.Namespaces.Labels(ctx, namespace); err != nil {
 			return dec.fail(http.StatusInternalServerError, ReasonNamespaceLookup, err), Membership{}, false
+		}
+		if _, labelled := nsLabels[contract.GroupLabel]; !labelled {
+			// The API server calls the webhook for a pod without its own
+			// group label only because the namespace's label matched the
+			// configuration's namespaceSelector: if the cache says the
+			// namespace has none, the cache is behind (a namespace labelled
+			// a moment ago). Admitting the pod uninjected would let it found
+			// a second cluster, so ask the API server.
+			if nsLabels, err = d.Namespaces.FreshLabels(ctx, namespace); err != nil {
+				return dec.fail(http.StatusInternalServerError, ReasonNamespaceLookup, err), Membership{}, false
+			}
 		}
 	}
 	m, err := ResolveGroup(pod, nsLabels)
@@ -168,6 +192,18 @@ func denialReason(err error) Reason {
 	return ReasonInvalidName
 }
 
+// CheckObjectKind refuses an object that says it is something else than a
+// v1 Pod: the decoders read a pod's fields from any JSON object, so a
+// review of kind Pod carrying, say, a Service with the group label would
+// otherwise be decided as a pod. An object that names no kind is taken as
+// the pod the review says it is.
+func CheckObjectKind(tm metav1.TypeMeta) error {
+	if (tm.APIVersion == "" || tm.APIVersion == "v1") && (tm.Kind == "" || tm.Kind == "Pod") {
+		return nil
+	}
+	return fmt.Errorf("the review's object is apiVersion %s kind %s, not a v1 Pod", quote(tm.APIVersion), quote(tm.Kind))
+}
+
 // requestPod is the pod under admission: already decoded (the HTTP edge's
 // AdmittedPod, or a caller's pod), or decoded from the raw object.
 func requestPod(req Request) (*corev1.Pod, error) {
@@ -185,9 +221,9 @@ func requestPod(req Request) (*corev1.Pod, error) {
 }
 
 // patch is the JSON patch turning in into out, by the configured mode.
-func (d *Decider) patch(raw []byte, in, out *corev1.Pod) ([]byte, error) {
+func (d *Decider) patch(raw []byte, in, out *corev1.Pod, cache *InitContainerCache) ([]byte, error) {
 	if d.Config.PatchMode == PatchDirect {
-		patch, err := directPatch(in, out, d.InitContainers)
+		patch, err := directPatch(in, out, cache)
 		if err == nil {
 			return patch, nil
 		}

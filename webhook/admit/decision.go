@@ -36,6 +36,7 @@ const (
 	ReasonInvalidTuning       Reason = "invalid-tuning"
 	ReasonCollision           Reason = "collision"
 	ReasonUnsupportedOS       Reason = "unsupported-os"
+	ReasonInvalidPod          Reason = "invalid-pod"
 	ReasonServiceNotHeadless  Reason = "service-not-headless"
 	ReasonServiceCreateFailed Reason = "service-create-failed"
 	ReasonNamespaceLookup     Reason = "namespace-lookup-failed"
@@ -113,6 +114,19 @@ type Decision struct {
 	Mutated  *corev1.Pod
 	Patch    []byte
 	Warnings []string
+}
+
+// GroupInCluster reports whether the decision saw the group's Service in
+// the cluster (or created it). Only such a group may become a metrics label
+// value: any user who can create pods can send dry-run pods with any number
+// of distinct group names, and a label value per name would grow the
+// webhook's memory without bound.
+func (d Decision) GroupInCluster() bool {
+	switch d.Service {
+	case ServiceExists, ServiceCreated, ServiceNotHeadless:
+		return true
+	}
+	return false
 }
 
 // Allowed reports whether the pod is admitted.

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/peergroup/peergroup/contract"
@@ -36,7 +37,8 @@ import (
 // FuzzAdmittedPodEquivalence proves the decision from this decode equals
 // the decision from the whole pod.
 type AdmittedPod struct {
-	Metadata struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        struct {
 		Name            string                  `json:"name,omitempty"`
 		GenerateName    string                  `json:"generateName,omitempty"`
 		Namespace       string                  `json:"namespace,omitempty"`
@@ -50,14 +52,25 @@ type AdmittedPod struct {
 		Volumes        []admittedVolume    `json:"volumes,omitempty"`
 		OS             *corev1.PodOS       `json:"os,omitempty"`
 		NodeSelector   map[string]string   `json:"nodeSelector,omitempty"`
+		Affinity       *admittedAffinity   `json:"affinity,omitempty"`
 	} `json:"spec"`
 }
 
+// admittedAffinity is the required node affinity, which can confine a pod
+// to nodes of another OS.
+type admittedAffinity struct {
+	NodeAffinity *struct {
+		Required *corev1.NodeSelector `json:"requiredDuringSchedulingIgnoredDuringExecution,omitempty"`
+	} `json:"nodeAffinity,omitempty"`
+}
+
 type admittedContainer struct {
-	Name         string                 `json:"name"`
-	Ports        []corev1.ContainerPort `json:"ports,omitempty"`
-	Env          []corev1.EnvVar        `json:"env,omitempty"`
-	VolumeMounts []corev1.VolumeMount   `json:"volumeMounts,omitempty"`
+	Name         string                      `json:"name"`
+	Ports        []corev1.ContainerPort      `json:"ports,omitempty"`
+	Env          []corev1.EnvVar             `json:"env,omitempty"`
+	EnvFrom      []corev1.EnvFromSource      `json:"envFrom,omitempty"`
+	VolumeMounts []corev1.VolumeMount        `json:"volumeMounts,omitempty"`
+	Resources    corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 type admittedVolume struct {
@@ -67,13 +80,16 @@ type admittedVolume struct {
 
 // Pod is a corev1.Pod holding the admitted fields.
 func (a *AdmittedPod) Pod() *corev1.Pod {
-	p := &corev1.Pod{}
+	p := &corev1.Pod{TypeMeta: a.TypeMeta}
 	m := &a.Metadata
 	p.Name, p.GenerateName, p.Namespace = m.Name, m.GenerateName, m.Namespace
 	p.Labels, p.Annotations, p.OwnerReferences = m.Labels, m.Annotations, m.OwnerReferences
 	p.Spec.Containers = containers(a.Spec.Containers)
 	p.Spec.InitContainers = containers(a.Spec.InitContainers)
 	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
+	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
+	}
 	if a.Spec.Volumes != nil {
 		p.Spec.Volumes = make([]corev1.Volume, len(a.Spec.Volumes))
 		for i, v := range a.Spec.Volumes {
@@ -89,7 +105,7 @@ func containers(in []admittedContainer) []corev1.Container {
 	}
 	out := make([]corev1.Container, len(in))
 	for i, c := range in {
-		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, VolumeMounts: c.VolumeMounts}
+		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts, Resources: c.Resources}
 	}
 	return out
 }
@@ -279,6 +295,14 @@ func (c *InitContainerCache) write(buf *bytes.Buffer, v any) error {
 	return nil
 }
 
+// Len is the number of cached encodings.
+func (c *InitContainerCache) Len() int {
+	if c == nil {
+		return 0
+	}
+	return int(c.size.Load())
+}
+
 // largest is the size of the largest cached encoding, for sizing buffers.
 func (c *InitContainerCache) largest() int {
 	if c == nil {
@@ -302,6 +326,11 @@ func initContainerKey(c *corev1.Container) string {
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			k.WriteString("\x03" + e.ValueFrom.FieldRef.FieldPath)
 		}
+	}
+	// Resources vary with the pod's QoS class (guaranteedResources).
+	r := &c.Resources
+	for _, q := range []*resource.Quantity{r.Requests.Cpu(), r.Requests.Memory(), r.Limits.Cpu(), r.Limits.Memory()} {
+		k.WriteString("\x04" + q.String())
 	}
 	return k.String()
 }

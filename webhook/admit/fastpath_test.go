@@ -25,12 +25,12 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 		return nil, nil, false
 	}
 	apply := func(mode PatchMode) *corev1.Pod {
-		d := &Decider{Config: Config{PatchMode: mode}, InitContainers: &sharedInitCache}
+		d := &Decider{Config: Config{PatchMode: mode}}
 		fallback := raw
 		if mode == PatchDirect {
 			fallback = nil // as with the fast path's decode: no raw object to fall back on
 		}
-		p, err := d.patch(fallback, in, out)
+		p, err := d.patch(fallback, in, out, &sharedInitCache)
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
@@ -132,10 +132,10 @@ func TestPatchDirectFailure(t *testing.T) {
 	out := memberPod() // one container fewer: the direct patch refuses
 	raw, _ := json.Marshal(in)
 	d := &Decider{Config: Config{PatchMode: PatchDirect}}
-	if p, err := d.patch(raw, in, out); err != nil || len(p) == 0 {
+	if p, err := d.patch(raw, in, out, nil); err != nil || len(p) == 0 {
 		t.Errorf("with the raw object the diff must answer: %s %v", p, err)
 	}
-	if _, err := d.patch(nil, in, out); err == nil || !strings.Contains(err.Error(), "build JSON patch") {
+	if _, err := d.patch(nil, in, out, nil); err == nil || !strings.Contains(err.Error(), "build JSON patch") {
 		t.Errorf("without the raw object: %v", err)
 	}
 }

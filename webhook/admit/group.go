@@ -43,8 +43,8 @@ type InvalidNameError struct {
 }
 
 func (e *InvalidNameError) Error() string {
-	return fmt.Sprintf("peergroup: %s value %q is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
-		e.What, e.Value, strings.Join(e.Detail, "; "))
+	return fmt.Sprintf("peergroup: %s value %s is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
+		e.What, quote(e.Value), strings.Join(e.Detail, "; "))
 }
 
 // ResolveGroup decides whether a pod is a peer-group member. The pod's own

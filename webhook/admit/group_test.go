@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -70,5 +71,24 @@ func TestServiceEnvName(t *testing.T) {
 		if got := contract.ServiceEnvName(group); got != want {
 			t.Errorf("contract.ServiceEnvName(%q) = %q, want %q", group, got, want)
 		}
+	}
+}
+
+// A value of any size is quoted cut to a bound, with its length, so a
+// denial never repeats megabytes back to the client, the log or an Event.
+func TestMessagesCutHugeValues(t *testing.T) {
+	huge := strings.Repeat("é", 512<<10) // 1 MiB, two bytes a rune: the cut must fall on a rune boundary
+	pod := podWith(map[string]string{contract.GroupLabel: huge}, nil)
+	_, err := ResolveGroup(pod, nil)
+	if err == nil || len(err.Error()) > 1024 || !strings.Contains(err.Error(), "… (1048576 bytes)") || !utf8.ValidString(err.Error()) {
+		t.Fatalf("%d-byte message: %.200v", len(err.Error()), err)
+	}
+	pod = podWith(map[string]string{contract.GroupLabel: "g"}, map[string]string{contract.SeedCount.Annotation: huge})
+	d := decideBoth(t, pod, nil, nil)
+	if d.Verdict != VerdictDenied || len(d.Message) > 1024 || !strings.Contains(d.Message, "(1048576 bytes)") {
+		t.Fatalf("%s: %d-byte message", d.Verdict, len(d.Message))
+	}
+	if q := quote(strings.Repeat("x", maxQuoted)); q != `"`+strings.Repeat("x", maxQuoted)+`"` {
+		t.Errorf("a value of exactly the bound is quoted whole: %s", q)
 	}
 }

@@ -2,7 +2,9 @@ package admit
 
 import (
 	"fmt"
+	"path"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -51,7 +53,7 @@ type InvalidTuningError struct {
 }
 
 func (e *InvalidTuningError) Error() string {
-	return fmt.Sprintf("peergroup: annotation %s value %q is invalid: it must be %s", e.Annotation, e.Value, e.Rule)
+	return fmt.Sprintf("peergroup: annotation %s value %s is invalid: it must be %s", e.Annotation, quote(e.Value), e.Rule)
 }
 
 // Mutate returns a copy of pod with everything a member of m's group needs
@@ -97,8 +99,12 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		// never writes into the input's array.
 		c.Env = slices.Grow(slices.Clip(c.Env), len(appEnv))
 		c.VolumeMounts = slices.Grow(slices.Clip(c.VolumeMounts), 1)
+		before := len(c.Env)
 		for _, want := range appEnv {
 			warnings = appendEnvUnlessSet(c, want, warnings)
+		}
+		if len(c.EnvFrom) > 0 && len(c.Env) > before {
+			warnings = append(warnings, envFromWarning(c, c.Env[before:]))
 		}
 		if !hasMount(c, contract.SeedsVolumeName) {
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true})
@@ -110,8 +116,47 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 			VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 		})
 	}
-	out.Spec.InitContainers = append(out.Spec.InitContainers, initContainer(m, tuning, cfg))
+	ic := initContainer(m, tuning, cfg)
+	if guaranteed(pod) {
+		ic.Resources = guaranteedResources(ic.Resources)
+	}
+	out.Spec.InitContainers = append(out.Spec.InitContainers, ic)
 	return out, warnings, nil
+}
+
+// guaranteed reports whether the pod's QoS class is Guaranteed: every
+// container, init containers included, has CPU and memory limits and
+// requests equal to them (the API server has defaulted requests from
+// limits before admission). Databases usually run so, and the static CPU
+// manager requires it.
+func guaranteed(pod *corev1.Pod) bool {
+	all := append(slices.Clip(pod.Spec.InitContainers), pod.Spec.Containers...)
+	if len(all) == 0 {
+		return false
+	}
+	for _, c := range all {
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			limit, ok := c.Resources.Limits[name]
+			if !ok || limit.IsZero() {
+				return false
+			}
+			if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// guaranteedResources makes the init container's requests equal its
+// limits (or its limits equal its requests, when only those are set), so
+// injecting it keeps a Guaranteed pod Guaranteed.
+func guaranteedResources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+	from := r.Limits
+	if from.Cpu().IsZero() || from.Memory().IsZero() {
+		from = r.Requests
+	}
+	return corev1.ResourceRequirements{Requests: from.DeepCopy(), Limits: from.DeepCopy()}
 }
 
 // TuningEnv validates the pod's tuning annotations with the contract's
@@ -193,13 +238,26 @@ func appendEnvUnlessSet(c *corev1.Container, want corev1.EnvVar, warnings []stri
 			continue
 		}
 		if !sameEnv(have, want) {
-			warnings = append(warnings, fmt.Sprintf("peergroup: container %q sets %s to %s; kept as set, peergroup would have set %s",
-				c.Name, want.Name, describeEnv(have), describeEnv(want)))
+			warnings = append(warnings, fmt.Sprintf("peergroup: container %s sets %s to %s; kept as set, peergroup would have set %s",
+				quote(c.Name), want.Name, describeEnv(have), describeEnv(want)))
 		}
 		return warnings
 	}
 	c.Env = append(c.Env, want)
 	return warnings
+}
+
+// envFromWarning says that the env vars peergroup added win over the same
+// names from the container's envFrom sources, which the webhook cannot
+// read (they may not exist yet, and reading them would need access to
+// every ConfigMap and Secret).
+func envFromWarning(c *corev1.Container, added []corev1.EnvVar) string {
+	names := make([]string, len(added))
+	for i, e := range added {
+		names[i] = e.Name
+	}
+	return fmt.Sprintf("peergroup: container %s also takes env from envFrom; the variables peergroup adds (%s) take precedence over the same names there",
+		quote(c.Name), strings.Join(names, ", "))
 }
 
 func sameEnv(a, b corev1.EnvVar) bool {
@@ -212,10 +270,10 @@ func sameEnv(a, b corev1.EnvVar) bool {
 
 func describeEnv(e corev1.EnvVar) string {
 	if e.ValueFrom == nil {
-		return fmt.Sprintf("%q", e.Value)
+		return quote(e.Value)
 	}
 	if e.ValueFrom.FieldRef != nil {
-		return "fieldRef " + e.ValueFrom.FieldRef.FieldPath
+		return "fieldRef " + clip(e.ValueFrom.FieldRef.FieldPath)
 	}
 	return "a valueFrom source"
 }
@@ -228,22 +286,58 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 	return slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
 }
 
-// checkOS refuses pods that declare another OS than Linux, by spec.os or
-// by the kubernetes.io/os node selector.
+// checkOS refuses pods that declare another OS than Linux, by spec.os, by
+// the kubernetes.io/os node selector, or by a required node affinity none
+// of whose terms admits Linux nodes.
 func checkOS(pod *corev1.Pod) error {
 	const fix = "the seed-discovery init container runs on Linux only: run the group's pods on Linux nodes, or opt this pod out with the label " + contract.InjectLabel + "=false"
 	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
-		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %q; %s", pod.Spec.OS.Name, fix)}
+		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %s; %s", quote(string(pod.Spec.OS.Name)), fix)}
 	}
 	if os, ok := pod.Spec.NodeSelector[corev1.LabelOSStable]; ok && os != string(corev1.Linux) {
-		return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", corev1.LabelOSStable, os, fix)}
+		return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", corev1.LabelOSStable, clip(os), fix)}
+	}
+	if terms := requiredNodeTerms(pod); len(terms) > 0 && !slices.ContainsFunc(terms, admitsLinux) {
+		return &UnsupportedOSError{fmt.Sprintf("the pod's required node affinity admits no node with %s=linux; %s", corev1.LabelOSStable, fix)}
 	}
 	return nil
+}
+
+func requiredNodeTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
+	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		return a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	}
+	return nil
+}
+
+// admitsLinux reports whether a node labelled kubernetes.io/os=linux can
+// match the term, as far as that label decides.
+func admitsLinux(term corev1.NodeSelectorTerm) bool {
+	for _, e := range term.MatchExpressions {
+		if e.Key != corev1.LabelOSStable {
+			continue
+		}
+		linux := slices.Contains(e.Values, string(corev1.Linux))
+		switch e.Operator {
+		case corev1.NodeSelectorOpIn:
+			if !linux {
+				return false
+			}
+		case corev1.NodeSelectorOpNotIn:
+			if linux {
+				return false
+			}
+		case corev1.NodeSelectorOpDoesNotExist:
+			return false
+		}
+	}
+	return true
 }
 
 // checkCollisions refuses pods where the injected names are taken by
 // something else: silently sharing a user's volume or shadowing a user's
 // mount would break the app in ways that are hard to trace back here.
+// Paths are compared cleaned, as the kubelet mounts them.
 func checkCollisions(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == contract.InitContainerName {
@@ -262,8 +356,13 @@ func checkCollisions(pod *corev1.Pod) error {
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, m := range c.VolumeMounts {
-			if m.MountPath == contract.SeedsMountPath && m.Name != contract.SeedsVolumeName {
-				return &CollisionError{fmt.Sprintf("container %q already mounts volume %q at %s, where peergroup mounts the seeds volume: move that mount", c.Name, m.Name, contract.SeedsMountPath)}
+			p := path.Clean(m.MountPath)
+			inside := p == contract.SeedsMountPath || strings.HasPrefix(p, contract.SeedsMountPath+"/")
+			switch {
+			case m.Name != contract.SeedsVolumeName && inside:
+				return &CollisionError{fmt.Sprintf("container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), clip(m.MountPath), contract.SeedsMountPath)}
+			case m.Name == contract.SeedsVolumeName && p != contract.SeedsMountPath:
+				return &CollisionError{fmt.Sprintf("container %s mounts a volume named %q at %s; peergroup needs that name for the seeds volume, which it mounts read-only at %s (where %s points): rename your volume", quote(c.Name), contract.SeedsVolumeName, quote(m.MountPath), contract.SeedsMountPath, contract.EnvSeedsFile)}
 			}
 		}
 	}

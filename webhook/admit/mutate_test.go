@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -191,6 +192,24 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			`the pod sets spec.os.name "windows"; the seed-discovery init container runs on Linux only`, ReasonUnsupportedOS},
 		{"windows by node selector", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{corev1.LabelOSStable: "windows"} },
 			"the pod selects nodes with kubernetes.io/os=windows", ReasonUnsupportedOS},
+		{"windows by required node affinity", func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}})
+		}, "the pod's required node affinity admits no node with kubernetes.io/os=linux", ReasonUnsupportedOS},
+		{"linux excluded by NotIn in every term", func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"linux"}}}},
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}, {Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpDoesNotExist}}})
+		}, "admits no node with kubernetes.io/os=linux", ReasonUnsupportedOS},
+		{"mount path with a trailing slash", func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: contract.SeedsMountPath + "/"}}
+		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup/`, ReasonCollision},
+		{"mount inside the seeds directory", func(p *corev1.Pod) {
+			p.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/var/run//peergroup/seeds"}}
+		}, `container "exporter" already mounts volume "data" at /var/run//peergroup/seeds`, ReasonCollision},
+		{"user's seeds volume mounted elsewhere", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: "/data"}}
+		}, `container "cassandra" mounts a volume named "peergroup-seeds" at "/data"; peergroup needs that name for the seeds volume`, ReasonCollision},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,5 +262,127 @@ func TestDesiredServicePorts(t *testing.T) {
 	}
 	if svc.Namespace != "db" || svc.Name != "cassandra" || !IsHeadless(svc) || !svc.Spec.PublishNotReadyAddresses {
 		t.Errorf("service %+v", svc)
+	}
+}
+
+func requireNodes(terms ...corev1.NodeSelectorTerm) *corev1.Affinity {
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms}}}
+}
+
+// Linux stays admitted when any term of the required node affinity admits
+// it, and the seeds volume the user declared is reused where peergroup
+// mounts it.
+func TestMutateAcceptsLinuxAndReusedSeedsVolume(t *testing.T) {
+	cases := map[string]func(*corev1.Pod){
+		"one term admits linux": func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}},
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpIn, Values: []string{"linux", "windows"}}}})
+		},
+		"affinity on other labels": func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}})
+		},
+		"os label required to exist": func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpExists}}})
+		},
+		"seeds volume mounted where peergroup mounts it": func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath + "/", ReadOnly: true}}
+		},
+		"a user mount above the seeds directory": func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "run", MountPath: "/var/run"}}
+		},
+	}
+	for name, modify := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := twoContainerPod()
+			modify(p)
+			p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+			if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictInjected {
+				t.Errorf("decision %s, want injected", summary(d))
+			}
+		})
+	}
+}
+
+// A container that also takes env from envFrom is warned that the
+// variables peergroup adds take precedence there; only those it added.
+func TestMutateWarnsAboutEnvFrom(t *testing.T) {
+	p := twoContainerPod()
+	p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
+	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: contract.EnvSeedsFile, Value: contract.SeedsFile}}
+	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+	d := decideBoth(t, p, nil, nil)
+	want := `peergroup: container "cassandra" also takes env from envFrom; the variables peergroup adds (CASSANDRA_SERVICE, POD_NAMESPACE) take precedence over the same names there`
+	if d.Verdict != VerdictInjected || len(d.Warnings) != 1 || d.Warnings[0] != want {
+		t.Errorf("warnings %q, want [%q]", d.Warnings, want)
+	}
+}
+
+// Injection never makes a pod's QoS class worse: a Guaranteed pod gets an
+// init container whose requests equal its limits; other pods get the
+// configured requests and limits.
+func TestMutateKeepsGuaranteedPodsGuaranteed(t *testing.T) {
+	res := func(cpu, mem string) corev1.ResourceList {
+		return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem)}
+	}
+	guaranteedPod := func() *corev1.Pod {
+		p := twoContainerPod()
+		for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+			for i := range cs {
+				cs[i].Resources = corev1.ResourceRequirements{Requests: res("1", "1Gi"), Limits: res("1", "1Gi")}
+			}
+		}
+		return p
+	}
+	cfg := DefaultConfig()
+	cases := []struct {
+		name       string
+		pod        *corev1.Pod
+		guaranteed bool
+	}{
+		{"guaranteed", guaranteedPod(), true},
+		{"one container's request below its limit", func() *corev1.Pod {
+			p := guaranteedPod()
+			p.Spec.Containers[1].Resources.Requests = res("500m", "1Gi")
+			return p
+		}(), false},
+		{"an init container without limits", func() *corev1.Pod {
+			p := guaranteedPod()
+			p.Spec.InitContainers[0].Resources = corev1.ResourceRequirements{}
+			return p
+		}(), false},
+		{"limits only (requests default to them)", func() *corev1.Pod {
+			p := guaranteedPod()
+			for i := range p.Spec.Containers {
+				p.Spec.Containers[i].Resources.Requests = nil
+			}
+			return p
+		}(), true},
+		{"best effort", twoContainerPod(), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.pod.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+			d := decideBoth(t, tc.pod, nil, nil)
+			if d.Verdict != VerdictInjected {
+				t.Fatalf("%s", summary(d))
+			}
+			ic := d.Mutated.Spec.InitContainers[len(d.Mutated.Spec.InitContainers)-1]
+			want := cfg.Resources
+			if tc.guaranteed {
+				want = corev1.ResourceRequirements{Requests: cfg.Resources.Limits, Limits: cfg.Resources.Limits}
+			}
+			if !equality.Semantic.DeepEqual(ic.Resources, want) {
+				t.Errorf("init container resources %v, want %v", ic.Resources, want)
+			}
+			if got := guaranteed(d.Mutated); got != tc.guaranteed {
+				t.Errorf("the injected pod is Guaranteed: %v, want %v", got, tc.guaranteed)
+			}
+		})
+	}
+	// Only requests configured: the limits follow them.
+	if r := guaranteedResources(corev1.ResourceRequirements{Requests: res("10m", "16Mi")}); !equality.Semantic.DeepEqual(r.Limits, res("10m", "16Mi")) {
+		t.Errorf("limits %v", r.Limits)
 	}
 }

@@ -9,7 +9,10 @@ import (
 
 // NamespaceLabels returns the labels of a namespace.
 type NamespaceLabels interface {
+	// Labels reads them, from a cache where there is one.
 	Labels(ctx context.Context, namespace string) (map[string]string, error)
+	// FreshLabels reads them past any cache.
+	FreshLabels(ctx context.Context, namespace string) (map[string]string, error)
 }
 
 // ServiceEnsurer makes sure a group's headless Service exists before a
@@ -30,6 +33,10 @@ type StaticNamespaceLabels map[string]string
 
 func (s StaticNamespaceLabels) Labels(context.Context, string) (map[string]string, error) {
 	return s, nil
+}
+
+func (s StaticNamespaceLabels) FreshLabels(ctx context.Context, ns string) (map[string]string, error) {
+	return s.Labels(ctx, ns)
 }
 
 // StaticServices stands in for the Service cache offline: Existing is the

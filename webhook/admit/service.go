@@ -1,12 +1,14 @@
 package admit
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -34,6 +36,10 @@ func DesiredService(pod *corev1.Pod, ns string, m Membership) *corev1.Service {
 	}
 }
 
+// servicePorts gives each distinct (port, protocol) of the pod's containers
+// a Service port with a name unique in the Service: the user's name when it
+// is still free, else <protocol>-<port>, with -2, -3, ... appended while
+// that is taken (by a user's name, or by an earlier derived one).
 func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 	type key struct {
 		port  int32
@@ -44,10 +50,7 @@ func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 	var ports []corev1.ServicePort
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
+			proto := cmp.Or(p.Protocol, corev1.ProtocolTCP)
 			k := key{p.ContainerPort, proto}
 			if seen[k] {
 				continue
@@ -57,7 +60,11 @@ func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 			if name == "" || names[name] {
 				// Derived names keep SRV records available for ports the
 				// user left unnamed.
-				name = fmt.Sprintf("%s-%d", strings.ToLower(string(proto)), p.ContainerPort)
+				base := fmt.Sprintf("%s-%d", strings.ToLower(string(proto)), p.ContainerPort)
+				name = base
+				for i := 2; names[name]; i++ {
+					name = fmt.Sprintf("%s-%d", base, i)
+				}
 			}
 			names[name] = true
 			ports = append(ports, corev1.ServicePort{
@@ -71,6 +78,42 @@ func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 	return ports
 }
 
+// InvalidPodError refuses a pod the API server would reject anyway, in a
+// field the group's Service is built from. Refusing it here, before the
+// Service is created, keeps a rejected pod from leaving a Service behind
+// (whose ports, taken from the first pod, would then be wrong for good),
+// and gives the user the pod's own error instead of a Service's.
+type InvalidPodError struct{ Detail string }
+
+func (e *InvalidPodError) Error() string { return "peergroup: the pod is invalid: " + e.Detail }
+
+// checkServiceInputs applies the API server's own rules to the pod fields
+// DesiredService reads.
+func checkServiceInputs(pod *corev1.Pod) error {
+	if len(pod.Spec.Containers) == 0 {
+		return &InvalidPodError{"spec.containers is empty; a pod needs at least one container"}
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			where := fmt.Sprintf("container %s port %d", quote(c.Name), p.ContainerPort)
+			if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+				return &InvalidPodError{where + ": containerPort must be between 1 and 65535"}
+			}
+			if p.Name != "" {
+				if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+					return &InvalidPodError{fmt.Sprintf("%s: name %s is not a valid port name: %s", where, quote(p.Name), strings.Join(errs, "; "))}
+				}
+			}
+			switch p.Protocol {
+			case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
+			default:
+				return &InvalidPodError{fmt.Sprintf("%s: protocol %s must be TCP, UDP or SCTP", where, quote(string(p.Protocol)))}
+			}
+		}
+	}
+	return nil
+}
+
 // IsHeadless reports whether svc gives one DNS record per pod.
 func IsHeadless(svc *corev1.Service) bool {
 	return svc.Spec.ClusterIP == corev1.ClusterIPNone
@@ -82,18 +125,23 @@ func CheckHeadless(have *corev1.Service) error {
 	if IsHeadless(have) {
 		return nil
 	}
-	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, ClusterIP: have.Spec.ClusterIP}
+	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, Type: have.Spec.Type, ClusterIP: have.Spec.ClusterIP}
 }
 
 // NotHeadlessError is the denial for a group whose Service exists with a
 // cluster IP.
 type NotHeadlessError struct {
 	Namespace, Name string
+	Type            corev1.ServiceType
 	ClusterIP       string
 }
 
 func (e *NotHeadlessError) Error() string {
-	return fmt.Sprintf("peergroup: Service %s/%s exists and is not headless (clusterIP %s); seed discovery needs a headless Service (clusterIP: None) so DNS returns one address per peer. "+
+	what := "clusterIP " + e.ClusterIP
+	if e.Type == corev1.ServiceTypeExternalName {
+		what = "type ExternalName: it has no endpoints"
+	}
+	return fmt.Sprintf("peergroup: Service %s/%s exists and is not headless (%s); seed discovery needs a headless Service (clusterIP: None) so DNS returns one address per peer. "+
 		"Fix: set the pod annotation %s to the name of a headless Service (peergroup creates it if missing), or delete or replace Service %s with clusterIP: None",
-		e.Namespace, e.Name, e.ClusterIP, contract.ServiceAnnotation, e.Name)
+		e.Namespace, e.Name, what, contract.ServiceAnnotation, e.Name)
 }

@@ -173,7 +173,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// trimCached keeps, of a Service, its name, namespace and clusterIP (all
+// trimCached keeps, of a Service, its name, namespace, type and clusterIP (all
 // that Ensure reads) and, of a namespace, its name and labels.
 func trimCached(obj any) (any, error) {
 	switch o := obj.(type) {
@@ -181,7 +181,7 @@ func trimCached(obj any) (any, error) {
 		return &corev1.Service{
 			TypeMeta:   o.TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
-			Spec:       corev1.ServiceSpec{ClusterIP: o.Spec.ClusterIP},
+			Spec:       corev1.ServiceSpec{ClusterIP: o.Spec.ClusterIP, Type: o.Spec.Type},
 		}, nil
 	case *metav1.PartialObjectMetadata:
 		return &metav1.PartialObjectMetadata{

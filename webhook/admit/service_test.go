@@ -1,0 +1,112 @@
+package admit
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// The Service built from any valid pod passes the API server's rules for
+// Service ports: every name a valid, unique IANA service name, every
+// (port, protocol) once. Ports are drawn from a small set of numbers and
+// names, including names that look derived, so collisions are frequent.
+func TestDesiredServiceFromAnyValidPodIsValid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	numbers := []int32{53, 80, 443, 7000, 8080, 9042, 65535}
+	names := []string{"", "", "tcp-80", "tcp-8080", "tcp-80-2", "udp-53", "cql", "http", "sctp-65535"}
+	protocols := []corev1.Protocol{"", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP}
+	for i := range 5000 {
+		pod := &corev1.Pod{}
+		for c := range 1 + rng.IntN(3) {
+			ctr := corev1.Container{Name: fmt.Sprintf("c%d", c)}
+			for range rng.IntN(6) {
+				ctr.Ports = append(ctr.Ports, corev1.ContainerPort{
+					Name: names[rng.IntN(len(names))], ContainerPort: numbers[rng.IntN(len(numbers))], Protocol: protocols[rng.IntN(len(protocols))],
+				})
+			}
+			pod.Spec.Containers = append(pod.Spec.Containers, ctr)
+		}
+		if err := checkServiceInputs(pod); err != nil {
+			t.Fatalf("pod %d: a valid pod refused: %v", i, err)
+		}
+		svc := DesiredService(pod, "db", Membership{Group: "g", Service: "g"})
+		if err := validServicePorts(svc.Spec.Ports); err != nil {
+			t.Fatalf("pod %d: %v\nports %+v\nfrom %+v", i, err, svc.Spec.Ports, pod.Spec.Containers)
+		}
+	}
+}
+
+// validServicePorts is what the API server checks of a Service's ports.
+func validServicePorts(ports []corev1.ServicePort) error {
+	names := map[string]bool{}
+	type key struct {
+		port  int32
+		proto corev1.Protocol
+	}
+	seen := map[key]bool{}
+	for _, p := range ports {
+		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+			return fmt.Errorf("port name %q: %s", p.Name, strings.Join(errs, "; "))
+		}
+		if names[p.Name] {
+			return fmt.Errorf("port name %q twice", p.Name)
+		}
+		names[p.Name] = true
+		if seen[key{p.Port, p.Protocol}] {
+			return fmt.Errorf("port %d/%s twice", p.Port, p.Protocol)
+		}
+		seen[key{p.Port, p.Protocol}] = true
+	}
+	return nil
+}
+
+// The issue's case: a user's name equal to the name derived for another
+// port.
+func TestDerivedPortNamesNeverCollide(t *testing.T) {
+	pod := &corev1.Pod{}
+	pod.Spec.Containers = []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "tcp-80", ContainerPort: 8080}, {ContainerPort: 80}, {Name: "tcp-80-2", ContainerPort: 81}, {ContainerPort: 80, Protocol: corev1.ProtocolUDP}}}}
+	var got []string
+	for _, p := range DesiredService(pod, "db", Membership{Group: "g", Service: "g"}).Spec.Ports {
+		got = append(got, fmt.Sprintf("%s=%d/%s", p.Name, p.Port, p.Protocol))
+	}
+	if want := "tcp-80=8080/TCP tcp-80-2=80/TCP tcp-81=81/TCP udp-80=80/UDP"; strings.Join(got, " ") != want {
+		t.Errorf("ports %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+// A pod the API server would reject, in a field the Service is built from,
+// is denied with its own error before any Service is created.
+func TestInvalidPodDeniedBeforeItsService(t *testing.T) {
+	cases := map[string]struct {
+		containers []corev1.Container
+		want       string
+	}{
+		"no containers":     {nil, "spec.containers is empty"},
+		"bad port name":     {[]corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "Gossip_Port", ContainerPort: 7000}}}}, `container "c" port 7000: name "Gossip_Port" is not a valid port name`},
+		"port out of range": {[]corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{ContainerPort: 70000}}}}, "containerPort must be between 1 and 65535"},
+		"port zero":         {[]corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{ContainerPort: 0}}}}, "containerPort must be between 1 and 65535"},
+		"bad protocol":      {[]corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{ContainerPort: 1, Protocol: "HTTP"}}}}, `protocol "HTTP" must be TCP, UDP or SCTP`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{contract.GroupLabel: "g"}}}
+			pod.Spec.Containers = tc.containers
+			for _, injected := range []bool{false, true} {
+				if injected {
+					pod.Annotations = map[string]string{contract.InjectedAnnotation: "v"}
+				}
+				d := decideBoth(t, pod, nil, nil)
+				if d.Verdict != VerdictDenied || d.Reason != ReasonInvalidPod || !strings.Contains(d.Message, tc.want) || d.Service != ServiceNotReached {
+					t.Errorf("injected=%v: %s, want denied invalid-pod %q with the Service not reached", injected, summary(d), tc.want)
+				}
+			}
+		})
+	}
+}
