@@ -6,13 +6,11 @@
 package offline
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"sort"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -81,12 +78,12 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 	out := make([][]byte, len(docs))
 	changed := false
 	for i, doc := range docs {
-		out[i] = doc
-		if emptyDocument(doc) {
+		out[i] = doc.body
+		if emptyDocument(doc.body) {
 			continue
 		}
 		obj := &unstructured.Unstructured{}
-		jsonDoc, err := yaml.YAMLToJSON(doc)
+		jsonDoc, err := yaml.YAMLToJSON(doc.body)
 		if err != nil {
 			return nil, res, fmt.Errorf("document %d: not YAML or JSON: %w", i+1, err)
 		}
@@ -124,8 +121,9 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 		buf.WriteString("---\n")
 		buf.Write(b)
 	}
-	for _, d := range out {
-		buf.WriteString("---\n")
+	for i, d := range out {
+		// The document's own separator line, comment included.
+		buf.WriteString(cmp.Or(docs[i].separator, "---") + "\n")
 		buf.Write(d)
 		if len(d) > 0 && d[len(d)-1] != '\n' {
 			buf.WriteByte('\n')
@@ -262,34 +260,6 @@ func serviceYAML(svc *corev1.Service) ([]byte, error) {
 	return yaml.Marshal(m)
 }
 
-// splitDocuments splits a YAML stream at its document separators, keeping
-// each document's bytes as written.
-func splitDocuments(in []byte) ([][]byte, error) {
-	r := utilyaml.NewYAMLReader(bufioReader(in))
-	var docs [][]byte
-	for {
-		d, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read manifests: %w", err)
-		}
-		docs = append(docs, d)
-	}
-}
-
-// emptyDocument reports a document of nothing but comments and blank
-// lines (a leading "---", a trailing separator).
-func emptyDocument(doc []byte) bool {
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			return false
-		}
-	}
-	return true
-}
-
 var errNoTemplate = errors.New("no pod template")
 
 // podTemplate finds obj's pod template (obj itself for a Pod) as a copy,
@@ -320,8 +290,6 @@ func podTemplate(obj map[string]any) (template map[string]any, path []string, po
 	return template, path, pod, nil
 }
 
-func bufioReader(in []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(in)) }
-
 // PodFromManifest reads one object, a Pod or a workload, and returns its
 // pod (the template of a workload, with the workload's namespace).
 func PodFromManifest(in []byte) (*corev1.Pod, error) {
@@ -330,11 +298,11 @@ func PodFromManifest(in []byte) (*corev1.Pod, error) {
 		return nil, err
 	}
 	for _, doc := range docs {
-		if emptyDocument(doc) {
+		if emptyDocument(doc.body) {
 			continue
 		}
 		obj := map[string]any{}
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
+		if err := yaml.Unmarshal(doc.body, &obj); err != nil {
 			return nil, fmt.Errorf("not YAML or JSON: %w", err)
 		}
 		_, path, pod, err := podTemplate(obj)

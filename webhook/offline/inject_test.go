@@ -2,14 +2,16 @@ package offline
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	"sigs.k8s.io/yaml"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/peergroup/peergroup/webhook/admit"
 )
@@ -71,24 +73,23 @@ func TestInjectGolden(t *testing.T) {
 	}
 }
 
+// documents reads a stream with kubectl's own decoder, independent of the
+// splitter under test.
 func documents(t *testing.T, stream []byte) []any {
 	t.Helper()
-	docs, err := splitDocuments(stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
 	var out []any
-	for _, d := range docs {
-		if emptyDocument(d) {
-			continue
-		}
+	for {
 		var v any
-		if err := yaml.Unmarshal(d, &v); err != nil {
+		if err := dec.Decode(&v); errors.Is(err, io.EOF) {
+			return out
+		} else if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, v)
+		if v != nil {
+			out = append(out, v)
+		}
 	}
-	return out
 }
 
 // Non-members pass through byte for byte, comments and layout included.
@@ -127,5 +128,44 @@ func TestInjectErrorsNameTheObject(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || out != nil {
 			t.Errorf("%q: %v, want an error containing %q and no output", in, err, want)
 		}
+	}
+}
+
+// Every document read comes out: a concatenated JSON stream (two pods of
+// one group, and a non-member) gives the Service and all three objects,
+// counted by kubectl's decoder; a comment on a separator line is kept.
+func TestInjectKeepsEveryDocument(t *testing.T) {
+	pod := func(name string, labels string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","labels":{` + labels + `}},"spec":{"containers":[{"name":"c","image":"x"}]}}`
+	}
+	member := `"peergroup.dev/group":"g"`
+	cases := map[string]struct {
+		in       string
+		objects  int
+		contains []string
+	}{
+		"concatenated JSON":          {pod("a", member) + pod("b", member) + "\n" + pod("c", ""), 4, nil},
+		"JSON objects on lines":      {pod("a", member) + "\n" + pod("b", member) + "\n", 3, nil},
+		"comment on a separator":     {"--- # the first pod\n" + pod("a", member) + "\n--- # the second\n" + pod("b", "") + "\n", 3, []string{"--- # the first pod\n", "--- # the second\n"}},
+		"YAML with an empty trailer": {"apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n---\n# nothing\n", 2, nil},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, res, err := InjectManifests([]byte(tc.in), OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "db"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(documents(t, out)); got != tc.objects {
+				t.Errorf("%d objects out, want %d (the Service and every object in):\n%s", got, tc.objects, out)
+			}
+			if len(res.Services) != 1 {
+				t.Errorf("services %v", res.Services)
+			}
+			for _, c := range tc.contains {
+				if !strings.Contains(string(out), c) {
+					t.Errorf("output lacks %q:\n%s", c, out)
+				}
+			}
+		})
 	}
 }
