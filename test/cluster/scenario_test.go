@@ -152,3 +152,36 @@ func requireNoPods(t *testing.T, ns string, for_ time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Only pods that went through peergroup are peers: a pod of the group that
+// opted out (no seed-discovery, no seeds) never appears in the group's
+// EndpointSlices, so it never appears in DNS, and the members' seeds are
+// drawn from the members alone.
+func TestOptedOutPodIsNoPeer(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{"peergroup.dev/group": "cassandra"})
+	members := replicationController(ns, "members", 2, podTemplate("members", nil, nil))
+	optedOut := replicationController(ns, "opted-out", 1, podTemplate("opted-out",
+		map[string]string{"peergroup.dev/group": "cassandra", "peergroup.dev/inject": "false"}, nil))
+	for _, rc := range []*corev1.ReplicationController{members, optedOut} {
+		if err := lc.Client.Create(ctx, rc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	memberPods := runningPods(t, ns, "members", 2)
+	outPods := runningPods(t, ns, "opted-out", 1)
+	if slices.ContainsFunc(outPods[0].Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" }) {
+		t.Fatal("the opted-out pod was injected")
+	}
+	// EndpointSlices list exactly the members, never the opted-out pod.
+	requireEndpoints(t, ns, "cassandra", memberPods)
+	runs := discover(t, memberPods)
+	for _, r := range runs {
+		for _, p := range r.Decision.Peers {
+			if p.IP.String() == outPods[0].Status.PodIP {
+				t.Errorf("%s sees the opted-out pod %s as a peer", r.Pod, outPods[0].Status.PodIP)
+			}
+		}
+	}
+	requireAgreement(t, runs, memberPods)
+}

@@ -65,9 +65,13 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 	}
 	injected := IsInjected(pod)
 	if !injected {
-		if dec.Mutated, dec.Warnings, err = Mutate(pod, m, d.Config); err != nil {
-			return dec.deny(denialReason(err), err)
-		}
+		dec.Mutated, dec.Warnings, err = Mutate(pod, m, d.Config)
+	} else {
+		dec.Incomplete = incompleteContainers(pod, m)
+		dec.Mutated, dec.Warnings, err = Complete(pod, m)
+	}
+	if err != nil {
+		return dec.deny(denialReason(err), err)
 	}
 	if err := checkServiceInputs(pod); err != nil {
 		return dec.deny(ReasonInvalidPod, err)
@@ -78,13 +82,21 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		return dec
 	}
 	if injected {
-		dec.Verdict, dec.Reason, dec.Message, dec.Marker = VerdictSkipped, ReasonAlreadyInjected, "already injected", MarkerAnnotation
+		dec.Marker = MarkerAnnotation
 		if hasInitContainer(pod) {
 			dec.Marker = MarkerInitContainer
 		}
+	}
+	if dec.Mutated == nil {
+		dec.Verdict, dec.Reason, dec.Message = VerdictSkipped, ReasonAlreadyInjected, "already injected"
 		return dec
 	}
 	dec.Verdict = VerdictInjected
+	if injected {
+		// A reinvocation after another webhook added a container, or a
+		// pod injected before the peer label existed.
+		dec.Reason = ReasonCompleted
+	}
 	cache := d.InitContainers
 	if !dec.GroupInCluster() {
 		// A group with no Service yet may be one of any number of dry-run
@@ -181,7 +193,13 @@ func denialReason(err error) Reason {
 	var tuning *InvalidTuningError
 	var collision *CollisionError
 	var unsupportedOS *UnsupportedOSError
+	var unsupportedDNS *UnsupportedDNSError
+	var invalidPod *InvalidPodError
 	switch {
+	case errors.As(err, &unsupportedDNS):
+		return ReasonUnsupportedDNS
+	case errors.As(err, &invalidPod):
+		return ReasonInvalidPod
 	case errors.As(err, &tuning):
 		return ReasonInvalidTuning
 	case errors.As(err, &collision):
@@ -218,6 +236,19 @@ func requestPod(req Request) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
 	return pod, nil
+}
+
+// incompleteContainers names the app containers of an injected pod that
+// lack the env or the seeds mount.
+func incompleteContainers(pod *corev1.Pod, m Membership) []string {
+	env := appEnv(m)
+	var names []string
+	for i := range pod.Spec.Containers {
+		if c := &pod.Spec.Containers[i]; !containerComplete(c, env) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
 }
 
 // patch is the JSON patch turning in into out, by the configured mode.

@@ -26,17 +26,21 @@ const (
 type Reason string
 
 const (
-	ReasonNone                Reason = ""
-	ReasonNotCreate           Reason = "not-create"
-	ReasonExcludedNamespace   Reason = "excluded-namespace"
-	ReasonNotMember           Reason = "not-member"
-	ReasonOptedOut            Reason = "opted-out"
-	ReasonAlreadyInjected     Reason = "already-injected"
+	ReasonNone              Reason = ""
+	ReasonNotCreate         Reason = "not-create"
+	ReasonExcludedNamespace Reason = "excluded-namespace"
+	ReasonNotMember         Reason = "not-member"
+	ReasonOptedOut          Reason = "opted-out"
+	ReasonAlreadyInjected   Reason = "already-injected"
+	// ReasonCompleted: an injected pod got what was missing since (a
+	// container added by a later webhook, the peer label).
+	ReasonCompleted           Reason = "completed"
 	ReasonInvalidName         Reason = "invalid-name"
 	ReasonInvalidTuning       Reason = "invalid-tuning"
 	ReasonCollision           Reason = "collision"
 	ReasonUnsupportedOS       Reason = "unsupported-os"
 	ReasonInvalidPod          Reason = "invalid-pod"
+	ReasonUnsupportedDNS      Reason = "unsupported-dns"
 	ReasonServiceNotHeadless  Reason = "service-not-headless"
 	ReasonServiceCreateFailed Reason = "service-create-failed"
 	ReasonNamespaceLookup     Reason = "namespace-lookup-failed"
@@ -107,6 +111,9 @@ type Decision struct {
 	Service     ServiceState
 	// Marker is set for an already injected pod.
 	Marker Marker
+	// Incomplete names the app containers of an already injected pod that
+	// lacked the env or the seeds mount.
+	Incomplete []string
 
 	// Pod is the pod decided on, Mutated the injected copy (nil unless
 	// VerdictInjected), Patch the JSON patch between them.

@@ -53,6 +53,8 @@ type AdmittedPod struct {
 		OS             *corev1.PodOS       `json:"os,omitempty"`
 		NodeSelector   map[string]string   `json:"nodeSelector,omitempty"`
 		Affinity       *admittedAffinity   `json:"affinity,omitempty"`
+		HostNetwork    bool                `json:"hostNetwork,omitempty"`
+		DNSPolicy      corev1.DNSPolicy    `json:"dnsPolicy,omitempty"`
 	} `json:"spec"`
 }
 
@@ -87,6 +89,7 @@ func (a *AdmittedPod) Pod() *corev1.Pod {
 	p.Spec.Containers = containers(a.Spec.Containers)
 	p.Spec.InitContainers = containers(a.Spec.InitContainers)
 	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
+	p.Spec.HostNetwork, p.Spec.DNSPolicy = a.Spec.HostNetwork, a.Spec.DNSPolicy
 	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
 		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
 	}

@@ -1,12 +1,14 @@
 package admit
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/contract"
@@ -71,45 +73,22 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkTuningFitsPod(pod); err != nil {
+		return nil, nil, err
+	}
 	if err := checkOS(pod); err != nil {
+		return nil, nil, err
+	}
+	if err := checkDNS(pod); err != nil {
 		return nil, nil, err
 	}
 	if err := checkCollisions(pod); err != nil {
 		return nil, nil, err
 	}
-	// Copy on write: the output shares every field Mutate does not touch
-	// with the input and gets fresh copies of the ones it does, which keeps
-	// the function pure without a deep copy of the whole pod.
-	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: pod.Status}
-	out.Labels = withKey(pod.Labels, contract.GroupLabel, m.Group) // so the Service selects namespace-label members
+	out, warnings := withPeerFields(pod, m, false)
 	out.Annotations = withKey(pod.Annotations, contract.InjectedAnnotation, cfg.Version)
-	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
 	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
-
-	appEnv := []corev1.EnvVar{
-		{Name: contract.ServiceEnvName(m.Group), Value: m.Service},
-		{Name: contract.EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
-		{Name: contract.EnvSeedsFile, Value: contract.SeedsFile},
-	}
-	var warnings []string
-	for i := range out.Spec.Containers {
-		c := &out.Spec.Containers[i]
-		// Fresh backing arrays with room for the additions, so an append
-		// never writes into the input's array.
-		c.Env = slices.Grow(slices.Clip(c.Env), len(appEnv))
-		c.VolumeMounts = slices.Grow(slices.Clip(c.VolumeMounts), 1)
-		before := len(c.Env)
-		for _, want := range appEnv {
-			warnings = appendEnvUnlessSet(c, want, warnings)
-		}
-		if len(c.EnvFrom) > 0 && len(c.Env) > before {
-			warnings = append(warnings, envFromWarning(c, c.Env[before:]))
-		}
-		if !hasMount(c, contract.SeedsVolumeName) {
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true})
-		}
-	}
 	if !hasVolume(out, contract.SeedsVolumeName) {
 		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
 			Name:         contract.SeedsVolumeName,
@@ -122,6 +101,97 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	}
 	out.Spec.InitContainers = append(out.Spec.InitContainers, ic)
 	return out, warnings, nil
+}
+
+// Complete returns a copy of an already injected pod with what is missing
+// since: the env and the seeds mount in app containers added after the
+// injection (another webhook's, on reinvocation), and the group and peer
+// labels. It returns nil when nothing is missing, and for a pod that has
+// no seeds volume and init container of peergroup's to complete (only the
+// annotation: nothing to mount).
+func Complete(pod *corev1.Pod, m Membership) (*corev1.Pod, []string, error) {
+	if !hasInitContainer(pod) || !hasVolume(pod, contract.SeedsVolumeName) || isComplete(pod, m) {
+		return nil, nil, nil
+	}
+	if err := checkMounts(pod); err != nil {
+		return nil, nil, err
+	}
+	out, warnings := withPeerFields(pod, m, true)
+	return out, warnings, nil
+}
+
+// appEnv is what every app container of a member of m gets.
+func appEnv(m Membership) []corev1.EnvVar {
+	return []corev1.EnvVar{
+		{Name: contract.ServiceEnvName(m.Group), Value: m.Service},
+		{Name: contract.EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+		{Name: contract.EnvSeedsFile, Value: contract.SeedsFile},
+	}
+}
+
+// withPeerFields copies pod with the group and peer labels and, in each
+// app container (only those still lacking something, when onlyIncomplete),
+// the env and the read-only seeds mount.
+func withPeerFields(pod *corev1.Pod, m Membership, onlyIncomplete bool) (*corev1.Pod, []string) {
+	// Copy on write: the output shares every field it does not touch with
+	// the input and gets fresh copies of the ones it does, which keeps the
+	// functions pure without a deep copy of the whole pod.
+	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: pod.Status}
+	out.Labels = withKey(pod.Labels, contract.GroupLabel, m.Group) // so the Service selects namespace-label members
+	out.Labels[contract.PeerLabel] = contract.PeerValue
+	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
+	env := appEnv(m)
+	var warnings []string
+	for i := range out.Spec.Containers {
+		c := &out.Spec.Containers[i]
+		if onlyIncomplete && containerComplete(c, env) {
+			continue
+		}
+		// Fresh backing arrays with room for the additions, so an append
+		// never writes into the input's array.
+		c.Env = slices.Grow(slices.Clip(c.Env), len(env))
+		c.VolumeMounts = slices.Grow(slices.Clip(c.VolumeMounts), 1)
+		before := len(c.Env)
+		for _, want := range env {
+			warnings = appendEnvUnlessSet(c, want, warnings)
+		}
+		if len(c.EnvFrom) > 0 && len(c.Env) > before {
+			warnings = append(warnings, envFromWarning(c, c.Env[before:]))
+		}
+		if !hasMount(c, contract.SeedsVolumeName) {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true})
+		}
+	}
+	return out, warnings
+}
+
+// isComplete reports whether an injected pod has everything withPeerFields
+// adds.
+func isComplete(pod *corev1.Pod, m Membership) bool {
+	if pod.Labels[contract.GroupLabel] != m.Group || pod.Labels[contract.PeerLabel] != contract.PeerValue {
+		return false
+	}
+	env := appEnv(m)
+	for i := range pod.Spec.Containers {
+		if !containerComplete(&pod.Spec.Containers[i], env) {
+			return false
+		}
+	}
+	return true
+}
+
+// containerComplete: the seeds mount and every env name (the user's own
+// value for a name counts: it is kept as set).
+func containerComplete(c *corev1.Container, env []corev1.EnvVar) bool {
+	if !hasMount(c, contract.SeedsVolumeName) {
+		return false
+	}
+	for _, want := range env {
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == want.Name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // guaranteed reports whether the pod's QoS class is Guaranteed: every
@@ -286,6 +356,52 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 	return slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
 }
 
+// checkTuningFitsPod refuses tuning values that are valid on their own but
+// cannot work for this pod, so the user reads why at `kubectl apply`
+// instead of in an init container that waits until its deadline.
+func checkTuningFitsPod(pod *corev1.Pod) error {
+	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasTCPPort(pod, name) {
+		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
+			Rule: "the name of a TCP port of one of the pod's containers (seed-discovery queries the SRV records _" + clip(name) + "._tcp of the Service, which exist only for such a port)"}
+	}
+	if pod.Annotations[contract.FoundingValue.Annotation] == string(contract.FoundOrdinal0) {
+		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
+			return &InvalidTuningError{Annotation: contract.FoundingValue.Annotation, Value: string(contract.FoundOrdinal0),
+				Rule: "lowest or never for a pod created by a " + clip(c.Kind) + ": ordinal0 needs StatefulSet pods, whose hostnames end in their ordinal"}
+		}
+	}
+	return nil
+}
+
+func hasTCPPort(pod *corev1.Pod, name string) bool {
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkDNS refuses a hostNetwork pod that does not resolve with the cluster
+// DNS: with dnsPolicy ClusterFirst (the default) such a pod gets the node's
+// resolv.conf, where seed-discovery finds neither the cluster domain nor a
+// server that knows the Service.
+func checkDNS(pod *corev1.Pod) error {
+	if pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && pod.Spec.DNSPolicy != corev1.DNSNone {
+		return &UnsupportedDNSError{fmt.Sprintf("the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
+			cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst"), contract.InjectLabel)}
+	}
+	return nil
+}
+
+// UnsupportedDNSError refuses a member pod whose DNS settings keep
+// seed-discovery from the cluster DNS.
+type UnsupportedDNSError struct{ Detail string }
+
+func (e *UnsupportedDNSError) Error() string { return "peergroup: " + e.Detail }
+
 // checkOS refuses pods that declare another OS than Linux, by spec.os, by
 // the kubernetes.io/os node selector, or by a required node affinity none
 // of whose terms admits Linux nodes.
@@ -354,6 +470,12 @@ func checkCollisions(pod *corev1.Pod) error {
 			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", contract.SeedsVolumeName)}
 		}
 	}
+	return checkMounts(pod)
+}
+
+// checkMounts refuses app container mounts that would shadow the seeds
+// directory or use the seeds volume's name for something else.
+func checkMounts(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.Containers {
 		for _, m := range c.VolumeMounts {
 			p := path.Clean(m.MountPath)

@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -139,6 +141,7 @@ func TestMutateUserEnv(t *testing.T) {
 
 func TestMutateTuningAnnotations(t *testing.T) {
 	p := twoContainerPod()
+	p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "intra-node", ContainerPort: 7000})
 	p.Annotations = map[string]string{
 		contract.Domain + "/seed-count":     "2",
 		contract.Domain + "/expected-peers": "3",
@@ -200,6 +203,20 @@ func TestMutateRejectsBadInput(t *testing.T) {
 				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"linux"}}}},
 				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}, {Key: corev1.LabelOSStable, Operator: corev1.NodeSelectorOpDoesNotExist}}})
 		}, "admits no node with kubernetes.io/os=linux", ReasonUnsupportedOS},
+		{"port name of no port", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.PortName.Annotation: "gossip"} },
+			`annotation peergroup.dev/port-name value "gossip" is invalid: it must be the name of a TCP port of one of the pod's containers`, ReasonInvalidTuning},
+		{"port name of a UDP port", func(p *corev1.Pod) {
+			p.Spec.Containers[1].Ports = []corev1.ContainerPort{{Name: "gossip", ContainerPort: 7946, Protocol: corev1.ProtocolUDP}}
+			p.Annotations = map[string]string{contract.PortName.Annotation: "gossip"}
+		}, "the name of a TCP port", ReasonInvalidTuning},
+		{"ordinal0 in a Deployment's pod", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "akka-5d8f", UID: "u", Controller: ptr.To(true)}}
+			p.Annotations = map[string]string{contract.FoundingValue.Annotation: "ordinal0"}
+		}, `it must be lowest or never for a pod created by a ReplicaSet: ordinal0 needs StatefulSet pods`, ReasonInvalidTuning},
+		{"hostNetwork with the node's DNS", func(p *corev1.Pod) { p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirst },
+			"the pod uses hostNetwork with dnsPolicy ClusterFirst, so it resolves with the node's resolv.conf", ReasonUnsupportedDNS},
+		{"hostNetwork, dnsPolicy Default", func(p *corev1.Pod) { p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSDefault },
+			"set dnsPolicy: ClusterFirstWithHostNet", ReasonUnsupportedDNS},
 		{"mount path with a trailing slash", func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: contract.SeedsMountPath + "/"}}
 		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup/`, ReasonCollision},
@@ -288,6 +305,19 @@ func TestMutateAcceptsLinuxAndReusedSeedsVolume(t *testing.T) {
 		"seeds volume mounted where peergroup mounts it": func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath + "/", ReadOnly: true}}
+		},
+		"port name of a TCP port": func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.PortName.Annotation: "cql"}
+		},
+		"ordinal0 in a StatefulSet's pod": func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "cassandra", UID: "u", Controller: ptr.To(true)}}
+			p.Annotations = map[string]string{contract.FoundingValue.Annotation: "ordinal0"}
+		},
+		"ordinal0 in a pod without a controller (a template)": func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.FoundingValue.Annotation: "ordinal0"}
+		},
+		"hostNetwork with the cluster DNS": func(p *corev1.Pod) {
+			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirstWithHostNet
 		},
 		"a user mount above the seeds directory": func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "run", MountPath: "/var/run"}}

@@ -30,8 +30,11 @@ func DesiredService(pod *corev1.Pod, ns string, m Membership) *corev1.Service {
 			// Peers must find each other before they are Ready: a seed node
 			// is not Ready until it has found its seeds.
 			PublishNotReadyAddresses: true,
-			Selector:                 map[string]string{contract.GroupLabel: m.Group},
-			Ports:                    servicePorts(pod),
+			// Only pods that went through peergroup are peers: a pod with
+			// the group label that opted out has no seeds and must not be
+			// seen as one (contract.PeerLabel).
+			Selector: map[string]string{contract.GroupLabel: m.Group, contract.PeerLabel: contract.PeerValue},
+			Ports:    servicePorts(pod),
 		},
 	}
 }

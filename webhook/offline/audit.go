@@ -2,6 +2,7 @@ package offline
 
 import (
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -34,6 +35,10 @@ func Uninjected(pods []corev1.Pod, nsLabels map[string]map[string]string, cfg ad
 			f.Reason = "invalid group: " + d.Message
 		case !d.Allowed():
 			f.Reason = "member of group " + d.Group + " that the webhook would deny: " + d.Message
+		case d.Reason == admit.ReasonCompleted && len(d.Incomplete) > 0:
+			f.Reason = "member of group " + d.Group + " (" + string(d.Source) + ") whose containers " + strings.Join(d.Incomplete, ", ") + " lack the env and seeds mount (added after the injection)"
+		case d.Reason == admit.ReasonCompleted:
+			continue // only the peer label is missing: injected before it existed
 		case d.Verdict == admit.VerdictInjected:
 			f.Reason = "member of group " + d.Group + " (" + string(d.Source) + ") without the seed-discovery init container"
 		case d.Marker == admit.MarkerAnnotation:

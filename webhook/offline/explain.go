@@ -80,6 +80,8 @@ func Explain(in ExplainInput) Explanation {
 		e.Verdict, e.Reason = VerdictDenied, d.Message
 	case d.Reason == admit.ReasonExcludedNamespace:
 		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
+	case d.Reason == admit.ReasonCompleted:
+		e.Verdict, e.Reason, e.Warnings = VerdictInjected, "already injected; the webhook adds what is missing since (env and seeds mount in containers added later, the "+contract.PeerLabel+" label)", d.Warnings
 	case d.Reason == admit.ReasonAlreadyInjected:
 		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+contract.InjectedAnnotation+" annotation"
 	case d.Verdict == admit.VerdictInjected:

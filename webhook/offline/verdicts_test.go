@@ -41,6 +41,16 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 	}
 	peergroupInit := corev1.Container{Name: contract.InitContainerName, VolumeMounts: []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath}}}
 	windows := func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }
+	withSeedsVolume := func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	}
+	// A pod as an earlier version injected it: everything but the peer label.
+	injectedBefore := func() *corev1.Pod {
+		d, _ := decide(pod(member, nil), admit.DefaultConfig(), nil, &admit.StaticServices{})
+		p := d.Mutated
+		delete(p.Labels, contract.PeerLabel)
+		return p
+	}
 	headless := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}
 	clusterIP := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.9"}}
 	cases := []struct {
@@ -73,6 +83,12 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 			admit.VerdictDenied, admit.ReasonCollision, VerdictDenied, "not peergroup's", "", "that the webhook would deny"},
 		{"windows", pod(member, nil, windows), nil, nil, nil,
 			admit.VerdictDenied, admit.ReasonUnsupportedOS, VerdictDenied, "runs on Linux only", "", "that the webhook would deny"},
+		{"injected, a container added since", pod(member, injected, withInit(peergroupInit), withSeedsVolume, func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "proxy"})
+		}), nil, headless, nil,
+			admit.VerdictInjected, admit.ReasonCompleted, VerdictInjected, "already injected; the webhook adds what is missing since", "exists, headless: used as is", "whose containers c, sidecar lack the env and seeds mount"},
+		{"injected before the peer label", injectedBefore(), nil, headless, nil,
+			admit.VerdictInjected, admit.ReasonCompleted, VerdictInjected, "already injected; the webhook adds what is missing since", "exists, headless: used as is", ""},
 		{"injected, headless Service", pod(member, injected, withInit(peergroupInit)), nil, headless, nil,
 			admit.VerdictSkipped, admit.ReasonAlreadyInjected, VerdictAlreadyInjected, "annotation", "exists, headless: used as is", ""},
 		{"annotation only", pod(member, injected), nil, headless, nil,
@@ -91,6 +107,14 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 				cfg.ExcludedNamespaces = tc.excluded
 			}
 			verdict, reason := handlerVerdict(t, cfg, tc.pod, tc.nsLabels, tc.service)
+			if verdict == admit.VerdictInjected && reason == admit.ReasonNone {
+				// Injections carry no reason label in the metrics; the
+				// decision's own reason (none, or completed) is pinned below.
+				reason = tc.reason
+				if d, _ := decide(tc.pod, cfg, tc.nsLabels, &admit.StaticServices{Existing: tc.service, Known: true}); d.Reason != tc.reason {
+					t.Errorf("decision reason %s, want %s", d.Reason, tc.reason)
+				}
+			}
 			if verdict != tc.verdict || reason != tc.reason {
 				t.Errorf("webhook: %s/%s, want %s/%s", verdict, reason, tc.verdict, tc.reason)
 			}
