@@ -23,6 +23,13 @@ const (
 	ServiceAnnotation = Domain + "/service"
 	// InjectedAnnotation is written by the webhook with its version.
 	InjectedAnnotation = Domain + "/injected"
+	// PeerLabel, set to PeerValue by the webhook on every pod it injects,
+	// is half of the selector of the Services peergroup creates: a pod
+	// that carries the group label but was not injected (opted out, or
+	// admitted while the webhook was away) is never a peer, so it never
+	// appears in the group's DNS without running seed-discovery.
+	PeerLabel = Domain + "/peer"
+	PeerValue = "true"
 
 	// ManagedByLabel and ManagedByValue mark the Services peergroup creates.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
