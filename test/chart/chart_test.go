@@ -117,7 +117,7 @@ func TestWebhookEntries(t *testing.T) {
 		t.Errorf("pod-label namespaceSelector: %s", got)
 	}
 	ns := byName["namespace-label.peergroup.dev"]
-	if got := exprs(ns, "obj"); got != "peergroup.dev/group DoesNotExist ; peergroup.dev/inject NotIn false" {
+	if got := exprs(ns, "obj"); got != "peergroup.dev/inject NotIn false" {
 		t.Errorf("namespace-label objectSelector: %s", got)
 	}
 	if got := exprs(ns, "ns"); got != "peergroup.dev/group Exists ; kubernetes.io/metadata.name NotIn peergroup-system,kube-system,infra" {

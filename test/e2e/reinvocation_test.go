@@ -90,29 +90,49 @@ func TestReinvocationCompletesContainersAddedLater(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cluster.Client.Delete(ctx, cfg) })
 
-	// The API server picks up a new configuration after a moment.
-	var pod *corev1.Pod
-	for i := 0; ; i++ {
-		pod = cassandraPod(ns, "meshed-"+strconv.Itoa(i))
+	// Both entries: a namespace member (its group label stamped by
+	// peergroup), and a pod with its own group label.
+	podLabelNS := newNamespace(t, map[string]string{"sidecar-test": "yes"})
+	for _, c := range []struct {
+		ns     string
+		labels map[string]string
+	}{{ns, nil}, {podLabelNS, map[string]string{contract.GroupLabel: "meshed"}}} {
+		pod := createUntilSidecar(t, c.ns, c.labels)
+		requireInjected(t, pod)
+		requireEveryContainerOnce(t, pod)
+		if n := initContainerCount(pod, contract.InitContainerName); n != 1 {
+			t.Errorf("%d seed-discovery init containers", n)
+		}
+	}
+}
+
+// createUntilSidecar creates pods until the API server, which picks up a
+// new webhook configuration after a moment, calls the sidecar injector.
+func createUntilSidecar(t *testing.T, ns string, labels map[string]string) *corev1.Pod {
+	t.Helper()
+	ctx := testContext(t)
+	for i := 0; i <= 50; i++ {
+		pod := cassandraPod(ns, "meshed-"+strconv.Itoa(i))
+		for k, v := range labels {
+			pod.Labels[k] = v
+		}
 		if err := cluster.Client.Create(ctx, pod); err != nil {
 			t.Fatalf("create: %v", err)
 		}
-		if len(pod.Spec.Containers) == 2 || i == 50 {
-			break
+		if len(pod.Spec.Containers) == 2 {
+			return pod
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if len(pod.Spec.Containers) != 2 {
-		t.Fatalf("the sidecar webhook never added its container: %+v", pod.Spec.Containers)
-	}
-	requireInjected(t, pod)
+	t.Fatal("the sidecar webhook never added its container")
+	return nil
+}
+
+func requireEveryContainerOnce(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
 	for _, c := range pod.Spec.Containers {
 		if n := len(envValues(c, contract.EnvSeedsFile)); n != 1 {
-			t.Errorf("container %s has %s %d times, want once", c.Name, contract.EnvSeedsFile, n)
+			t.Errorf("pod %s container %s has %s %d times, want once", pod.Name, c.Name, contract.EnvSeedsFile, n)
 		}
 		mounts := 0
 		for _, m := range c.VolumeMounts {
@@ -121,10 +141,7 @@ func TestReinvocationCompletesContainersAddedLater(t *testing.T) {
 			}
 		}
 		if mounts != 1 {
-			t.Errorf("container %s mounts the seeds volume %d times, want once: %+v", c.Name, mounts, c.VolumeMounts)
+			t.Errorf("pod %s container %s mounts the seeds volume %d times, want once: %+v", pod.Name, c.Name, mounts, c.VolumeMounts)
 		}
-	}
-	if n := initContainerCount(pod, contract.InitContainerName); n != 1 {
-		t.Errorf("%d seed-discovery init containers", n)
 	}
 }

@@ -62,7 +62,7 @@ func TestNamespaceLabelInjectsCassandraAndCreatesService(t *testing.T) {
 	if svc.Spec.ClusterIP != "None" || !svc.Spec.PublishNotReadyAddresses {
 		t.Errorf("Service is not headless with publishNotReadyAddresses: clusterIP=%q publish=%v", svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses)
 	}
-	if svc.Spec.Selector["peergroup.dev/group"] != "cassandra" || len(svc.Spec.Selector) != 1 {
+	if svc.Spec.Selector["peergroup.dev/group"] != "cassandra" || svc.Spec.Selector["peergroup.dev/peer"] != "true" || len(svc.Spec.Selector) != 2 {
 		t.Errorf("selector = %v", svc.Spec.Selector)
 	}
 	if svc.Labels["app.kubernetes.io/managed-by"] != "peergroup" || svc.Labels["peergroup.dev/group"] != "cassandra" {
