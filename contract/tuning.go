@@ -38,7 +38,7 @@ const (
 // configuration error, so a value is valid on both sides or on neither.
 var (
 	SeedCountRange     = IntRange{1, 100}
-	ExpectedPeersRange = IntRange{1, 10000}
+	ExpectedPeersRange = IntRange{1, MaxPeers} // what one DNS answer carries (MaxPeers)
 	PeerPortRange      = IntRange{1, 65535}
 	StableMarginRange  = DurationRange{time.Second, 10 * time.Minute}
 	TimeoutRange       = DurationRange{10 * time.Second, 24 * time.Hour}

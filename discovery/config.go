@@ -126,7 +126,17 @@ func load(args []string, getenv func(string) string, resolvConf []byte) (Config,
 	ips, ipErrs := parsePodIPs(raw.podIPs)
 	c.PodIPs = ips
 	errs = append(errs, ipErrs...)
+	domainSource := contract.EnvClusterDomain
+	if flagsSet(fs)["cluster-domain"] {
+		domainSource = "--cluster-domain"
+	}
+	if c.ClusterDomain == "" {
+		domainSource = "the resolv.conf search line"
+	}
 	fillFromResolvConf(&c, resolvConf)
+	if err := checkClusterDomain(c, domainSource); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, checkRequired(c)...)
 	if c.PollInterval == 0 {
 		c.PollInterval = min(max(c.StableMargin/4, 100*time.Millisecond), time.Second)
@@ -229,6 +239,35 @@ func fillFromResolvConf(c *Config, resolvConf []byte) {
 	if c.DNSServer == "" && len(rc.Servers) > 0 {
 		c.DNSServer = net.JoinHostPort(rc.Servers[0], rc.Port)
 	}
+}
+
+// checkClusterDomain refuses a cluster domain no DNS name can be built
+// from (contract.ValidClusterDomain) and a query name longer than DNS
+// allows: either would only ever fail its queries, so seed-discovery would
+// retry until its timeout and exit 5 where exit 2 says what to fix. source
+// names where the domain came from. An empty domain is checkRequired's.
+func checkClusterDomain(c Config, source string) error {
+	if c.ClusterDomain == "" {
+		return nil
+	}
+	if err := contract.ValidClusterDomain(c.ClusterDomain); err != nil {
+		if source == "the resolv.conf search line" {
+			return fmt.Errorf("%s: %w; set %s (chart value seedDiscovery.clusterDomain) or --cluster-domain", source, err, contract.EnvClusterDomain)
+		}
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	if c.Service == "" || c.Namespace == "" {
+		return nil
+	}
+	name := c.FQDN()
+	if c.PortName != "" {
+		name = "_" + c.PortName + "._tcp." + name
+	}
+	// IsDomainName checks the wire limits: labels of 63 bytes, names of 255.
+	if _, ok := dns.IsDomainName(name); !ok {
+		return fmt.Errorf("the name to query, %q, is not a valid DNS name (labels of 1 to 63 characters, at most 253 characters in all): check the Service, the namespace and the cluster domain (from %s)", name, source)
+	}
+	return nil
 }
 
 // checkRequired reports each value seed-discovery cannot run without.

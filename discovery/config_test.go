@@ -66,6 +66,15 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "bad env int", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db", "POD_IP": "10.0.0.1", "PEERGROUP_SEED_COUNT": "three"}, resolv: resolvConf, want: `PEERGROUP_SEED_COUNT: seed-count value "three" is invalid: it must be an integer from 1 to 100`},
 		{name: "sub-second margin", env: map[string]string{"PEERGROUP_SERVICE": "x", "POD_NAMESPACE": "db", "POD_IP": "10.0.0.1", "PEERGROUP_STABLE_MARGIN": "500ms"}, resolv: resolvConf, want: `PEERGROUP_STABLE_MARGIN: stable-margin value "500ms" is invalid: it must be a Go duration from 1s to 10m (e.g. 5s)`},
 		{name: "no DNS server", env: baseEnv, resolv: "", args: []string{"--cluster-domain=cluster.local"}, want: "no DNS server"},
+
+		// A cluster domain no DNS name can be built from is exit 2, from
+		// wherever it came, never a query retried until the timeout.
+		{name: "env domain with a leading dot", env: withEnv(map[string]string{"PEERGROUP_CLUSTER_DOMAIN": ".cluster.local"}), resolv: resolvConf, want: `PEERGROUP_CLUSTER_DOMAIN: cluster domain ".cluster.local" is invalid: it must be a DNS subdomain`},
+		{name: "flag domain with an empty label", env: baseEnv, args: []string{"--cluster-domain=cluster..local"}, resolv: resolvConf, want: `--cluster-domain: cluster domain "cluster..local" is invalid: it must be a DNS subdomain`},
+		{name: "flag domain with two trailing dots", env: withEnv(map[string]string{"PEERGROUP_CLUSTER_DOMAIN": "cluster.local"}), args: []string{"--cluster-domain=cluster.local.."}, resolv: resolvConf, want: `--cluster-domain: cluster domain "cluster.local.." is invalid`},
+		{name: "env domain upper case", env: withEnv(map[string]string{"PEERGROUP_CLUSTER_DOMAIN": "Cluster.Local"}), resolv: resolvConf, want: `PEERGROUP_CLUSTER_DOMAIN: cluster domain "Cluster.Local" is invalid`},
+		{name: "resolv.conf domain with an empty label", env: baseEnv, resolv: "search db.svc..corp.example\nnameserver 10.96.0.10\n", want: `the resolv.conf search line: cluster domain ".corp.example" is invalid: it must be a DNS subdomain such as cluster.local`},
+		{name: "query name too long", env: withEnv(map[string]string{"PEERGROUP_SERVICE": strings.Repeat("s", 63), "POD_NAMESPACE": strings.Repeat("n", 63), "PEERGROUP_CLUSTER_DOMAIN": strings.Repeat("d", 63) + "." + strings.Repeat("e", 63)}), resolv: resolvConf, want: "is not a valid DNS name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +83,25 @@ func TestLoadConfigErrors(t *testing.T) {
 				t.Fatalf("exit %d, error %v; want %q", Code(err), err, tc.want)
 			}
 		})
+	}
+}
+
+func withEnv(env map[string]string) map[string]string {
+	all := maps.Clone(baseEnv)
+	maps.Copy(all, env)
+	return all
+}
+
+func TestLoadConfigClusterDomain(t *testing.T) {
+	for _, domain := range []string{"cluster.local", "cluster.local.", "corp.example"} {
+		c, err := LoadConfig(nil, envMap(withEnv(map[string]string{"PEERGROUP_CLUSTER_DOMAIN": domain})), []byte(resolvConf))
+		if err != nil || c.FQDN() != "cassandra.db.svc."+strings.TrimSuffix(domain, ".")+"." {
+			t.Errorf("domain %q: fqdn %q, %v", domain, c.FQDN(), err)
+		}
+	}
+	// An explicit valid domain wins over a resolv.conf that gives a bad one.
+	if _, err := LoadConfig([]string{"--cluster-domain=cluster.local"}, envMap(baseEnv), []byte("search db.svc..x\nnameserver 10.96.0.10\n")); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -19,8 +19,21 @@ func peersOf(ips ...string) []Peer {
 	return out
 }
 
+// dashed gives each address the name CoreDNS gives an endpoint without a
+// hostname: its IP with dashes.
+func dashed(ips ...string) []Peer {
+	out := peersOf(ips...)
+	for i := range out {
+		out[i].Hostname = strings.NewReplacer(".", "-", ":", "-").Replace(out[i].IP.String())
+	}
+	return out
+}
+
 func TestDecide(t *testing.T) {
 	sts := []Peer{{ip("10.0.0.9"), "cassandra-0"}, {ip("10.0.0.5"), "cassandra-1"}, {ip("10.0.0.1"), "cassandra-2"}}
+	// Dual-stack StatefulSet pods: each hostname on an IPv4 and an IPv6 address.
+	dual := []Peer{{ip("fd00::2"), "db-1"}, {ip("10.0.0.1"), "db-0"}, {ip("10.0.0.2"), "db-1"}, {ip("fd00::1"), "db-0"}}
+	dual3 := []Peer{{ip("10.0.0.1"), "db-2"}, {ip("fd00::1"), "db-2"}, {ip("10.0.0.2"), "db-1"}, {ip("fd00::2"), "db-1"}, {ip("10.0.0.9"), "db-0"}, {ip("fd00::9"), "db-0"}}
 	cases := []struct {
 		name      string
 		in        Inputs
@@ -40,8 +53,31 @@ func TestDecide(t *testing.T) {
 		{name: "ordinal0 without hostnames waits", in: Inputs{Peers: peersOf("10.0.0.1"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: "ordinal hostname"},
 		{name: "live peer means join even when lowest", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.3"): true}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.3]"},
 		{name: "probing with nobody live falls back to order", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, wantRole: RoleFounder, wantSeeds: "[10.0.0.1 10.0.0.2]"},
-		{name: "dual stack: any own IP counts", in: Inputs{Peers: peersOf("fd00::2", "10.0.0.7", "fd00::1", "10.0.0.9"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.7 10.0.0.9 fd00::1]"},
 		{name: "mixed ordinal bases use ip order", in: Inputs{Peers: []Peer{{ip("10.0.0.9"), "a-0"}, {ip("10.0.0.1"), "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.1]"},
+
+		// Dual stack: peers are pods. Two pods with an IPv4 and an IPv6
+		// address each are two peers, whether DNS names them or not.
+		{name: "dual stack named: two pods are not three peers", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 2, ExpectedPeers: 3, Founding: FoundLowest}, waiting: "2 of 3 expected peers visible"},
+		{name: "dual stack named: two pods are two peers", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleFounder, wantSeeds: "[10.0.0.1 fd00::1 10.0.0.2 fd00::2]"},
+		{name: "dual stack named: seeds are distinct pods, every address of each", in: Inputs{Peers: dual3, Self: []netip.Addr{ip("fd00::2"), ip("10.0.0.2")}, SeedCount: 2, ExpectedPeers: 3, Founding: FoundOrdinal0}, wantRole: RoleSeed, wantSeeds: "[10.0.0.9 fd00::9 10.0.0.2 fd00::2]"},
+		{name: "dual stack named: self known by its IPv6 address", in: Inputs{Peers: dual3, Self: []netip.Addr{ip("fd00::1")}, SeedCount: 1, ExpectedPeers: 3, Founding: FoundOrdinal0}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.9 fd00::9]"},
+		{name: "dual stack unnamed: counted by IPv4", in: Inputs{Peers: peersOf("fd00::2", "10.0.0.7", "fd00::1", "10.0.0.9"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 3, Founding: FoundLowest}, waiting: "2 of 3 expected peers visible"},
+		{name: "dual stack unnamed: seeds of one family", in: Inputs{Peers: peersOf("fd00::2", "10.0.0.7", "fd00::1", "10.0.0.9"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.7 10.0.0.9]"},
+		{name: "dual stack dashed names: counted by IPv4", in: Inputs{Peers: dashed("10.244.1.7", "fd00::7", "10.244.1.9", "fd00::9"), Self: []netip.Addr{ip("fd00::7"), ip("10.244.1.7")}, SeedCount: 2, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleFounder, wantSeeds: "[10.244.1.7 10.244.1.9]"},
+		{name: "dual stack unnamed: the family with more addresses counts", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 3, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[fd00::1 fd00::2]"},
+		{name: "dual stack unnamed: IPv6 slice ahead, counted by IPv6", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[fd00::1 fd00::2]"},
+		{name: "dual stack unnamed: own address uncounted", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::9")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IP not in"},
+		{name: "dual stack unnamed: own counted address not there yet", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IPv4 address not in the Service's DNS records yet"},
+		{name: "one hostname on two pods is no pod identity", in: Inputs{Peers: []Peer{{ip("10.0.0.1"), "web"}, {ip("10.0.0.2"), "web"}}, Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2]"},
+		{name: "live dual-stack pod: its answering addresses", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true, ip("fd00::1"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
+		{name: "live uncounted address stands for its pod", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2"), Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
+
+		// Pods named after their IPs (a Deployment's, under CoreDNS) have
+		// no ordinals: ordinal0 says why it cannot found.
+		{name: "dashed IPs are no ordinals: ip order", in: Inputs{Peers: dashed("10.244.1.10", "10.244.1.9", "10.244.2.0"), Self: []netip.Addr{ip("10.244.2.0")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[10.244.1.9]"},
+		{name: "ordinal0 on dashed IPs says StatefulSet", in: Inputs{Peers: dashed("10.244.1.10", "10.244.1.9", "10.244.1.0"), Self: []netip.Addr{ip("10.244.1.0")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `founding=ordinal0 needs every peer to be a pod of one StatefulSet with an ordinal hostname (<name>-<n>, from SRV targets or PTR records), but 10.244.1.0 is named "10-244-1-0" after its IP`},
+		{name: "ordinal0 on dashed IPv6 says StatefulSet", in: Inputs{Peers: dashed("fd00::10", "fd00::0"), Self: []netip.Addr{ip("fd00::")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `but fd00:: is named "fd00--" after its IP`},
+		{name: "ordinal0 across two StatefulSets", in: Inputs{Peers: []Peer{{ip("10.0.0.9"), "a-0"}, {ip("10.0.0.1"), "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `two StatefulSets, "b" and "a"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,64 +98,138 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// An ordinal hostname is <name>-<n> with a <name> that is not all-digit
+// dashed parts: the names CoreDNS gives pods without a hostname (their IPs
+// with dashes) have the same shape and are no ordinals.
+func TestOrdinalHostnames(t *testing.T) {
+	for _, tc := range []struct {
+		hostname string
+		ordinal  int // -1: not an ordinal hostname
+		podName  bool
+	}{
+		{"cassandra-0", 0, true},
+		{"cassandra-12", 12, true},
+		{"my-db-3", 3, true},
+		{"db2-1", 1, true},
+		{"a1-2-3", 3, true},
+		{"10-244-1-7", -1, false}, // a Deployment pod's IPv4 name
+		{"10-244-1-0", -1, false}, // even one ending in 0
+		{"10-244-7", -1, false},   // all-digit parts, not even an IP
+		{"1-0", -1, false},        // <name> "1" is all digits
+		{"fd00--7", -1, false},    // a Deployment pod's IPv6 name
+		{"fd00-0-0-0-0-0-0-7", -1, false},
+		{"2001-db8--a-1", -1, false},
+		{"cassandra", -1, false},
+		{"cassandra-", -1, false},
+		{"-1", -1, false},
+		{"cassandra-01", -1, false},
+		{"cassandra-x", -1, false},
+		{"cassandra-7d9f8-abcde", -1, false}, // a Deployment pod name
+		{"", -1, false},
+	} {
+		n, ok := ordinal(tc.hostname)
+		if got := map[bool]int{true: n, false: -1}[ok]; got != tc.ordinal {
+			t.Errorf("ordinal(%q) = %d, %v; want %d", tc.hostname, n, ok, tc.ordinal)
+		}
+		if LooksOrdinal(tc.hostname) != tc.podName {
+			t.Errorf("LooksOrdinal(%q) = %v", tc.hostname, !tc.podName)
+		}
+	}
+	for h, want := range map[string]bool{"10-244-1-7": true, "fd00--7": true, "cassandra-0": false, "web": false, "1-2-3": false, "": false} {
+		if isPodHostname(h) == want && h != "" {
+			t.Errorf("isPodHostname(%q) = %v", h, !want)
+		}
+		if isDashedIP(h) != want {
+			t.Errorf("isDashedIP(%q) = %v, want %v", h, !want, want)
+		}
+	}
+}
+
 // Property: every member that sees the same set, in any order, writes the
-// same seeds, drawn from the set; exactly one founder at most.
+// same seeds, drawn from the set, of min(seed-count, pods) distinct pods;
+// exactly one founder at most. Pods are single-stack (either family) or
+// dual-stack, named by ordinal hostnames, by their IPs with dashes, or not
+// at all; each member knows only its own addresses.
 func TestDecideAgreementProperty(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for iter := range 500 {
 		n := 1 + rng.IntN(40)
-		ordinalView := rng.IntN(3) == 0
+		stack := rng.IntN(3)  // 0: IPv4, 1: IPv6, 2: dual
+		naming := rng.IntN(3) // 0: none, 1: ordinal hostnames, 2: dashed IPs
 		var view []Peer
-		seen := map[netip.Addr]bool{}
-		for len(view) < n {
-			var a netip.Addr
-			if rng.IntN(4) == 0 {
+		pods := make([][]netip.Addr, n)
+		podOf := map[netip.Addr]int{}
+		for i := range n {
+			for {
 				var b [16]byte
 				b[0], b[15], b[14] = 0xfd, byte(rng.IntN(256)), byte(rng.IntN(256))
-				a = netip.AddrFrom16(b)
-			} else {
-				a = netip.AddrFrom4([4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+				v6 := netip.AddrFrom16(b)
+				v4 := netip.AddrFrom4([4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+				var ips []netip.Addr
+				switch stack {
+				case 0:
+					ips = []netip.Addr{v4}
+				case 1:
+					ips = []netip.Addr{v6}
+				default:
+					ips = []netip.Addr{v4, v6}
+				}
+				if slices.ContainsFunc(ips, func(a netip.Addr) bool { _, taken := podOf[a]; return taken }) {
+					continue
+				}
+				pods[i] = ips
+				break
 			}
-			if seen[a] {
-				continue
+			for _, a := range pods[i] {
+				podOf[a] = i
+				p := Peer{IP: a}
+				switch naming {
+				case 1:
+					p.Hostname = fmt.Sprintf("db-%d", i)
+				case 2:
+					p.Hostname = dashed(a.String())[0].Hostname
+				}
+				view = append(view, p)
 			}
-			seen[a] = true
-			p := Peer{IP: a}
-			if ordinalView {
-				p.Hostname = fmt.Sprintf("db-%d", len(view))
-			}
-			view = append(view, p)
 		}
 		seedCount := 1 + rng.IntN(5)
 		founding := []Founding{FoundLowest, FoundOrdinal0}[rng.IntN(2)]
 		var first []netip.Addr
 		founders := 0
-		for _, self := range view {
+		for i, self := range pods {
 			shuffled := slices.Clone(view)
 			rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-			d, waiting := Decide(Inputs{Peers: shuffled, Self: []netip.Addr{self.IP}, SeedCount: seedCount, ExpectedPeers: 1, Founding: founding})
-			if founding == FoundOrdinal0 && !ordinalView {
-				if waiting == "" {
-					t.Fatalf("iter %d: ordinal0 decided without hostnames", iter)
+			own := slices.Clone(self)
+			rng.Shuffle(len(own), func(i, j int) { own[i], own[j] = own[j], own[i] })
+			d, waiting := Decide(Inputs{Peers: shuffled, Self: own, SeedCount: seedCount, ExpectedPeers: n, Founding: founding})
+			if founding == FoundOrdinal0 && naming != 1 {
+				if waiting == "" || !strings.Contains(waiting, "StatefulSet") {
+					t.Fatalf("iter %d: ordinal0 without ordinal hostnames: decided %+v, waiting %q", iter, d, waiting)
 				}
 				continue
 			}
 			if waiting != "" {
-				t.Fatalf("iter %d: unexpected wait %q", iter, waiting)
+				t.Fatalf("iter %d: pod %d: unexpected wait %q", iter, i, waiting)
+			}
+			if len(d.Peers) != n {
+				t.Fatalf("iter %d: %d peers, want %d pods", iter, len(d.Peers), n)
 			}
 			if first == nil {
 				first = d.Seeds
 			}
 			if !slices.Equal(first, d.Seeds) {
-				t.Fatalf("iter %d: %s chose %v, another member chose %v", iter, self.IP, d.Seeds, first)
+				t.Fatalf("iter %d: pod %v chose %v, another member chose %v", iter, self, d.Seeds, first)
 			}
-			if len(d.Seeds) != min(seedCount, n) {
-				t.Fatalf("iter %d: %d seeds, want %d", iter, len(d.Seeds), min(seedCount, n))
-			}
+			seedPods := map[int]bool{}
 			for _, s := range d.Seeds {
-				if !seen[s] {
+				p, ok := podOf[s]
+				if !ok {
 					t.Fatalf("iter %d: seed %s not in the view", iter, s)
 				}
+				seedPods[p] = true
+			}
+			if len(seedPods) != min(seedCount, n) {
+				t.Fatalf("iter %d: seeds %v are %d pods, want %d", iter, d.Seeds, len(seedPods), min(seedCount, n))
 			}
 			if d.Role == RoleFounder {
 				founders++

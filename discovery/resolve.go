@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 // TransientError is a DNS failure that is not an observation (SERVFAIL,
@@ -18,6 +20,28 @@ type TransientError struct{ Err error }
 
 func (e *TransientError) Error() string { return e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
+
+// TruncatedError is an answer still truncated over TCP: the records do not
+// fit in one 65,535-byte message, so the answer is a part of the group and
+// never an observation of it (taking it as one would count and order a
+// subset, and pods that see different subsets choose different seeds).
+// It is not retried: the group is larger than DNS can carry.
+type TruncatedError struct {
+	Query   string // "A cassandra.db.svc.cluster.local."
+	Records int    // how many records the truncated answer held
+	SRV     bool
+}
+
+func (e *TruncatedError) Error() string {
+	msg := fmt.Sprintf("the DNS answer to %s is truncated even over TCP (%d records fit in one 65,535-byte message): "+
+		"the group is larger than one DNS answer can carry, so it cannot be seen whole and no seeds are chosen from a part of it; "+
+		"peergroup supports groups of at most %d pods (the largest expected-peers)", e.Query, e.Records, contract.MaxPeers)
+	if e.SRV {
+		msg += "; SRV records carry their full target names, so they hold fewer pods than A/AAAA records: " +
+			"without " + contract.PortName.Annotation + " seed-discovery reads A/AAAA records and PTR names instead"
+	}
+	return msg
+}
 
 // Observation is one DNS view of the Service.
 type Observation struct {
@@ -47,7 +71,8 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	}
 	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
 	resp, _, err := udp.ExchangeContext(ctx, m, r.Server)
-	if err == nil && resp.Truncated {
+	overTCP := err == nil && resp.Truncated
+	if overTCP {
 		tcp := &dns.Client{Net: "tcp", Timeout: timeout}
 		resp, _, err = tcp.ExchangeContext(ctx, m, r.Server)
 	}
@@ -56,6 +81,9 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 			return nil, ctx.Err()
 		}
 		return nil, &TransientError{fmt.Errorf("query %s %s at %s: %w", dns.TypeToString[qtype], name, r.Server, err)}
+	}
+	if overTCP && resp.Truncated {
+		return nil, &TruncatedError{Query: dns.TypeToString[qtype] + " " + name, Records: len(resp.Answer), SRV: qtype == dns.TypeSRV}
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess, dns.RcodeNameError:
@@ -145,7 +173,9 @@ func (r *Resolver) Hostnames(ctx context.Context, peers []Peer) ([]Peer, error) 
 		}
 		for _, rr := range resp.Answer {
 			if ptr, ok := rr.(*dns.PTR); ok {
-				out[i].Hostname = firstLabel(ptr.Ptr)
+				// Lower case: names compare case-insensitively, and
+				// GroupPods groups addresses by hostname.
+				out[i].Hostname = strings.ToLower(firstLabel(ptr.Ptr))
 				break
 			}
 		}

@@ -106,7 +106,7 @@ func (r *Runner) Run(ctx context.Context) (Decision, error) {
 		default:
 			backoff = c.PollInterval
 			if changed, self := v.update(obs.Peers, c.PodIPs, now); changed {
-				r.logf("view changed: %d peers %s (own IP present: %v)", len(v.peers), listIPs(v.peers), self)
+				r.logf("view changed: %d addresses %s (own IP present: %v)", len(v.peers), listIPs(v.peers), self)
 			}
 			if stableFor, ok := v.stable(now, c.StableMargin, obs.TTL); ok {
 				if d, done, err := r.conclude(ctx, &v, stableFor); done {
@@ -123,7 +123,13 @@ func (r *Runner) Run(ctx context.Context) (Decision, error) {
 // view is what Run has seen so far: the current peer set, and what a
 // deadline must report.
 type view struct {
+	// peers holds every address once, sorted by IP.
 	peers []Peer
+	// named is peers with the hostnames PTR records gave (nil until looked
+	// up). It is dropped when the set changes; a peer without a name is
+	// asked again each round, one with a name is not: its name can change
+	// only with its pod, and a new pod changes the set.
+	named []Peer
 	// since is when peers was first seen; count is how many observations
 	// in a row returned it.
 	since time.Time
@@ -133,20 +139,23 @@ type view struct {
 	observed bool
 	selfSeen bool
 	lastErr  error
-	// lastWaiting is the latest reason not to decide, logged once.
-	lastWaiting string
+	// lastWaiting is the latest reason not to decide, and lastCounting
+	// the latest way pods were counted when not by hostname; each is
+	// logged once.
+	lastWaiting  string
+	lastCounting string
 }
 
 // update records one answer seen at now. It reports whether the peer set
 // changed and, if so, whether it holds an own IP.
 func (v *view) update(observed []Peer, self []netip.Addr, now time.Time) (changed, selfPresent bool) {
 	v.observed, v.lastErr = true, nil
-	peers, _ := SortPeers(observed)
+	peers := uniqueAddrs(observed)
 	if samePeers(peers, v.peers) {
 		v.count++
 		return false, false
 	}
-	v.peers, v.since, v.count = peers, now, 1
+	v.peers, v.named, v.since, v.count = peers, nil, now, 1
 	_, selfPresent = findSelf(peers, self)
 	v.selfSeen = v.selfSeen || selfPresent
 	return true, selfPresent
@@ -164,7 +173,7 @@ func (v *view) stable(now time.Time, margin, ttl time.Duration) (time.Duration, 
 // Run returns d and err; otherwise it keeps observing (a transient DNS error
 // or a reason to wait, which it logs when it changes).
 func (r *Runner) conclude(ctx context.Context, v *view, stableFor time.Duration) (d Decision, done bool, err error) {
-	d, waiting, err := r.decide(ctx, v.peers)
+	d, waiting, err := r.decide(ctx, v)
 	switch {
 	case isTransient(err):
 		v.lastErr = err
@@ -185,12 +194,33 @@ func (r *Runner) conclude(ctx context.Context, v *view, stableFor time.Duration)
 	return d, true, nil
 }
 
-func (r *Runner) decide(ctx context.Context, peers []Peer) (Decision, string, error) {
+// decide runs Decide on the view. Peer hostnames come from PTR records
+// when the order may be by ordinal (a StatefulSet-like pod name, or
+// founding=ordinal0) and when the view holds both families without pod
+// hostnames: only a hostname tells which IPv4 and IPv6 addresses are one
+// pod (GroupPods). Counting pods by one family, because DNS names none of
+// them, is logged once per change, with the reason.
+func (r *Runner) decide(ctx context.Context, v *view) (Decision, string, error) {
 	c := r.Config
-	if LooksOrdinal(c.PodName) || c.Founding == FoundOrdinal0 {
-		var err error
-		if peers, err = r.Resolver.Hostnames(ctx, peers); err != nil {
+	peers := v.peers
+	if LooksOrdinal(c.PodName) || c.Founding == FoundOrdinal0 || unnamedDualStack(peers) {
+		known := v.named
+		if known == nil {
+			known = v.peers
+		}
+		named, err := r.Resolver.Hostnames(ctx, known) // looks up only peers without a name
+		if err != nil {
 			return Decision{}, "", err
+		}
+		v.named, peers = named, named
+	}
+	if g := GroupPods(peers); g.Family != "" {
+		counting := fmt.Sprintf("dual-stack view without pod hostnames in DNS (no PTR names, or names made of the IPs, as for pods that are not a StatefulSet's): "+
+			"counting pods by their %d %s addresses, as a pod has at most one address per family; the %d other addresses are not counted and never seeds",
+			len(g.Pods), g.Family, len(g.Uncounted))
+		if counting != v.lastCounting {
+			r.logf("%s", counting)
+			v.lastCounting = counting
 		}
 	}
 	in := Inputs{Peers: peers, Self: c.PodIPs, SeedCount: c.SeedCount, ExpectedPeers: c.ExpectedPeers, Founding: c.Founding}
@@ -199,6 +229,18 @@ func (r *Runner) decide(ctx context.Context, peers []Peer) (Decision, string, er
 	}
 	d, waiting := Decide(in)
 	return d, waiting, nil
+}
+
+// unnamedDualStack reports whether addresses without a pod hostname come
+// in both families.
+func unnamedDualStack(peers []Peer) bool {
+	var v4, v6 bool
+	for _, p := range peers {
+		if !isPodHostname(p.Hostname) {
+			v4, v6 = v4 || p.IP.Is4(), v6 || p.IP.Is6()
+		}
+	}
+	return v4 && v6
 }
 
 // probe dials every other peer's peer port, a bounded number at a time.
@@ -294,11 +336,12 @@ func joinIPs(ips []netip.Addr, sep string) string {
 
 // Write stores the decision, each file atomically: `seeds` as one
 // comma-separated line of plain IPs (ready for CASSANDRA_SEEDS), `peers` one
-// per line in order, and `discovery.json`.
+// pod per line in order (its addresses comma-separated, so one address per
+// line in a single-stack group), and `discovery.json`.
 func Write(dir string, d Decision) error {
 	peers := make([]string, len(d.Peers))
 	for i, p := range d.Peers {
-		peers[i] = p.IP.String()
+		peers[i] = joinIPs(p.IPs, ",")
 	}
 	doc, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {

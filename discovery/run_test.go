@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/dnszone"
 )
 
@@ -416,11 +417,224 @@ func TestOutputs(t *testing.T) {
 		seeds, peers, doc := readOutputs(t, c.OutputDir)
 		outputs = append(outputs, fmt.Sprintf("%s %v %s %v", seeds, peers, doc.Role, doc.Seeds))
 	}
-	if outputs[0] != outputs[1] || outputs[0] != "127.0.0.1,fd00::1 [127.0.0.1 fd00::1] founder [127.0.0.1 fd00::1]" {
+	// 127.0.0.1 and fd00::1 are, as far as DNS tells, two addresses of
+	// unknown pods in two families: the pods are counted, and seeded, by
+	// IPv4 (GroupPods); fd00::1 is not a second peer.
+	if outputs[0] != outputs[1] || outputs[0] != "127.0.0.1 [127.0.0.1] founder [127.0.0.1]" {
 		t.Errorf("outputs %q", outputs)
 	}
 	entries, _ := os.ReadDir(c.OutputDir)
 	if len(entries) != 3 {
 		t.Errorf("output dir holds %d entries (temp files left?)", len(entries))
+	}
+}
+
+// runAll runs seed-discovery for every config at once and returns the
+// decisions and errors, in order.
+func runAll(t *testing.T, configs []Config) ([]Decision, []error, []string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	ds, errs, logs := make([]Decision, len(configs)), make([]error, len(configs)), make([]string, len(configs))
+	for i, c := range configs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, log := runner(c)
+			ds[i], errs[i] = r.Run(context.Background())
+			logs[i] = log.String()
+		}()
+	}
+	wg.Wait()
+	return ds, errs, logs
+}
+
+// dualStackPods are three StatefulSet pods with an IPv4 and an IPv6
+// address each (addresses are data: nothing dials them).
+var dualStackPods = []dnszone.Pod{
+	{Hostname: "cassandra-0", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.9"), netip.MustParseAddr("fd00::9")}},
+	{Hostname: "cassandra-1", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.5"), netip.MustParseAddr("fd00::5")}},
+	{Hostname: "cassandra-2", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fd00::1")}},
+}
+
+// 9. Dual stack: a zone with A, AAAA and PTR records (or SRV) for each pod.
+// Peers are pods: two pods with two addresses each are not enough for
+// expected-peers 3, and seeds are distinct pods, each with every address.
+func TestDualStackCountsPods(t *testing.T) {
+	for _, portName := range []string{"", "intra-node"} {
+		t.Run("port name "+portName, func(t *testing.T) {
+			z := startZone(t, 0)
+			z.Set(fqdn, portName, dnszone.Endpoints(dualStackPods[1:]...)...)
+			config := func(p dnszone.Pod) Config {
+				c := testConfig(t, z, p.IPs[0].String())
+				c.PodName, c.PodIPs, c.PortName, c.SeedCount, c.ExpectedPeers = p.Hostname, p.IPs, portName, 2, 3
+				return c
+			}
+			// Two pods, four addresses: not yet three peers.
+			c := config(dualStackPods[1])
+			c.Timeout = time.Second
+			r, log := runner(c)
+			_, err := r.Run(context.Background())
+			if Code(err) != ExitNotStable || !strings.Contains(err.Error(), "2 of 3 expected peers visible") {
+				t.Fatalf("two dual-stack pods, expected peers 3: exit %d %v\n%s", Code(err), err, log)
+			}
+
+			z.Set(fqdn, portName, dnszone.Endpoints(dualStackPods...)...)
+			var configs []Config
+			for _, p := range dualStackPods {
+				configs = append(configs, config(p))
+			}
+			ds, errs, logs := runAll(t, configs)
+			for i, d := range ds {
+				if errs[i] != nil {
+					t.Fatalf("%s: %v\n%s", dualStackPods[i].Hostname, errs[i], logs[i])
+				}
+				seeds, peers, _ := readOutputs(t, configs[i].OutputDir)
+				if seeds != "127.0.0.9,fd00::9,127.0.0.5,fd00::5" || d.Order != OrderOrdinal {
+					t.Errorf("%s: seeds %q (%s order), want both addresses of cassandra-0 and cassandra-1", dualStackPods[i].Hostname, seeds, d.Order)
+				}
+				if strings.Join(peers, " ") != "127.0.0.9,fd00::9 127.0.0.5,fd00::5 127.0.0.1,fd00::1" || len(d.Uncounted) != 0 {
+					t.Errorf("%s: peers file %q, uncounted %v; want one line per pod", dualStackPods[i].Hostname, peers, d.Uncounted)
+				}
+				if want := []string{RoleFounder, RoleSeed, RoleJoiner}[i]; d.Role != want {
+					t.Errorf("%s: role %s, want %s", dualStackPods[i].Hostname, d.Role, want)
+				}
+			}
+		})
+	}
+}
+
+// Dual-stack pods DNS does not name (a Deployment's: PTR names are the
+// IPs with dashes, or there are no PTR records): DNS cannot pair a pod's
+// IPv4 and IPv6 addresses, so pods are counted and seeded by one family,
+// and the log says so.
+func TestDualStackWithoutHostnames(t *testing.T) {
+	pods := []dnszone.Pod{
+		{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.9"), netip.MustParseAddr("fd00::9")}},
+		{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.5"), netip.MustParseAddr("fd00::5")}},
+		{IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("fd00::1")}},
+	}
+	for _, ptr := range []bool{true, false} {
+		t.Run(fmt.Sprintf("PTR %v", ptr), func(t *testing.T) {
+			z := startZone(t, 0)
+			z.ServePTR(ptr)
+			z.Set(fqdn, "", dnszone.Endpoints(pods[1:]...)...)
+			config := func(p dnszone.Pod) Config {
+				c := testConfig(t, z, p.IPs[0].String())
+				c.PodName, c.PodIPs, c.SeedCount, c.ExpectedPeers = "cassandra-7d9f8-abcde", p.IPs, 2, 3
+				return c
+			}
+			c := config(pods[1])
+			c.Timeout = time.Second
+			r, log := runner(c)
+			_, err := r.Run(context.Background())
+			if Code(err) != ExitNotStable || !strings.Contains(err.Error(), "2 of 3 expected peers visible") {
+				t.Fatalf("two dual-stack pods, expected peers 3: exit %d %v\n%s", Code(err), err, log)
+			}
+			if !strings.Contains(log.String(), "counting pods by their 2 IPv4 addresses, as a pod has at most one address per family; the 2 other addresses are not counted") {
+				t.Errorf("the log does not say how pods are counted:\n%s", log)
+			}
+
+			z.Set(fqdn, "", dnszone.Endpoints(pods...)...)
+			var configs []Config
+			for _, p := range pods {
+				configs = append(configs, config(p))
+			}
+			ds, errs, logs := runAll(t, configs)
+			for i, d := range ds {
+				if errs[i] != nil {
+					t.Fatalf("pod %d: %v\n%s", i, errs[i], logs[i])
+				}
+				seeds, peers, _ := readOutputs(t, configs[i].OutputDir)
+				if seeds != "127.0.0.1,127.0.0.5" || len(peers) != 3 || fmt.Sprint(d.Uncounted) != "[fd00::1 fd00::5 fd00::9]" {
+					t.Errorf("pod %d: seeds %q peers %v uncounted %v; want two pods by IPv4", i, seeds, peers, d.Uncounted)
+				}
+			}
+		})
+	}
+}
+
+// 10. founding=ordinal0 on pods that are not a StatefulSet's: their DNS
+// names are their IPs with dashes, not ordinals, and seed-discovery says so
+// instead of waiting for an "ordinal 0" that is an IP ending in .0.
+func TestOrdinal0OnDeploymentPods(t *testing.T) {
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.1.0", "127.0.1.7", "127.0.1.9")...)
+	c := testConfig(t, z, "127.0.1.7")
+	c.PodName, c.Founding, c.Timeout = "cassandra-7d9f8-abcde", FoundOrdinal0, time.Second
+	r, log := runner(c)
+	_, err := r.Run(context.Background())
+	if Code(err) != ExitNotStable || !strings.Contains(err.Error(), "founding=ordinal0 needs every peer to be a pod of one StatefulSet") ||
+		!strings.Contains(err.Error(), `127.0.1.0 is named "127-0-1-0" after its IP`) {
+		t.Fatalf("exit %d: %v\n%s", Code(err), err, log)
+	}
+	if !strings.Contains(log.String(), "stable but waiting: founding=ordinal0") {
+		t.Errorf("the log does not say why it waits:\n%s", log)
+	}
+}
+
+// 11. A group larger than one DNS answer: the answer is truncated even
+// over TCP. That is reported, at once, and never taken as the group.
+func TestTruncatedTCPAnswer(t *testing.T) {
+	many := func(n int) []dnszone.Peer {
+		out := make([]dnszone.Peer, n)
+		for i := range out {
+			out[i] = dnszone.Peer{IP: netip.AddrFrom4([4]byte{127, byte(1 + i>>16), byte(i >> 8), byte(i)})}
+		}
+		return out
+	}
+	for _, portName := range []string{"", "intra-node"} {
+		t.Run("port name "+portName, func(t *testing.T) {
+			z := startZone(t, 0)
+			z.Set(fqdn, portName, many(5000)...)
+			c := testConfig(t, z, "127.1.0.0")
+			c.PortName = portName
+			r, log := runner(c)
+			start := time.Now()
+			_, err := r.Run(context.Background())
+			var trunc *TruncatedError
+			if Code(err) != ExitDNSErrors || !errors.As(err, &trunc) || !strings.Contains(err.Error(), "the group is larger than one DNS answer can carry") {
+				t.Fatalf("exit %d: %v\n%s", Code(err), err, log)
+			}
+			if trunc.SRV != (portName != "") || !strings.Contains(err.Error(), fmt.Sprintf("at most %d pods", contract.MaxPeers)) {
+				t.Errorf("message %q", err)
+			}
+			if took := time.Since(start); took > c.Timeout/2 {
+				t.Errorf("took %s: a truncated answer is not retried until the timeout", took)
+			}
+			if _, statErr := os.Stat(filepath.Join(c.OutputDir, "seeds")); !errors.Is(statErr, os.ErrNotExist) {
+				t.Error("seeds written from a truncated answer")
+			}
+		})
+	}
+}
+
+// contract.MaxPeers addresses fit in one TCP answer even under the longest
+// name a Service can have, for A and for AAAA: the largest expected-peers
+// can be seen.
+func TestMaxPeersFitOneAnswer(t *testing.T) {
+	z := startZone(t, 0)
+	// 63 + 63 + "svc" + 121: 254 characters with the trailing dot, a
+	// 255-byte name on the wire.
+	long := Config{Service: strings.Repeat("s", 63), Namespace: strings.Repeat("n", 63), ClusterDomain: strings.Repeat("d", 60) + "." + strings.Repeat("e", 60)}
+	name := long.FQDN()
+	if len(name) != 254 {
+		t.Fatalf("name of %d characters", len(name))
+	}
+	peers := make([]dnszone.Peer, 0, 2*contract.MaxPeers)
+	for i := range contract.MaxPeers {
+		peers = append(peers,
+			dnszone.Peer{IP: netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})},
+			dnszone.Peer{IP: netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)})})
+	}
+	z.Set(name, "", peers...)
+	obs, err := (&Resolver{Server: z.Addr}).Observe(context.Background(), name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obs.Peers) != 2*contract.MaxPeers {
+		t.Errorf("%d addresses, want %d", len(obs.Peers), 2*contract.MaxPeers)
+	}
+	if _, tcp := z.Queries(); tcp != 2 {
+		t.Errorf("%d TCP queries, want one for A and one for AAAA", tcp)
 	}
 }

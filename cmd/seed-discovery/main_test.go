@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peergroup/peergroup/discovery"
 	"github.com/peergroup/peergroup/test/dnszone"
@@ -74,5 +75,33 @@ func TestRunRejectsWhatTheWebhookDenies(t *testing.T) {
 	want := `seed-discovery: exit 2: configuration: PEERGROUP_STABLE_MARGIN: stable-margin value "200ms" is invalid: it must be a Go duration from 1s to 10m (e.g. 5s)`
 	if discovery.Code(err) != discovery.ExitConfig || strings.TrimSpace(stderr.String()) != want {
 		t.Fatalf("exit %d, stderr %q\nwant %q", discovery.Code(err), stderr.String(), want)
+	}
+}
+
+// A cluster domain no DNS name can be built from exits 2 at once, naming
+// the variable, the value and the rule, instead of querying a name no
+// resolver answers until the timeout.
+func TestRunBadClusterDomainExits2(t *testing.T) {
+	z, err := dnszone.Start(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	for _, domain := range []string{".cluster.local", "cluster..local", "cluster.local.."} {
+		for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.1", "PEERGROUP_CLUSTER_DOMAIN": domain, "PEERGROUP_TIMEOUT": "10s"} {
+			t.Setenv(k, v)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		var stderr bytes.Buffer
+		start := time.Now()
+		err := run(ctx, []string{"--dns-server=" + z.Addr, "--output-dir=" + t.TempDir()}, &stderr)
+		cancel()
+		want := `seed-discovery: exit 2: configuration: PEERGROUP_CLUSTER_DOMAIN: cluster domain "` + domain + `" is invalid: it must be a DNS subdomain such as cluster.local`
+		if discovery.Code(err) != discovery.ExitConfig || !strings.HasPrefix(stderr.String(), want) {
+			t.Errorf("domain %q: exit %d after %s, stderr %q\nwant %q", domain, discovery.Code(err), time.Since(start).Round(time.Millisecond), stderr.String(), want)
+		}
+		if udp, tcp := z.Queries(); udp+tcp != 0 {
+			t.Errorf("domain %q: %d DNS queries sent", domain, udp+tcp)
+		}
 	}
 }

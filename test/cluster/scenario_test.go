@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -178,7 +179,7 @@ func TestOptedOutPodIsNoPeer(t *testing.T) {
 	runs := discover(t, memberPods)
 	for _, r := range runs {
 		for _, p := range r.Decision.Peers {
-			if p.IP.String() == outPods[0].Status.PodIP {
+			if slices.ContainsFunc(p.IPs, func(ip netip.Addr) bool { return ip.String() == outPods[0].Status.PodIP }) {
 				t.Errorf("%s sees the opted-out pod %s as a peer", r.Pod, outPods[0].Status.PodIP)
 			}
 		}

@@ -1,7 +1,12 @@
 // Package dnszone is a small authoritative DNS server on loopback for
 // seed-discovery tests: a mutable set of A/AAAA/SRV/PTR answers per name,
 // and switches for the failures a cluster resolver shows (SERVFAIL, silence,
-// truncation). It speaks real DNS over UDP and TCP (github.com/miekg/dns).
+// truncation). It speaks real DNS over UDP and TCP (github.com/miekg/dns)
+// and answers the way CoreDNS's kubernetes plugin does: one SRV record per
+// endpoint name with its addresses in the additional section, PTR names
+// from the endpoint's hostname or, without one, from its IP with dashes,
+// and answers too large for the transport truncated with TC set, over TCP
+// too (CoreDNS truncates TCP answers at 65,535 bytes).
 package dnszone
 
 import (
@@ -15,10 +20,30 @@ import (
 )
 
 // Peer is one endpoint of a headless Service: its IP and, for pods with a
-// hostname (StatefulSets), that hostname.
+// hostname (StatefulSets), that hostname. A dual-stack pod is two endpoints
+// (one per family, as in its two EndpointSlices) with the same hostname;
+// Pod writes that shorter.
 type Peer struct {
 	IP       netip.Addr
 	Hostname string
+}
+
+// Pod is a pod with one address per family it has; Endpoints turns it into
+// Peers.
+type Pod struct {
+	Hostname string
+	IPs      []netip.Addr
+}
+
+// Endpoints lists every address of the pods as Peers, for Set.
+func Endpoints(pods ...Pod) []Peer {
+	var out []Peer
+	for _, p := range pods {
+		for _, ip := range p.IPs {
+			out = append(out, Peer{IP: ip, Hostname: p.Hostname})
+		}
+	}
+	return out
 }
 
 // Mode makes the server misbehave.
@@ -39,6 +64,7 @@ type Server struct {
 	services map[string][]Peer // FQDN with trailing dot → peers
 	ports    map[string]string // FQDN → SRV port name served
 	mode     atomic.Int32
+	noPTR    atomic.Bool
 	udpCount atomic.Int64
 	tcpCount atomic.Int64
 	udp, tcp *dns.Server
@@ -95,6 +121,10 @@ func (s *Server) Remove(fqdn string) {
 // SetMode switches failure injection.
 func (s *Server) SetMode(m Mode) { s.mode.Store(int32(m)) }
 
+// ServePTR turns reverse lookups on (the default, as CoreDNS's kubernetes
+// plugin answers them) or off (NXDOMAIN, a resolver without reverse zones).
+func (s *Server) ServePTR(on bool) { s.noPTR.Store(!on) }
+
 // Queries returns how many queries arrived over UDP and TCP.
 func (s *Server) Queries() (udp, tcp int64) { return s.udpCount.Load(), s.tcpCount.Load() }
 
@@ -115,13 +145,16 @@ func (s *Server) serve(network string) func(dns.ResponseWriter, *dns.Msg) {
 			return
 		}
 		m := s.answer(req)
+		// As CoreDNS (request.Scrub): UDP answers cut to the client's
+		// buffer, TCP answers to the largest message; either sets TC.
+		size := dns.MaxMsgSize
 		if network == "udp" {
-			size := dns.MinMsgSize
+			size = dns.MinMsgSize
 			if opt := req.IsEdns0(); opt != nil {
 				size = int(opt.UDPSize())
 			}
-			m.Truncate(size)
 		}
+		m.Truncate(size)
 		_ = w.WriteMsg(m)
 	}
 }
@@ -157,9 +190,16 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 			if name != "_"+port+"._tcp."+svc {
 				continue
 			}
+			targets := map[string]bool{}
 			for _, p := range s.services[svc] {
 				target := targetName(p, svc)
-				m.Answer = append(m.Answer, &dns.SRV{Hdr: hdr(dns.TypeSRV), Priority: 0, Weight: 100, Port: 7000, Target: target})
+				// One SRV record per endpoint name, as CoreDNS dedups them:
+				// a dual-stack pod with a hostname has one target, two
+				// addresses.
+				if !targets[target] {
+					targets[target] = true
+					m.Answer = append(m.Answer, &dns.SRV{Hdr: hdr(dns.TypeSRV), Priority: 0, Weight: 100, Port: 7000, Target: target})
+				}
 				if p.IP.Is4() {
 					m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: target, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.TTL}, A: p.IP.AsSlice()})
 				} else {
@@ -169,7 +209,7 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 			return m
 		}
 	}
-	if q.Qtype == dns.TypePTR {
+	if q.Qtype == dns.TypePTR && !s.noPTR.Load() {
 		for svc, peers := range s.services {
 			for _, p := range peers {
 				if rev, _ := dns.ReverseAddr(p.IP.String()); rev == name {

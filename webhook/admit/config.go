@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/peergroup/peergroup/contract"
 )
 
 // Config is everything the decision needs besides the pod and the cluster.
@@ -85,6 +87,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.SeedDiscoveryCommand) == 0 {
 		errs = append(errs, errors.New("--seed-discovery-command must not be empty"))
+	}
+	if c.ClusterDomain != "" {
+		if err := contract.ValidClusterDomain(c.ClusterDomain); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-domain: %w", err))
+		}
 	}
 	switch c.ImagePullPolicy {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
