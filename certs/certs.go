@@ -13,6 +13,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -134,14 +136,105 @@ func Validate(certPEM, caPEM []byte, names []string, now time.Time, minRemaining
 }
 
 // RenewAt is when a certificate should be replaced: after two thirds of its
-// lifetime, the rule cert-manager uses by default.
+// lifetime, the rule cert-manager uses by default. Divided before it is
+// multiplied, so a long lifetime cannot overflow time.Duration.
 func RenewAt(certPEM []byte) (time.Time, error) {
 	cert, err := parseCert(certPEM)
 	if err != nil {
 		return time.Time{}, err
 	}
 	life := cert.NotAfter.Sub(cert.NotBefore)
-	return cert.NotBefore.Add(life * 2 / 3), nil
+	return cert.NotBefore.Add(life / 3 * 2), nil
+}
+
+// CheckCA says why the first certificate of caCertPEM cannot sign with
+// caKeyPEM at now: either does not parse, the certificate is no signing CA
+// or is outside its validity, or the key is not the certificate's. nil
+// means it can sign.
+func CheckCA(caCertPEM, caKeyPEM []byte, now time.Time) error {
+	ca, key, err := parsePair(caCertPEM, caKeyPEM)
+	if err != nil {
+		return err
+	}
+	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return errors.New("ca.crt is not a signing CA")
+	}
+	if err := within(ca, now); err != nil {
+		return fmt.Errorf("ca.crt: %w", err)
+	}
+	if !samePublicKey(ca.PublicKey, key.Public()) {
+		return errors.New("ca.key is not the key of ca.crt")
+	}
+	return nil
+}
+
+// CheckServing says why certPEM and keyPEM cannot be served for names at
+// now: the pair does not load the way crypto/tls (and so controller-runtime's
+// certwatcher) loads it, or the certificate is not signed by the signing CA
+// (the first of caPEM), or it is outside its validity. nil means servable.
+func CheckServing(certPEM, keyPEM, caPEM []byte, names []string, now time.Time) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("tls.crt and tls.key do not load as a pair: %w", err)
+	}
+	signer, err := FirstCert(caPEM)
+	if err != nil {
+		return fmt.Errorf("ca.crt: %w", err)
+	}
+	if err := Validate(certPEM, signer, names, now, 0); err != nil {
+		return fmt.Errorf("tls.crt is not a valid certificate of the signing CA: %w", err)
+	}
+	return nil
+}
+
+// MergeCABundle is the caBundle to write when live is in the webhook
+// configuration and known holds the CAs this replica trusts (its Secret's
+// bundle and the CA of the certificate it serves). Invariants:
+//   - it only grows: every CA of live stays until it has expired at now, so
+//     a replica never removes a CA that another replica may serve from;
+//   - a CA of known is added only while it is valid for longer than margin,
+//     so a replica whose clock lags by less than margin does not put back a
+//     CA that a replica with a faster clock has just dropped as expired;
+//   - the order is canonical (newest first, then by bytes), so replicas that
+//     merge the same set write the same bytes: no replica's merge undoes
+//     another's, and merging again changes nothing.
+//
+// Data in live that is not a certificate is dropped: it verifies nothing.
+func MergeCABundle(live, known []byte, now time.Time, margin time.Duration) []byte {
+	byDER := map[string]*x509.Certificate{}
+	for _, c := range parseAll(live) {
+		if !now.After(c.NotAfter) {
+			byDER[string(c.Raw)] = c
+		}
+	}
+	for _, c := range parseAll(known) {
+		if c.NotAfter.After(now.Add(margin)) {
+			byDER[string(c.Raw)] = c
+		}
+	}
+	certs := make([]*x509.Certificate, 0, len(byDER))
+	for _, c := range byDER {
+		certs = append(certs, c)
+	}
+	slices.SortFunc(certs, func(a, b *x509.Certificate) int {
+		if c := b.NotBefore.Compare(a.NotBefore); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Raw, b.Raw)
+	})
+	out := []byte{}
+	for _, c := range certs {
+		out = append(out, encodeCert(c.Raw)...)
+	}
+	return out
+}
+
+// Trusts reports whether the bundle holds the first certificate of caPEM.
+func Trusts(bundle, caPEM []byte) bool {
+	ca, err := parseCert(caPEM)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(parseAll(bundle), func(c *x509.Certificate) bool { return c.Equal(ca) })
 }
 
 // FirstCert returns the first certificate of a PEM bundle.
@@ -203,20 +296,67 @@ func parseCert(certPEM []byte) (*x509.Certificate, error) {
 	return cert, nil
 }
 
+// parseAll returns the certificates of a PEM bundle that parse, skipping
+// anything else.
+func parseAll(bundle []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := bundle; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return out
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 	cert, err := parseCert(certPEM)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("ca.crt: %w", err)
 	}
-	block, _ := pem.Decode(keyPEM)
-	if block == nil {
-		return nil, nil, errors.New("no PEM key")
-	}
-	key, err := x509.ParseECPrivateKey(block.Bytes)
+	key, err := parseKey(keyPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse key: %w", err)
+		return nil, nil, fmt.Errorf("ca.key: %w", err)
 	}
 	return cert, key, nil
+}
+
+// parseKey reads the SEC 1 EC key this package writes, or a PKCS #8 key.
+func parseKey(keyPEM []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM key")
+	}
+	if key, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		return key, nil
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse key: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("key of type %T cannot sign", key)
+	}
+	return signer, nil
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
+
+func within(c *x509.Certificate, now time.Time) error {
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return fmt.Errorf("not valid at %s (valid from %s to %s)", now.Format(time.RFC3339),
+			c.NotBefore.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // skew backdates certificates for clock skew between replicas and the API

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -204,5 +205,55 @@ func TestKeeperSecretOwner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// MergeCABundle only adds, drops only expired CAs, does not bring back a CA
+// about to expire, and writes the same bytes whatever order replicas merge
+// in, so no replica's merge undoes another's.
+func TestMergeCABundle(t *testing.T) {
+	ca := func(start time.Time, life time.Duration) []byte {
+		c, _, err := NewCA("ca", start, life)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := ca(t0, 10*time.Hour)
+	mid := ca(t0.Add(time.Hour), 10*time.Hour)
+	young := ca(t0.Add(2*time.Hour), 10*time.Hour)
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	at := t0.Add(3 * time.Hour)
+	for _, tc := range []struct {
+		name        string
+		live, known []byte
+		now         time.Time
+		want        []byte
+	}{
+		{name: "empty configuration", known: old, now: at, want: old},
+		{name: "new CA added, newest first", live: old, known: cat(mid, old), now: at, want: cat(mid, old)},
+		{name: "a replica that knows only the old CA keeps the new one", live: cat(mid, old), known: old, now: at, want: cat(mid, old)},
+		{name: "a CA only the configuration has is kept", live: cat(young, old), known: mid, now: at, want: cat(young, mid, old)},
+		{name: "reset configuration restored", live: nil, known: cat(old, mid), now: at, want: cat(mid, old)},
+		{name: "expired CA dropped", live: cat(young, old), known: cat(young, old), now: t0.Add(10*time.Hour + time.Second), want: young},
+		{name: "CA about to expire kept but not put back", live: young, known: cat(young, old), now: t0.Add(10*time.Hour - 30*time.Second), want: young},
+		{name: "CA about to expire kept", live: cat(young, old), known: young, now: t0.Add(10*time.Hour - 30*time.Second), want: cat(young, old)},
+		{name: "garbage dropped", live: cat([]byte("junk\n"), old), known: old, now: at, want: old},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := MergeCABundle(tc.live, tc.known, tc.now, time.Minute)
+			if !bytes.Equal(got, tc.want) {
+				t.Errorf("got CAs %v, want %v", serials(got), serials(tc.want))
+			}
+			if again := MergeCABundle(got, tc.known, tc.now, time.Minute); !bytes.Equal(again, got) {
+				t.Errorf("merging again changes the bundle: %v then %v", serials(got), serials(again))
+			}
+		})
+	}
+	a, b := cat(mid, old), cat(young)
+	ab := MergeCABundle(MergeCABundle(old, a, at, time.Minute), b, at, time.Minute)
+	ba := MergeCABundle(MergeCABundle(old, b, at, time.Minute), a, at, time.Minute)
+	if !bytes.Equal(ab, ba) {
+		t.Errorf("merge order matters: %v vs %v", serials(ab), serials(ba))
 	}
 }

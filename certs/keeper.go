@@ -3,15 +3,10 @@ package certs
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -19,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -36,7 +30,8 @@ type KeeperConfig struct {
 	// e.g. 127.0.0.1 when a local API server calls the webhook by URL.
 	ExtraSANs []string
 	CertDir   string
-	// Validity of the serving certificate; the CA lives ten times longer.
+	// Validity of the serving certificate; the CA lives CALifetimeFactor
+	// times longer. Bounded by CheckValidity.
 	Validity time.Duration
 	// Resync is how often the Secret is re-read for rotation.
 	Resync time.Duration
@@ -45,16 +40,37 @@ type KeeperConfig struct {
 }
 
 // Keeper makes the Secret the single source of truth for the webhook's CA
-// and serving certificate: every replica reads it, writes the files the
-// server serves, and keeps the webhook configuration's caBundle in step.
+// and serving certificate: every replica reads it, keeps the webhook
+// configuration's caBundle trusting every CA a replica may serve from, and
+// writes the files the server serves.
+//
+// Invariant: a replica serves a certificate only once the API server
+// trusts it: the order is Secret (new CA), then caBundle (the union with
+// what is live), then the serving files, and a new CA must have been in the
+// live caBundle for trustDelay first. The only exceptions are when nothing
+// can be broken by serving: no webhook configuration exists (nothing calls
+// the webhook) or what is served now is not trusted either.
 type Keeper struct {
 	cfg    KeeperConfig
 	client kubernetes.Interface
 	log    logr.Logger
 
-	mu        sync.Mutex
-	current   Bundle
-	caPatched bool
+	// patchMu serialises caBundle patches, so live and seen follow the
+	// order in which this replica saw the configuration.
+	patchMu sync.Mutex
+
+	mu sync.Mutex
+	// secret is the bundle last read from or written to the Secret.
+	secret Bundle
+	// current is the bundle whose pair is in CertDir.
+	current Bundle
+	// live is the caBundle last seen in (or written to) the webhook
+	// configuration; nil until then.
+	live []byte
+	// noConfig: the webhook configuration did not exist at the last look.
+	noConfig bool
+	// seen holds, per CA (DER), when this replica first saw it in live.
+	seen map[string]time.Time
 }
 
 // NewKeeper checks the config and returns a Keeper.
@@ -65,46 +81,63 @@ func NewKeeper(cfg KeeperConfig, client kubernetes.Interface, log logr.Logger) (
 			errs = append(errs, fmt.Errorf("self-signed certificates need %s", name))
 		}
 	}
-	if cfg.Validity < 10*time.Second {
-		errs = append(errs, fmt.Errorf("--cert-validity %s is too short", cfg.Validity))
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Minute
 	}
-	return &Keeper{cfg: cfg, client: client, log: log.WithName("certs")}, errors.Join(errs...)
+	errs = append(errs, CheckValidity(cfg.Validity, cfg.Resync))
+	k := &Keeper{cfg: cfg, client: client, log: log.WithName("certs"), seen: map[string]time.Time{}}
+	return k, errors.Join(errs...)
 }
 
 func (k *Keeper) names() []string {
 	return append(ServiceDNSNames(k.cfg.ServiceName, k.cfg.Namespace), k.cfg.ExtraSANs...)
 }
 
-// Sync is SyncCertificate then the caBundle patch.
+// Sync brings Secret, caBundle and served files in step, in that order
+// (see Keeper). It converges when several replicas run it at once: the API
+// server's optimistic concurrency picks one writer of the Secret and the
+// others adopt what it wrote; caBundle patches only merge. A failed patch
+// keeps the files as they are, unless nothing is served yet: then the
+// files are written (the server needs them to start; readiness waits for
+// the caBundle) and the error is returned.
 func (k *Keeper) Sync(ctx context.Context) error {
-	if err := k.SyncCertificate(ctx); err != nil {
-		return err
-	}
-	return k.patchCABundle(ctx)
-}
-
-// SyncCertificate makes sure the Secret holds a valid bundle (creating or
-// rotating it) and writes the files the server serves. It converges when
-// several replicas run it at once: the API server's optimistic concurrency
-// picks one writer and the others adopt what it wrote.
-func (k *Keeper) SyncCertificate(ctx context.Context) error {
-	var b Bundle
-	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
-		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
-	}, func() error {
-		var err error
-		b, err = k.syncSecret(ctx)
-		return err
-	})
+	b, err := k.syncSecretRetrying(ctx)
 	if err != nil {
 		return err
 	}
+	k.mu.Lock()
+	k.secret = b
+	k.mu.Unlock()
+	patchErr := k.patchCABundle(ctx)
+	if patchErr != nil && k.Serving() {
+		return patchErr
+	}
+	if ok, why := k.mayServe(b, k.cfg.Now()); !ok {
+		k.log.V(1).Info("new serving certificate waits", "serial", Serial(b.Cert), "reason", why)
+		return nil
+	}
+	if err := k.serve(b); err != nil {
+		return err
+	}
+	return patchErr
+}
+
+// SyncCertificate is Sync: the caBundle patch is part of it, since it
+// must come between the Secret and the files.
+func (k *Keeper) SyncCertificate(ctx context.Context) error { return k.Sync(ctx) }
+
+// Serving reports whether the keeper has written a serving pair.
+func (k *Keeper) Serving() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.current.Cert) > 0
+}
+
+// serve writes b's pair and makes it the current bundle.
+func (k *Keeper) serve(b Bundle) error {
 	if err := k.writeFiles(b); err != nil {
 		return err
 	}
@@ -118,51 +151,74 @@ func (k *Keeper) SyncCertificate(ctx context.Context) error {
 	return nil
 }
 
+func (k *Keeper) syncSecretRetrying(ctx context.Context) (Bundle, error) {
+	var b Bundle
+	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+	}, func() error {
+		var err error
+		b, err = k.syncSecret(ctx)
+		return err
+	})
+	return b, err
+}
+
 func (k *Keeper) syncSecret(ctx context.Context) (Bundle, error) {
 	secrets := k.client.CoreV1().Secrets(k.cfg.Namespace)
 	now := k.cfg.Now()
 	s, err := secrets.Get(ctx, k.cfg.SecretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		b, err := k.issue(Bundle{}, now)
-		if err != nil {
-			return Bundle{}, err
-		}
-		owners, err := k.owners(ctx)
-		if err != nil {
-			return Bundle{}, err
-		}
-		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: k.cfg.SecretName, Namespace: k.cfg.Namespace,
-				Labels:          map[string]string{"app.kubernetes.io/managed-by": "peergroup"},
-				OwnerReferences: owners,
-			},
-			Type: corev1.SecretTypeTLS,
-			Data: toData(b),
-		}
-		if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			return Bundle{}, fmt.Errorf("create Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
-		}
-		k.log.Info("created CA and serving certificate", "secret", k.cfg.SecretName)
-		return b, nil
+		return k.createSecret(ctx, now)
 	}
 	if err != nil {
 		return Bundle{}, fmt.Errorf("read Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
 	}
 	have := fromData(s.Data)
-	want, err := k.issue(have, now)
+	r, err := Renew(have, k.names(), now, k.cfg.Validity)
 	if err != nil {
-		return Bundle{}, err
+		return Bundle{}, fmt.Errorf("renew the certificates of Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
 	}
-	if bytes.Equal(want.Cert, have.Cert) && bytes.Equal(want.CACert, have.CACert) {
+	if !r.Changed(have) {
 		return have, nil
 	}
-	s.Data = toData(want)
+	for _, problem := range r.Unusable {
+		k.log.Info("certificate Secret unusable; re-issuing", "secret", k.cfg.SecretName, "problem", problem.Error(), "newCA", r.NewCA)
+	}
+	s.Data = toData(r.Bundle)
 	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		return Bundle{}, fmt.Errorf("update Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
 	}
-	k.log.Info("rotated serving certificate", "serial", Serial(want.Cert), "newCA", !SameCA(want.CACert, have.CACert))
-	return want, nil
+	if r.NewServing {
+		k.log.Info("rotated serving certificate", "serial", Serial(r.Bundle.Cert), "newCA", r.NewCA)
+	} else {
+		k.log.Info("dropped expired CAs from the Secret", "secret", k.cfg.SecretName)
+	}
+	return r.Bundle, nil
+}
+
+func (k *Keeper) createSecret(ctx context.Context, now time.Time) (Bundle, error) {
+	r, err := Renew(Bundle{}, k.names(), now, k.cfg.Validity)
+	if err != nil {
+		return Bundle{}, err
+	}
+	owners, err := k.owners(ctx)
+	if err != nil {
+		return Bundle{}, err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: k.cfg.SecretName, Namespace: k.cfg.Namespace,
+			Labels:          map[string]string{"app.kubernetes.io/managed-by": "peergroup"},
+			OwnerReferences: owners,
+		},
+		Type: corev1.SecretTypeTLS,
+		Data: toData(r.Bundle),
+	}
+	if _, err := k.client.CoreV1().Secrets(k.cfg.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return Bundle{}, fmt.Errorf("create Secret %s/%s: %w", k.cfg.Namespace, k.cfg.SecretName, err)
+	}
+	k.log.Info("created CA and serving certificate", "secret", k.cfg.SecretName)
+	return r.Bundle, nil
 }
 
 // owners makes the webhook Service the Secret's owner. Helm installs and
@@ -182,40 +238,6 @@ func (k *Keeper) owners(ctx context.Context) ([]metav1.OwnerReference, error) {
 		return nil, fmt.Errorf("read the webhook Service %s/%s to own the certificate Secret: %w", k.cfg.Namespace, k.cfg.ServiceName, err)
 	}
 	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID}}, nil
-}
-
-// issue returns have unchanged when it is valid and not due for renewal,
-// else a renewed bundle: a new serving certificate from the same CA, or a
-// new CA too when the CA is due, keeping the old CA in the bundle so the
-// API server trusts both until the old one expires.
-func (k *Keeper) issue(have Bundle, now time.Time) (Bundle, error) {
-	caValidity := 10 * k.cfg.Validity
-	caOK := false
-	if ca, err := FirstCert(have.CACert); err == nil && len(have.CAKey) > 0 {
-		if renew, err := RenewAt(ca); err == nil && now.Before(renew) {
-			caOK = true
-		}
-	}
-	out := have
-	if !caOK {
-		caCert, caKey, err := NewCA("peergroup-webhook-ca", now, caValidity)
-		if err != nil {
-			return Bundle{}, err
-		}
-		out = Bundle{CACert: AppendUnique(caCert, have.CACert, now), CAKey: caKey}
-	}
-	if caOK && len(have.Cert) > 0 {
-		renew, err := RenewAt(have.Cert)
-		if err == nil && now.Before(renew) && Validate(have.Cert, have.CACert, k.names(), now, 0) == nil {
-			return have, nil
-		}
-	}
-	cert, key, err := NewServing(out.CACert, out.CAKey, k.names(), now, k.cfg.Validity)
-	if err != nil {
-		return Bundle{}, err
-	}
-	out.Cert, out.Key = cert, key
-	return out, nil
 }
 
 func toData(b Bundle) map[string][]byte {
@@ -247,116 +269,4 @@ func (k *Keeper) writeFiles(b Bundle) error {
 		}
 	}
 	return nil
-}
-
-// patchCABundle sets every webhook's caBundle to the Secret's CA bundle.
-func (k *Keeper) patchCABundle(ctx context.Context) error {
-	k.mu.Lock()
-	ca := k.current.CACert
-	k.mu.Unlock()
-	mwcs := k.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mwc, err := mwcs.Get(ctx, k.cfg.WebhookConfigName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		changed := false
-		for i := range mwc.Webhooks {
-			if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, ca) {
-				mwc.Webhooks[i].ClientConfig.CABundle = ca
-				changed = true
-			}
-		}
-		if !changed {
-			return nil
-		}
-		if _, err := mwcs.Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-		k.log.Info("patched caBundle", "webhookConfiguration", k.cfg.WebhookConfigName, "webhooks", len(mwc.Webhooks))
-		return nil
-	})
-	k.mu.Lock()
-	k.caPatched = err == nil
-	k.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("patch caBundle of MutatingWebhookConfiguration %s: %w", k.cfg.WebhookConfigName, err)
-	}
-	return nil
-}
-
-// Start keeps things in step until ctx ends: it watches the webhook
-// configuration (a helm upgrade or a GitOps sync resets caBundle) and
-// re-reads the Secret every Resync for rotation.
-func (k *Keeper) Start(ctx context.Context) error {
-	go k.watchWebhookConfig(ctx)
-	t := time.NewTicker(k.cfg.Resync)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := k.Sync(ctx); err != nil {
-				k.log.Error(err, "certificate sync failed; retrying at the next resync")
-			}
-		}
-	}
-}
-
-func (k *Keeper) watchWebhookConfig(ctx context.Context) {
-	mwcs := k.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	for ctx.Err() == nil {
-		w, err := mwcs.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + k.cfg.WebhookConfigName})
-		if err != nil {
-			k.log.Error(err, "watch webhook configuration failed")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-			continue
-		}
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Added || ev.Type == watch.Modified {
-				if err := k.patchCABundle(ctx); err != nil {
-					k.log.Error(err, "re-patching caBundle failed")
-				}
-			}
-		}
-		w.Stop()
-	}
-}
-
-// ReadyCheck passes once the server at addr serves a certificate that the
-// CA in the webhook configuration verifies for the Service's name.
-func (k *Keeper) ReadyCheck(addr string) func(*http.Request) error {
-	return func(*http.Request) error {
-		k.mu.Lock()
-		ca, patched := k.current.CACert, k.caPatched
-		k.mu.Unlock()
-		if !patched {
-			return errors.New("caBundle not yet patched into the webhook configuration")
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(ca)
-		d := &net.Dialer{Timeout: 2 * time.Second}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{
-			RootCAs:    pool,
-			ServerName: k.cfg.ServiceName + "." + k.cfg.Namespace + ".svc",
-			MinVersion: tls.VersionTLS12,
-		})
-		if err != nil {
-			return fmt.Errorf("served certificate not verified by the caBundle: %w", err)
-		}
-		return conn.Close()
-	}
-}
-
-// ServingAddr is the loopback address the ready check dials.
-func ServingAddr(host string, port int) string {
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
 }

@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		skipped: counter("peergroup_pods_skipped_total",
 			"Pods admitted unchanged, by reason (not-member, opted-out, excluded-namespace, already-injected, not-create); group is empty for non-members.", "namespace", "group", "reason"),
 		denied: counter("peergroup_pods_denied_total",
-			"Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, unsupported-dns, invalid-pod, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).", "namespace", "group", "reason"),
+			"Pods refused, by reason (invalid-name, invalid-tuning, collision, unsupported-os, unsupported-dns, limit-range, invalid-pod, service-not-headless, service-create-failed, namespace-lookup-failed, bad-request).", "namespace", "group", "reason"),
 		servicesCreated: counter("peergroup_services_created_total",
 			"Headless Services created for new peer groups.", "namespace", "group"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

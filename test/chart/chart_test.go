@@ -177,6 +177,36 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	}
 }
 
+func certValidity(v string) map[string]any {
+	return map[string]any{"certificates": map[string]any{"selfSigned": map[string]any{"certValidity": v}}}
+}
+
+// certValidity is whole hours, 1h to 87600h: 262800h (30 years) would make
+// a 300-year CA, past what time.Duration holds, and the webhook would never
+// become ready.
+func TestSchemaBoundsCertValidity(t *testing.T) {
+	for _, v := range []string{"262800h", "87601h", "100000h", "0h", "30m", "12s", "1.5h", "8760"} {
+		_, err := framework.Render("peergroup", "peergroup-system", certValidity(v))
+		if err == nil || !strings.Contains(err.Error(), "certValidity") {
+			t.Errorf("certValidity %s: error %v, want the schema to reject it", v, err)
+		}
+	}
+}
+
+// Every certValidity the schema admits is one the webhook accepts: the
+// bounds on both sides agree.
+func TestCertValidityBoundsAgree(t *testing.T) {
+	for _, v := range []string{"1h", "720h", "8760h", "87600h", "87600h0m0s"} {
+		args, err := framework.DeploymentArgs(render(t, certValidity(v)))
+		if err != nil {
+			t.Fatalf("certValidity %s: %v", v, err)
+		}
+		if _, err := server.ParseFlags(args, func(string) string { return "peergroup-system" }, "v", &bytes.Buffer{}); err != nil {
+			t.Errorf("certValidity %s renders args the webhook rejects: %v", v, err)
+		}
+	}
+}
+
 func TestOptionalObjects(t *testing.T) {
 	defaults := render(t, nil)
 	for _, kind := range []string{"NetworkPolicy", "ServiceMonitor", "Certificate", "Issuer"} {

@@ -31,6 +31,9 @@ type Decider struct {
 	Config     Config
 	Namespaces NamespaceLabels
 	Services   ServiceEnsurer
+	// LimitRanges, when set, are checked against the injected init
+	// container; offline, without a cluster, they are not known.
+	LimitRanges LimitRanges
 	// InitContainers caches encoded init containers for PatchDirect; nil
 	// encodes each one.
 	InitContainers *InitContainerCache
@@ -72,6 +75,16 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 	}
 	if err != nil {
 		return dec.deny(denialReason(err), err)
+	}
+	if !injected && d.LimitRanges != nil {
+		ranges, err := d.LimitRanges.LimitRanges(ctx, req.Namespace)
+		if err != nil {
+			return dec.fail(http.StatusInternalServerError, ReasonNamespaceLookup, fmt.Errorf("peergroup: read the LimitRanges of namespace %s: %w", req.Namespace, err))
+		}
+		ic := &dec.Mutated.Spec.InitContainers[len(dec.Mutated.Spec.InitContainers)-1]
+		if err := checkLimitRanges(ic, ranges); err != nil {
+			return dec.deny(ReasonLimitRange, err)
+		}
 	}
 	if err := checkServiceInputs(pod); err != nil {
 		return dec.deny(ReasonInvalidPod, err)

@@ -41,6 +41,7 @@ const (
 	ReasonUnsupportedOS       Reason = "unsupported-os"
 	ReasonInvalidPod          Reason = "invalid-pod"
 	ReasonUnsupportedDNS      Reason = "unsupported-dns"
+	ReasonLimitRange          Reason = "limit-range"
 	ReasonServiceNotHeadless  Reason = "service-not-headless"
 	ReasonServiceCreateFailed Reason = "service-create-failed"
 	ReasonNamespaceLookup     Reason = "namespace-lookup-failed"

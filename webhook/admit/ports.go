@@ -27,6 +27,11 @@ type ServiceEnsurer interface {
 	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (ServiceState, error)
 }
 
+// LimitRanges lists a namespace's LimitRanges.
+type LimitRanges interface {
+	LimitRanges(ctx context.Context, namespace string) ([]corev1.LimitRange, error)
+}
+
 // StaticNamespaceLabels gives every namespace the same labels: the
 // offline tools' stand-in for the namespace cache.
 type StaticNamespaceLabels map[string]string

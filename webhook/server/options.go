@@ -58,7 +58,7 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&o.Certs.SecretName, "tls-secret-name", "", "selfSigned: Secret in the webhook's namespace holding CA and certificate")
 	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "selfSigned: MutatingWebhookConfiguration whose caBundle is kept in step")
 	fs.StringVar(&o.Certs.ServiceName, "service-name", "", "selfSigned: the webhook Service, for the certificate's DNS names")
-	fs.DurationVar(&o.Certs.Validity, "cert-validity", 8760*time.Hour, "selfSigned: serving certificate validity (renewed at two thirds; the CA lives 10x longer)")
+	fs.DurationVar(&o.Certs.Validity, "cert-validity", 8760*time.Hour, "selfSigned: serving certificate validity, 10s to 87600h and at least 8x --cert-resync-interval (renewed at two thirds; the CA lives 10x longer)")
 	fs.DurationVar(&o.Certs.Resync, "cert-resync-interval", time.Minute, "selfSigned: how often the Secret is re-read for rotation")
 	sans := ""
 	fs.StringVar(&sans, "cert-extra-sans", "", "selfSigned: extra comma-separated DNS names or IPs in the certificate (e.g. 127.0.0.1 for a local API server)")
@@ -91,5 +91,9 @@ func (o Options) validate() error {
 	if m := o.Mutation.PatchMode; m != admit.PatchDirect && m != admit.PatchDiff {
 		errs = append(errs, fmt.Errorf("--patch-mode %q must be direct or diff", m))
 	}
+	// Checked whatever the mode: a value the keeper cannot keep (a CA
+	// lifetime past time.Duration, a certificate expiring between two
+	// resyncs) is a wrong command line, not a surprise at the first rotation.
+	errs = append(errs, certs.CheckValidity(o.Certs.Validity, o.Certs.Resync))
 	return errors.Join(errs...)
 }

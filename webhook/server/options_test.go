@@ -44,13 +44,20 @@ func TestParseFlagsNamespaceExcluded(t *testing.T) {
 
 func TestParseFlagsErrors(t *testing.T) {
 	cases := map[string][]string{
-		"is not a port number":          {"--port=0"},
-		"must not be empty":             {"--seed-discovery-image="},
-		"must be Always":                {"--seed-discovery-image-pull-policy=Sometimes"},
-		"is not name=quantity":          {"--seed-discovery-limits=cpu"},
-		"quantity for memory":           {"--seed-discovery-limits=memory=lots"},
-		"unexpected arguments":          {"extra"},
-		"flag provided but not defined": {"--nope"},
+		"is not a port number": {"--port=0"},
+		"must not be empty":    {"--seed-discovery-image="},
+		"must be Always":       {"--seed-discovery-image-pull-policy=Sometimes"},
+		`--cluster-domain: cluster domain ".cluster.local" is invalid`: {"--cluster-domain=.cluster.local"},
+		`cluster domain "cluster..local" is invalid`:                   {"--cluster-domain=cluster..local"},
+		"is not name=quantity":                                         {"--seed-discovery-limits=cpu"},
+		"quantity for memory":                                          {"--seed-discovery-limits=memory=lots"},
+		"unexpected arguments":                                         {"extra"},
+		"flag provided but not defined":                                {"--nope"},
+		// A 30-year certificate makes a 300-year CA: time.Duration overflows.
+		"--cert-validity 262800h0m0s is outside": {"--cert-validity=262800h"},
+		"--cert-validity 5s is outside":          {"--cert-validity=5s", "--cert-resync-interval=100ms"},
+		"at least 8 times":                       {"--cert-validity=1m", "--cert-resync-interval=10s"},
+		"must be positive":                       {"--cert-resync-interval=0s"},
 	}
 	for want, args := range cases {
 		var stderr bytes.Buffer
@@ -81,5 +88,20 @@ func TestTrimCached(t *testing.T) {
 	got, _ = trimCached(ns)
 	if m := got.(*metav1.PartialObjectMetadata); m.Labels["peergroup.dev/group"] != "cassandra" || m.Annotations != nil {
 		t.Errorf("trimmed namespace %+v", m)
+	}
+}
+
+// The bounds of --cert-validity: the extremes a user may give are accepted,
+// and so are the short values tests rotate with.
+func TestParseFlagsCertValidityBounds(t *testing.T) {
+	for _, args := range [][]string{
+		{"--cert-validity=87600h"},
+		{"--cert-validity=1h"},
+		{"--cert-validity=10s", "--cert-resync-interval=1s"},
+		{"--cert-validity=12s", "--cert-resync-interval=300ms"},
+	} {
+		if _, err := ParseFlags(args, env(nil), "v", &bytes.Buffer{}); err != nil {
+			t.Errorf("args %q: %v", args, err)
+		}
 	}
 }

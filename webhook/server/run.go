@@ -75,6 +75,10 @@ func Run(ctx context.Context, o Options) error {
 
 // startKeeper writes a valid certificate before the server starts (the
 // server needs the files), retrying while the API server is unreachable.
+// The configuration may not exist yet (Helm creates webhook configurations
+// last): the keeper then writes the files at once, since nothing calls the
+// webhook, and its watch patches the caBundle when the configuration
+// appears; readiness waits for that.
 func startKeeper(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) (*certs.Keeper, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -85,14 +89,14 @@ func startKeeper(ctx context.Context, cfg *rest.Config, o Options, log logr.Logg
 		return nil, err
 	}
 	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
-		err := keeper.SyncCertificate(ctx)
+		err := keeper.Sync(ctx)
 		if err == nil {
-			// The configuration may not exist yet (Helm creates webhook
-			// configurations last); the keeper's watch patches it when it
-			// appears, and readiness waits for that.
-			if err := keeper.Sync(ctx); err != nil {
-				log.Info("caBundle not patched yet", "reason", err.Error())
-			}
+			return keeper, nil
+		}
+		if keeper.Serving() {
+			// The files are written; only the caBundle patch failed. The
+			// watch and the resync retry it, and readiness waits for it.
+			log.Info("caBundle not patched yet", "reason", err.Error())
 			return keeper, nil
 		}
 		log.Error(err, "initial certificate sync failed; retrying", "in", delay)
