@@ -92,3 +92,19 @@ func NamespaceMeta(ctx context.Context, r client.Reader, namespace string) (*met
 	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return meta, r.Get(ctx, client.ObjectKey{Name: namespace}, meta)
 }
+
+// CachedLimitRanges is the admit.LimitRanges of a running webhook: a
+// namespace's LimitRanges from the informer cache.
+type CachedLimitRanges struct {
+	Cache client.Reader
+}
+
+var _ admit.LimitRanges = (*CachedLimitRanges)(nil)
+
+func (l *CachedLimitRanges) LimitRanges(ctx context.Context, namespace string) ([]corev1.LimitRange, error) {
+	list := &corev1.LimitRangeList{}
+	if err := l.Cache.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("list LimitRanges of namespace %s: %w", namespace, err)
+	}
+	return list.Items, nil
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -180,5 +181,47 @@ func TestExternalNameServiceNamedInDenial(t *testing.T) {
 	err := cluster.Client.Create(ctx, plainPod(ns, "p", nil))
 	if err == nil || !strings.Contains(err.Error(), "exists and is not headless (type ExternalName") {
 		t.Errorf("%v", err)
+	}
+}
+
+// A namespace LimitRange the injected init container would break: the pod
+// is denied by peergroup naming the LimitRange and the chart value, not by
+// the API server's LimitRanger with a message about a container the user
+// never wrote, and no Service is made. A LimitRange it fits admits it.
+func TestLimitRangeNamedInDenial(t *testing.T) {
+	ctx := testContext(t)
+	for _, tc := range []struct {
+		max, want string
+	}{{"50m", "would reject the injected seed-discovery init container: cpu limit must be at most 50m (limit 100m)"}, {"2", ""}} {
+		ns := newNamespace(t, map[string]string{contract.GroupLabel: "limited"})
+		lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+			Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(tc.max)},
+		}}}}
+		if err := cluster.Client.Create(ctx, lr); err != nil {
+			t.Fatal(err)
+		}
+		// The webhook reads LimitRanges from its informer: wait until a
+		// dry run shows it has seen this one.
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			err = cluster.Client.Create(ctx, plainPod(ns, "probe", nil), client.DryRunAll)
+			if tc.want == "" || err != nil && strings.Contains(err.Error(), "LimitRange") {
+				break
+			}
+		}
+		pod := plainPod(ns, "p", nil)
+		err = cluster.Client.Create(ctx, pod)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("max %s: %v", tc.max, err)
+		case tc.want == "":
+			requireInjected(t, pod)
+		case err == nil || !strings.Contains(err.Error(), "LimitRange "+ns+"/small "+tc.want) || !strings.Contains(err.Error(), "seedDiscovery.resources"):
+			t.Errorf("max %s: %v, want a denial naming the LimitRange and the chart value", tc.max, err)
+		default:
+			if got := services(t, ns); len(got) != 0 {
+				t.Errorf("a denied pod created a Service: %v", got)
+			}
+		}
 	}
 }

@@ -52,6 +52,7 @@ func TestServiceCreateForbidden(t *testing.T) {
 	role := &rbacv1.ClusterRole{Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"limitranges"}, Verbs: []string{"list", "watch"}},
 	}}
 	role.Name = "peergroup-no-create"
 	binding := &rbacv1.ClusterRoleBinding{

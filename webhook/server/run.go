@@ -143,7 +143,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	// warm cache; readiness waits for them.
 	nsMeta := &metav1.PartialObjectMetadata{}
 	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	for _, obj := range []client.Object{&corev1.Service{}, nsMeta} {
+	for _, obj := range []client.Object{&corev1.Service{}, nsMeta, &corev1.LimitRange{}} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
 		}
@@ -155,6 +155,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 			Namespaces:     &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
 			Services:       &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
 			InitContainers: &admit.InitContainerCache{},
+			LimitRanges:    &webhook.CachedLimitRanges{Cache: mgr.GetClient()},
 		},
 		Metrics: webhook.NewMetrics(metrics.Registry),
 		Events:  &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
@@ -178,7 +179,8 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 }
 
 // trimCached keeps, of a Service, its name, namespace, type and clusterIP (all
-// that Ensure reads) and, of a namespace, its name and labels.
+// that Ensure reads), of a namespace its name and labels, and of a
+// LimitRange its name and spec.
 func trimCached(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
@@ -186,6 +188,12 @@ func trimCached(obj any) (any, error) {
 			TypeMeta:   o.TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
 			Spec:       corev1.ServiceSpec{ClusterIP: o.Spec.ClusterIP, Type: o.Spec.Type},
+		}, nil
+	case *corev1.LimitRange:
+		return &corev1.LimitRange{
+			TypeMeta:   o.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
+			Spec:       o.Spec,
 		}, nil
 	case *metav1.PartialObjectMetadata:
 		return &metav1.PartialObjectMetadata{

@@ -1,0 +1,70 @@
+package admit
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+type staticLimitRanges []corev1.LimitRange
+
+func (s staticLimitRanges) LimitRanges(context.Context, string) ([]corev1.LimitRange, error) {
+	return s, nil
+}
+
+// Under a LimitRange the injected init container would break, the pod is
+// denied naming the LimitRange and the chart value, before its Service is
+// created; one it fits admits the pod.
+func TestLimitRanges(t *testing.T) {
+	q := resource.MustParse
+	limitRange := func(item corev1.LimitRangeItem) corev1.LimitRange {
+		item.Type = corev1.LimitTypeContainer
+		return corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{item}}}
+	}
+	cases := []struct {
+		name string
+		item corev1.LimitRangeItem
+		want string // "" admits
+	}{
+		{"max cpu below the init container's limit", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("50m")}}, "cpu limit must be at most 50m (limit 100m)"},
+		{"min memory above its request", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceMemory: q("64Mi")}}, "memory must be at least 64Mi (request 16Mi)"},
+		{"limit/request ratio", corev1.LimitRangeItem{MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("4")}}, "cpu limit/request ratio must be at most 4 (100m/10m)"},
+		{"a resource the container does not set", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}}, "ephemeral-storage must be at least 1Mi (request none)"},
+		{"fits", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")}, Min: corev1.ResourceList{corev1.ResourceCPU: q("10m")}, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("10")}}, ""},
+		{"pod-level items do not apply", corev1.LimitRangeItem{Type: corev1.LimitTypePod}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			lr := limitRange(tc.item)
+			if tc.item.Type == corev1.LimitTypePod {
+				lr.Spec.Limits[0].Type = corev1.LimitTypePod
+				lr.Spec.Limits[0].Max = corev1.ResourceList{corev1.ResourceCPU: q("1m")}
+			}
+			pod := twoContainerPod()
+			pod.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+			services := &StaticServices{Known: true}
+			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: services, LimitRanges: staticLimitRanges{lr}}).Decide(context.Background(), Request{
+				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: pod,
+			})
+			if tc.want == "" {
+				if d.Verdict != VerdictInjected {
+					t.Fatalf("%s, want injected", summary(d))
+				}
+				return
+			}
+			if d.Verdict != VerdictDenied || d.Reason != ReasonLimitRange || !strings.Contains(d.Message, tc.want) ||
+				!strings.Contains(d.Message, "LimitRange db/small would reject the injected seed-discovery init container") || !strings.Contains(d.Message, "seedDiscovery.resources") {
+				t.Errorf("%s, want denied naming the LimitRange, %q and the chart value", summary(d), tc.want)
+			}
+			if services.Desired != nil || d.Service != ServiceNotReached {
+				t.Error("the Service was reached for a pod the LimitRange rejects")
+			}
+		})
+	}
+}
