@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/test/fixtures"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
@@ -31,7 +32,7 @@ import (
 
 // FuzzAdmissionReview takes arbitrary request bodies.
 func FuzzAdmissionReview(f *testing.F) {
-	for _, p := range fixturePods(f) {
+	for _, p := range fixtures.MutatePods(f) {
 		f.Add(reviewBody(p, "CREATE"))
 	}
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"db","object":{"spec":{"containers":"nope"}}}}`))
@@ -46,7 +47,7 @@ func FuzzAdmissionReview(f *testing.F) {
 // well-formed review, which reaches the mutation far more often than
 // arbitrary bytes do.
 func FuzzPodAdmission(f *testing.F) {
-	for _, p := range fixturePods(f) {
+	for _, p := range fixtures.MutatePods(f) {
 		f.Add(p, "")
 		f.Add(p, "cassandra")
 	}
@@ -136,7 +137,7 @@ func checkAdmission(t *testing.T, body []byte, nsGroup string) {
 	// one it sent: metadata and spec always present. A body not in that
 	// form never comes from an API server; the patch is checked against
 	// the form an API server would have sent for the same pod.
-	object, ok := apiServerForm(sent.Request.Object.Raw)
+	object, ok := fixtures.APIServerForm(sent.Request.Object.Raw)
 	if !ok {
 		t.Fatalf("a patch for an object that is not a pod: %s", sent.Request.Object.Raw)
 	}

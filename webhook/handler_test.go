@@ -270,35 +270,3 @@ func racingCreate() client.Client {
 		},
 	})
 }
-
-// fixturePods are the pods of the golden fixtures.
-func fixturePods(t testing.TB) [][]byte {
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
-	var out [][]byte
-	for _, f := range files {
-		if strings.HasSuffix(f, ".golden.yaml") {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fx fixture
-		if err := yaml.Unmarshal(data, &fx); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fx.Pod)
-	}
-	return out
-}
-
-// apiServerForm is how the API server sends an object: encoded from its
-// typed form.
-func apiServerForm(raw []byte) ([]byte, bool) {
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(raw, pod); err != nil {
-		return nil, false
-	}
-	out, err := json.Marshal(pod)
-	return out, err == nil
-}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/test/fixtures"
 )
 
 // applyBoth patches raw with the reference (diff) and the direct patch and
@@ -51,21 +52,10 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 	return apply(PatchDiff), apply(PatchDirect), true
 }
 
-// apiServerForm is how the API server sends an object: encoded from its
-// typed form.
-func apiServerForm(raw []byte) ([]byte, bool) {
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(raw, pod); err != nil {
-		return nil, false
-	}
-	out, err := json.Marshal(pod)
-	return out, err == nil
-}
-
 var fuzzGroup = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
 
 func TestPatchEquivalence(t *testing.T) {
-	pods := fixturePods(t)
+	pods := fixtures.MutatePods(t)
 	extra := []string{
 		`{"metadata":{"name":"bare"},"spec":{"containers":[{"name":"a","image":"x"}]}}`,
 		`{"metadata":{"name":"slashes","labels":{"a/b":"1","c~d":"2"},"annotations":{"x/y~z":"3"}},"spec":{"containers":[{"name":"a","image":"x","env":[{"name":"CASSANDRA_SERVICE","value":"other"}],"volumeMounts":[{"name":"v","mountPath":"/v"}]},{"name":"b","image":"y"}],"volumes":[{"name":"v","emptyDir":{}}],"initContainers":[{"name":"i","image":"z"}]}}`,
@@ -77,7 +67,7 @@ func TestPatchEquivalence(t *testing.T) {
 	}
 	checked := 0
 	for _, p := range pods {
-		raw, ok := apiServerForm(p)
+		raw, ok := fixtures.APIServerForm(p)
 		if !ok {
 			t.Fatalf("fixture does not decode: %s", p)
 		}
@@ -100,12 +90,12 @@ func TestPatchEquivalence(t *testing.T) {
 // FuzzPatchEquivalence: for any pod the API server could send, the direct
 // patch yields exactly the pod PatchResponseFromRaw's patch yields.
 func FuzzPatchEquivalence(f *testing.F) {
-	for _, p := range fixturePods(f) {
+	for _, p := range fixtures.MutatePods(f) {
 		f.Add(p)
 	}
 	f.Add([]byte(`{"metadata":{"labels":{"x/y":"1"}},"spec":{"containers":[{"name":"a","env":[{"name":"A"}]}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		raw, ok := apiServerForm(data)
+		raw, ok := fixtures.APIServerForm(data)
 		if !ok {
 			return
 		}
@@ -145,7 +135,7 @@ func TestPatchDirectFailure(t *testing.T) {
 // pod: the same verdict, reason, message, warnings and direct patch byte
 // for byte, and the same Service.
 func FuzzAdmittedPodEquivalence(f *testing.F) {
-	for _, p := range fixturePods(f) {
+	for _, p := range fixtures.MutatePods(f) {
 		f.Add(p, "")
 		f.Add(p, "cassandra")
 	}

@@ -4,47 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/contract"
 )
-
-const fixtureDir = "../../test/fixtures/mutate"
-
-// fixturePods are the pods of the golden fixtures (test/fixtures/mutate).
-func fixturePods(t testing.TB) [][]byte {
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.yaml"))
-	var out [][]byte
-	for _, f := range files {
-		if strings.HasSuffix(f, ".golden.yaml") {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fx struct {
-			Pod json.RawMessage `json:"pod"`
-		}
-		if err := yaml.Unmarshal(data, &fx); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fx.Pod)
-	}
-	if len(out) == 0 {
-		t.Fatalf("no fixtures in %s", fixtureDir)
-	}
-	return out
-}
 
 // memberPod is a realistic member pod: the Cassandra walkthrough's.
 func memberPod() *corev1.Pod {
