@@ -83,9 +83,16 @@ func (t Tuning) Check(s string) error {
 // Valid reports whether s is a valid value.
 func (t Tuning) Valid(s string) bool { return t.check(s) }
 
+// MaxTuningLength bounds a tuning value's text. Every valid value is short
+// ("300s", "2328"); without the bound, leading zeros and fraction digits
+// ("000…3", "10.000…0s") make megabyte values that parse, and each one
+// would be carried into the webhook's caches and answers.
+const MaxTuningLength = 32
+
 func tuning(name, rule string, check func(string) bool) Tuning {
 	env := "PEERGROUP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	return Tuning{Name: name, Annotation: Domain + "/" + name, Env: env, Rule: rule, check: check}
+	bounded := func(s string) bool { return len(s) <= MaxTuningLength && check(s) }
+	return Tuning{Name: name, Annotation: Domain + "/" + name, Env: env, Rule: rule + fmt.Sprintf(", at most %d characters", MaxTuningLength), check: bounded}
 }
 
 // The tuning values (README, "seed-discovery").

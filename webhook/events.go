@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,9 +43,9 @@ func (e *Events) record(ctx context.Context, namespace string, d admit.Decision)
 		return // most admissions: nothing to report, and nothing to build
 	}
 	pod := d.Pod
-	name := pod.Name
+	name := admit.Clip(pod.Name)
 	if name == "" {
-		name = pod.GenerateName + "<generated>"
+		name = admit.Clip(pod.GenerateName) + "<generated>"
 	}
 	switch {
 	case created:
@@ -79,11 +80,17 @@ func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Po
 	return ref
 }
 
-// truncateNote keeps an event note within the API's 1 kB.
+// truncateNote keeps an event's message within what fits the API's
+// 1024-byte note beside the prefix ("pod <name> denied: ", the name cut to
+// at most ~100 bytes), ending on a character boundary.
 func truncateNote(s string) string {
-	const max = 900
+	const max = 880
 	if len(s) <= max {
 		return s
 	}
-	return s[:max] + "…"
+	cut := s[:max]
+	for len(cut) > 0 && !utf8.ValidString(cut) {
+		cut = cut[:len(cut)-1]
+	}
+	return cut + "…"
 }

@@ -1,11 +1,13 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -93,14 +95,14 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 	}{
 		// The create and the cache hit of an identical pod; the dry-run
 		// came before the group had a Service, so it counts under the
-		// fixed bucket (no group), as do the denials that never reached
-		// the Service.
+		// fixed bucket (no namespace, no group), as do the denials that
+		// never reached the Service.
 		{h.Metrics.injected.WithLabelValues("db", "cassandra"), 2},
-		{h.Metrics.injected.WithLabelValues("db", ""), 1},
-		{h.Metrics.skipped.WithLabelValues("db", "", string(admit.ReasonNotMember)), 1},
+		{h.Metrics.injected.WithLabelValues("", ""), 1},
+		{h.Metrics.skipped.WithLabelValues("", "", string(admit.ReasonNotMember)), 1},
 		{h.Metrics.denied.WithLabelValues("db", "web", string(admit.ReasonServiceNotHeadless)), 1},
-		{h.Metrics.denied.WithLabelValues("db", "", string(admit.ReasonInvalidTuning)), 1},
-		{h.Metrics.denied.WithLabelValues("db", "", string(admit.ReasonInvalidName)), 1},
+		{h.Metrics.denied.WithLabelValues("", "", string(admit.ReasonInvalidTuning)), 1},
+		{h.Metrics.denied.WithLabelValues("", "", string(admit.ReasonInvalidName)), 1},
 		{h.Metrics.servicesCreated.WithLabelValues("db", "cassandra"), 1},
 	}
 	for i, c := range counters {
@@ -132,5 +134,21 @@ func TestEventOnServiceCreateFailure(t *testing.T) {
 	handle(h, req)
 	if len(rec.events) != 1 || rec.events[0].reason != EventServiceCreateFailed || rec.events[0].kind != corev1.EventTypeWarning || !strings.Contains(rec.events[0].note, "exceeded quota") {
 		t.Errorf("events %+v", rec.events)
+	}
+}
+
+// An Event's note stays within the API's 1024 bytes whatever the pod's
+// name and the message, and ends on a character boundary.
+func TestEventNoteBounded(t *testing.T) {
+	rec := &fakeRecorder{}
+	e := &Events{Recorder: rec}
+	pod := &corev1.Pod{}
+	pod.Name = strings.Repeat("n", 253)
+	e.record(context.Background(), "db", admit.Decision{Verdict: admit.VerdictDenied, Message: strings.Repeat("é", 2000), Pod: pod})
+	if len(rec.events) != 1 {
+		t.Fatalf("%d events", len(rec.events))
+	}
+	if note := rec.events[0].note; len(note) > 1024 || !utf8.ValidString(note) {
+		t.Errorf("%d-byte note (valid UTF-8: %v)", len(note), utf8.ValidString(note))
 	}
 }

@@ -102,7 +102,7 @@ func decodedPod(req admission.Request) *corev1.Pod {
 }
 
 func logger(ctx context.Context, req admission.Request, d admit.Decision) logr.Logger {
-	name := req.Name
+	name := admit.Clip(req.Name) // the API server has not validated it yet
 	if name == "" {
 		name = "(generated)"
 	}

@@ -77,14 +77,18 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 // observe counts one Decision. Reasons are admit's fixed set; errored
 // decisions are counted with the denials, under their own reasons.
-func (m *Metrics) observe(namespace string, d admit.Decision, took time.Duration) {
+func (m *Metrics) observe(ns string, d admit.Decision, took time.Duration) {
 	if m == nil {
 		return
 	}
 	result, reason := string(d.Verdict), string(d.Reason)
-	group := "" // the fixed bucket: not a member, or no Service of the group in the cluster
+	// The fixed bucket: not a member, or no Service of the group in the
+	// cluster. The namespace too comes from the request, and a request
+	// that did not come through the API server may name any, so it is a
+	// label value on the same condition.
+	namespace, group := "", ""
 	if d.GroupInCluster() {
-		group = d.Group
+		namespace, group = ns, d.Group
 	}
 	m.admissions.WithLabelValues(result).Inc()
 	m.duration.WithLabelValues(result).Observe(took.Seconds())

@@ -61,6 +61,16 @@ func TestDistinctGroupsDoNotGrowMetrics(t *testing.T) {
 			testutil.CollectAndCount(h.Metrics.skipped) + testutil.CollectAndCount(h.Metrics.admissions)
 	}
 	before, heapBefore := series(), heap()
+	// A request that did not come through the API server may name any
+	// namespace: neither is that a label value.
+	for i := range 500 {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{contract.GroupLabel: "g"}}}
+		pod.Spec.Containers = []corev1.Container{{Name: "c", Image: "x"}}
+		h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: fmt.Sprintf("forged-%d", i),
+			Operation: admissionv1.Create, DryRun: ptr.To(true), Object: runtime.RawExtension{Object: pod},
+		}})
+	}
 	const n = 50000
 	for i := range n {
 		if resp := admitGroup(fmt.Sprintf("Invalid-%055d", i)); resp.Allowed {

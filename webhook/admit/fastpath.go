@@ -16,6 +16,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +25,6 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/peergroup/peergroup/contract"
@@ -251,9 +252,14 @@ type InitContainerCache struct {
 	maxLen  atomic.Int64
 }
 
-// maxInitContainerEntries bounds memory: one entry per group and tuning
-// combination in use.
-const maxInitContainerEntries = 4096
+// maxInitContainerEntries and maxCachedEncoding bound the cache's memory
+// (and the patch buffers sized from its largest entry): one entry per group
+// and tuning combination in use, each of the size a real init container
+// encodes to.
+const (
+	maxInitContainerEntries = 4096
+	maxCachedEncoding       = 8 << 10
+)
 
 var errNotCached = errors.New("not an injected init container")
 
@@ -280,7 +286,7 @@ func (c *InitContainerCache) write(buf *bytes.Buffer, v any) error {
 		if err != nil {
 			return err
 		}
-		if c.size.Load() < maxInitContainerEntries {
+		if c.size.Load() < maxInitContainerEntries && len(enc) <= maxCachedEncoding {
 			c.entries.Store(key, enc)
 			c.size.Add(1)
 			for l := c.maxLen.Load(); int64(len(enc)) > l && !c.maxLen.CompareAndSwap(l, int64(len(enc))); l = c.maxLen.Load() {
@@ -330,10 +336,14 @@ func initContainerKey(c *corev1.Container) string {
 			k.WriteString("\x03" + e.ValueFrom.FieldRef.FieldPath)
 		}
 	}
-	// Resources vary with the pod's QoS class (guaranteedResources).
-	r := &c.Resources
-	for _, q := range []*resource.Quantity{r.Requests.Cpu(), r.Requests.Memory(), r.Limits.Cpu(), r.Limits.Memory()} {
-		k.WriteString("\x04" + q.String())
+	// Resources vary with the pod's QoS class (guaranteedResources): every
+	// resource the configuration names is part of the key.
+	for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
+		k.WriteString("\x04")
+		for _, name := range slices.Sorted(maps.Keys(list)) {
+			q := list[name]
+			k.WriteString(string(name) + "=" + q.String() + ",")
+		}
 	}
 	return k.String()
 }

@@ -1,6 +1,7 @@
 package admit
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/contract"
@@ -154,3 +156,44 @@ func FuzzAdmittedPodEquivalence(f *testing.F) {
 		decideBoth(t, full, nsLabels, nil)
 	})
 }
+
+// Values that parse but are megabytes long (leading zeros, fraction
+// digits) are denied by the contract's length bound, so they never reach
+// the init container, its cache, or the patch buffers sized from it; and
+// the cache takes no encoding over its size bound whatever the config.
+func TestCacheAndTuningBounded(t *testing.T) {
+	for _, v := range []string{"10." + strings.Repeat("0", 1<<20) + "s", strings.Repeat("0", 40) + "3"} {
+		pod := memberPod()
+		pod.Annotations = map[string]string{contract.Timeout.Annotation: v, contract.SeedCount.Annotation: "3"}
+		if strings.HasSuffix(v, "3") {
+			pod.Annotations = map[string]string{contract.SeedCount.Annotation: v}
+		}
+		if d := decideBoth(t, pod, nil, nil); d.Verdict != VerdictDenied || d.Reason != ReasonInvalidTuning || len(d.Message) > 1024 {
+			t.Errorf("%d-byte value: %s (%d-byte message)", len(v), d.Verdict, len(d.Message))
+		}
+	}
+	cache := &InitContainerCache{}
+	big := corev1.Container{Name: contract.InitContainerName, Image: strings.Repeat("i", maxCachedEncoding)}
+	var buf bytes.Buffer
+	if err := cache.write(&buf, big); err != nil || buf.Len() <= maxCachedEncoding {
+		t.Fatalf("write: %v (%d bytes)", err, buf.Len())
+	}
+	if cache.Len() != 0 || cache.largest() != 0 {
+		t.Errorf("an encoding of %d bytes was cached (%d entries, largest %d)", buf.Len(), cache.Len(), cache.largest())
+	}
+}
+
+// Two init containers that differ only in a resource other than CPU and
+// memory never share a cached encoding.
+func TestCacheKeyCoversEveryResource(t *testing.T) {
+	ic := func(storage string) corev1.Container {
+		return corev1.Container{Name: contract.InitContainerName, Image: "x", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse(storage)},
+		}}
+	}
+	if initContainerKey(ptrTo(ic("1Mi"))) == initContainerKey(ptrTo(ic("10Mi"))) {
+		t.Error("ephemeral-storage is not part of the key")
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -360,9 +360,9 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 // cannot work for this pod, so the user reads why at `kubectl apply`
 // instead of in an init container that waits until its deadline.
 func checkTuningFitsPod(pod *corev1.Pod) error {
-	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasTCPPort(pod, name) {
+	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasServicePort(pod, name) {
 		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
-			Rule: "the name of a TCP port of one of the pod's containers (seed-discovery queries the SRV records _" + clip(name) + "._tcp of the Service, which exist only for such a port)"}
+			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}
 	}
 	if pod.Annotations[contract.FoundingValue.Annotation] == string(contract.FoundOrdinal0) {
 		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
@@ -373,15 +373,13 @@ func checkTuningFitsPod(pod *corev1.Pod) error {
 	return nil
 }
 
-func hasTCPPort(pod *corev1.Pod, name string) bool {
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
-				return true
-			}
-		}
-	}
-	return false
+// hasServicePort reports whether the Service built from pod (the first
+// pod of the group builds it) has a TCP port of that name: a later name for
+// the same port number is not carried into the Service.
+func hasServicePort(pod *corev1.Pod, name string) bool {
+	return slices.ContainsFunc(servicePorts(pod), func(p corev1.ServicePort) bool {
+		return p.Name == name && p.Protocol == corev1.ProtocolTCP
+	})
 }
 
 // checkDNS refuses a hostNetwork pod that does not resolve with the cluster
@@ -389,6 +387,9 @@ func hasTCPPort(pod *corev1.Pod, name string) bool {
 // resolv.conf, where seed-discovery finds neither the cluster domain nor a
 // server that knows the Service.
 func checkDNS(pod *corev1.Pod) error {
+	if pod.Spec.DNSPolicy == corev1.DNSDefault {
+		return &UnsupportedDNSError{fmt.Sprintf("the pod sets dnsPolicy Default, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: use dnsPolicy ClusterFirst (or ClusterFirstWithHostNet with hostNetwork), or opt this pod out with the label %s=false", contract.InjectLabel)}
+	}
 	if pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && pod.Spec.DNSPolicy != corev1.DNSNone {
 		return &UnsupportedDNSError{fmt.Sprintf("the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
 			cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst"), contract.InjectLabel)}
@@ -410,14 +411,20 @@ func checkOS(pod *corev1.Pod) error {
 	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
 		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %s; %s", quote(string(pod.Spec.OS.Name)), fix)}
 	}
-	if os, ok := pod.Spec.NodeSelector[corev1.LabelOSStable]; ok && os != string(corev1.Linux) {
-		return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", corev1.LabelOSStable, clip(os), fix)}
+	for _, key := range osLabels {
+		if os, ok := pod.Spec.NodeSelector[key]; ok && os != string(corev1.Linux) {
+			return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", key, clip(os), fix)}
+		}
 	}
 	if terms := requiredNodeTerms(pod); len(terms) > 0 && !slices.ContainsFunc(terms, admitsLinux) {
 		return &UnsupportedOSError{fmt.Sprintf("the pod's required node affinity admits no node with %s=linux; %s", corev1.LabelOSStable, fix)}
 	}
 	return nil
 }
+
+// osLabels name a node's OS: the stable label and the beta one kubelets
+// still set.
+var osLabels = []string{corev1.LabelOSStable, "beta.kubernetes.io/os"}
 
 func requiredNodeTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
 	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
@@ -430,7 +437,7 @@ func requiredNodeTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
 // match the term, as far as that label decides.
 func admitsLinux(term corev1.NodeSelectorTerm) bool {
 	for _, e := range term.MatchExpressions {
-		if e.Key != corev1.LabelOSStable {
+		if !slices.Contains(osLabels, e.Key) {
 			continue
 		}
 		linux := slices.Contains(e.Values, string(corev1.Linux))
@@ -483,6 +490,8 @@ func checkMounts(pod *corev1.Pod) error {
 			switch {
 			case m.Name != contract.SeedsVolumeName && inside:
 				return &CollisionError{fmt.Sprintf("container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), clip(m.MountPath), contract.SeedsMountPath)}
+			case m.Name == contract.SeedsVolumeName && (m.SubPath != "" || m.SubPathExpr != ""):
+				return &CollisionError{fmt.Sprintf("container %s mounts only a subPath of the %q volume; the app must see the whole seeds directory at %s: remove the subPath, or rename your volume", quote(c.Name), contract.SeedsVolumeName, contract.SeedsMountPath)}
 			case m.Name == contract.SeedsVolumeName && p != contract.SeedsMountPath:
 				return &CollisionError{fmt.Sprintf("container %s mounts a volume named %q at %s; peergroup needs that name for the seeds volume, which it mounts read-only at %s (where %s points): rename your volume", quote(c.Name), contract.SeedsVolumeName, quote(m.MountPath), contract.SeedsMountPath, contract.EnvSeedsFile)}
 			}

@@ -216,7 +216,22 @@ func TestMutateRejectsBadInput(t *testing.T) {
 		{"hostNetwork with the node's DNS", func(p *corev1.Pod) { p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirst },
 			"the pod uses hostNetwork with dnsPolicy ClusterFirst, so it resolves with the node's resolv.conf", ReasonUnsupportedDNS},
 		{"hostNetwork, dnsPolicy Default", func(p *corev1.Pod) { p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSDefault },
-			"set dnsPolicy: ClusterFirstWithHostNet", ReasonUnsupportedDNS},
+			"the pod sets dnsPolicy Default, so it resolves with the node's resolv.conf", ReasonUnsupportedDNS},
+		{"dnsPolicy Default without hostNetwork", func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSDefault },
+			"use dnsPolicy ClusterFirst", ReasonUnsupportedDNS},
+		{"windows by the beta node label", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"beta.kubernetes.io/os": "windows"} },
+			"the pod selects nodes with beta.kubernetes.io/os=windows", ReasonUnsupportedOS},
+		{"windows by the beta label in node affinity", func(p *corev1.Pod) {
+			p.Spec.Affinity = requireNodes(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "beta.kubernetes.io/os", Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}})
+		}, "admits no node with kubernetes.io/os=linux", ReasonUnsupportedOS},
+		{"port name the Service does not carry (a second name for one port)", func(p *corev1.Pod) {
+			p.Spec.Containers[1].Ports = []corev1.ContainerPort{{Name: "client", ContainerPort: 7000}, {Name: "gossip", ContainerPort: 7000}}
+			p.Annotations = map[string]string{contract.PortName.Annotation: "gossip"}
+		}, "the first with its number", ReasonInvalidTuning},
+		{"a subPath of the seeds volume", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, SubPath: "elsewhere"}}
+		}, `mounts only a subPath of the "peergroup-seeds" volume`, ReasonCollision},
 		{"mount path with a trailing slash", func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: contract.SeedsMountPath + "/"}}
 		}, `container "cassandra" already mounts volume "data" at /var/run/peergroup/`, ReasonCollision},

@@ -21,6 +21,10 @@ func quote(s string) string {
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(head(s)), len(s))
 }
 
+// Clip is s cut like quote, for values a message or a log line prints
+// bare.
+func Clip(s string) string { return clip(s) }
+
 // clip is s cut like quote, for values a message prints bare.
 func clip(s string) string {
 	if len(s) <= maxQuoted {
