@@ -126,6 +126,11 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 	default:
 		return fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
 	}
+	limitRanges := &corev1.LimitRangeList{}
+	if err := c.List(ctx, limitRanges, client.InNamespace(in.Pod.Namespace)); err != nil {
+		return fmt.Errorf("list LimitRanges of namespace %s: %w", in.Pod.Namespace, err)
+	}
+	in.LimitRanges = append([]corev1.LimitRange{}, limitRanges.Items...)
 	if m, err := admit.ResolveGroup(in.Pod, in.NamespaceLabels); err == nil && m.Member() {
 		svc := &corev1.Service{}
 		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: m.Service}, svc); {

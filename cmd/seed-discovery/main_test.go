@@ -105,3 +105,49 @@ func TestRunBadClusterDomainExits2(t *testing.T) {
 		}
 	}
 }
+
+// Operator flags that could only fail later exit 2 at once, naming the
+// flag and the value: a negative poll interval (a DNS query loop without a
+// pause), a DNS server that is not host:port (queries retried until the
+// timeout, then exit 5), an empty output directory (seeds written into the
+// working directory). Nothing is queried and nothing written.
+func TestRunBadOperatorFlagsExit2(t *testing.T) {
+	z, err := dnszone.Start(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	z.Set("cassandra.db.svc.cluster.local.", "", dnszone.Peer{IP: netip.MustParseAddr("127.0.0.1")})
+	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.1", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local", "PEERGROUP_STABLE_MARGIN": "1s", "PEERGROUP_TIMEOUT": "10s"} {
+		t.Setenv(k, v)
+	}
+	for _, tc := range []struct {
+		flag string
+		want string
+	}{
+		{"--poll-interval=-1s", `seed-discovery: exit 2: configuration: --poll-interval: poll interval "-1s" is invalid: it must be a positive duration`},
+		{"--dns-server=not a server", `seed-discovery: exit 2: configuration: --dns-server: DNS server "not a server" is invalid: it must be host:port`},
+		{"--output-dir=", `seed-discovery: exit 2: configuration: --output-dir: output directory "" is invalid: it must name a directory`},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			work := t.TempDir()
+			t.Chdir(work)
+			// The other flags are good: only the one under test is wrong.
+			args := []string{"--dns-server=" + z.Addr, "--output-dir=" + t.TempDir(), "--termination-log=", tc.flag}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var stderr bytes.Buffer
+			start := time.Now()
+			err := run(ctx, args, &stderr)
+			if discovery.Code(err) != discovery.ExitConfig || !strings.HasPrefix(stderr.String(), tc.want) {
+				t.Fatalf("exit %d after %s, stderr %q\nwant exit 2, %q", discovery.Code(err), time.Since(start).Round(time.Millisecond), stderr.String(), tc.want)
+			}
+			if udp, tcp := z.Queries(); udp+tcp != 0 {
+				t.Errorf("%d DNS queries sent", udp+tcp)
+			}
+			if entries, _ := os.ReadDir(work); len(entries) != 0 {
+				t.Errorf("wrote %d files into the working directory", len(entries))
+			}
+		})
+	}
+}

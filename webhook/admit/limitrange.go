@@ -2,6 +2,8 @@ package admit
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,63 +20,90 @@ type LimitRangeError struct{ Detail string }
 
 func (e *LimitRangeError) Error() string { return "peergroup: " + e.Detail }
 
-// checkLimitRanges applies the rules of the LimitRanger admission plugin
-// that the init container's fixed resources can break: per-container min,
-// max and maxLimitRequestRatio. (Defaults do not apply: the init container
-// sets its requests and limits.)
+// checkLimitRanges applies the LimitRanger admission plugin's rules to the
+// injected init container as the API server will: for each LimitRange in
+// turn, its Container defaults fill what the container does not set, then
+// its per-container min, max and maxLimitRequestRatio are checked, at
+// milli-unit precision (plugin/pkg/admission/limitranger in Kubernetes).
 func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
+	r := corev1.ResourceRequirements{Requests: ic.Resources.Requests.DeepCopy(), Limits: ic.Resources.Limits.DeepCopy()}
+	if r.Requests == nil {
+		r.Requests = corev1.ResourceList{}
+	}
+	if r.Limits == nil {
+		r.Limits = corev1.ResourceList{}
+	}
 	for _, lr := range ranges {
 		for _, item := range lr.Spec.Limits {
 			if item.Type != corev1.LimitTypeContainer {
 				continue
 			}
-			if problem := limitRangeProblem(&ic.Resources, item); problem != "" {
+			fill(r.Requests, item.DefaultRequest)
+			fill(r.Limits, item.Default)
+		}
+		for _, item := range lr.Spec.Limits {
+			if item.Type != corev1.LimitTypeContainer {
+				continue
+			}
+			if problem := limitRangeProblem(&r, item); problem != "" {
 				return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
-					lr.Namespace, lr.Name, contract.InitContainerName, problem, contract.InjectLabel)}
+					clip(lr.Namespace), clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
 			}
 		}
 	}
 	return nil
 }
 
+// fill sets what list lacks from defaults.
+func fill(list, defaults corev1.ResourceList) {
+	for name, q := range defaults {
+		if _, ok := list[name]; !ok {
+			list[name] = q.DeepCopy()
+		}
+	}
+}
+
 func limitRangeProblem(r *corev1.ResourceRequirements, item corev1.LimitRangeItem) string {
 	var problems []string
-	for name, min := range item.Min {
-		if q, ok := requestOrLimit(r, name); !ok || q.Cmp(min) < 0 {
-			problems = append(problems, fmt.Sprintf("%s must be at least %s (request %s)", name, min.String(), show(q, ok)))
+	for _, name := range slices.Sorted(maps.Keys(item.Min)) {
+		min := item.Min[name]
+		req, hasReq := r.Requests[name]
+		lim, hasLim := r.Limits[name]
+		switch {
+		case !hasReq:
+			problems = append(problems, fmt.Sprintf("%s must be at least %s (no request)", name, min.String()))
+		case milli(req) < milli(min):
+			problems = append(problems, fmt.Sprintf("%s must be at least %s (request %s)", name, min.String(), req.String()))
+		case hasLim && milli(lim) < milli(min):
+			problems = append(problems, fmt.Sprintf("%s must be at least %s (limit %s)", name, min.String(), lim.String()))
 		}
 	}
-	for name, max := range item.Max {
-		if q, ok := r.Limits[name]; !ok || q.Cmp(max) > 0 {
-			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (limit %s)", name, max.String(), show(q, ok)))
+	for _, name := range slices.Sorted(maps.Keys(item.Max)) {
+		max := item.Max[name]
+		req, hasReq := r.Requests[name]
+		lim, hasLim := r.Limits[name]
+		switch {
+		case !hasLim:
+			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (no limit)", name, max.String()))
+		case milli(lim) > milli(max):
+			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (limit %s)", name, max.String(), lim.String()))
+		case hasReq && milli(req) > milli(max):
+			problems = append(problems, fmt.Sprintf("%s request must be at most %s (request %s)", name, max.String(), req.String()))
 		}
 	}
-	for name, ratio := range item.MaxLimitRequestRatio {
-		limit, hasLimit := r.Limits[name]
-		request, hasRequest := r.Requests[name]
-		if !hasLimit || !hasRequest || request.IsZero() {
-			continue
-		}
-		if limit.AsApproximateFloat64()/request.AsApproximateFloat64() > ratio.AsApproximateFloat64() {
-			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (%s/%s)", name, ratio.String(), limit.String(), request.String()))
+	for _, name := range slices.Sorted(maps.Keys(item.MaxLimitRequestRatio)) {
+		ratio := item.MaxLimitRequestRatio[name]
+		req, hasReq := r.Requests[name]
+		lim, hasLim := r.Limits[name]
+		switch {
+		case !hasReq || req.IsZero() || !hasLim || lim.IsZero():
+			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (request and limit must both be set)", name, ratio.String()))
+		case float64(milli(lim))/float64(milli(req))*1000 > float64(milli(ratio)):
+			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (%s/%s)", name, ratio.String(), lim.String(), req.String()))
 		}
 	}
 	return strings.Join(problems, "; ")
 }
 
-// requestOrLimit is what LimitRanger compares with min: the request, which
-// the API server defaults from the limit when only that is set.
-func requestOrLimit(r *corev1.ResourceRequirements, name corev1.ResourceName) (resource.Quantity, bool) {
-	if q, ok := r.Requests[name]; ok {
-		return q, true
-	}
-	q, ok := r.Limits[name]
-	return q, ok
-}
-
-func show(q resource.Quantity, ok bool) string {
-	if !ok {
-		return "none"
-	}
-	return q.String()
-}
+// milli is a quantity at LimitRanger's precision: milli-units, rounded up.
+func milli(q resource.Quantity) int64 { return q.MilliValue() }

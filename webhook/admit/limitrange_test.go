@@ -35,7 +35,15 @@ func TestLimitRanges(t *testing.T) {
 		{"max cpu below the init container's limit", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("50m")}}, "cpu limit must be at most 50m (limit 100m)"},
 		{"min memory above its request", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceMemory: q("64Mi")}}, "memory must be at least 64Mi (request 16Mi)"},
 		{"limit/request ratio", corev1.LimitRangeItem{MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("4")}}, "cpu limit/request ratio must be at most 4 (100m/10m)"},
-		{"a resource the container does not set", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}}, "ephemeral-storage must be at least 1Mi (request none)"},
+		{"a resource the container does not set, with no default", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}}, "ephemeral-storage must be at least 1Mi (no request)"},
+		// As stored by the API server, which defaults defaultRequest from
+		// min and default from max: LimitRanger fills the container's
+		// missing values from them, and the pod is admitted.
+		{"a resource the container does not set, defaulted", corev1.LimitRangeItem{
+			Min: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}, Max: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Gi")},
+			DefaultRequest: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}, Default: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Gi")},
+		}, ""},
+		{"max at sub-milli precision rounds as LimitRanger does", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("99.9999m")}}, ""},
 		{"fits", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")}, Min: corev1.ResourceList{corev1.ResourceCPU: q("10m")}, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("10")}}, ""},
 		{"pod-level items do not apply", corev1.LimitRangeItem{Type: corev1.LimitTypePod}, ""},
 	}

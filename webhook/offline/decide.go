@@ -6,6 +6,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -14,10 +15,13 @@ import (
 // decide runs the webhook's decision on pod as a dry-run CREATE, with
 // nsLabels and services standing in for the informer caches. It returns
 // services too, which holds the Service the webhook would create.
-func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, services *admit.StaticServices) (admit.Decision, *admit.StaticServices) {
+func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, services *admit.StaticServices, limitRanges ...corev1.LimitRange) (admit.Decision, *admit.StaticServices) {
 	// The direct patch: offline there is no raw object to diff against.
 	cfg.PatchMode = admit.PatchDirect
 	d := &admit.Decider{Config: cfg, Namespaces: admit.StaticNamespaceLabels(nsLabels), Services: services}
+	if limitRanges != nil {
+		d.LimitRanges = staticLimitRanges(limitRanges)
+	}
 	return d.Decide(context.Background(), admit.Request{
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Namespace: pod.Namespace,
@@ -34,4 +38,36 @@ func namespaceLabels(group string) map[string]string {
 		return nil
 	}
 	return map[string]string{contract.GroupLabel: group}
+}
+
+type staticLimitRanges []corev1.LimitRange
+
+func (s staticLimitRanges) LimitRanges(context.Context, string) ([]corev1.LimitRange, error) {
+	return s, nil
+}
+
+// controllerKinds is the controller that creates the pods of each
+// workload's template, as the API server will see it in the pod's
+// ownerReferences (a rule such as founding ordinal0 depends on it).
+var controllerKinds = map[string]metav1.OwnerReference{
+	"Deployment":            {APIVersion: "apps/v1", Kind: "ReplicaSet"},
+	"ReplicaSet":            {APIVersion: "apps/v1", Kind: "ReplicaSet"},
+	"StatefulSet":           {APIVersion: "apps/v1", Kind: "StatefulSet"},
+	"DaemonSet":             {APIVersion: "apps/v1", Kind: "DaemonSet"},
+	"ReplicationController": {APIVersion: "v1", Kind: "ReplicationController"},
+	"Job":                   {APIVersion: "batch/v1", Kind: "Job"},
+	"CronJob":               {APIVersion: "batch/v1", Kind: "Job"},
+}
+
+// asCreatedBy gives a template's pod the controller reference its
+// workload's controller will set, so the decision is the one the webhook
+// makes for the pods. The reference is for deciding only: the patch never
+// touches ownerReferences.
+func asCreatedBy(pod *corev1.Pod, workloadKind, workloadName string) {
+	ref, ok := controllerKinds[workloadKind]
+	if !ok || len(pod.OwnerReferences) > 0 {
+		return
+	}
+	ref.Name, ref.Controller = workloadName, ptr.To(true)
+	pod.OwnerReferences = []metav1.OwnerReference{ref}
 }

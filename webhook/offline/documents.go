@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 )
 
 // document is one document of a manifest stream as written: its bytes, and
@@ -26,15 +27,23 @@ type document struct {
 // (utilyaml.NewYAMLOrJSONDecoder), so no object read by kubectl can be
 // dropped here, nor one made up.
 func splitDocuments(in []byte) ([]document, error) {
-	var docs []document
-	var err error
-	if isJSON(in) {
-		docs, err = splitJSON(in)
-	} else {
-		docs, err = splitYAML(in)
-	}
+	yamlDocs, err := splitYAML(in)
 	if err != nil {
 		return nil, fmt.Errorf("read manifests: %w", err)
+	}
+	// A document that is a JSON stream (one object, or several written
+	// one after another) is split into its objects, as kubectl's decoder
+	// splits them; one that is not valid JSON stays whole (YAML flow
+	// style) and is parsed, or reported, by the caller.
+	var docs []document
+	for _, d := range yamlDocs {
+		objects, err := splitJSON(d.body)
+		if !isJSON(d.body) || err != nil || len(objects) < 2 {
+			docs = append(docs, d)
+			continue
+		}
+		objects[0].separator = d.separator
+		docs = append(docs, objects...)
 	}
 	want, err := countObjects(in)
 	if err != nil {
@@ -135,12 +144,14 @@ func countObjects(in []byte) (int, error) {
 	}
 }
 
-// emptyDocument reports a document of nothing but comments and blank
-// lines (a leading "---", a trailing separator).
+// emptyDocument reports a document that holds no object: nothing but
+// comments and blank lines (a leading "---", a trailing separator), or a
+// null ("null", "~"), which kubectl's decoder skips too.
 func emptyDocument(doc []byte) bool {
 	for _, line := range bytes.Split(doc, []byte("\n")) {
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			return false
+			var v any
+			return yaml.Unmarshal(doc, &v) == nil && v == nil
 		}
 	}
 	return true

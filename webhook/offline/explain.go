@@ -54,6 +54,8 @@ type ExplainInput struct {
 	// ServiceKnown says whether it was looked up.
 	Service      *corev1.Service
 	ServiceKnown bool
+	// LimitRanges of the pod's namespace; nil when not looked up.
+	LimitRanges []corev1.LimitRange
 }
 
 // Explain says what the webhook would do with one pod and why. The
@@ -67,7 +69,7 @@ func Explain(in ExplainInput) Explanation {
 	if in.Webhooks != nil {
 		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
 	}
-	d, _ := decide(pod, in.Config, in.NamespaceLabels, &admit.StaticServices{Existing: in.Service, Known: in.ServiceKnown})
+	d, _ := decide(pod, in.Config, in.NamespaceLabels, &admit.StaticServices{Existing: in.Service, Known: in.ServiceKnown}, in.LimitRanges...)
 	member := d.ServiceName != ""
 	if member {
 		e.Group, e.Source, e.Service = d.Group, d.Source, d.ServiceName

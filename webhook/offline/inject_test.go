@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -147,6 +150,8 @@ func TestInjectKeepsEveryDocument(t *testing.T) {
 		"concatenated JSON":          {pod("a", member) + pod("b", member) + "\n" + pod("c", ""), 4, nil},
 		"JSON objects on lines":      {pod("a", member) + "\n" + pod("b", member) + "\n", 3, nil},
 		"comment on a separator":     {"--- # the first pod\n" + pod("a", member) + "\n--- # the second\n" + pod("b", "") + "\n", 3, []string{"--- # the first pod\n", "--- # the second\n"}},
+		"JSON, then a YAML document": {pod("a", member) + "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {containers: [{name: c, image: x}]}\n", 3, nil},
+		"null documents":             {"null\n---\n" + pod("a", member) + "\n---\n~\n", 2, nil},
 		"YAML with an empty trailer": {"apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n---\n# nothing\n", 2, nil},
 	}
 	for name, tc := range cases {
@@ -167,5 +172,42 @@ func TestInjectKeepsEveryDocument(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The CLI decides on a template as the webhook will on its pods: a
+// Deployment's pods come from a ReplicaSet, so founding ordinal0 is refused
+// by inject and explain as the webhook refuses it; a StatefulSet's is not.
+func TestTemplatesDecidedAsTheirPods(t *testing.T) {
+	workload := func(kind string) []byte {
+		return []byte("apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: w, namespace: db}\nspec:\n  template:\n    metadata:\n      labels: {peergroup.dev/group: g}\n      annotations: {peergroup.dev/founding: ordinal0}\n    spec: {containers: [{name: c, image: x}]}\n")
+	}
+	if _, _, err := InjectManifests(workload("Deployment"), OfflineOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "ordinal0 needs StatefulSet pods") {
+		t.Errorf("inject of a Deployment with ordinal0: %v", err)
+	}
+	if _, res, err := InjectManifests(workload("StatefulSet"), OfflineOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
+		t.Errorf("inject of a StatefulSet with ordinal0: %v %v", res.Injected, err)
+	}
+	pod, err := PodFromManifest(workload("Deployment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := Explain(ExplainInput{Pod: pod, Config: admit.DefaultConfig()}); e.Verdict != VerdictDenied || !strings.Contains(e.Reason, "ordinal0") {
+		t.Errorf("explain: %s: %s", e.Verdict, e.Reason)
+	}
+}
+
+// explain reads the namespace's LimitRanges as the webhook does.
+func TestExplainSeesLimitRanges(t *testing.T) {
+	pod, err := PodFromManifest([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: db, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")},
+	}}}}
+	e := Explain(ExplainInput{Pod: pod, Config: admit.DefaultConfig(), LimitRanges: []corev1.LimitRange{small}})
+	if e.Verdict != VerdictDenied || !strings.Contains(e.Reason, "LimitRange db/small would reject") {
+		t.Errorf("%s: %s", e.Verdict, e.Reason)
 	}
 }
