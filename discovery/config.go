@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -122,19 +123,33 @@ func load(args []string, getenv func(string) string, resolvConf []byte) (Config,
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	errs = append(errs, readTunings(&c, raw.tunings, flagsSet(fs))...)
+	set := flagsSet(fs)
+	errs = append(errs, readTunings(&c, raw.tunings, set)...)
 	ips, ipErrs := parsePodIPs(raw.podIPs)
 	c.PodIPs = ips
 	errs = append(errs, ipErrs...)
 	domainSource := contract.EnvClusterDomain
-	if flagsSet(fs)["cluster-domain"] {
+	if set["cluster-domain"] {
 		domainSource = "--cluster-domain"
 	}
 	if c.ClusterDomain == "" {
 		domainSource = "the resolv.conf search line"
 	}
+	serverSource := source(set, "dns-server", envDNSServer)
+	if c.DNSServer == "" {
+		serverSource = "the resolv.conf nameserver"
+	}
 	fillFromResolvConf(&c, resolvConf)
 	if err := checkClusterDomain(c, domainSource); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDNSServer(c.DNSServer, serverSource); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkOutputDir(c.OutputDir, source(set, "output-dir", envOutputDir)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkPollInterval(c.PollInterval, set["poll-interval"]); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, checkRequired(c)...)
@@ -169,7 +184,7 @@ func newFlagSet(c *Config, getenv func(string) string) (*flag.FlagSet, *rawInput
 	fs.StringVar(&c.DNSServer, "dns-server", getenv(envDNSServer), "DNS server host:port (default: the resolv.conf nameserver)")
 	fs.StringVar(&c.OutputDir, "output-dir", envOr(envOutputDir, contract.SeedsMountPath), "directory for seeds, peers and discovery.json")
 	fs.StringVar(&c.TerminationLog, "termination-log", defaultTerminationLog, "file that receives the failure reason")
-	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "time between observations (default: stable margin / 4, within 100ms..1s)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "time between observations, positive (default: stable margin / 4, within 100ms..1s)")
 	return fs, raw
 }
 
@@ -192,11 +207,7 @@ func readTunings(c *Config, texts []string, flagSet map[string]bool) []error {
 			continue
 		}
 		if err := t.Check(s); err != nil {
-			source := t.Env
-			if flagSet[t.Name] {
-				source = "--" + t.Name
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", source, err))
+			errs = append(errs, fmt.Errorf("%s: %w", source(flagSet, t.Name, t.Env), err))
 			continue
 		}
 		tuningFields[t.Name].set(c, s)
@@ -268,6 +279,82 @@ func checkClusterDomain(c Config, source string) error {
 		return fmt.Errorf("the name to query, %q, is not a valid DNS name (labels of 1 to 63 characters, at most 253 characters in all): check the Service, the namespace and the cluster domain (from %s)", name, source)
 	}
 	return nil
+}
+
+// source names where a flag's value came from in an error: the flag when
+// given, else its env var (the flag's default).
+func source(set map[string]bool, flagName, env string) string {
+	if set[flagName] {
+		return "--" + flagName
+	}
+	return env
+}
+
+// dnsServerRule says in words what checkDNSServer accepts.
+const dnsServerRule = "host:port, the host an IP address or a DNS name and the port a number from 1 to 65535, such as 10.96.0.10:53 or [fd00::10]:53"
+
+// checkDNSServer refuses a DNS server no query can be sent to: not
+// host:port, an empty or malformed host, a port that is not a number from
+// 1 to 65535. Every query to it would fail, so seed-discovery would retry
+// until its timeout and exit 5, where exit 2 says at once what to fix.
+// source names where the server came from. An empty server is
+// checkRequired's.
+func checkDNSServer(server, source string) error {
+	if server == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(server)
+	if err == nil && validHost(host) && validPort(port) {
+		return nil
+	}
+	return fmt.Errorf("%s: DNS server %q is invalid: it must be %s", source, server, dnsServerRule)
+}
+
+// validHost accepts an IP address (an IPv6 one with its zone, as
+// resolv.conf may give a link-local server) or a DNS name, case-insensitive
+// as DNS names are, with one trailing dot allowed.
+func validHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if len(validation.IsDNS1123Subdomain(name)) != 0 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if len(label) > validation.DNS1123LabelMaxLength {
+			return false
+		}
+	}
+	return true
+}
+
+// validPort accepts a decimal port from 1 to 65535. A service name
+// ("domain") is refused: resolving it needs /etc/services, which an init
+// container image need not have.
+func validPort(port string) bool {
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
+}
+
+// checkOutputDir refuses an empty output directory (or one of blanks only,
+// surely a quoting mistake): the files would land in the working directory,
+// where no container reads them, and the pod would start without seeds.
+func checkOutputDir(dir, source string) error {
+	if strings.TrimSpace(dir) != "" {
+		return nil
+	}
+	return fmt.Errorf("%s: output directory %q is invalid: it must name a directory (default %s)", source, dir, contract.SeedsMountPath)
+}
+
+// checkPollInterval refuses a poll interval given as zero or less: the
+// loop would query DNS without a pause. Not given, it is 0 here and derived
+// from the stable margin afterwards.
+func checkPollInterval(d time.Duration, given bool) error {
+	if !given || d > 0 {
+		return nil
+	}
+	return fmt.Errorf("--poll-interval: poll interval %q is invalid: it must be a positive duration such as 250ms (without the flag: the stable margin / 4, within 100ms..1s)", d)
 }
 
 // checkRequired reports each value seed-discovery cannot run without.

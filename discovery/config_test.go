@@ -279,3 +279,90 @@ func TestBothSidesAcceptTheSameValues(t *testing.T) {
 		}
 	}
 }
+
+// The operator flags seed-discovery alone reads are checked like the
+// tuning values: a value that could only fail later (a DNS query loop
+// without a pause, queries to no server until the timeout, files written
+// into the working directory) is a configuration error, exit 2, naming the
+// flag or env var and the value.
+func TestOperatorValues(t *testing.T) {
+	const pollRule = "it must be a positive duration such as 250ms (without the flag: the stable margin / 4, within 100ms..1s)"
+	serverErr := func(source, value string) string {
+		return fmt.Sprintf("configuration: %s: DNS server %q is invalid: it must be %s", source, value, dnsServerRule)
+	}
+	outputErr := func(source, value string) string {
+		return fmt.Sprintf("configuration: %s: output directory %q is invalid: it must name a directory (default /var/run/peergroup)", source, value)
+	}
+	invalid := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		resolv string // resolvConf when empty
+		want   string
+	}{
+		{name: "negative poll interval", args: []string{"--poll-interval=-1s"}, want: `configuration: --poll-interval: poll interval "-1s" is invalid: ` + pollRule},
+		{name: "zero poll interval", args: []string{"--poll-interval=0"}, want: `configuration: --poll-interval: poll interval "0s" is invalid: ` + pollRule},
+		{name: "negative nanosecond", args: []string{"--poll-interval=-1ns"}, want: `configuration: --poll-interval: poll interval "-1ns" is invalid: ` + pollRule},
+
+		{name: "not host:port", args: []string{"--dns-server=not a server"}, want: serverErr("--dns-server", "not a server")},
+		{name: "no port", args: []string{"--dns-server=10.96.0.10"}, want: serverErr("--dns-server", "10.96.0.10")},
+		{name: "port 0", args: []string{"--dns-server=10.96.0.10:0"}, want: serverErr("--dns-server", "10.96.0.10:0")},
+		{name: "port 65536", args: []string{"--dns-server=10.96.0.10:65536"}, want: serverErr("--dns-server", "10.96.0.10:65536")},
+		{name: "negative port", args: []string{"--dns-server=10.96.0.10:-53"}, want: serverErr("--dns-server", "10.96.0.10:-53")},
+		{name: "signed port", args: []string{"--dns-server=10.96.0.10:+53"}, want: serverErr("--dns-server", "10.96.0.10:+53")},
+		{name: "named port", args: []string{"--dns-server=10.96.0.10:domain"}, want: serverErr("--dns-server", "10.96.0.10:domain")},
+		{name: "empty port", args: []string{"--dns-server=10.96.0.10:"}, want: serverErr("--dns-server", "10.96.0.10:")},
+		{name: "no host", args: []string{"--dns-server=:53"}, want: serverErr("--dns-server", ":53")},
+		{name: "IPv6 without brackets", args: []string{"--dns-server=fd00::10:53"}, want: serverErr("--dns-server", "fd00::10:53")},
+		{name: "host with an underscore", args: []string{"--dns-server=kube_dns:53"}, want: serverErr("--dns-server", "kube_dns:53")},
+		{name: "host with an empty label", args: []string{"--dns-server=kube-dns..svc:53"}, want: serverErr("--dns-server", "kube-dns..svc:53")},
+		{name: "bad env server", env: map[string]string{"PEERGROUP_DNS_SERVER": "not a server"}, want: serverErr("PEERGROUP_DNS_SERVER", "not a server")},
+		{name: "bad flag over good env", env: map[string]string{"PEERGROUP_DNS_SERVER": "10.96.0.10:53"}, args: []string{"--dns-server=10.96.0.10"}, want: serverErr("--dns-server", "10.96.0.10")},
+		{name: "bad resolv.conf nameserver", resolv: "search db.svc.corp.example\nnameserver bogus!\n", want: serverErr("the resolv.conf nameserver", "bogus!:53")},
+
+		{name: "empty output dir", args: []string{"--output-dir="}, want: outputErr("--output-dir", "")},
+		{name: "blank output dir", args: []string{"--output-dir= "}, want: outputErr("--output-dir", " ")},
+		{name: "empty output dir over env", env: map[string]string{"PEERGROUP_OUTPUT_DIR": "/out"}, args: []string{"--output-dir="}, want: outputErr("--output-dir", "")},
+		{name: "blank env output dir", env: map[string]string{"PEERGROUP_OUTPUT_DIR": "  "}, want: outputErr("PEERGROUP_OUTPUT_DIR", "  ")},
+	}
+	for _, tc := range invalid {
+		t.Run(tc.name, func(t *testing.T) {
+			resolv := tc.resolv
+			if resolv == "" {
+				resolv = resolvConf
+			}
+			_, err := LoadConfig(tc.args, envMap(withEnv(tc.env)), []byte(resolv))
+			if Code(err) != ExitConfig || err.Error() != tc.want {
+				t.Fatalf("exit %d, error %v\nwant exit %d, error %s", Code(err), err, ExitConfig, tc.want)
+			}
+		})
+	}
+
+	valid := []struct {
+		name string
+		env  map[string]string
+		args []string
+		ok   func(Config) bool
+	}{
+		{name: "poll interval", args: []string{"--poll-interval=250ms"}, ok: func(c Config) bool { return c.PollInterval == 250*time.Millisecond }},
+		{name: "smallest poll interval", args: []string{"--poll-interval=1ns"}, ok: func(c Config) bool { return c.PollInterval == time.Nanosecond }},
+		{name: "poll interval derived", ok: func(c Config) bool { return c.PollInterval == time.Second }}, // 5s / 4, at most 1s
+		{name: "IPv4 server", args: []string{"--dns-server=127.0.0.1:5353"}, ok: func(c Config) bool { return c.DNSServer == "127.0.0.1:5353" }},
+		{name: "highest port", args: []string{"--dns-server=10.96.0.10:65535"}, ok: func(c Config) bool { return c.DNSServer == "10.96.0.10:65535" }},
+		{name: "IPv6 server", args: []string{"--dns-server=[fd00::10]:53"}, ok: func(c Config) bool { return c.DNSServer == "[fd00::10]:53" }},
+		{name: "link-local server with a zone", args: []string{"--dns-server=[fe80::1%eth0]:53"}, ok: func(c Config) bool { return c.DNSServer == "[fe80::1%eth0]:53" }},
+		{name: "server by name", args: []string{"--dns-server=kube-dns.kube-system.svc.cluster.local.:53"}, ok: func(c Config) bool { return c.DNSServer == "kube-dns.kube-system.svc.cluster.local.:53" }},
+		{name: "server by name, upper case", env: map[string]string{"PEERGROUP_DNS_SERVER": "CoreDNS:1053"}, ok: func(c Config) bool { return c.DNSServer == "CoreDNS:1053" }},
+		{name: "server from resolv.conf", ok: func(c Config) bool { return c.DNSServer == "10.96.0.10:53" }},
+		{name: "relative output dir", args: []string{"--output-dir=out"}, ok: func(c Config) bool { return c.OutputDir == "out" }},
+		{name: "output dir from env", env: map[string]string{"PEERGROUP_OUTPUT_DIR": "/out"}, ok: func(c Config) bool { return c.OutputDir == "/out" }},
+	}
+	for _, tc := range valid {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadConfig(tc.args, envMap(withEnv(tc.env)), []byte(resolvConf))
+			if err != nil || !tc.ok(c) {
+				t.Fatalf("%v: dns server %q, output dir %q, poll interval %s", err, c.DNSServer, c.OutputDir, c.PollInterval)
+			}
+		})
+	}
+}

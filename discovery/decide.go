@@ -44,10 +44,12 @@ const (
 // Peer is one address of the headless Service, as DNS answered it.
 type Peer struct {
 	IP netip.Addr `json:"ip"`
-	// Hostname is the first label of the address's DNS name (SRV target or
-	// PTR record), lower case: "cassandra-2" for a StatefulSet pod,
-	// "10-244-1-7" for a pod without a hostname (its IP with dashes, as
-	// CoreDNS names it); empty when unknown.
+	// Hostname is the first label of the address's DNS name under the
+	// group's Service (SRV target, or the PTR record under the Service:
+	// Resolver.Hostnames ignores other Services' names), lower case:
+	// "cassandra-2" for a StatefulSet pod, "10-244-1-7" for a pod without a
+	// hostname (its IP with dashes, as CoreDNS names it); empty when
+	// unknown.
 	Hostname string `json:"hostname,omitempty"`
 }
 
@@ -230,7 +232,11 @@ type Group struct {
 //
 // A pod is known by its DNS hostname: addresses whose SRV target or PTR
 // name has the same first label are one pod, so a StatefulSet pod's IPv4
-// and IPv6 addresses count once. A name made of the IP ("10-244-1-7",
+// and IPv6 addresses count once. That holds because both names are the
+// ones under the group's Service (Resolver.Hostnames), where the pod's
+// IPv4 and IPv6 endpoints carry the same hostname, whatever order DNS
+// lists other Services' names in: a name taken from another Service for
+// one family only would split the pod in two. A name made of the IP ("10-244-1-7",
 // "fd00--7": CoreDNS's name for an endpoint without a hostname) names the
 // address, not the pod, and an address without a name names nothing. Such
 // addresses cannot be paired: DNS says nothing that ties a pod's IPv4
@@ -288,28 +294,37 @@ func GroupPods(peers []Peer) Group {
 }
 
 // uniqueAddrs sorts by IP and keeps one entry per IP: the one with a pod
-// hostname if any (the smallest), else the smallest other name.
+// hostname if any (the smallest), else the smallest other name
+// (compareNames).
 func uniqueAddrs(in []Peer) []Peer {
 	peers := slices.Clone(in)
-	rank := func(p Peer) int {
-		switch {
-		case isPodHostname(p.Hostname):
-			return 0
-		case p.Hostname != "":
-			return 1
-		}
-		return 2
-	}
 	slices.SortFunc(peers, func(a, b Peer) int {
 		if c := a.IP.Compare(b.IP); c != 0 {
 			return c
 		}
-		if c := rank(a) - rank(b); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Hostname, b.Hostname)
+		return compareNames(a.Hostname, b.Hostname)
 	})
 	return slices.CompactFunc(peers, func(a, b Peer) bool { return a.IP == b.IP })
+}
+
+// compareNames orders the names one address may carry by preference: a pod
+// hostname, then a name made of the IP, then none; the smaller first within
+// each. It is a total order, so a choice made with it depends on the names
+// alone and not on the order they came in.
+func compareNames(a, b string) int {
+	rank := func(h string) int {
+		switch {
+		case isPodHostname(h):
+			return 0
+		case h != "":
+			return 1
+		}
+		return 2
+	}
+	if c := rank(a) - rank(b); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
 }
 
 func onePerFamily(ips []netip.Addr) bool {

@@ -154,9 +154,22 @@ func (r *Resolver) Observe(ctx context.Context, fqdn, portName string) (Observat
 	return obs, nil
 }
 
-// Hostnames fills in each peer's hostname from its PTR record, which
-// CoreDNS's kubernetes plugin answers with the endpoint's hostname.
-func (r *Resolver) Hostnames(ctx context.Context, peers []Peer) ([]Peer, error) {
+// Hostnames fills in the hostname of each peer that has none from the PTR
+// records of its address, keeping only a name under fqdn, the group's
+// Service (serviceHostname).
+//
+// CoreDNS's kubernetes plugin answers a pod IP's PTR query with one record
+// per Service whose endpoints hold the address (this group's headless
+// Service, and also a ClusterIP client Service or another governing Service
+// that selects the pod), in Go map order: a different order on each query.
+// Taking whichever record came first would make the hostname, and so the
+// grouping, the order and the seeds, depend on that order, and two pods with
+// the same view could each found. A name under another Service names the
+// pod after that Service's endpoint ("10-0-0-5" for a Service that is not
+// the pod's subdomain), not after the group's, so it is ignored. An address
+// with no name under fqdn stays unnamed, as one whose PTR name is made of
+// its IP would be, and is asked again the next round.
+func (r *Resolver) Hostnames(ctx context.Context, fqdn string, peers []Peer) ([]Peer, error) {
 	out := make([]Peer, len(peers))
 	for i, p := range peers {
 		out[i] = p
@@ -171,16 +184,38 @@ func (r *Resolver) Hostnames(ctx context.Context, peers []Peer) ([]Peer, error) 
 		if err != nil {
 			return nil, err
 		}
-		for _, rr := range resp.Answer {
-			if ptr, ok := rr.(*dns.PTR); ok {
-				// Lower case: names compare case-insensitively, and
-				// GroupPods groups addresses by hostname.
-				out[i].Hostname = strings.ToLower(firstLabel(ptr.Ptr))
-				break
-			}
-		}
+		out[i].Hostname = serviceHostname(resp.Answer, fqdn)
 	}
 	return out, nil
+}
+
+// serviceHostname returns the first label of the PTR names in answer that
+// are exactly one label under the Service fqdn (<host>.<service>.<namespace>.svc.<domain>.),
+// lower case (names compare case-insensitively, and GroupPods groups
+// addresses by hostname), or "" when none is.
+//
+// The result depends on the set of records, never on their order, so every
+// pod derives the same hostname from the same records: when several names
+// fall under fqdn (one endpoint in two of the Service's EndpointSlices
+// while they change), a pod hostname is taken before a name made of the IP,
+// then the smallest (nameRank).
+func serviceHostname(answer []dns.RR, fqdn string) string {
+	suffix := "." + strings.ToLower(dns.Fqdn(fqdn))
+	best := ""
+	for _, rr := range answer {
+		ptr, ok := rr.(*dns.PTR)
+		if !ok {
+			continue
+		}
+		label, ok := strings.CutSuffix(strings.ToLower(dns.Fqdn(ptr.Ptr)), suffix)
+		if !ok || label == "" || strings.Contains(label, ".") {
+			continue // another Service's name, or a name deeper under this one
+		}
+		if best == "" || compareNames(label, best) < 0 {
+			best = label
+		}
+	}
+	return best
 }
 
 func addrOf(rr dns.RR) (netip.Addr, bool) {

@@ -208,7 +208,7 @@ func (r *Runner) decide(ctx context.Context, v *view) (Decision, string, error) 
 		if known == nil {
 			known = v.peers
 		}
-		named, err := r.Resolver.Hostnames(ctx, known) // looks up only peers without a name
+		named, err := r.Resolver.Hostnames(ctx, c.FQDN(), known) // looks up only peers without a name
 		if err != nil {
 			return Decision{}, "", err
 		}

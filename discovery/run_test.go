@@ -638,3 +638,81 @@ func TestMaxPeersFitOneAnswer(t *testing.T) {
 		t.Errorf("%d TCP queries, want one for A and one for AAAA", tcp)
 	}
 }
+
+// 12. CoreDNS answers a pod IP's PTR query with one record per Service
+// whose endpoints hold the address, in Go map order. Here a client Service
+// (not the pods' subdomain, so its endpoints are named after their IPs)
+// selects the group's pods too, and the zone lists the two names in the
+// other order on each query of an address. Two pods deciding one after the
+// other on the same A/AAAA records, so seeing every PTR answer in opposite
+// orders, must agree: ordinal order, the same seeds, one founder. In the
+// dual-stack group each pod's IPv4 and IPv6 answers also come in opposite
+// orders within one run, and a pod still counts once.
+func TestPTRNamesOfOtherServices(t *testing.T) {
+	const clientFQDN = "cassandra-client.db.svc.cluster.local."
+	singleStack := []dnszone.Pod{
+		{Hostname: "cassandra-0", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.9")}},
+		{Hostname: "cassandra-1", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.5")}},
+		{Hostname: "cassandra-2", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+	}
+	for _, tc := range []struct {
+		name  string
+		pods  []dnszone.Pod
+		seeds string
+	}{
+		{"single stack", singleStack, "127.0.0.9,127.0.0.5"},
+		{"dual stack", dualStackPods, "127.0.0.9,fd00::9,127.0.0.5,fd00::5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			z := startZone(t, 0)
+			z.Set(fqdn, "", dnszone.Endpoints(tc.pods...)...)
+			var unnamed []dnszone.Peer
+			var ipv6 []Peer
+			for _, p := range dnszone.Endpoints(tc.pods...) {
+				unnamed = append(unnamed, dnszone.Peer{IP: p.IP})
+				if p.IP.Is6() {
+					ipv6 = append(ipv6, Peer{IP: p.IP})
+				}
+			}
+			z.Set(clientFQDN, "", unnamed...)
+			// Ask every IPv6 address once ahead: in each run below a pod's
+			// IPv4 and IPv6 answers then list the two names in opposite
+			// orders.
+			if _, err := (&Resolver{Server: z.Addr}).Hostnames(context.Background(), fqdn, ipv6); err != nil {
+				t.Fatal(err)
+			}
+
+			// One after the other: each run asks each address once, so the
+			// second run gets every answer in the order the first did not.
+			// Taking the first PTR record, in the single-stack group
+			// cassandra-2 read the client Service's names (IP order: it is
+			// first) and cassandra-0 the group's (ordinal order: it is
+			// first), and both founded; in the dual-stack group each pod
+			// was split in two, one family named and the other not.
+			var decided []string
+			for _, p := range []dnszone.Pod{tc.pods[2], tc.pods[0]} {
+				c := testConfig(t, z, p.IPs[0].String())
+				c.PodName, c.PodIPs, c.SeedCount, c.ExpectedPeers = p.Hostname, p.IPs, 2, 3
+				r, log := runner(c)
+				d, err := r.Run(context.Background())
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", p.Hostname, err, log)
+				}
+				seeds, peers, _ := readOutputs(t, c.OutputDir)
+				if seeds != tc.seeds || d.Order != OrderOrdinal {
+					t.Errorf("%s: seeds %q (%s order), want %q in ordinal order", p.Hostname, seeds, d.Order, tc.seeds)
+				}
+				if len(d.Peers) != len(tc.pods) || len(d.Uncounted) != 0 {
+					t.Errorf("%s: %d pods %v, uncounted %v; want each of the %d pods once", p.Hostname, len(d.Peers), peers, d.Uncounted, len(tc.pods))
+				}
+				decided = append(decided, fmt.Sprintf("%s %s %v", d.Order, seeds, peers))
+				if want := map[string]string{"cassandra-0": RoleFounder, "cassandra-2": RoleJoiner}[p.Hostname]; d.Role != want {
+					t.Errorf("%s: role %s, want %s", p.Hostname, d.Role, want)
+				}
+			}
+			if decided[0] != decided[1] {
+				t.Errorf("two pods decided differently on the same records:\n%s\n%s", decided[0], decided[1])
+			}
+		})
+	}
+}

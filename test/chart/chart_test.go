@@ -339,3 +339,21 @@ func TestNoDisruptionBudgetForOneReplica(t *testing.T) {
 		t.Errorf("three replicas: %v", pdb)
 	}
 }
+
+// networkPolicy.webhookFrom limits who may call the webhook port; the probe
+// port stays open to the kubelet.
+func TestNetworkPolicyWebhookFrom(t *testing.T) {
+	r := render(t, map[string]any{"networkPolicy": map[string]any{"enabled": true, "webhookFrom": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/28"}}}}})
+	np := r.Find("NetworkPolicy", "")
+	if np == nil {
+		t.Fatal("no NetworkPolicy")
+	}
+	ingress := np.Object["spec"].(map[string]any)["ingress"].([]any)
+	webhookRule := ingress[0].(map[string]any)
+	if fmt.Sprint(webhookRule["from"]) != "[map[ipBlock:map[cidr:10.0.0.0/28]]]" || fmt.Sprint(webhookRule["ports"]) != "[map[port:webhook protocol:TCP]]" {
+		t.Errorf("webhook rule %v", webhookRule)
+	}
+	if probes := ingress[1].(map[string]any); probes["from"] != nil || fmt.Sprint(probes["ports"]) != "[map[port:probes protocol:TCP]]" {
+		t.Errorf("probe rule %v", probes)
+	}
+}

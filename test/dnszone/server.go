@@ -3,15 +3,24 @@
 // and switches for the failures a cluster resolver shows (SERVFAIL, silence,
 // truncation). It speaks real DNS over UDP and TCP (github.com/miekg/dns)
 // and answers the way CoreDNS's kubernetes plugin does: one SRV record per
-// endpoint name with its addresses in the additional section, PTR names
-// from the endpoint's hostname or, without one, from its IP with dashes,
-// and answers too large for the transport truncated with TC set, over TCP
-// too (CoreDNS truncates TCP answers at 65,535 bytes).
+// endpoint name with its addresses in the additional section, one PTR
+// record per Service holding the address, named from the endpoint's
+// hostname or, without one, from its IP with dashes, and answers too large
+// for the transport truncated with TC set, over TCP too (CoreDNS truncates
+// TCP answers at 65,535 bytes).
+//
+// CoreDNS lists a pod's PTR records (one per Service selecting it) in Go
+// map order, so each query may see another order. The server makes that
+// deterministic for tests: the n-th PTR query for a name gets the records,
+// in Service-name order, rotated by n, so two queries in a row for an
+// address of two Services see both orders.
 package dnszone
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,11 +72,14 @@ type Server struct {
 	mu       sync.Mutex
 	services map[string][]Peer // FQDN with trailing dot → peers
 	ports    map[string]string // FQDN → SRV port name served
-	mode     atomic.Int32
-	noPTR    atomic.Bool
-	udpCount atomic.Int64
-	tcpCount atomic.Int64
-	udp, tcp *dns.Server
+	// ptrQueries counts the PTR queries per reverse name: the rotation of
+	// the next answer.
+	ptrQueries map[string]int
+	mode       atomic.Int32
+	noPTR      atomic.Bool
+	udpCount   atomic.Int64
+	tcpCount   atomic.Int64
+	udp, tcp   *dns.Server
 }
 
 // Start listens on a free 127.0.0.1 port for UDP and TCP.
@@ -81,7 +93,7 @@ func Start(ttl uint32) (*Server, error) {
 		pc.Close()
 		return nil, err
 	}
-	s := &Server{Addr: pc.LocalAddr().String(), TTL: ttl, services: map[string][]Peer{}, ports: map[string]string{}}
+	s := &Server{Addr: pc.LocalAddr().String(), TTL: ttl, services: map[string][]Peer{}, ports: map[string]string{}, ptrQueries: map[string]int{}}
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve("udp"))}
 	s.tcp = &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serve("tcp"))}
 	started := make(chan struct{}, 2)
@@ -210,13 +222,23 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		}
 	}
 	if q.Qtype == dns.TypePTR && !s.noPTR.Load() {
-		for svc, peers := range s.services {
-			for _, p := range peers {
+		var names []string // one per Service holding the address
+		for _, svc := range slices.Sorted(maps.Keys(s.services)) {
+			for _, p := range s.services[svc] {
 				if rev, _ := dns.ReverseAddr(p.IP.String()); rev == name {
-					m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: targetName(p, svc)})
-					return m
+					names = append(names, targetName(p, svc))
+					break
 				}
 			}
+		}
+		if len(names) > 0 {
+			n := s.ptrQueries[name]
+			s.ptrQueries[name]++
+			for i := range names {
+				ptr := names[(n+i)%len(names)]
+				m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: ptr})
+			}
+			return m
 		}
 	}
 	m.Rcode = dns.RcodeNameError
