@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/discovery"
 	"github.com/peergroup/peergroup/test/dnszone"
 )
@@ -72,7 +73,11 @@ func TestRunRejectsWhatTheWebhookDenies(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, &stderr)
-	want := `seed-discovery: exit 2: configuration: PEERGROUP_STABLE_MARGIN: stable-margin value "200ms" is invalid: it must be a Go duration from 1s to 10m (e.g. 5s)`
+	// The rule's words are the contract's, as the webhook quotes them.
+	want := `seed-discovery: exit 2: configuration: PEERGROUP_STABLE_MARGIN: stable-margin value "200ms" is invalid: it must be ` + contract.StableMargin.Rule
+	if !strings.HasPrefix(contract.StableMargin.Rule, "a Go duration from 1s to 10m (e.g. 5s)") {
+		t.Errorf("stable-margin rule %q", contract.StableMargin.Rule)
+	}
 	if discovery.Code(err) != discovery.ExitConfig || strings.TrimSpace(stderr.String()) != want {
 		t.Fatalf("exit %d, stderr %q\nwant %q", discovery.Code(err), stderr.String(), want)
 	}
