@@ -164,7 +164,8 @@ func (d *Decider) member(ctx context.Context, namespace string, pod *corev1.Pod)
 // ensureService records the Service's state, and decides (denied or
 // errored) when it cannot be used; otherwise the verdict stays empty.
 func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, dec Decision) Decision {
-	desired := func() *corev1.Service { return DesiredService(dec.Pod, req.Namespace, m) }
+	pod, ns := dec.Pod, req.Namespace // the closure captures these, not the whole Decision
+	desired := func() *corev1.Service { return DesiredService(pod, ns, m) }
 	key := client.ObjectKey{Namespace: req.Namespace, Name: m.Service}
 	state, err := d.Services.Ensure(ctx, key, desired, req.DryRun)
 	dec.Service = state

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -337,12 +336,23 @@ func initContainerKey(c *corev1.Container) string {
 		}
 	}
 	// Resources vary with the pod's QoS class (guaranteedResources): every
-	// resource the configuration names is part of the key.
+	// resource the configuration names is part of the key, in name order,
+	// at milli precision (what LimitRanger compares too).
 	for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
 		k.WriteString("\x04")
-		for _, name := range slices.Sorted(maps.Keys(list)) {
+		var buf [8]corev1.ResourceName
+		names := buf[:0]
+		for name := range list {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
 			q := list[name]
-			k.WriteString(string(name) + "=" + q.String() + ",")
+			k.WriteString(string(name))
+			k.WriteByte('=')
+			var num [20]byte
+			k.Write(strconv.AppendInt(num[:0], q.MilliValue(), 10))
+			k.WriteByte(',')
 		}
 	}
 	return k.String()

@@ -137,8 +137,9 @@ func withPeerFields(pod *corev1.Pod, m Membership, onlyIncomplete bool) (*corev1
 	// the input and gets fresh copies of the ones it does, which keeps the
 	// functions pure without a deep copy of the whole pod.
 	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Spec: pod.Spec, Status: pod.Status}
-	out.Labels = withKey(pod.Labels, contract.GroupLabel, m.Group) // so the Service selects namespace-label members
-	out.Labels[contract.PeerLabel] = contract.PeerValue
+	// The group label so the Service selects namespace-label members; the
+	// peer label so it selects only injected pods.
+	out.Labels = withKey(pod.Labels, contract.GroupLabel, m.Group, contract.PeerLabel, contract.PeerValue)
 	out.Spec.Containers = slices.Clone(pod.Spec.Containers)
 	env := appEnv(m)
 	var warnings []string
@@ -200,19 +201,27 @@ func containerComplete(c *corev1.Container, env []corev1.EnvVar) bool {
 // limits before admission). Databases usually run so, and the static CPU
 // manager requires it.
 func guaranteed(pod *corev1.Pod) bool {
-	all := append(slices.Clip(pod.Spec.InitContainers), pod.Spec.Containers...)
-	if len(all) == 0 {
+	if len(pod.Spec.Containers)+len(pod.Spec.InitContainers) == 0 {
 		return false
 	}
-	for _, c := range all {
-		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			limit, ok := c.Resources.Limits[name]
-			if !ok || limit.IsZero() {
+	for _, cs := range [2][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if !guaranteedContainer(&cs[i]) {
 				return false
 			}
-			if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) != 0 {
-				return false
-			}
+		}
+	}
+	return true
+}
+
+func guaranteedContainer(c *corev1.Container) bool {
+	for _, name := range [2]corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		limit, ok := c.Resources.Limits[name]
+		if !ok || limit.IsZero() {
+			return false
+		}
+		if request, ok := c.Resources.Requests[name]; ok && request.Cmp(limit) != 0 {
+			return false
 		}
 	}
 	return true
@@ -247,12 +256,15 @@ func TuningEnv(annotations map[string]string) ([]corev1.EnvVar, error) {
 	return out, nil
 }
 
-func withKey(in map[string]string, k, v string) map[string]string {
-	out := make(map[string]string, len(in)+1)
+// withKey returns a copy of in with the given key/value pairs set.
+func withKey(in map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(in)+len(kv)/2)
 	for key, val := range in {
 		out[key] = val
 	}
-	out[k] = v
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
 	return out
 }
 

@@ -98,23 +98,28 @@ func checkServiceInputs(pod *corev1.Pod) error {
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
-			where := fmt.Sprintf("container %s port %d", quote(c.Name), p.ContainerPort)
-			if p.ContainerPort < 1 || p.ContainerPort > 65535 {
-				return &InvalidPodError{where + ": containerPort must be between 1 and 65535"}
-			}
-			if p.Name != "" {
-				if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
-					return &InvalidPodError{fmt.Sprintf("%s: name %s is not a valid port name: %s", where, quote(p.Name), strings.Join(errs, "; "))}
-				}
-			}
-			switch p.Protocol {
-			case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
-			default:
-				return &InvalidPodError{fmt.Sprintf("%s: protocol %s must be TCP, UDP or SCTP", where, quote(string(p.Protocol)))}
+			if problem := portProblem(p); problem != "" {
+				return &InvalidPodError{fmt.Sprintf("container %s port %d: %s", quote(c.Name), p.ContainerPort, problem)}
 			}
 		}
 	}
 	return nil
+}
+
+func portProblem(p corev1.ContainerPort) string {
+	if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+		return "containerPort must be between 1 and 65535"
+	}
+	if p.Name != "" {
+		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+			return fmt.Sprintf("name %s is not a valid port name: %s", quote(p.Name), strings.Join(errs, "; "))
+		}
+	}
+	switch p.Protocol {
+	case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
+		return ""
+	}
+	return fmt.Sprintf("protocol %s must be TCP, UDP or SCTP", quote(string(p.Protocol)))
 }
 
 // IsHeadless reports whether svc gives one DNS record per pod.
