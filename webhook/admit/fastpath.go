@@ -47,14 +47,15 @@ type AdmittedPod struct {
 		OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
 	} `json:"metadata"`
 	Spec struct {
-		Containers     []admittedContainer `json:"containers,omitempty"`
-		InitContainers []admittedContainer `json:"initContainers,omitempty"`
-		Volumes        []admittedVolume    `json:"volumes,omitempty"`
-		OS             *corev1.PodOS       `json:"os,omitempty"`
-		NodeSelector   map[string]string   `json:"nodeSelector,omitempty"`
-		Affinity       *admittedAffinity   `json:"affinity,omitempty"`
-		HostNetwork    bool                `json:"hostNetwork,omitempty"`
-		DNSPolicy      corev1.DNSPolicy    `json:"dnsPolicy,omitempty"`
+		Containers     []admittedContainer          `json:"containers,omitempty"`
+		InitContainers []admittedContainer          `json:"initContainers,omitempty"`
+		Volumes        []admittedVolume             `json:"volumes,omitempty"`
+		OS             *corev1.PodOS                `json:"os,omitempty"`
+		NodeSelector   map[string]string            `json:"nodeSelector,omitempty"`
+		Affinity       *admittedAffinity            `json:"affinity,omitempty"`
+		HostNetwork    bool                         `json:"hostNetwork,omitempty"`
+		DNSPolicy      corev1.DNSPolicy             `json:"dnsPolicy,omitempty"`
+		Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
 	} `json:"spec"`
 }
 
@@ -89,7 +90,7 @@ func (a *AdmittedPod) Pod() *corev1.Pod {
 	p.Spec.Containers = containers(a.Spec.Containers)
 	p.Spec.InitContainers = containers(a.Spec.InitContainers)
 	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
-	p.Spec.HostNetwork, p.Spec.DNSPolicy = a.Spec.HostNetwork, a.Spec.DNSPolicy
+	p.Spec.HostNetwork, p.Spec.DNSPolicy, p.Spec.Resources = a.Spec.HostNetwork, a.Spec.DNSPolicy, a.Spec.Resources
 	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
 		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
 	}

@@ -96,7 +96,13 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		})
 	}
 	ic := initContainer(m, tuning, cfg)
-	if guaranteed(pod) {
+	switch {
+	case podLevelResources(pod):
+		// The API server requires the containers' requests to fit the
+		// pod's; the init container shares the pod's budget instead of
+		// adding fixed requests of its own to it.
+		ic.Resources = corev1.ResourceRequirements{}
+	case guaranteed(pod):
 		ic.Resources = guaranteedResources(ic.Resources)
 	}
 	out.Spec.InitContainers = append(out.Spec.InitContainers, ic)
@@ -193,6 +199,13 @@ func containerComplete(c *corev1.Container, env []corev1.EnvVar) bool {
 		}
 	}
 	return true
+}
+
+// podLevelResources reports whether the pod sets resources for the whole
+// pod (spec.resources), which then also decide its QoS class.
+func podLevelResources(pod *corev1.Pod) bool {
+	r := pod.Spec.Resources
+	return r != nil && (len(r.Requests) > 0 || len(r.Limits) > 0)
 }
 
 // guaranteed reports whether the pod's QoS class is Guaranteed: every

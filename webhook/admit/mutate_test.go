@@ -431,3 +431,18 @@ func TestMutateKeepsGuaranteedPodsGuaranteed(t *testing.T) {
 		t.Errorf("limits %v", r.Limits)
 	}
 }
+
+// With pod-level resources the init container takes no resources of its
+// own: the API server requires the containers' requests to fit the pod's.
+func TestMutatePodLevelResources(t *testing.T) {
+	p := twoContainerPod()
+	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+	p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m")}}
+	d := decideBoth(t, p, nil, nil)
+	if d.Verdict != VerdictInjected {
+		t.Fatal(summary(d))
+	}
+	if ic := d.Mutated.Spec.InitContainers[len(d.Mutated.Spec.InitContainers)-1]; len(ic.Resources.Requests) != 0 || len(ic.Resources.Limits) != 0 {
+		t.Errorf("init container resources %v with pod-level resources", ic.Resources)
+	}
+}
