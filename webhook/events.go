@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -69,7 +70,9 @@ func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Po
 	}
 	if len(owners) > 0 {
 		o := owners[0]
-		return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Namespace: namespace, UID: o.UID}
+		// From the pod as sent, before the API server validates it: cut,
+		// so a huge value cannot make the Event itself invalid.
+		return &corev1.ObjectReference{APIVersion: admit.Clip(o.APIVersion), Kind: admit.Clip(o.Kind), Name: admit.Clip(o.Name), Namespace: namespace, UID: types.UID(admit.Clip(string(o.UID)))}
 	}
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace}
 	if e.Namespaces != nil {

@@ -140,7 +140,7 @@ func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, er
 		return nil, fmt.Errorf("request body is not a JSON AdmissionReview: %w", err)
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", review.APIVersion, review.Kind)
+		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", admit.Clip(review.APIVersion), admit.Clip(review.Kind))
 	}
 	if review.Request == nil {
 		return nil, errors.New("AdmissionReview has no request")

@@ -103,3 +103,24 @@ func heap() int64 {
 	goruntime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
 }
+
+// The service annotation may name any existing Service: distinct group
+// names through one existing Service are not label values either.
+func TestGroupsThroughOneServiceDoNotGrowMetrics(t *testing.T) {
+	ctx := logf.IntoContext(context.Background(), logr.Discard())
+	existing := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "kubernetes"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}}
+	c := newFakeClient(existing)
+	h := testHandler(admit.StaticNamespaceLabels(nil), c)
+	h.Metrics = NewMetrics(prometheus.NewRegistry())
+	for i := range 200 {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{contract.GroupLabel: fmt.Sprintf("g%d", i)}, Annotations: map[string]string{contract.ServiceAnnotation: "kubernetes"}}}
+		pod.Spec.Containers = []corev1.Container{{Name: "c", Image: "x"}}
+		h.Handle(ctx, admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db",
+			Operation: admissionv1.Create, DryRun: ptr.To(true), Object: runtime.RawExtension{Object: pod},
+		}})
+	}
+	if n := testutil.CollectAndCount(h.Metrics.denied); n != 1 {
+		t.Errorf("%d denied series after 200 group names through one Service, want 1", n)
+	}
+}

@@ -129,10 +129,17 @@ type Decision struct {
 // value: any user who can create pods can send dry-run pods with any number
 // of distinct group names, and a label value per name would grow the
 // webhook's memory without bound.
+//
+// A Service this admission created is real. One that existed counts only
+// when it bears the group's own name: the peergroup.dev/service annotation
+// may name any Service, and would otherwise let any number of group names
+// through one existing Service.
 func (d Decision) GroupInCluster() bool {
 	switch d.Service {
-	case ServiceExists, ServiceCreated, ServiceNotHeadless:
+	case ServiceCreated:
 		return true
+	case ServiceExists, ServiceNotHeadless:
+		return d.ServiceName == d.Group
 	}
 	return false
 }

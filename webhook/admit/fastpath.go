@@ -338,7 +338,7 @@ func initContainerKey(c *corev1.Container) string {
 	}
 	// Resources vary with the pod's QoS class (guaranteedResources): every
 	// resource the configuration names is part of the key, in name order,
-	// at milli precision (what LimitRanger compares too).
+	// each quantity exactly (its canonical form).
 	for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
 		k.WriteString("\x04")
 		var buf [8]corev1.ResourceName
@@ -351,8 +351,10 @@ func initContainerKey(c *corev1.Container) string {
 			q := list[name]
 			k.WriteString(string(name))
 			k.WriteByte('=')
-			var num [20]byte
-			k.Write(strconv.AppendInt(num[:0], q.MilliValue(), 10))
+			var buf [48]byte
+			number, suffix := q.CanonicalizeBytes(buf[:0])
+			k.Write(number)
+			k.Write(suffix)
 			k.WriteByte(',')
 		}
 	}

@@ -194,6 +194,10 @@ func TestCacheKeyCoversEveryResource(t *testing.T) {
 	if initContainerKey(ptrTo(ic("1Mi"))) == initContainerKey(ptrTo(ic("10Mi"))) {
 		t.Error("ephemeral-storage is not part of the key")
 	}
+	// Quantities that differ below a milli-unit are different containers.
+	if initContainerKey(ptrTo(ic("9500u"))) == initContainerKey(ptrTo(ic("10m"))) {
+		t.Error("the key rounds quantities")
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }

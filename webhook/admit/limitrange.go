@@ -21,10 +21,11 @@ type LimitRangeError struct{ Detail string }
 func (e *LimitRangeError) Error() string { return "peergroup: " + e.Detail }
 
 // checkLimitRanges applies the LimitRanger admission plugin's rules to the
-// injected init container as the API server will: for each LimitRange in
-// turn, its Container defaults fill what the container does not set, then
-// its per-container min, max and maxLimitRequestRatio are checked, at
-// milli-unit precision (plugin/pkg/admission/limitranger in Kubernetes).
+// injected init container as the API server will (plugin/pkg/admission/
+// limitranger in Kubernetes): the API server first sets a missing request
+// from the limit, then LimitRanger fills what is still missing from every
+// LimitRange's Container defaults, then checks each LimitRange's
+// per-container min, max and maxLimitRequestRatio at its precision.
 func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 	r := corev1.ResourceRequirements{Requests: ic.Resources.Requests.DeepCopy(), Limits: ic.Resources.Limits.DeepCopy()}
 	if r.Requests == nil {
@@ -33,14 +34,16 @@ func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 	if r.Limits == nil {
 		r.Limits = corev1.ResourceList{}
 	}
+	fill(r.Requests, r.Limits)
 	for _, lr := range ranges {
 		for _, item := range lr.Spec.Limits {
-			if item.Type != corev1.LimitTypeContainer {
-				continue
+			if item.Type == corev1.LimitTypeContainer {
+				fill(r.Requests, item.DefaultRequest)
+				fill(r.Limits, item.Default)
 			}
-			fill(r.Requests, item.DefaultRequest)
-			fill(r.Limits, item.Default)
 		}
+	}
+	for _, lr := range ranges {
 		for _, item := range lr.Spec.Limits {
 			if item.Type != corev1.LimitTypeContainer {
 				continue
@@ -69,12 +72,13 @@ func limitRangeProblem(r *corev1.ResourceRequirements, item corev1.LimitRangeIte
 		min := item.Min[name]
 		req, hasReq := r.Requests[name]
 		lim, hasLim := r.Limits[name]
+		rv, lv, mv := enforcedValues(req, lim, min)
 		switch {
 		case !hasReq:
 			problems = append(problems, fmt.Sprintf("%s must be at least %s (no request)", name, min.String()))
-		case milli(req) < milli(min):
+		case rv < mv:
 			problems = append(problems, fmt.Sprintf("%s must be at least %s (request %s)", name, min.String(), req.String()))
-		case hasLim && milli(lim) < milli(min):
+		case hasLim && lv < mv:
 			problems = append(problems, fmt.Sprintf("%s must be at least %s (limit %s)", name, min.String(), lim.String()))
 		}
 	}
@@ -82,12 +86,13 @@ func limitRangeProblem(r *corev1.ResourceRequirements, item corev1.LimitRangeIte
 		max := item.Max[name]
 		req, hasReq := r.Requests[name]
 		lim, hasLim := r.Limits[name]
+		rv, lv, mv := enforcedValues(req, lim, max)
 		switch {
 		case !hasLim:
 			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (no limit)", name, max.String()))
-		case milli(lim) > milli(max):
+		case lv > mv:
 			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (limit %s)", name, max.String(), lim.String()))
-		case hasReq && milli(req) > milli(max):
+		case hasReq && rv > mv:
 			problems = append(problems, fmt.Sprintf("%s request must be at most %s (request %s)", name, max.String(), req.String()))
 		}
 	}
@@ -95,15 +100,29 @@ func limitRangeProblem(r *corev1.ResourceRequirements, item corev1.LimitRangeIte
 		ratio := item.MaxLimitRequestRatio[name]
 		req, hasReq := r.Requests[name]
 		lim, hasLim := r.Limits[name]
-		switch {
-		case !hasReq || req.IsZero() || !hasLim || lim.IsZero():
+		rv, lv, _ := enforcedValues(req, lim, ratio)
+		if !hasReq || rv == 0 || !hasLim || lv == 0 {
 			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (request and limit must both be set)", name, ratio.String()))
-		case float64(milli(lim))/float64(milli(req))*1000 > float64(milli(ratio)):
+			continue
+		}
+		observed, enforced := float64(lv)/float64(rv), float64(ratio.Value())
+		if ratio.Value() <= resource.MaxMilliValue {
+			observed, enforced = observed*1000, float64(ratio.MilliValue())
+		}
+		if observed > enforced {
 			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (%s/%s)", name, ratio.String(), lim.String(), req.String()))
 		}
 	}
 	return strings.Join(problems, "; ")
 }
 
-// milli is a quantity at LimitRanger's precision: milli-units, rounded up.
-func milli(q resource.Quantity) int64 { return q.MilliValue() }
+// enforcedValues are request, limit and the LimitRange's bound at one
+// precision, as LimitRanger's requestLimitEnforcedValues gives them:
+// milli-units rounded up, or units when any of the three is too large.
+func enforcedValues(request, limit, enforced resource.Quantity) (r, l, e int64) {
+	r, l, e = request.Value(), limit.Value(), enforced.Value()
+	if r <= resource.MaxMilliValue && l <= resource.MaxMilliValue && e <= resource.MaxMilliValue {
+		r, l, e = request.MilliValue(), limit.MilliValue(), enforced.MilliValue()
+	}
+	return r, l, e
+}

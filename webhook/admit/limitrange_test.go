@@ -44,6 +44,7 @@ func TestLimitRanges(t *testing.T) {
 			DefaultRequest: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Mi")}, Default: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Gi")},
 		}, ""},
 		{"max at sub-milli precision rounds as LimitRanger does", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("99.9999m")}}, ""},
+		{"a max too large for milli-units compares in units", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceMemory: q("10Pi")}}, ""},
 		{"fits", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")}, Min: corev1.ResourceList{corev1.ResourceCPU: q("10m")}, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("10")}}, ""},
 		{"pod-level items do not apply", corev1.LimitRangeItem{Type: corev1.LimitTypePod}, ""},
 	}
@@ -74,5 +75,35 @@ func TestLimitRanges(t *testing.T) {
 				t.Error("the Service was reached for a pod the LimitRange rejects")
 			}
 		})
+	}
+}
+
+// LimitRanger fills the defaults of every LimitRange before it checks any,
+// and the API server sets a missing request from the limit first: the
+// order of the LimitRanges, and a request left unset, change nothing.
+func TestLimitRangeDefaultsBeforeChecks(t *testing.T) {
+	q := resource.MustParse
+	ratio := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("2")},
+	}}}}
+	defaults := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "b"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Default: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Gi")}, DefaultRequest: corev1.ResourceList{corev1.ResourceEphemeralStorage: q("1Gi")},
+	}}}}
+	ic := &corev1.Container{Resources: DefaultConfig().Resources}
+	for _, order := range [][]corev1.LimitRange{{ratio, defaults}, {defaults, ratio}} {
+		if err := checkLimitRanges(ic, order); err != nil {
+			t.Errorf("order %s, %s: %v", order[0].Name, order[1].Name, err)
+		}
+	}
+	limitOnly := &corev1.Container{Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: q("10m")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: q("100m"), corev1.ResourceMemory: q("32Mi")},
+	}}
+	memRatio := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "m"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceMemory: q("2")},
+		Default: corev1.ResourceList{corev1.ResourceMemory: q("8Mi")}, DefaultRequest: corev1.ResourceList{corev1.ResourceMemory: q("8Mi")},
+	}}}}
+	if err := checkLimitRanges(limitOnly, []corev1.LimitRange{memRatio}); err != nil {
+		t.Errorf("a request taken from the limit: %v", err)
 	}
 }

@@ -98,10 +98,11 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	ic := initContainer(m, tuning, cfg)
 	switch {
 	case podLevelResources(pod):
-		// The API server requires the containers' requests to fit the
-		// pod's; the init container shares the pod's budget instead of
-		// adding fixed requests of its own to it.
-		ic.Resources = corev1.ResourceRequirements{}
+		// The API server requires every container's requests to fit the
+		// pod's, and the pod's resources decide its QoS class: the init
+		// container keeps explicit resources (so no LimitRange default
+		// replaces them) cut to the pod's budget.
+		ic.Resources = fitToPod(ic.Resources, *pod.Spec.Resources)
 	case guaranteed(pod):
 		ic.Resources = guaranteedResources(ic.Resources)
 	}
@@ -206,6 +207,23 @@ func containerComplete(c *corev1.Container, env []corev1.EnvVar) bool {
 func podLevelResources(pod *corev1.Pod) bool {
 	r := pod.Spec.Resources
 	return r != nil && (len(r.Requests) > 0 || len(r.Limits) > 0)
+}
+
+// fitToPod cuts each request and limit to the pod's own, and a request to
+// its limit.
+func fitToPod(r, pod corev1.ResourceRequirements) corev1.ResourceRequirements {
+	out := corev1.ResourceRequirements{Requests: r.Requests.DeepCopy(), Limits: r.Limits.DeepCopy()}
+	cut := func(list, bound corev1.ResourceList) {
+		for name, q := range list {
+			if b, ok := bound[name]; ok && q.Cmp(b) > 0 {
+				list[name] = b.DeepCopy()
+			}
+		}
+	}
+	cut(out.Limits, pod.Limits)
+	cut(out.Requests, pod.Requests)
+	cut(out.Requests, out.Limits)
+	return out
 }
 
 // guaranteed reports whether the pod's QoS class is Guaranteed: every
@@ -417,7 +435,7 @@ func checkDNS(pod *corev1.Pod) error {
 	}
 	if pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && pod.Spec.DNSPolicy != corev1.DNSNone {
 		return &UnsupportedDNSError{fmt.Sprintf("the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
-			cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst"), contract.InjectLabel)}
+			clip(cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst")), contract.InjectLabel)}
 	}
 	return nil
 }

@@ -432,17 +432,43 @@ func TestMutateKeepsGuaranteedPodsGuaranteed(t *testing.T) {
 	}
 }
 
-// With pod-level resources the init container takes no resources of its
-// own: the API server requires the containers' requests to fit the pod's.
+// With pod-level resources the init container keeps explicit resources,
+// cut to the pod's: the API server requires the containers' requests to
+// fit the pod's, and explicit values leave no room for LimitRange
+// defaults.
 func TestMutatePodLevelResources(t *testing.T) {
+	q := resource.MustParse
 	p := twoContainerPod()
 	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
-	p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m")}}
+	p.Spec.Resources = &corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: q("5m")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: q("50m"), corev1.ResourceMemory: q("20Mi")},
+	}
 	d := decideBoth(t, p, nil, nil)
 	if d.Verdict != VerdictInjected {
 		t.Fatal(summary(d))
 	}
-	if ic := d.Mutated.Spec.InitContainers[len(d.Mutated.Spec.InitContainers)-1]; len(ic.Resources.Requests) != 0 || len(ic.Resources.Limits) != 0 {
-		t.Errorf("init container resources %v with pod-level resources", ic.Resources)
+	ic := d.Mutated.Spec.InitContainers[len(d.Mutated.Spec.InitContainers)-1]
+	want := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: q("5m"), corev1.ResourceMemory: q("16Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: q("50m"), corev1.ResourceMemory: q("20Mi")},
+	}
+	if !equality.Semantic.DeepEqual(ic.Resources, want) {
+		t.Errorf("init container resources %v, want %v", ic.Resources, want)
+	}
+	// A limit cut below the configured request takes the request down too.
+	r := fitToPod(DefaultConfig().Resources, corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: q("8Mi")}})
+	if r.Requests.Memory().Cmp(q("8Mi")) != 0 || r.Limits.Memory().Cmp(q("8Mi")) != 0 {
+		t.Errorf("fit: %v", r)
+	}
+}
+
+// A dnsPolicy of any size is cut in the denial.
+func TestDNSPolicyCutInDenial(t *testing.T) {
+	p := twoContainerPod()
+	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+	p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSPolicy(strings.Repeat("x", 1<<20))
+	if d := decideBoth(t, p, nil, nil); d.Reason != ReasonUnsupportedDNS || len(d.Message) > 1024 {
+		t.Errorf("%s, %d-byte message", d.Reason, len(d.Message))
 	}
 }

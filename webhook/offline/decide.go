@@ -65,9 +65,11 @@ var controllerKinds = map[string]metav1.OwnerReference{
 // touches ownerReferences.
 func asCreatedBy(pod *corev1.Pod, workloadKind, workloadName string) {
 	ref, ok := controllerKinds[workloadKind]
-	if !ok || len(pod.OwnerReferences) > 0 {
+	if !ok {
 		return
 	}
+	// The controller sets its own reference and ignores any a template
+	// carries (GetPodFromTemplate), so the template's are replaced.
 	ref.Name, ref.Controller = workloadName, ptr.To(true)
 	pod.OwnerReferences = []metav1.OwnerReference{ref}
 }

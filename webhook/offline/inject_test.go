@@ -188,6 +188,12 @@ func TestTemplatesDecidedAsTheirPods(t *testing.T) {
 	if _, res, err := InjectManifests(workload("StatefulSet"), OfflineOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
 		t.Errorf("inject of a StatefulSet with ordinal0: %v %v", res.Injected, err)
 	}
+	// A reference written into the template is not what the controller
+	// sets: the StatefulSet's pods still come from the StatefulSet.
+	stray := strings.Replace(string(workload("StatefulSet")), "      labels:", "      ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: x, uid: u, controller: true}]\n      labels:", 1)
+	if _, res, err := InjectManifests([]byte(stray), OfflineOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
+		t.Errorf("a StatefulSet template carrying a stray controller reference: %v %v", res.Injected, err)
+	}
 	pod, err := PodFromManifest(workload("Deployment"))
 	if err != nil {
 		t.Fatal(err)
