@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/peergroup/peergroup/contract"
@@ -338,7 +339,7 @@ func initContainerKey(c *corev1.Container) string {
 	}
 	// Resources vary with the pod's QoS class (guaranteedResources): every
 	// resource the configuration names is part of the key, in name order,
-	// each quantity exactly (its canonical form).
+	// each quantity exactly.
 	for _, list := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
 		k.WriteString("\x04")
 		var buf [8]corev1.ResourceName
@@ -351,10 +352,13 @@ func initContainerKey(c *corev1.Container) string {
 			q := list[name]
 			k.WriteString(string(name))
 			k.WriteByte('=')
-			var buf [48]byte
-			number, suffix := q.CanonicalizeBytes(buf[:0])
-			k.Write(number)
-			k.Write(suffix)
+			// Units and nano-units: exact for every quantity in canonical
+			// form (nano is the finest suffix), without the allocation of
+			// formatting it.
+			var num [20]byte
+			k.Write(strconv.AppendInt(num[:0], q.Value(), 10))
+			k.WriteByte('/')
+			k.Write(strconv.AppendInt(num[:0], q.ScaledValue(resource.Nano), 10))
 			k.WriteByte(',')
 		}
 	}
