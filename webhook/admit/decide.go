@@ -252,19 +252,6 @@ func requestPod(req Request) (*corev1.Pod, error) {
 	return pod, nil
 }
 
-// incompleteContainers names the app containers of an injected pod that
-// lack the env or the seeds mount.
-func incompleteContainers(pod *corev1.Pod, m Membership) []string {
-	env := appEnv(m)
-	var names []string
-	for i := range pod.Spec.Containers {
-		if c := &pod.Spec.Containers[i]; !containerComplete(c, env) {
-			names = append(names, c.Name)
-		}
-	}
-	return names
-}
-
 // patch is the JSON patch turning in into out, by the configured mode.
 func (d *Decider) patch(raw []byte, in, out *corev1.Pod, cache *InitContainerCache) ([]byte, error) {
 	if d.Config.PatchMode == PatchDirect {

@@ -50,7 +50,7 @@ func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 			}
 			if problem := limitRangeProblem(&r, item); problem != "" {
 				return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
-					clip(lr.Namespace), clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
+					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
 			}
 		}
 	}

@@ -12,12 +12,6 @@ import (
 	"github.com/peergroup/peergroup/contract"
 )
 
-type staticLimitRanges []corev1.LimitRange
-
-func (s staticLimitRanges) LimitRanges(context.Context, string) ([]corev1.LimitRange, error) {
-	return s, nil
-}
-
 // Under a LimitRange the injected init container would break, the pod is
 // denied naming the LimitRange and the chart value, before its Service is
 // created; one it fits admits the pod.
@@ -58,7 +52,7 @@ func TestLimitRanges(t *testing.T) {
 			pod := twoContainerPod()
 			pod.Labels = map[string]string{contract.GroupLabel: "cassandra"}
 			services := &StaticServices{Known: true}
-			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: services, LimitRanges: staticLimitRanges{lr}}).Decide(context.Background(), Request{
+			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: services, LimitRanges: StaticLimitRanges{lr}}).Decide(context.Background(), Request{
 				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: pod,
 			})
 			if tc.want == "" {

@@ -176,16 +176,21 @@ func withPeerFields(pod *corev1.Pod, m Membership, onlyIncomplete bool) (*corev1
 // isComplete reports whether an injected pod has everything withPeerFields
 // adds.
 func isComplete(pod *corev1.Pod, m Membership) bool {
-	if pod.Labels[contract.GroupLabel] != m.Group || pod.Labels[contract.PeerLabel] != contract.PeerValue {
-		return false
-	}
+	return pod.Labels[contract.GroupLabel] == m.Group && pod.Labels[contract.PeerLabel] == contract.PeerValue &&
+		len(incompleteContainers(pod, m)) == 0
+}
+
+// incompleteContainers names the app containers of an injected pod that
+// lack the env or the seeds mount.
+func incompleteContainers(pod *corev1.Pod, m Membership) []string {
 	env := appEnv(m)
+	var names []string
 	for i := range pod.Spec.Containers {
-		if !containerComplete(&pod.Spec.Containers[i], env) {
-			return false
+		if c := &pod.Spec.Containers[i]; !containerComplete(c, env) {
+			names = append(names, c.Name)
 		}
 	}
-	return true
+	return names
 }
 
 // containerComplete: the seeds mount and every env name (the user's own
@@ -386,7 +391,7 @@ func describeEnv(e corev1.EnvVar) string {
 		return quote(e.Value)
 	}
 	if e.ValueFrom.FieldRef != nil {
-		return "fieldRef " + clip(e.ValueFrom.FieldRef.FieldPath)
+		return "fieldRef " + Clip(e.ValueFrom.FieldRef.FieldPath)
 	}
 	return "a valueFrom source"
 }
@@ -405,12 +410,12 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 func checkTuningFitsPod(pod *corev1.Pod) error {
 	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasServicePort(pod, name) {
 		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
-			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}
+			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + Clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}
 	}
 	if pod.Annotations[contract.FoundingValue.Annotation] == string(contract.FoundOrdinal0) {
 		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
 			return &InvalidTuningError{Annotation: contract.FoundingValue.Annotation, Value: string(contract.FoundOrdinal0),
-				Rule: "lowest or never for a pod created by a " + clip(c.Kind) + ": ordinal0 needs StatefulSet pods, whose hostnames end in their ordinal"}
+				Rule: "lowest or never for a pod created by a " + Clip(c.Kind) + ": ordinal0 needs StatefulSet pods, whose hostnames end in their ordinal"}
 		}
 	}
 	return nil
@@ -435,7 +440,7 @@ func checkDNS(pod *corev1.Pod) error {
 	}
 	if pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && pod.Spec.DNSPolicy != corev1.DNSNone {
 		return &UnsupportedDNSError{fmt.Sprintf("the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
-			clip(cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst")), contract.InjectLabel)}
+			Clip(cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst")), contract.InjectLabel)}
 	}
 	return nil
 }
@@ -456,7 +461,7 @@ func checkOS(pod *corev1.Pod) error {
 	}
 	for _, key := range osLabels {
 		if os, ok := pod.Spec.NodeSelector[key]; ok && os != string(corev1.Linux) {
-			return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", key, clip(os), fix)}
+			return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", key, Clip(os), fix)}
 		}
 	}
 	if terms := requiredNodeTerms(pod); len(terms) > 0 && !slices.ContainsFunc(terms, admitsLinux) {
@@ -532,7 +537,7 @@ func checkMounts(pod *corev1.Pod) error {
 			inside := p == contract.SeedsMountPath || strings.HasPrefix(p, contract.SeedsMountPath+"/")
 			switch {
 			case m.Name != contract.SeedsVolumeName && inside:
-				return &CollisionError{fmt.Sprintf("container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), clip(m.MountPath), contract.SeedsMountPath)}
+				return &CollisionError{fmt.Sprintf("container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), Clip(m.MountPath), contract.SeedsMountPath)}
 			case m.Name == contract.SeedsVolumeName && (m.SubPath != "" || m.SubPathExpr != ""):
 				return &CollisionError{fmt.Sprintf("container %s mounts only a subPath of the %q volume; the app must see the whole seeds directory at %s: remove the subPath, or rename your volume", quote(c.Name), contract.SeedsVolumeName, contract.SeedsMountPath)}
 			case m.Name == contract.SeedsVolumeName && p != contract.SeedsMountPath:

@@ -44,6 +44,14 @@ func (s StaticNamespaceLabels) FreshLabels(ctx context.Context, ns string) (map[
 	return s.Labels(ctx, ns)
 }
 
+// StaticLimitRanges gives every namespace the same LimitRanges: the
+// offline tools' stand-in for the LimitRange cache.
+type StaticLimitRanges []corev1.LimitRange
+
+func (s StaticLimitRanges) LimitRanges(context.Context, string) ([]corev1.LimitRange, error) {
+	return s, nil
+}
+
 // StaticServices stands in for the Service cache offline: Existing is the
 // one Service looked up (nil: none), Known says whether anything was
 // looked up at all. Nothing is written; the Service the webhook would

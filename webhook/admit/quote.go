@@ -23,10 +23,7 @@ func quote(s string) string {
 
 // Clip is s cut like quote, for values a message or a log line prints
 // bare.
-func Clip(s string) string { return clip(s) }
-
-// clip is s cut like quote, for values a message prints bare.
-func clip(s string) string {
+func Clip(s string) string {
 	if len(s) <= maxQuoted {
 		return s
 	}

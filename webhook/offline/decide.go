@@ -20,7 +20,7 @@ func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, servi
 	cfg.PatchMode = admit.PatchDirect
 	d := &admit.Decider{Config: cfg, Namespaces: admit.StaticNamespaceLabels(nsLabels), Services: services}
 	if limitRanges != nil {
-		d.LimitRanges = staticLimitRanges(limitRanges)
+		d.LimitRanges = admit.StaticLimitRanges(limitRanges)
 	}
 	return d.Decide(context.Background(), admit.Request{
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
@@ -38,12 +38,6 @@ func namespaceLabels(group string) map[string]string {
 		return nil
 	}
 	return map[string]string{contract.GroupLabel: group}
-}
-
-type staticLimitRanges []corev1.LimitRange
-
-func (s staticLimitRanges) LimitRanges(context.Context, string) ([]corev1.LimitRange, error) {
-	return s, nil
 }
 
 // controllerKinds is the controller that creates the pods of each
