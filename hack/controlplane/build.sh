@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local control plane from the Go module proxy into a cache that
 # later runs reuse: kube-apiserver and etcd by default, more components when
-# named (kube-controller-manager, kube-scheduler from the same Kubernetes
-# build; kwok as the kubelet; CoreDNS). Prints the directory holding the
+# named (kube-controller-manager, kube-scheduler, kubelet from the same
+# Kubernetes build; kwok as the simulated kubelet; CoreDNS; containerd, its
+# runc shim and ctr for the real node; nats-server, the real peer software the
+# node runs). Prints the directory holding the
 # binaries on its last line, ready for KUBEBUILDER_ASSETS.
 #
 #   hack/controlplane/build.sh [component ...]
@@ -22,11 +24,23 @@ declare -A pkg=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+  [kubelet]=k8s.io/kubernetes/cmd/kubelet
 )
 # Tools with their own module and pinned dependencies: `go install pkg@v`.
 declare -A tool=(
   [kwok]=sigs.k8s.io/kwok/cmd/kwok@v0.8.0
   [coredns]=github.com/coredns/coredns@v1.15.0
+  [containerd]=github.com/containerd/containerd/v2/cmd/containerd@v2.4.2
+  [containerd-shim-runc-v2]=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2
+  [ctr]=github.com/containerd/containerd/v2/cmd/ctr@v2.4.2
+  [nats-server]=github.com/nats-io/nats-server/v2@v2.15.2
+)
+# containerd without cgo: the snapshotters that need C libraries are left out
+# (the node uses overlayfs).
+declare -A tags=(
+  [containerd]="no_btrfs no_devmapper no_zfs"
+  [containerd-shim-runc-v2]="no_btrfs no_devmapper no_zfs"
+  [ctr]="no_btrfs no_devmapper no_zfs"
 )
 
 log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -46,7 +60,7 @@ for c in "${components[@]}"; do
   trap 'kill $beat 2>/dev/null || true' EXIT
   if [ -n "${tool[$c]:-}" ]; then
     gobin="$(mktemp -d)"
-    (cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags='-s -w' "${tool[$c]}")
+    (cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -tags "${tags[$c]:-}" -ldflags='-s -w' "${tool[$c]}")
     mv "$gobin/$c" "$bin/$c.tmp" && rm -rf "$gobin"
   else
     CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$c.tmp" "${pkg[$c]}"

@@ -24,6 +24,7 @@ var (
 	hook          *framework.Webhook
 	seedDiscovery string
 	workDir       string
+	images        framework.NodeImages
 )
 
 func TestMain(m *testing.M) {
@@ -49,16 +50,23 @@ func run(m *testing.M) int {
 	if seedDiscovery, err = framework.BuildBinary(ctx, "seed-discovery", workDir); err != nil {
 		return fail(err)
 	}
-	lc, err = framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(workDir, "logs"), Progress: os.Stdout})
+	lc, err = framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(workDir, "logs"), Progress: os.Stdout, RealNode: true})
 	if err != nil {
 		return fail(err)
 	}
 	defer lc.Stop()
+	fmt.Println("    real node: building and pushing the peergroup and NATS images")
+	if images, err = framework.PushNodeImages(ctx, lc.Node); err != nil {
+		return fail(err)
+	}
 	if _, err := lc.CreateNamespace(ctx, releaseNamespace, nil); err != nil {
 		return fail(err)
 	}
 	rendered, err = framework.Render("peergroup", releaseNamespace, map[string]any{
 		"certificates": map[string]any{"mode": "certManager"},
+		// The init container the real node runs is the image `make
+		// image` builds, pulled from the node's loopback registry.
+		"image": map[string]any{"repository": images.Repository, "tag": images.Tag},
 	})
 	if err != nil {
 		return fail(err)

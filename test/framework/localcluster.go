@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // KwokModule holds kwok's stage files (kustomize/stage/...).
@@ -36,8 +37,11 @@ type LocalCluster struct {
 	// DNSAddr is CoreDNS's 127.0.0.1:port.
 	DNSAddr string
 	LogDir  string
-	procs   []*component
-	assets  string
+	// Node is the real node (kubelet, containerd, runc, CNI), when asked
+	// for; nil otherwise.
+	Node   *RealNode
+	procs  []*component
+	assets string
 }
 
 // component is one running binary; done closes when it exits.
@@ -54,6 +58,10 @@ type LocalClusterOptions struct {
 	Nodes  int
 	// Progress gets one line per step.
 	Progress io.Writer
+	// RealNode adds a real node beside kwok's: kubelet, containerd, runc
+	// and a CNI bridge on this machine (see RealNode), with CoreDNS
+	// serving its pods on the bridge address.
+	RealNode bool
 }
 
 // StartLocalCluster starts all components and waits until the fake nodes
@@ -78,12 +86,25 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	var node *RealNode
+	if o.RealNode {
+		if node, err = PrepareRealNode(ctx, assets, o.LogDir, say); err != nil {
+			return nil, err
+		}
+	}
 	say("kube-apiserver + etcd")
-	base, err := StartCluster()
+	base, err := StartClusterWith(func(env *envtest.Environment) {
+		// The kubelet's node IP cannot be loopback, so the API server
+		// reaches it (logs, exec) by its hostname, localhost.
+		env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "Hostname")
+	})
 	if err != nil {
+		if node != nil {
+			node.Stop()
+		}
 		return nil, err
 	}
-	lc := &LocalCluster{Cluster: base, LogDir: o.LogDir, assets: assets, Kubeconfig: filepath.Join(o.LogDir, "kubeconfig")}
+	lc := &LocalCluster{Cluster: base, LogDir: o.LogDir, assets: assets, Kubeconfig: filepath.Join(o.LogDir, "kubeconfig"), Node: node}
 	defer func() {
 		if err != nil {
 			lc.Stop()
@@ -146,16 +167,19 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	lc.DNSAddr = "127.0.0.1:" + strconv.Itoa(port)
 	corefile := filepath.Join(o.LogDir, "Corefile")
 	// ttl 1: the seed-discovery margin must exceed the records' TTL.
-	conf := fmt.Sprintf(`.:%d {
-    bind 127.0.0.1
-    errors
+	zone := fmt.Sprintf(`    errors
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         kubeconfig %s envtest
         pods insecure
         ttl 1
     }
-}
-`, port, lc.Kubeconfig)
+`, lc.Kubeconfig)
+	conf := fmt.Sprintf(".:%d {\n    bind 127.0.0.1\n%s}\n", port, zone)
+	if node != nil {
+		// The real node's pods ask the kubelet's clusterDNS, the bridge
+		// address, on port 53.
+		conf += fmt.Sprintf(".:53 {\n    bind %s\n%s}\n", RealNodeBridgeIP, zone)
+	}
 	if err := os.WriteFile(corefile, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
@@ -163,7 +187,15 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 		return nil, err
 	}
 
-	if err := lc.waitReady(ctx, o.Nodes); err != nil {
+	nodes := o.Nodes
+	if node != nil {
+		if err := node.Start(ctx, lc.Kubeconfig); err != nil {
+			return nil, err
+		}
+		lc.procs = append(lc.procs, node.procs...)
+		nodes++
+	}
+	if err := lc.waitReady(ctx, nodes); err != nil {
 		return nil, err
 	}
 	say("cluster ready; logs in %s", o.LogDir)
@@ -287,9 +319,13 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 	return nil
 }
 
-// Stop ends every component, then the API server.
+// Stop ends every component, the real node and what it made, then the
+// API server.
 func (lc *LocalCluster) Stop() {
-	stopComponents(lc.procs, 5*time.Second)
+	stopComponents(lc.procs, 10*time.Second)
+	if lc.Node != nil {
+		lc.Node.Stop()
+	}
 	_ = lc.Cluster.Stop()
 }
 

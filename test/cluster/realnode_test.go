@@ -1,0 +1,579 @@
+package cluster
+
+// Scenarios on the real node: kubelet, containerd and runc run the injected
+// seed-discovery from the image `make image` builds, and NATS servers
+// (docs/examples/nats.yaml, as users would deploy it) form their cluster
+// from the seeds. Every scenario asserts one cluster of exactly the live
+// pods, seen from every member, within a deadline; a failure names the
+// islands.
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/test/framework"
+)
+
+// oneClusterDeadline bounds the time from the last pod Running to one full
+// cluster: seed-discovery has decided before the app starts, so what is
+// left is NATS connecting its routes and gossiping the rest.
+const oneClusterDeadline = 60 * time.Second
+
+// natsTemplate is the pod template of docs/examples/nats.yaml with the
+// image from the node's registry, placed on the real node.
+func natsTemplate(t *testing.T, app string) corev1.PodTemplateSpec {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "docs", "examples", "nats.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &corev1.ReplicationController{}
+	if err := yaml.UnmarshalStrict(data, rc); err != nil {
+		t.Fatalf("docs/examples/nats.yaml: %v", err)
+	}
+	tmpl := *rc.Spec.Template
+	tmpl.Labels["app"] = app
+	tmpl.Spec.Containers[0].Image = images.NATS
+	onRealNode(&tmpl.Spec)
+	return tmpl
+}
+
+func onRealNode(spec *corev1.PodSpec) {
+	spec.NodeSelector = map[string]string{framework.RealNodeLabel: "true"}
+	spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: framework.RealNodeTaint, Operator: corev1.TolerationOpExists})
+}
+
+// runningOn waits until exactly n pods of app are Running and ready, none
+// terminating, and returns them sorted by name.
+func runningOn(t *testing.T, ns, app string, n int) []corev1.Pod {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var pods []corev1.Pod
+		live := 0
+		for _, p := range lc.Pods(t, ns) {
+			if p.Labels["app"] != app || p.DeletionTimestamp != nil {
+				continue
+			}
+			live++
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && isReady(&p) {
+				pods = append(pods, p)
+			}
+		}
+		if len(pods) == n && live == n {
+			sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+			return pods
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pods of %s running and ready (%d live) after 3m", len(pods), n, app, live)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func isReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// lastStarted is when the last of pods' app containers started.
+func lastStarted(pods []corev1.Pod) time.Time {
+	var last time.Time
+	for _, p := range pods {
+		for _, s := range p.Status.ContainerStatuses {
+			if s.State.Running != nil && s.State.Running.StartedAt.After(last) {
+				last = s.State.Running.StartedAt.Time
+			}
+		}
+	}
+	return last
+}
+
+// requireOneCluster waits until the n live pods of app form one NATS
+// cluster, each seeing exactly the others, and logs how long that took
+// after the last of them started. It fails naming the islands.
+func requireOneCluster(t *testing.T, ns, app string, n int) []corev1.Pod {
+	t.Helper()
+	pods, took, err := waitOneCluster(t, ns, app, n, oneClusterDeadline)
+	if err != nil {
+		logDecisions(t, pods)
+		t.Fatalf("%s: %v (after %s)", app, err, oneClusterDeadline)
+	}
+	t.Logf("figure: one cluster of %d %s after the last pod started (%s)", n, took.Round(100*time.Millisecond), t.Name())
+	return pods
+}
+
+// waitOneCluster waits up to within for the n running pods of app to form
+// one cluster; it returns them with the time since the last one started,
+// or the last error seen, naming the islands.
+func waitOneCluster(t *testing.T, ns, app string, n int, within time.Duration) ([]corev1.Pod, time.Duration, error) {
+	t.Helper()
+	pods := runningOn(t, ns, app, n)
+	started := lastStarted(pods)
+	deadline := time.Now().Add(within)
+	for {
+		err := framework.OneCluster(framework.NATSViews(context.Background(), pods))
+		if err == nil {
+			return pods, time.Since(started), nil
+		}
+		if time.Now().After(deadline) {
+			return pods, 0, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// requireSeedsMadeIt checks that no pod needed the Service route: the one
+// cluster came from the seeds alone.
+func requireSeedsMadeIt(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		if log := containerLog(t, p.Namespace, p.Name, "nats"); strings.Contains(log, "also routing to the Service") {
+			t.Errorf("%s needed the Service route: its seeds did not answer", p.Name)
+		}
+	}
+	if t.Failed() {
+		logDecisions(t, pods)
+	}
+}
+
+// logDecisions logs what each pod's seed-discovery decided and how its
+// server started, for a failure's reader.
+func logDecisions(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		t.Logf("%s (%s):\n%s\n%s", p.Name, p.Status.PodIP, containerLog(t, p.Namespace, p.Name, "seed-discovery"), firstLines(containerLog(t, p.Namespace, p.Name, "nats"), 3))
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+func natsRC(t *testing.T, ns, app string, replicas int32) *corev1.ReplicationController {
+	t.Helper()
+	tmpl := natsTemplate(t, app)
+	rc := &corev1.ReplicationController{}
+	rc.Name, rc.Namespace = app, ns
+	rc.Spec.Replicas = ptr.To(replicas)
+	rc.Spec.Selector = map[string]string{"app": app}
+	rc.Spec.Template = &tmpl
+	if err := lc.Client.Create(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+func scaleRC(t *testing.T, rc *corev1.ReplicationController, replicas int32) {
+	t.Helper()
+	patch := client.MergeFrom(rc.DeepCopy())
+	rc.Spec.Replicas = ptr.To(replicas)
+	if err := lc.Client.Patch(context.Background(), rc, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restrictedNamespace is a namespace whose pods must pass Pod Security
+// "restricted": the injected container and the NATS example both do.
+func restrictedNamespace(t *testing.T) string {
+	return newNamespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+}
+
+// TestRealNATS runs the seed walkthrough with real servers and then the
+// events that split clusters in production, one after the other on the
+// same ReplicationController.
+func TestRealNATS(t *testing.T) {
+	ns := restrictedNamespace(t)
+	rc := natsRC(t, ns, "nats", 1)
+
+	var founder corev1.Pod
+	t.Run("a walkthrough: the founder, then scaled to 3", func(t *testing.T) {
+		founder = requireOneCluster(t, ns, "nats", 1)[0]
+		scaleRC(t, rc, 3)
+		pods := requireOneCluster(t, ns, "nats", 3)
+		requireSeedsMadeIt(t, pods)
+		requireDecision(t, founder, "role founder")
+		for _, p := range pods {
+			if p.Name != founder.Name {
+				requireDecision(t, p, "role joiner")
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("b full restart: every pod deleted at once", func(t *testing.T) {
+		before := podIPs(runningOn(t, ns, "nats", 3))
+		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.MatchingLabels{"app": "nats"}); err != nil {
+			t.Fatal(err)
+		}
+		pods := requireOneCluster(t, ns, "nats", 3)
+		requireSeedsMadeIt(t, pods)
+		for _, ip := range podIPs(pods) {
+			if slices.Contains(before, ip) {
+				t.Fatalf("pod IP %s survived the restart (before %v): not a full restart", ip, before)
+			}
+		}
+	})
+
+	t.Run("c founder and first seeds gone: scale down to the newest, then up", func(t *testing.T) {
+		pods := runningOn(t, ns, "nats", 3)
+		sort.Slice(pods, func(i, j int) bool { return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp) })
+		newest := pods[len(pods)-1]
+		// The ReplicationController removes the pods of lowest deletion
+		// cost first: keep the newest.
+		for i := range pods {
+			cost := "-100"
+			if pods[i].Name == newest.Name {
+				cost = "100"
+			}
+			patch := client.MergeFrom(pods[i].DeepCopy())
+			if pods[i].Annotations == nil {
+				pods[i].Annotations = map[string]string{}
+			}
+			pods[i].Annotations["controller.kubernetes.io/pod-deletion-cost"] = cost
+			if err := lc.Client.Patch(context.Background(), &pods[i], patch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		scaleRC(t, rc, 1)
+		if left := requireOneCluster(t, ns, "nats", 1); left[0].Name != newest.Name {
+			t.Fatalf("scale down kept %s, want the newest %s", left[0].Name, newest.Name)
+		}
+		scaleRC(t, rc, 3)
+		after := requireOneCluster(t, ns, "nats", 3)
+		requireSeedsMadeIt(t, after)
+		if !slices.ContainsFunc(after, func(p corev1.Pod) bool { return p.Name == newest.Name }) {
+			t.Fatalf("the survivor %s is no longer a member", newest.Name)
+		}
+		for _, p := range after {
+			if p.Name != newest.Name {
+				requireDecision(t, p, "role joiner")
+			}
+		}
+	})
+
+	t.Run("e late joiner: its seeds are gone when it starts", func(t *testing.T) {
+		// The late pod decides with the others alive, then sleeps before
+		// its server starts; meanwhile every pod it could name is deleted
+		// and replaced.
+		tmpl := natsTemplate(t, "nats-late")
+		tmpl.Spec.Containers[0].Args[0] = "sleep 25\n" + tmpl.Spec.Containers[0].Args[0]
+		late := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+		late.Name, late.Namespace = "nats-late", ns
+		if err := lc.Client.Create(context.Background(), late); err != nil {
+			t.Fatal(err)
+		}
+		waitInitDone(t, late)
+		seeds := requireDecision(t, *late, "role joiner")
+		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.MatchingLabels{"app": "nats"}); err != nil {
+			t.Fatal(err)
+		}
+		requireOneCluster(t, ns, "nats", 3)
+		// What happens: none of its seeds answers, so it also routes to
+		// the Service; and it recovers: one cluster with the others.
+		deadline := time.Now().Add(oneClusterDeadline + 60*time.Second)
+		for {
+			var all []corev1.Pod
+			for _, p := range lc.Pods(t, ns) {
+				if p.DeletionTimestamp == nil && p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+					all = append(all, p)
+				}
+			}
+			err := framework.OneCluster(framework.NATSViews(context.Background(), all))
+			if err == nil && len(all) == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("late joiner (seeds %s) did not join: %d pods, %v", seeds, len(all), err)
+			}
+			time.Sleep(time.Second)
+		}
+		if log := containerLog(t, ns, late.Name, "nats"); !strings.Contains(log, "also routing to the Service nats") {
+			t.Fatalf("late joiner's log does not say its seeds were gone:\n%s", log)
+		}
+	})
+}
+
+// TestRealNATSStatefulSetAndRollingUpdate: a StatefulSet started in
+// parallel with founding ordinal0, and a Deployment's rolling update; at
+// no sampled moment do two clusters exist.
+func TestRealNATSStatefulSetAndRollingUpdate(t *testing.T) {
+	t.Run("d StatefulSet, Parallel, founding ordinal0", func(t *testing.T) {
+		ns := restrictedNamespace(t)
+		tmpl := natsTemplate(t, "nats-sts")
+		tmpl.Annotations["peergroup.dev/founding"] = "ordinal0"
+		sts := &appsv1.StatefulSet{}
+		sts.Name, sts.Namespace = "nats-sts", ns
+		sts.Spec = appsv1.StatefulSetSpec{
+			Replicas: ptr.To[int32](3), ServiceName: "nats", PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector: metav1LabelSelector("nats-sts"), Template: tmpl,
+		}
+		stop := sampleNeverTwo(t, ns, "nats-sts")
+		if err := lc.Client.Create(context.Background(), sts); err != nil {
+			t.Fatal(err)
+		}
+		requireSeedsMadeIt(t, requireOneCluster(t, ns, "nats-sts", 3))
+		stop()
+	})
+	t.Run("d Deployment rolling update", func(t *testing.T) {
+		ns := restrictedNamespace(t)
+		tmpl := natsTemplate(t, "nats-deploy")
+		dep := &appsv1.Deployment{}
+		dep.Name, dep.Namespace = "nats-deploy", ns
+		dep.Spec = appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3), Selector: metav1LabelSelector("nats-deploy"), Template: tmpl,
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+				MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+			}},
+		}
+		if err := lc.Client.Create(context.Background(), dep); err != nil {
+			t.Fatal(err)
+		}
+		old := requireOneCluster(t, ns, "nats-deploy", 3)
+		stop := sampleNeverTwo(t, ns, "nats-deploy")
+		patch := client.MergeFrom(dep.DeepCopy())
+		dep.Spec.Template.Annotations["rollout"] = "1"
+		if err := lc.Client.Patch(context.Background(), dep, patch); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(4 * time.Minute)
+		for {
+			pods := requireOneCluster(t, ns, "nats-deploy", 3)
+			if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return slices.Contains(podIPs(old), p.Status.PodIP) }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("rolling update did not replace every pod in 4m")
+			}
+			time.Sleep(time.Second)
+		}
+		stop()
+	})
+}
+
+func metav1LabelSelector(app string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
+}
+
+// sampleNeverTwo samples the servers of app every 500ms until stop is
+// called, and fails the test if two clusters (two groups of connected
+// servers with at least two members each) ever exist at once. A lone
+// server that is still connecting is not a cluster yet; that it joins is
+// what requireOneCluster checks.
+func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	samples := 0
+	var split string
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			list := &corev1.PodList{}
+			if err := lc.Client.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
+				continue
+			}
+			var pods []corev1.Pod
+			for _, p := range list.Items {
+				if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+					pods = append(pods, p)
+				}
+			}
+			clusters := framework.Clusters(framework.NATSViews(context.Background(), pods))
+			samples++
+			if len(clusters) >= 2 && len(clusters[1]) >= 2 && split == "" {
+				split = framework.DescribeClusters(clusters)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		t.Logf("%d samples of %s", samples, app)
+		if split != "" {
+			t.Fatalf("two clusters at once: %s", split)
+		}
+	}
+}
+
+// waitInitDone waits until pod's seed-discovery has terminated.
+func waitInitDone(t *testing.T, pod *corev1.Pod) *corev1.ContainerStateTerminated {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got := &corev1.Pod{}
+		if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got.Status.InitContainerStatuses {
+			if s.Name == "seed-discovery" && s.State.Terminated != nil {
+				*pod = *got
+				return s.State.Terminated
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: seed-discovery did not finish in 2m: %+v", pod.Name, got.Status.InitContainerStatuses)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// containerLog reads a container's log through the API server, which
+// fetches it from the kubelet: what `kubectl logs POD -c NAME` shows.
+func containerLog(t *testing.T, ns, pod, container string) string {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(lc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("logs of %s/%s -c %s: %v", ns, pod, container, err)
+	}
+	return string(data)
+}
+
+// requireDecision checks the decision seed-discovery logged, as `kubectl
+// logs POD -c seed-discovery` shows it, and returns the seeds.
+func requireDecision(t *testing.T, pod corev1.Pod, want string) string {
+	t.Helper()
+	log := containerLog(t, pod.Namespace, pod.Name, "seed-discovery")
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "decided after") {
+			if !strings.Contains(line, want) {
+				t.Fatalf("%s decided %q, want %q", pod.Name, line, want)
+			}
+			_, seeds, _ := strings.Cut(line, "seeds ")
+			seeds, _, _ = strings.Cut(seeds, ",")
+			return seeds
+		}
+	}
+	t.Fatalf("%s: no decision in `kubectl logs -c seed-discovery`:\n%s", pod.Name, log)
+	return ""
+}
+
+// TestRealNodeOnlyAKubeletShows: what the simulated cluster cannot show.
+func TestRealNodeOnlyAKubeletShows(t *testing.T) {
+	ns := restrictedNamespace(t)
+	t.Run("the injected container runs from the image as 65532, read-only, restricted", func(t *testing.T) {
+		natsRC(t, ns, "nats-check", 1)
+		pod := runningOn(t, ns, "nats-check", 1)[0]
+		var init corev1.ContainerStatus
+		for _, s := range pod.Status.InitContainerStatuses {
+			if s.Name == "seed-discovery" {
+				init = s
+			}
+		}
+		if init.State.Terminated == nil || init.State.Terminated.ExitCode != 0 {
+			t.Fatalf("seed-discovery did not complete: %+v", init.State)
+		}
+		if !strings.HasPrefix(init.ImageID, images.Repository+"@sha256:") || !strings.HasSuffix(images.Peergroup, strings.TrimPrefix(init.ImageID, images.Repository)) {
+			t.Fatalf("seed-discovery ran image %s, want %s", init.ImageID, images.Peergroup)
+		}
+		if init.User == nil || init.User.Linux == nil || init.User.Linux.UID != 65532 || init.User.Linux.GID != 65532 {
+			t.Fatalf("seed-discovery ran as %+v, want uid and gid 65532", init.User)
+		}
+		readOnly, err := lc.Node.RootReadOnly(strings.TrimPrefix(init.ContainerID, "containerd://"))
+		if err != nil || !readOnly {
+			t.Fatalf("seed-discovery's root filesystem read-only in its runtime spec: %v (%v)", readOnly, err)
+		}
+		// The app reads the seeds through its read-only mount.
+		if log := containerLog(t, ns, pod.Name, "nats"); !strings.Contains(log, "seeds "+pod.Status.PodIP+";") {
+			t.Fatalf("the app did not read its seeds from the mount:\n%s", log)
+		}
+	})
+	t.Run("a seed-discovery that fails leaves its reason in the termination message", func(t *testing.T) {
+		// A user's own headless Service of that name selects other pods:
+		// the pod's IP never appears under it.
+		svc := &corev1.Service{}
+		svc.Name, svc.Namespace = "elsewhere", ns
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		svc.Spec.Selector = map[string]string{"app": "someone-else"}
+		svc.Spec.Ports = []corev1.ServicePort{{Name: "cluster", Port: 6222}}
+		if err := lc.Client.Create(context.Background(), svc); err != nil {
+			t.Fatal(err)
+		}
+		tmpl := natsTemplate(t, "nats-lost")
+		tmpl.Annotations["peergroup.dev/service"] = "elsewhere"
+		tmpl.Annotations["peergroup.dev/timeout"] = "10s"
+		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+		pod.Name, pod.Namespace = "nats-lost", ns
+		pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+		if err := lc.Client.Create(context.Background(), pod); err != nil {
+			t.Fatal(err)
+		}
+		term := waitInitDone(t, pod)
+		if term.ExitCode != 3 || !strings.Contains(term.Message, "never") {
+			t.Fatalf("seed-discovery terminated with exit %d, message %q; want exit 3 and the reason", term.ExitCode, term.Message)
+		}
+		t.Logf("termination message (kubectl describe): %s", term.Message)
+	})
+}
+
+// TestIslandsAreNamed is a test of the test: with a seed-discovery that
+// writes only the pod's own IP, every server founds its own cluster, and
+// the check of scenario a fails naming each island.
+func TestIslandsAreNamed(t *testing.T) {
+	ns := restrictedNamespace(t)
+	tmpl := natsTemplate(t, "nats-broken")
+	restricted := tmpl.Spec.Containers[0].SecurityContext
+	// The pod brings its own (broken) seed-discovery, so the webhook sees
+	// it as injected and leaves it alone.
+	tmpl.Spec.InitContainers = []corev1.Container{{
+		Name: "seed-discovery", Image: images.NATS, Command: []string{"sh", "-c", `echo "$POD_IP" > /var/run/peergroup/seeds`},
+		Env:             []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
+		VolumeMounts:    []corev1.VolumeMount{{Name: "peergroup-seeds", MountPath: "/var/run/peergroup"}},
+		SecurityContext: restricted,
+	}}
+	tmpl.Spec.Volumes = []corev1.Volume{{Name: "peergroup-seeds", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	app := &tmpl.Spec.Containers[0]
+	app.Env = append(app.Env, corev1.EnvVar{Name: "PEERGROUP_SEEDS_FILE", Value: "/var/run/peergroup/seeds"}, corev1.EnvVar{Name: "NATS_SERVICE", Value: "nats"})
+	app.VolumeMounts = []corev1.VolumeMount{{Name: "peergroup-seeds", MountPath: "/var/run/peergroup", ReadOnly: true}}
+	rc := &corev1.ReplicationController{}
+	rc.Name, rc.Namespace = "nats-broken", ns
+	rc.Spec.Replicas = ptr.To[int32](3)
+	rc.Spec.Selector = map[string]string{"app": "nats-broken"}
+	rc.Spec.Template = &tmpl
+	if err := lc.Client.Create(context.Background(), rc); err != nil {
+		t.Fatal(err)
+	}
+	pods, _, err := waitOneCluster(t, ns, "nats-broken", 3, 20*time.Second)
+	if err == nil {
+		t.Fatal("servers that were each given only their own IP formed one cluster: the check cannot see islands")
+	}
+	want := make([]string, len(pods))
+	for i, p := range pods {
+		want[i] = "[" + p.Name + "]"
+	}
+	if !strings.Contains(err.Error(), "islands "+strings.Join(want, " ")) {
+		t.Fatalf("the failure does not name the three islands %v: %v", want, err)
+	}
+	t.Logf("the check fails as it should: %v", err)
+}

@@ -1,0 +1,739 @@
+package framework
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/peergroup/peergroup/internal/ociimage"
+)
+
+// The real node's fixed names. Everything the node makes outside its state
+// directory carries one of them, so a run (or the start of the next one,
+// after a run was killed) removes exactly what a node made.
+const (
+	// RealNodeName is the Node's name and the kubelet's hostname: the API
+	// server reaches the kubelet by Hostname (localhost), since the node IP
+	// cannot be loopback.
+	RealNodeName = "localhost"
+	// RealNodeBridge is the CNI bridge: no uplink, no NAT, no gateway.
+	RealNodeBridge = "pgnode0"
+	// RealNodeBridgeIP is the bridge's address: the host's side of the pod
+	// network, where CoreDNS serves the pods (the kubelet's clusterDNS).
+	RealNodeBridgeIP = "10.246.0.1"
+	// RealNodeSubnet is the pod range (free on this machine: see ip route).
+	RealNodeSubnet = "10.246.0.0/24"
+	// RealNodeCgroup is the cgroup, in every hierarchy, holding containerd,
+	// its shims and (as the kubelet's cgroupRoot) every container.
+	RealNodeCgroup = "peergroup-node"
+	// RealNodeTaint keeps pods that do not ask for the real node on kwok's
+	// fake nodes; scenarios for real containers tolerate it and select the
+	// node by RealNodeLabel.
+	RealNodeTaint = "peergroup.dev/real-node"
+	RealNodeLabel = "peergroup.dev/real-node"
+)
+
+// RealNodeComponents are the binaries hack/controlplane/build.sh builds for
+// the node. runc and the CNI plugins come from Debian (packages runc and
+// containernetworking-plugins).
+var RealNodeComponents = []string{"kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "nats-server"}
+
+const (
+	runcBinary = "/usr/sbin/runc"
+	cniBinDir  = "/usr/lib/cni"
+)
+
+// Paths the kubelet and containerd use whatever they are told: removed at
+// stop when the node created them (recorded in the state directory).
+var nodeFixedPaths = []string{
+	"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers",
+	"/var/lib/cni", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd/s", "/run/containerd",
+}
+
+// RealNodeSupport says why this machine cannot run a real node, or nil:
+// root, cgroups, runc and the CNI plugins are needed.
+func RealNodeSupport() error {
+	if os.Geteuid() != 0 {
+		return errors.New("a real node needs root (containers, mounts, network namespaces)")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
+		if _, err2 := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err2 != nil {
+			return errors.New("no cgroup hierarchy under /sys/fs/cgroup")
+		}
+	}
+	if _, err := os.Stat(runcBinary); err != nil {
+		return fmt.Errorf("%s missing: apt-get install runc", runcBinary)
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
+		if _, err := os.Stat(filepath.Join(cniBinDir, p)); err != nil {
+			return fmt.Errorf("CNI plugin %s missing: apt-get install containernetworking-plugins", p)
+		}
+	}
+	return nil
+}
+
+// RealNodeDir is the node's state directory: containerd's root and state,
+// the kubelet's root, logs, CNI config and IPAM data, the lock.
+func RealNodeDir() string {
+	cache := os.Getenv("PEERGROUP_CACHE")
+	if cache == "" {
+		cache = filepath.Join(RepoRoot(), ".cache")
+	}
+	return filepath.Join(cache, "node")
+}
+
+// RealNode is a kubelet with containerd, runc and the CNI bridge plugin on
+// this machine, registered with a LocalCluster. Images come from Registry.
+type RealNode struct {
+	Dir      string
+	Registry *Registry
+	// PauseImage is the sandbox image reference.
+	PauseImage string
+	lock       *os.File
+	procs      []*component
+	assets     string
+	logDir     string
+	say        func(string, ...any)
+}
+
+// PrepareRealNode takes the node lock (one node on this machine at a time:
+// the bridge and the cgroup are fixed names), removes whatever a killed run
+// left, creates the bridge with its address, and starts the registry with
+// the pause image. Start then starts containerd and the kubelet.
+func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string, ...any)) (_ *RealNode, err error) {
+	if err := RealNodeSupport(); err != nil {
+		return nil, err
+	}
+	for _, bin := range RealNodeComponents {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s missing in %s: run `hack/controlplane/build.sh %s`", bin, assets, strings.Join(RealNodeComponents, " "))
+		}
+	}
+	n := &RealNode{Dir: RealNodeDir(), assets: assets, logDir: logDir, say: say}
+	if err := os.MkdirAll(filepath.Dir(n.Dir), 0o755); err != nil {
+		return nil, err
+	}
+	if n.lock, err = os.OpenFile(n.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o644); err != nil {
+		return nil, err
+	}
+	say("real node: waiting for the node lock %s", n.lock.Name())
+	if err := syscall.Flock(int(n.lock.Fd()), syscall.LOCK_EX); err != nil {
+		n.lock.Close()
+		return nil, fmt.Errorf("node lock: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	if err := CleanRealNode(n.Dir); err != nil {
+		return nil, fmt.Errorf("remove a previous run's node: %w", err)
+	}
+	if err := n.recordFixedPaths(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"containerd/root", "containerd/state", "runc", "cni/net.d", "cni/ipam", "cni/cache", "kubelet/pki", "kubelet/pod-logs", "kubelet/plugins", "certs.d"} {
+		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	say("real node: bridge %s %s/24 (no uplink, no NAT, no forwarding)", RealNodeBridge, RealNodeBridgeIP)
+	for _, args := range [][]string{
+		{"link", "add", RealNodeBridge, "type", "bridge"},
+		{"addr", "add", RealNodeBridgeIP + "/24", "dev", RealNodeBridge},
+		{"link", "set", RealNodeBridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	if n.Registry, err = StartRegistry(); err != nil {
+		return nil, err
+	}
+	say("real node: image registry on %s; building the pause image", n.Registry.Host)
+	bin, err := buildStatic(ctx, "./test/images/pause", filepath.Join(n.Dir, "build"))
+	if err != nil {
+		return nil, err
+	}
+	img, err := ociimage.Build(ociimage.Spec{
+		Files:      map[string]ociimage.File{"/pause": {Source: bin, Mode: 0o755}},
+		Entrypoint: []string{"/pause"},
+		User:       ociimage.NonrootUser,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n.PauseImage, err = n.Registry.Push(ctx, "pause:1", img); err != nil {
+		return nil, err
+	}
+	// The sandbox image is pinned by tag: containerd's pinned image is a name.
+	n.PauseImage = strings.SplitN(n.PauseImage, "@", 2)[0]
+	return n, nil
+}
+
+// Start writes the configurations and starts containerd, then the kubelet
+// registered with the API server of kubeconfig. It returns when containerd
+// answers; the caller waits for the Node to be Ready.
+func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
+	if err := n.writeCNIConfig(); err != nil {
+		return err
+	}
+	if err := n.writeRegistryHosts(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Dir, "containerd.toml"), []byte(n.containerdConfig()), 0o644); err != nil {
+		return err
+	}
+	n.say("real node: containerd %s (runc %s, CNI bridge + host-local)", "v2.4.2", runcBinary)
+	cd, err := n.start("containerd", "--config", filepath.Join(n.Dir, "containerd.toml"))
+	if err != nil {
+		return err
+	}
+	// containerd and every shim it starts live in the node's cgroup, so
+	// stopping the node finds every process it made.
+	if err := joinNodeCgroup(cd.cmd.Process.Pid, "runtime"); err != nil {
+		return err
+	}
+	if err := waitForSocket(ctx, filepath.Join(n.Dir, "containerd.sock"), cd, 30*time.Second); err != nil {
+		return err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	healthz, err := FreePort()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), nil, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(n.kubeletConfig(port, healthz)), 0o644); err != nil {
+		return err
+	}
+	n.say("real node: kubelet %s on 127.0.0.1:%d as Node %q, tainted %s", ControlPlaneVersion, port, RealNodeName, RealNodeTaint)
+	_, err = n.start("kubelet",
+		"--config="+filepath.Join(n.Dir, "kubelet.yaml"),
+		"--kubeconfig="+kubeconfig,
+		"--root-dir="+filepath.Join(n.Dir, "kubelet"),
+		"--cert-dir="+filepath.Join(n.Dir, "kubelet", "pki"),
+		"--hostname-override="+RealNodeName,
+		"--node-ip="+RealNodeBridgeIP,
+		"--node-labels="+RealNodeLabel+"=true",
+		"--v=2")
+	return err
+}
+
+func (n *RealNode) start(name string, args ...string) (*component, error) {
+	logf, err := os.Create(filepath.Join(n.logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(n.assets, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// containerd finds its shim on PATH.
+	cmd.Env = append(os.Environ(), "PATH="+n.assets+":"+os.Getenv("PATH"))
+	c, err := startComponent(name, cmd)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	n.procs = append(n.procs, c)
+	go func() {
+		<-c.done
+		logf.Close()
+	}()
+	return c, nil
+}
+
+// Stop ends the kubelet, then containerd, kills every process left in the
+// node's cgroup (shims, containers), and removes the node's mounts, bridge,
+// veths, cgroups, files and state directory. Safe to call twice.
+func (n *RealNode) Stop() {
+	if n.lock == nil {
+		return
+	}
+	stopComponents(n.procs, 10*time.Second)
+	n.procs = nil
+	if n.Registry != nil {
+		n.Registry.Stop()
+		n.Registry = nil
+	}
+	if err := CleanRealNode(n.Dir); err != nil {
+		fmt.Fprintf(os.Stderr, "real node cleanup: %v\n", err)
+	}
+	_ = n.lock.Close()
+	n.lock = nil
+}
+
+// CleanRealNode removes everything a node whose state directory is dir
+// made, by the names it made them with: processes in the node's cgroup,
+// mounts under dir, the bridge and the veths on it, the node's cgroups,
+// the fixed paths the node created, and dir. It is what Stop runs, and what
+// the next start runs after a killed run.
+func CleanRealNode(dir string) error {
+	var errs []error
+	if err := killCgroup(RealNodeCgroup); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteBridge(RealNodeBridge); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeCgroup(RealNodeCgroup); err != nil {
+		errs = append(errs, err)
+	}
+	if created, err := os.ReadFile(filepath.Join(dir, "created-paths")); err == nil {
+		for _, p := range strings.Fields(string(created)) {
+			if slicesContains(nodeFixedPaths, p) {
+				if err := os.RemoveAll(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	// Only what the node put into a fixed path that existed before it.
+	if links, err := filepath.Glob("/var/log/containers/*.log"); err == nil {
+		for _, l := range links {
+			if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, dir+string(os.PathSeparator)) {
+				_ = os.Remove(l)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// recordFixedPaths notes which of the fixed paths do not exist yet: those
+// the node will create, and its cleanup removes.
+func (n *RealNode) recordFixedPaths() error {
+	var created []string
+	for _, p := range nodeFixedPaths {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			created = append(created, p)
+		}
+	}
+	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.Dir, "created-paths"), []byte(strings.Join(created, "\n")+"\n"), 0o644)
+}
+
+// cgroupHierarchies are the mounted hierarchies: each v1 controller
+// (cpu,cpuacct once) and the unified one.
+func cgroupHierarchies() []string {
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range entries {
+		p := filepath.Join("/sys/fs/cgroup", e.Name())
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || seen[real] {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(real, "cgroup.procs")); err != nil {
+			continue
+		}
+		seen[real] = true
+		out = append(out, real)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		out = []string{"/sys/fs/cgroup"} // pure v2
+	}
+	return out
+}
+
+// joinNodeCgroup moves pid into RealNodeCgroup/sub in every hierarchy.
+func joinNodeCgroup(pid int, sub string) error {
+	for _, h := range cgroupHierarchies() {
+		dir := filepath.Join(h, RealNodeCgroup, sub)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		// cpuset children start with no cpus or mems: copy the parent's.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			for _, d := range []string{filepath.Dir(dir), dir} {
+				parent, err := os.ReadFile(filepath.Join(filepath.Dir(d), f))
+				if err == nil {
+					_ = os.WriteFile(filepath.Join(d, f), parent, 0o644)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("join %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// cgroupDirs lists name's cgroup directories in every hierarchy, deepest
+// first.
+func cgroupDirs(name string) []string {
+	var dirs []string
+	for _, h := range cgroupHierarchies() {
+		root := filepath.Join(h, name)
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+	return dirs
+}
+
+// killCgroup SIGKILLs every process in name's cgroups until none is left.
+func killCgroup(name string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		pids := map[int]bool{}
+		for _, d := range cgroupDirs(name) {
+			data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+					pids[pid] = true
+				}
+			}
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes left in cgroup %s: %v", name, pids)
+		}
+		// A frozen cgroup would hold its processes: thaw it first.
+		for _, d := range cgroupDirs(name) {
+			_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0o644)
+		}
+		for pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// removeCgroup removes name's cgroup directories, deepest first.
+func removeCgroup(name string) error {
+	var errs []error
+	deadline := time.Now().Add(10 * time.Second)
+	for _, d := range cgroupDirs(name) {
+		for {
+			err := syscall.Rmdir(d)
+			if err == nil || errors.Is(err, syscall.ENOENT) {
+				break
+			}
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("rmdir %s: %w", d, err))
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NodeMounts lists mount points under dir, from /proc/self/mountinfo.
+func NodeMounts(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var mounts []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			mounts = append(mounts, mp)
+		}
+	}
+	return mounts, s.Err()
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// unmountUnder detaches every mount under dir, deepest first, until none
+// is left (a mount can be stacked on another).
+func unmountUnder(dir string) error {
+	for range 10 {
+		mounts, err := NodeMounts(dir)
+		if err != nil {
+			return err
+		}
+		if len(mounts) == 0 {
+			return nil
+		}
+		sort.Slice(mounts, func(i, j int) bool { return len(mounts[i]) > len(mounts[j]) })
+		for _, m := range mounts {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+	}
+	mounts, _ := NodeMounts(dir)
+	if len(mounts) > 0 {
+		return fmt.Errorf("mounts left under %s: %v", dir, mounts)
+	}
+	return nil
+}
+
+// BridgeLinks lists the interfaces enslaved to bridge (the pods' host-side
+// veths).
+func BridgeLinks(bridge string) []string {
+	entries, _ := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif"))
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// deleteBridge deletes the veths on bridge, then the bridge.
+func deleteBridge(bridge string) error {
+	if _, err := net.InterfaceByName(bridge); err != nil {
+		return nil
+	}
+	var errs []error
+	for _, veth := range BridgeLinks(bridge) {
+		if out, err := exec.Command("ip", "link", "delete", veth).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find") {
+			errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", veth, err, out))
+		}
+	}
+	if out, err := exec.Command("ip", "link", "delete", bridge).CombinedOutput(); err != nil {
+		errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", bridge, err, out))
+	}
+	return errors.Join(errs...)
+}
+
+func waitForSocket(ctx context.Context, path string, c *component, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s exited: %v", c.name, c.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if conn, err := net.Dial("unix", path); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: no socket at %s after %s", c.name, path, timeout)
+}
+
+// buildStatic builds a main package of the module as a static binary into
+// dir and returns its path.
+func buildStatic(ctx context.Context, pkg, dir string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+func (n *RealNode) writeCNIConfig() error {
+	conf := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "peergroup-node",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": %q,
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": %q,
+        "ranges": [[{"subnet": %q, "rangeStart": "10.246.0.10", "rangeEnd": "10.246.0.250"}]]
+      }
+    },
+    {"type": "loopback"}
+  ]
+}
+`, RealNodeBridge, filepath.Join(n.Dir, "cni", "ipam"), RealNodeSubnet)
+	return os.WriteFile(filepath.Join(n.Dir, "cni", "net.d", "10-peergroup.conflist"), []byte(conf), 0o644)
+}
+
+// writeRegistryHosts tells containerd to pull from the loopback registry
+// over plain HTTP.
+func (n *RealNode) writeRegistryHosts() error {
+	dir := filepath.Join(n.Dir, "certs.d", n.Registry.Host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.Registry.Host)
+	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
+}
+
+func (n *RealNode) containerdConfig() string {
+	d := func(p string) string { return filepath.Join(n.Dir, p) }
+	return fmt.Sprintf(`version = 3
+root = %q
+state = %q
+
+[grpc]
+  address = %q
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = %q
+
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = %q
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = %q
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # Root here lacks CAP_SYS_RESOURCE: without this every sandbox fails
+  # ("can't get final child's PID from pipe").
+  restrict_oom_score_adj = true
+  # Network namespaces under the state directory, not /var/run/netns.
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = [%q]
+    conf_dir = %q
+    max_conf_num = 1
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = %q
+        Root = %q
+        SystemdCgroup = false
+
+[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`, d("containerd/root"), d("containerd/state"), d("containerd.sock"), d("containerd/opt"),
+		n.PauseImage, d("certs.d"), cniBinDir, d("cni/net.d"), runcBinary, d("runc"))
+}
+
+func (n *RealNode) kubeletConfig(port, healthz int) string {
+	d := func(p string) string { return filepath.Join(n.Dir, p) }
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://%s
+clusterDomain: cluster.local
+clusterDNS: [%s]
+resolvConf: %s
+cgroupDriver: cgroupfs
+cgroupRoot: /%s
+failCgroupV1: false
+failSwapOn: false
+makeIPTablesUtilChains: false
+podLogsDir: %s
+volumePluginDir: %s
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
+registerWithTaints:
+- {key: %s, value: "true", effect: NoSchedule}
+syncFrequency: 10s
+nodeStatusUpdateFrequency: 4s
+`, port, healthz, d("containerd.sock"), RealNodeBridgeIP, d("resolv.conf"), RealNodeCgroup,
+		d("kubelet/pod-logs"), d("kubelet/plugins"), RealNodeTaint)
+}
+
+// Leftovers reports what of a node is still on the machine: processes in
+// its cgroup, mounts under dir, the bridge, veths on it, network
+// namespaces under dir, cgroups, files. Empty means clean.
+func Leftovers(dir string) []string {
+	var left []string
+	for _, d := range cgroupDirs(RealNodeCgroup) {
+		left = append(left, "cgroup "+d)
+	}
+	if mounts, _ := NodeMounts(dir); len(mounts) > 0 {
+		left = append(left, "mounts "+strings.Join(mounts, " "))
+	}
+	if _, err := net.InterfaceByName(RealNodeBridge); err == nil {
+		left = append(left, "bridge "+RealNodeBridge)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		left = append(left, "directory "+dir)
+	}
+	for _, p := range []string{"/var/lib/kubelet/device-plugins", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/var/lib/cni"} {
+		if _, err := os.Stat(p); err == nil {
+			left = append(left, "path "+p)
+		}
+	}
+	return left
+}
+
+// RootReadOnly says whether the container's OCI runtime spec, as
+// containerd holds it, mounts the root filesystem read-only: what the
+// kubelet made of readOnlyRootFilesystem.
+func (n *RealNode) RootReadOnly(containerID string) (bool, error) {
+	out, err := exec.Command(filepath.Join(n.assets, "ctr"), "--address", filepath.Join(n.Dir, "containerd.sock"),
+		"--namespace", "k8s.io", "containers", "info", containerID).Output()
+	if err != nil {
+		return false, fmt.Errorf("ctr containers info %s: %w", containerID, err)
+	}
+	var info struct {
+		Spec struct {
+			Root struct {
+				Readonly bool `json:"readonly"`
+			} `json:"root"`
+		} `json:"Spec"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return false, fmt.Errorf("ctr containers info %s: %w", containerID, err)
+	}
+	return info.Spec.Root.Readonly, nil
+}
