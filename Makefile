@@ -5,23 +5,35 @@ SHELL := /bin/bash
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
-# The simulated cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS.
-COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns
+# The local cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS,
+# and the real node (kubelet, containerd with its runc shim and ctr) with the
+# peer software it runs (nats-server).
+COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok coredns kubelet containerd containerd-shim-runc-v2 ctr nats-server kubectl helm
+# What the real node takes from Debian: runc, the CNI plugins, and the
+# static busybox that gives the NATS image its shell.
+NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
-.PHONY: all build controlplane demo bench test test-short test-unit fuzz vet clean
+.PHONY: all build image controlplane node-packages demo bench test test-short test-unit fuzz vet clean
 
 all: build
 
 build: ## Build the binaries into bin/ (static, as in the Dockerfile).
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
+image: ## Build the peergroup image without an engine (as the Dockerfile describes it) into bin/peergroup-image.tar.
+	go run ./hack/image -out bin/peergroup-image.tar -tag ghcr.io/peergroup/peergroup:$(VERSION) -version $(VERSION)
+
 controlplane: ## Build every cluster component from source into .cache/ (minutes the first time).
 	@hack/controlplane/build.sh $(COMPONENTS)
 
-demo: ## The main job: simulated cluster, webhook from the chart, Cassandra RC scaled 1 -> 3, seeds agreed.
+node-packages: ## Install what the real node takes from Debian (root; skipped when present).
+	@missing=""; for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+
+demo: node-packages ## The main job: a local cluster with a real node, the chart installed by Helm, NATS RC scaled 1 -> 3 into one cluster.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
-test: vet ## Every test: unit, golden, chart, end to end, fault, the simulated-cluster suite, then bounded fuzzing.
+test: vet node-packages ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
 	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz

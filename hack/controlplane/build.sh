@@ -4,7 +4,7 @@
 # named (kube-controller-manager, kube-scheduler, kubelet from the same
 # Kubernetes build; kwok as the simulated kubelet; CoreDNS; containerd, its
 # runc shim and ctr for the real node; nats-server, the real peer software the
-# node runs). Prints the directory holding the
+# node runs; helm and kubectl, to install and use the chart as users do). Prints the directory holding the
 # binaries on its last line, ready for KUBEBUILDER_ASSETS.
 #
 #   hack/controlplane/build.sh [component ...]
@@ -25,6 +25,7 @@ declare -A pkg=(
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
   [kubelet]=k8s.io/kubernetes/cmd/kubelet
+  [kubectl]=k8s.io/kubernetes/cmd/kubectl
 )
 # Tools with their own module and pinned dependencies: `go install pkg@v`.
 declare -A tool=(
@@ -34,6 +35,7 @@ declare -A tool=(
   [containerd-shim-runc-v2]=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2
   [ctr]=github.com/containerd/containerd/v2/cmd/ctr@v2.4.2
   [nats-server]=github.com/nats-io/nats-server/v2@v2.15.2
+  [helm]=helm.sh/helm/v3/cmd/helm@v3.22.0
 )
 # containerd without cgo: the snapshotters that need C libraries are left out
 # (the node uses overlayfs).
@@ -43,12 +45,23 @@ declare -A tags=(
   [ctr]="no_btrfs no_devmapper no_zfs"
 )
 
+# Kubernetes binaries report this version (kubectl version, /version, the
+# Node's kubeletVersion); built from the module proxy they would say
+# v0.0.0-master, which charts' kubeVersion constraints refuse.
+kube_ldflags="-s -w"
+for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=37 -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+done
+
 log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cd "$here"
 for c in "${components[@]}"; do
   [ -n "${pkg[$c]:-}${tool[$c]:-}" ] || { log "unknown component $c (known: ${!pkg[*]} ${!tool[*]})"; exit 2; }
-  if [ -x "$bin/$c" ]; then
+  # A binary is reused only if it was built the way this script builds it
+  # now (package and flags), recorded beside it.
+  recipe="${pkg[$c]:-${tool[$c]}} tags=${tags[$c]:-} ldflags=$([ -n "${pkg[$c]:-}" ] && echo "$kube_ldflags" || true)"
+  if [ -x "$bin/$c" ] && [ "$(cat "$bin/.$c.recipe" 2>/dev/null)" = "$recipe" ]; then
     log "$c cached at $bin/$c"
     continue
   fi
@@ -63,11 +76,12 @@ for c in "${components[@]}"; do
     (cd "$gobin" && CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -tags "${tags[$c]:-}" -ldflags='-s -w' "${tool[$c]}")
     mv "$gobin/$c" "$bin/$c.tmp" && rm -rf "$gobin"
   else
-    CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin/$c.tmp" "${pkg[$c]}"
+    CGO_ENABLED=0 go build -trimpath -ldflags="$kube_ldflags" -o "$bin/$c.tmp" "${pkg[$c]}"
   fi
   kill $beat 2>/dev/null || true
   trap - EXIT
   mv "$bin/$c.tmp" "$bin/$c"
+  printf '%s' "$recipe" > "$bin/.$c.recipe"
   log "built $c in $(( $(date +%s) - start ))s"
 done
 echo "$bin"

@@ -36,12 +36,22 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	ctx := context.Background()
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		return 1
 	}
+	// Runs last, once the cluster and its real node stopped: the node
+	// leaves no process, mount, bridge, veth, cgroup or file behind.
+	before := framework.SnapshotMachine()
+	defer func() {
+		assets, _ := framework.AssetsDir()
+		if left := framework.Leftovers(framework.RealNodeDir(), assets, before); len(left) > 0 {
+			fmt.Fprintln(os.Stderr, "cluster: the real node left:", strings.Join(left, "; "))
+			code = 1
+		}
+	}()
 	var err error
 	if workDir, err = os.MkdirTemp("", "peergroup-cluster-"); err != nil {
 		return fail(err)
@@ -87,7 +97,7 @@ func run(m *testing.M) int {
 	if err := framework.WaitForInjection(ctx, lc.Cluster, "default"); err != nil {
 		return fail(err)
 	}
-	code := m.Run()
+	code = m.Run()
 	if code != 0 {
 		dumpLogs(filepath.Join(workDir, "logs"))
 	}

@@ -62,50 +62,11 @@ func onRealNode(spec *corev1.PodSpec) {
 // terminating, and returns them sorted by name.
 func runningOn(t *testing.T, ns, app string, n int) []corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		var pods []corev1.Pod
-		live := 0
-		for _, p := range lc.Pods(t, ns) {
-			if p.Labels["app"] != app || p.DeletionTimestamp != nil {
-				continue
-			}
-			live++
-			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && isReady(&p) {
-				pods = append(pods, p)
-			}
-		}
-		if len(pods) == n && live == n {
-			sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
-			return pods
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d pods of %s running and ready (%d live) after 3m", len(pods), n, app, live)
-		}
-		time.Sleep(500 * time.Millisecond)
+	pods, err := framework.RunningReady(context.Background(), lc.Cluster, ns, map[string]string{"app": app}, n, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func isReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// lastStarted is when the last of pods' app containers started.
-func lastStarted(pods []corev1.Pod) time.Time {
-	var last time.Time
-	for _, p := range pods {
-		for _, s := range p.Status.ContainerStatuses {
-			if s.State.Running != nil && s.State.Running.StartedAt.After(last) {
-				last = s.State.Running.StartedAt.Time
-			}
-		}
-	}
-	return last
+	return pods
 }
 
 // requireOneCluster waits until the n live pods of app form one NATS
@@ -123,23 +84,10 @@ func requireOneCluster(t *testing.T, ns, app string, n int) []corev1.Pod {
 }
 
 // waitOneCluster waits up to within for the n running pods of app to form
-// one cluster; it returns them with the time since the last one started,
-// or the last error seen, naming the islands.
+// one cluster (framework.WaitOneNATSCluster).
 func waitOneCluster(t *testing.T, ns, app string, n int, within time.Duration) ([]corev1.Pod, time.Duration, error) {
 	t.Helper()
-	pods := runningOn(t, ns, app, n)
-	started := lastStarted(pods)
-	deadline := time.Now().Add(within)
-	for {
-		err := framework.OneCluster(framework.NATSViews(context.Background(), pods))
-		if err == nil {
-			return pods, time.Since(started), nil
-		}
-		if time.Now().After(deadline) {
-			return pods, 0, err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return framework.WaitOneNATSCluster(context.Background(), lc.Cluster, ns, map[string]string{"app": app}, n, within)
 }
 
 // requireSeedsMadeIt checks that no pod needed the Service route: the one

@@ -33,6 +33,15 @@ func RepoRoot() string {
 // ChartDir is charts/peergroup.
 func ChartDir() string { return filepath.Join(RepoRoot(), "charts", "peergroup") }
 
+// ChartAppVersion is the chart's appVersion: the tag of its default image.
+func ChartAppVersion() (string, error) {
+	ch, err := loader.Load(ChartDir())
+	if err != nil {
+		return "", fmt.Errorf("load chart: %w", err)
+	}
+	return ch.Metadata.AppVersion, nil
+}
+
 // Rendered is a chart rendered as `helm template` would, one object per
 // document, in file order.
 type Rendered struct {

@@ -66,5 +66,17 @@ func PushNodeImages(ctx context.Context, n *RealNode) (NodeImages, error) {
 	if imgs.NATS, err = n.Registry.Push(ctx, "nats:2.15.2", nats); err != nil {
 		return imgs, err
 	}
+	// The names manifests use as written, resolved at this registry
+	// (MirroredRegistries): the chart's default image and the NATS example's.
+	appVersion, err := ChartAppVersion()
+	if err != nil {
+		return imgs, err
+	}
+	if _, err := n.Registry.Push(ctx, "peergroup/peergroup:"+appVersion, pg); err != nil {
+		return imgs, err
+	}
+	if _, err := n.Registry.Push(ctx, "library/nats:2.15.2-alpine", nats); err != nil {
+		return imgs, err
+	}
 	return imgs, nil
 }

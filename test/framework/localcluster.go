@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,9 +40,11 @@ type LocalCluster struct {
 	LogDir  string
 	// Node is the real node (kubelet, containerd, runc, CNI), when asked
 	// for; nil otherwise.
-	Node   *RealNode
-	procs  []*component
-	assets string
+	Node *RealNode
+	// bridgeProxy forwards the real node's pods to the API server.
+	bridgeProxy *Proxy
+	procs       []*component
+	assets      string
 }
 
 // component is one running binary; done closes when it exits.
@@ -62,12 +65,17 @@ type LocalClusterOptions struct {
 	// and a CNI bridge on this machine (see RealNode), with CoreDNS
 	// serving its pods on the bridge address.
 	RealNode bool
+	// RealNodeOnly runs the real node alone, untainted, without kwok's
+	// nodes: every pod runs for real, from manifests as users write them.
+	RealNodeOnly bool
 }
 
 // StartLocalCluster starts all components and waits until the fake nodes
 // are Ready and CoreDNS answers.
 func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalCluster, err error) {
-	if o.Nodes == 0 {
+	if o.RealNodeOnly {
+		o.RealNode, o.Nodes = true, 0
+	} else if o.Nodes == 0 {
 		o.Nodes = 2
 	}
 	if o.Progress == nil {
@@ -91,13 +99,28 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 		if node, err = PrepareRealNode(ctx, assets, o.LogDir, say); err != nil {
 			return nil, err
 		}
+		node.Tainted = !o.RealNodeOnly
 	}
 	say("kube-apiserver + etcd")
+	var bridgeErr error
 	base, err := StartClusterWith(func(env *envtest.Environment) {
+		if node == nil {
+			return
+		}
 		// The kubelet's node IP cannot be loopback, so the API server
 		// reaches it (logs, exec) by its hostname, localhost.
 		env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "Hostname")
+		bridgeErr = serveOnBridge(env, filepath.Join(o.LogDir, "apiserver-certs"))
+		if o.RealNodeOnly {
+			// Pods as users run them get their ServiceAccount token (envtest
+			// turns the admission plugin off; the chart's webhook needs it).
+			env.ControlPlane.GetAPIServer().Configure().Set("disable-admission-plugins", "")
+		}
 	})
+	if err == nil && bridgeErr != nil {
+		_ = base.Stop()
+		err = bridgeErr
+	}
 	if err != nil {
 		if node != nil {
 			node.Stop()
@@ -138,26 +161,28 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 		return nil, err
 	}
 
-	say("kwok as the kubelet of %d fake nodes", o.Nodes)
-	stages, err := kwokStages()
-	if err != nil {
-		return nil, err
-	}
-	for i := range o.Nodes {
-		if err := lc.createFakeNode(ctx, fmt.Sprintf("kwok-node-%d", i)); err != nil {
+	if o.Nodes > 0 {
+		say("kwok as the kubelet of %d fake nodes", o.Nodes)
+		stages, err := kwokStages()
+		if err != nil {
 			return nil, err
 		}
-	}
-	if port, err = FreePort(); err != nil {
-		return nil, err
-	}
-	kwokArgs := []string{kc, "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--cidr=10.244.0.1/16", "--node-ip=10.240.0.1", "--server-address=127.0.0.1:" + strconv.Itoa(port)}
-	for _, s := range stages {
-		kwokArgs = append(kwokArgs, "--config="+s)
-	}
-	if err := lc.start("kwok", kwokArgs...); err != nil {
-		return nil, err
+		for i := range o.Nodes {
+			if err := lc.createFakeNode(ctx, fmt.Sprintf("kwok-node-%d", i)); err != nil {
+				return nil, err
+			}
+		}
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		kwokArgs := []string{kc, "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+			"--cidr=10.244.0.1/16", "--node-ip=10.240.0.1", "--server-address=127.0.0.1:" + strconv.Itoa(port)}
+		for _, s := range stages {
+			kwokArgs = append(kwokArgs, "--config="+s)
+		}
+		if err := lc.start("kwok", kwokArgs...); err != nil {
+			return nil, err
+		}
 	}
 
 	say("CoreDNS with the kubernetes plugin on 127.0.0.1")
@@ -189,6 +214,14 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 
 	nodes := o.Nodes
 	if node != nil {
+		say("API server for the real node's pods on %s:%d (a proxy to its loopback port)", RealNodeBridgeIP, APIServerBridgePort)
+		api, err := url.Parse(lc.Config.Host)
+		if err != nil {
+			return nil, fmt.Errorf("API server address %q: %w", lc.Config.Host, err)
+		}
+		if lc.bridgeProxy, err = StartProxyOn(fmt.Sprintf("%s:%d", RealNodeBridgeIP, APIServerBridgePort), api.Host); err != nil {
+			return nil, err
+		}
 		if err := node.Start(ctx, lc.Kubeconfig); err != nil {
 			return nil, err
 		}
@@ -323,6 +356,9 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 // API server.
 func (lc *LocalCluster) Stop() {
 	stopComponents(lc.procs, 10*time.Second)
+	if lc.bridgeProxy != nil {
+		lc.bridgeProxy.Close()
+	}
 	if lc.Node != nil {
 		lc.Node.Stop()
 	}

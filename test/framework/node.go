@@ -57,7 +57,7 @@ const (
 // Paths the kubelet and containerd use whatever they are told: removed at
 // stop when the node created them (recorded in the state directory).
 var nodeFixedPaths = []string{
-	"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers",
+	"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers", "/var/log/pods",
 	"/var/lib/cni", "/run/containerd/fifo", "/run/containerd/runc", "/run/containerd/s", "/run/containerd",
 }
 
@@ -100,11 +100,14 @@ type RealNode struct {
 	Registry *Registry
 	// PauseImage is the sandbox image reference.
 	PauseImage string
-	lock       *os.File
-	procs      []*component
-	assets     string
-	logDir     string
-	say        func(string, ...any)
+	// Tainted keeps pods off the node unless they tolerate RealNodeTaint
+	// (beside kwok's nodes); an untainted node takes every pod.
+	Tainted bool
+	lock    *os.File
+	procs   []*component
+	assets  string
+	logDir  string
+	say     func(string, ...any)
 }
 
 // PrepareRealNode takes the node lock (one node on this machine at a time:
@@ -222,7 +225,7 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 	if err := os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(n.kubeletConfig(port, healthz)), 0o644); err != nil {
 		return err
 	}
-	n.say("real node: kubelet %s on 127.0.0.1:%d as Node %q, tainted %s", ControlPlaneVersion, port, RealNodeName, RealNodeTaint)
+	n.say("real node: kubelet %s on 127.0.0.1:%d as Node %q (tainted %s: %v)", ControlPlaneVersion, port, RealNodeName, RealNodeTaint, n.Tainted)
 	_, err = n.start("kubelet",
 		"--config="+filepath.Join(n.Dir, "kubelet.yaml"),
 		"--kubeconfig="+kubeconfig,
@@ -595,15 +598,27 @@ func (n *RealNode) writeCNIConfig() error {
 	return os.WriteFile(filepath.Join(n.Dir, "cni", "net.d", "10-peergroup.conflist"), []byte(conf), 0o644)
 }
 
+// MirroredRegistries are the public registries whose names the node
+// resolves at the loopback registry instead: manifests keep the image names
+// users write (the chart's ghcr.io/peergroup/peergroup, docker.io's nats),
+// and a pull never leaves the machine. An image not pushed there fails to
+// pull; no fallback to the real registry exists.
+var MirroredRegistries = []string{"ghcr.io", "docker.io"}
+
 // writeRegistryHosts tells containerd to pull from the loopback registry
-// over plain HTTP.
+// over plain HTTP, for its own name and for MirroredRegistries.
 func (n *RealNode) writeRegistryHosts() error {
-	dir := filepath.Join(n.Dir, "certs.d", n.Registry.Host)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	for _, name := range append([]string{n.Registry.Host}, MirroredRegistries...) {
+		dir := filepath.Join(n.Dir, "certs.d", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.Registry.Host)
+		if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+			return err
+		}
 	}
-	hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.Registry.Host)
-	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
+	return nil
 }
 
 func (n *RealNode) containerdConfig() string {
@@ -657,6 +672,10 @@ state = %q
 
 func (n *RealNode) kubeletConfig(port, healthz int) string {
 	d := func(p string) string { return filepath.Join(n.Dir, p) }
+	taints := ""
+	if n.Tainted {
+		taints = fmt.Sprintf("registerWithTaints:\n- {key: %s, value: \"true\", effect: NoSchedule}\n", RealNodeTaint)
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -683,21 +702,27 @@ serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
-registerWithTaints:
-- {key: %s, value: "true", effect: NoSchedule}
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 4s
 `, port, healthz, d("containerd.sock"), RealNodeBridgeIP, d("resolv.conf"), RealNodeCgroup,
-		d("kubelet/pod-logs"), d("kubelet/plugins"), RealNodeTaint)
+		d("kubelet/pod-logs"), d("kubelet/plugins")) + taints
 }
 
-// Leftovers reports what of a node is still on the machine: processes in
-// its cgroup, mounts under dir, the bridge, veths on it, network
-// namespaces under dir, cgroups, files. Empty means clean.
-func Leftovers(dir string) []string {
+// Leftovers reports what of a node is still on the machine: processes
+// running a node binary from assets, processes and cgroups of the node's
+// cgroup, mounts (network namespaces among them) under dir, the bridge,
+// veths that were not there before (vethsBefore), the state directory and
+// the fixed paths the node creates. Empty means clean.
+func Leftovers(dir, assets string, before MachineState) []string {
 	var left []string
 	for _, d := range cgroupDirs(RealNodeCgroup) {
 		left = append(left, "cgroup "+d)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range procs {
+		if target, err := os.Readlink(exe); err == nil && strings.HasPrefix(target, assets+string(os.PathSeparator)) {
+			left = append(left, "process "+filepath.Base(filepath.Dir(exe))+" "+target)
+		}
 	}
 	if mounts, _ := NodeMounts(dir); len(mounts) > 0 {
 		left = append(left, "mounts "+strings.Join(mounts, " "))
@@ -705,15 +730,51 @@ func Leftovers(dir string) []string {
 	if _, err := net.InterfaceByName(RealNodeBridge); err == nil {
 		left = append(left, "bridge "+RealNodeBridge)
 	}
+	for _, v := range VethLinks() {
+		if !slicesContains(before.Veths, v) {
+			left = append(left, "veth "+v)
+		}
+	}
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "directory "+dir)
 	}
-	for _, p := range []string{"/var/lib/kubelet/device-plugins", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/var/lib/cni"} {
-		if _, err := os.Stat(p); err == nil {
+	for _, p := range nodeFixedPaths {
+		if _, err := os.Lstat(p); err == nil && !slicesContains(before.Paths, p) {
 			left = append(left, "path "+p)
 		}
 	}
 	return left
+}
+
+// MachineState is what Leftovers compares with: the veths and the node's
+// fixed paths present before a node ran.
+type MachineState struct{ Veths, Paths []string }
+
+// SnapshotMachine records the MachineState now.
+func SnapshotMachine() MachineState {
+	var s MachineState
+	s.Veths = VethLinks()
+	for _, p := range nodeFixedPaths {
+		if _, err := os.Lstat(p); err == nil {
+			s.Paths = append(s.Paths, p)
+		}
+	}
+	return s
+}
+
+// VethLinks lists the host's veth interfaces.
+func VethLinks() []string {
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names
 }
 
 // RootReadOnly says whether the container's OCI runtime spec, as

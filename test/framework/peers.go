@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // realNodePods is the real node's pod range: the only non-loopback
@@ -190,4 +191,85 @@ func DescribeClusters(clusters [][]string) string {
 		parts[i] = "[" + strings.Join(c, " ") + "]"
 	}
 	return strings.Join(parts, " ")
+}
+
+// RunningReady waits until exactly n pods in ns match sel, none
+// terminating, all Running and ready with an IP; it returns them sorted by
+// name.
+func RunningReady(ctx context.Context, c *Cluster, ns string, sel map[string]string, n int, timeout time.Duration) ([]corev1.Pod, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		list := &corev1.PodList{}
+		if err := c.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels(sel)); err != nil {
+			return nil, err
+		}
+		var pods []corev1.Pod
+		live := 0
+		for _, p := range list.Items {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			live++
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && podReady(&p) {
+				pods = append(pods, p)
+			}
+		}
+		if len(pods) == n && live == n {
+			sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+			return pods, nil
+		}
+		if time.Now().After(deadline) {
+			return pods, fmt.Errorf("%d of %d pods %v in %s running and ready (%d live) after %s", len(pods), n, sel, ns, live, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// LastStarted is when the last of pods' app containers started.
+func LastStarted(pods []corev1.Pod) time.Time {
+	var last time.Time
+	for _, p := range pods {
+		for _, s := range p.Status.ContainerStatuses {
+			if s.State.Running != nil && s.State.Running.StartedAt.After(last) {
+				last = s.State.Running.StartedAt.Time
+			}
+		}
+	}
+	return last
+}
+
+// WaitOneNATSCluster waits until the n running pods matching sel form one
+// NATS cluster, each seeing exactly the others, within `within` of their
+// being running; it returns them and the time since the last one started,
+// or the pods and the last error, naming the islands.
+func WaitOneNATSCluster(ctx context.Context, c *Cluster, ns string, sel map[string]string, n int, within time.Duration) ([]corev1.Pod, time.Duration, error) {
+	pods, err := RunningReady(ctx, c, ns, sel, n, 3*time.Minute)
+	if err != nil {
+		return pods, 0, err
+	}
+	started := LastStarted(pods)
+	deadline := time.Now().Add(within)
+	for {
+		err := OneCluster(NATSViews(ctx, pods))
+		if err == nil {
+			return pods, time.Since(started), nil
+		}
+		if time.Now().After(deadline) {
+			return pods, 0, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

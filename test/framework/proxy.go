@@ -27,10 +27,15 @@ type Proxy struct {
 // StartProxy listens on 127.0.0.1 and forwards each connection to the next
 // target in turn (round robin, as a Service's endpoints would be used).
 func StartProxy(targets ...string) (*Proxy, error) {
+	return StartProxyOn("127.0.0.1:0", targets...)
+}
+
+// StartProxyOn is StartProxy listening on listen.
+func StartProxyOn(listen string, targets ...string) (*Proxy, error) {
 	if len(targets) == 0 {
 		return nil, errors.New("proxy needs at least one target")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}

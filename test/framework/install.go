@@ -1,0 +1,95 @@
+package framework
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// CLITools are the command-line tools the README's commands use; hack/
+// controlplane/build.sh builds them into the assets directory.
+var CLITools = []string{"helm", "kubectl"}
+
+// Shell runs a command line as a user would in a terminal: sh -c, with the
+// assets directory (helm, kubectl) first on PATH, the cluster's kubeconfig,
+// Helm's own directories under the cluster's log directory (nothing written
+// to $HOME), in the repository root. Output goes to out.
+func (lc *LocalCluster) Shell(ctx context.Context, out io.Writer, line string) error {
+	for _, tool := range CLITools {
+		if _, err := os.Stat(filepath.Join(lc.assets, tool)); err != nil {
+			return fmt.Errorf("%s missing in %s: run `hack/controlplane/build.sh %s`", tool, lc.assets, strings.Join(CLITools, " "))
+		}
+	}
+	helmHome := filepath.Join(lc.LogDir, "helm")
+	cmd := exec.CommandContext(ctx, "sh", "-c", line)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(),
+		"PATH="+lc.assets+":"+os.Getenv("PATH"),
+		"KUBECONFIG="+lc.Kubeconfig,
+		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
+		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", line, err)
+	}
+	return nil
+}
+
+// NoKubeProxyValues writes the chart values a cluster without kube-proxy
+// needs (the real node's): the webhook reaches the API server at its
+// address on the bridge, not the `kubernetes` Service's cluster IP.
+func NoKubeProxyValues(path string) error {
+	values := fmt.Sprintf(`# A cluster without kube-proxy: the API server at its own address.
+extraEnv:
+  - {name: KUBERNETES_SERVICE_HOST, value: %q}
+  - {name: KUBERNETES_SERVICE_PORT, value: "%d"}
+`, RealNodeBridgeIP, APIServerBridgePort)
+	return os.WriteFile(path, []byte(values), 0o644)
+}
+
+// ReadmeUseIt returns the commands of the README's "Use it" block, one per
+// line, continuation lines joined and comments dropped.
+func ReadmeUseIt() ([]string, error) {
+	f, err := os.Open(filepath.Join(RepoRoot(), "README.md"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var cmds []string
+	section, block := false, false
+	var cur string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		switch {
+		case strings.HasPrefix(line, "## "):
+			section = line == "## Use it"
+		case section && strings.HasPrefix(line, "```"):
+			if block {
+				return cmds, nil
+			}
+			block = true
+		case section && block:
+			if i := strings.Index(line, " #"); i >= 0 {
+				line = line[:i]
+			}
+			line = strings.TrimSpace(line)
+			if strings.HasSuffix(line, `\`) {
+				cur += strings.TrimSuffix(line, `\`)
+				continue
+			}
+			if cur += line; strings.TrimSpace(cur) != "" {
+				cmds = append(cmds, strings.Join(strings.Fields(cur), " "))
+			}
+			cur = ""
+		}
+	}
+	return nil, errors.Join(errors.New(`README.md has no "## Use it" code block`), s.Err())
+}
