@@ -21,7 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -393,19 +392,14 @@ func waitInitDone(t *testing.T, pod *corev1.Pod) *corev1.ContainerStateTerminate
 	}
 }
 
-// containerLog reads a container's log through the API server, which
-// fetches it from the kubelet: what `kubectl logs POD -c NAME` shows.
+// containerLog is `kubectl logs POD -c NAME` (framework.ContainerLog).
 func containerLog(t *testing.T, ns, pod, container string) string {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(lc.Config)
+	log, err := framework.ContainerLog(context.Background(), lc.Cluster, ns, pod, container)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
-	if err != nil {
-		t.Fatalf("logs of %s/%s -c %s: %v", ns, pod, container, err)
-	}
-	return string(data)
+	return log
 }
 
 // requireDecision checks the decision seed-discovery logged, as `kubectl
@@ -413,18 +407,14 @@ func containerLog(t *testing.T, ns, pod, container string) string {
 func requireDecision(t *testing.T, pod corev1.Pod, want string) string {
 	t.Helper()
 	log := containerLog(t, pod.Namespace, pod.Name, "seed-discovery")
-	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, "decided after") {
-			if !strings.Contains(line, want) {
-				t.Fatalf("%s decided %q, want %q", pod.Name, line, want)
-			}
-			_, seeds, _ := strings.Cut(line, "seeds ")
-			seeds, _, _ = strings.Cut(seeds, ",")
-			return seeds
-		}
+	role, seeds, ok := framework.LoggedDecision(log)
+	if !ok {
+		t.Fatalf("%s: no decision in `kubectl logs -c seed-discovery`:\n%s", pod.Name, log)
 	}
-	t.Fatalf("%s: no decision in `kubectl logs -c seed-discovery`:\n%s", pod.Name, log)
-	return ""
+	if "role "+role != want {
+		t.Fatalf("%s decided role %s (seeds %s), want %s", pod.Name, role, seeds, want)
+	}
+	return seeds
 }
 
 // TestRealNodeOnlyAKubeletShows: what the simulated cluster cannot show.

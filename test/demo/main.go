@@ -1,5 +1,8 @@
-// Command demo shows peergroup's main job on a simulated cluster where
-// every component is real and runs on loopback: kube-apiserver, etcd,
+// Command demo shows peergroup's main job. Where the machine can run a real
+// node (root, cgroups, runc) it runs the README's "Use it" on one
+// (realnode.go) and ends with real NATS servers in one cluster. Otherwise it
+// says why and shows the simulated walkthrough: every component real and
+// on loopback: kube-apiserver, etcd,
 // kube-controller-manager, kube-scheduler (built from source), kwok as the
 // kubelet, CoreDNS; the webhook binary started with the chart's args under
 // the chart's ServiceAccount; then the classic Cassandra walkthrough: label
@@ -57,6 +60,11 @@ const (
 // run is the walkthrough: each step prints its heading and what it shows,
 // and the first error ends the demo.
 func run(ctx context.Context) error {
+	if err := framework.RealNodeSupport(); err != nil {
+		fmt.Printf("This machine cannot run a real node (%v):\nshowing the simulated walkthrough instead (kwok as the kubelet, seed-discovery run on the host).\n", err)
+	} else {
+		return runReal(ctx)
+	}
 	d, err := newDemo()
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -272,4 +273,35 @@ func WaitOneNATSCluster(ctx context.Context, c *Cluster, ns string, sel map[stri
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// ContainerLog reads a container's log through the API server, which
+// fetches it from the kubelet: what `kubectl logs POD -c NAME` shows.
+func ContainerLog(ctx context.Context, c *Cluster, ns, pod, container string) (string, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return "", err
+	}
+	data, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("logs of %s/%s -c %s: %w", ns, pod, container, err)
+	}
+	return string(data), nil
+}
+
+// LoggedDecision finds seed-discovery's decision in its log ("decided
+// after 3.2s: role joiner, seeds 10.246.0.10, 3 peers (ip order)") and
+// returns the role and the seeds; ok is false when the log has none.
+func LoggedDecision(log string) (role, seeds string, ok bool) {
+	for _, line := range strings.Split(log, "\n") {
+		_, rest, found := strings.Cut(line, "decided after ")
+		if !found {
+			continue
+		}
+		_, rest, _ = strings.Cut(rest, "role ")
+		role, rest, _ = strings.Cut(rest, ", seeds ")
+		seeds, _, _ = strings.Cut(rest, ", ")
+		return role, seeds, true
+	}
+	return "", "", false
 }

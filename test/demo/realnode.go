@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peergroup/peergroup/test/framework"
+)
+
+// runReal is the walkthrough on a real node: a local cluster whose one
+// node is a kubelet with containerd and runc, the chart installed by Helm
+// with its defaults, the README's "Use it" commands as written, and at the
+// end the moment `nodetool status` shows in the Cassandra walkthrough: the
+// real servers, each seeing the others, in one cluster.
+func runReal(ctx context.Context) error {
+	started := time.Now()
+	work := filepath.Join(framework.RepoRoot(), ".cache", "demo")
+	_ = os.RemoveAll(work)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+
+	step("Start a local cluster whose node is real: kubelet, containerd, runc, a CNI bridge with no uplink")
+	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(work, "logs"), Progress: os.Stdout, RealNodeOnly: true})
+	if err != nil {
+		return err
+	}
+	defer lc.Stop()
+
+	step("Build the images without an engine and serve them on 127.0.0.1 (ghcr.io and docker.io resolve there)")
+	images, err := framework.PushNodeImages(ctx, lc.Node)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    peergroup: %s\n    nats:      %s\n", images.Peergroup, images.NATS)
+
+	cmds, err := framework.ReadmeUseIt()
+	if err != nil {
+		return err
+	}
+	values := filepath.Join(work, "no-kube-proxy.yaml")
+	if err := framework.NoKubeProxyValues(values); err != nil {
+		return err
+	}
+	step("The README's \"Use it\", as written (helm install gets -f %s: no kube-proxy here)", filepath.Base(values))
+	for _, c := range cmds {
+		if strings.HasPrefix(c, "helm install ") {
+			c += " -f " + values
+		}
+		fmt.Printf("\n$ %s\n", c)
+		if err := lc.Shell(ctx, indent{os.Stdout}, c); err != nil {
+			return err
+		}
+		if strings.HasPrefix(c, "kubectl apply ") {
+			// As a user would before scaling: the founder runs first.
+			founder, err := framework.RunningReady(ctx, lc.Cluster, "nats", map[string]string{"app": "nats"}, 1, 2*time.Minute)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("    (%s is running: the founder)\n", founder[0].Name)
+		}
+	}
+
+	step("Wait until the NATS servers form one cluster")
+	pods, took, err := framework.WaitOneNATSCluster(ctx, lc.Cluster, "nats", map[string]string{"app": "nats"}, 3, time.Minute)
+	if err != nil {
+		return err
+	}
+	views := framework.NATSViews(ctx, pods)
+	step("Membership, as each real server reports it on its monitoring port (/routez)")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "    POD\tIP\tROLE\tSEEDS\tPEERS SEEN\tUP")
+	for i, p := range pods {
+		role, seeds := "?", "?"
+		if log, err := framework.ContainerLog(ctx, lc.Cluster, p.Namespace, p.Name, "seed-discovery"); err == nil {
+			if r, s, ok := framework.LoggedDecision(log); ok {
+				role, seeds = r, s
+			}
+		}
+		up := "yes"
+		if views[i].Err != nil {
+			up = "no"
+		}
+		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Status.PodIP, role, seeds, len(views[i].Peers), up)
+	}
+	_ = tw.Flush()
+	fmt.Printf("\none cluster of %d: every server sees the other %d (%s after the last one started; demo took %s)\n",
+		len(pods), len(pods)-1, took.Round(100*time.Millisecond), time.Since(started).Round(time.Second))
+	return nil
+}
+
+// indent writes what a command prints indented under it.
+type indent struct{ w *os.File }
+
+func (i indent) Write(p []byte) (int, error) {
+	text := strings.TrimRight(string(p), "\n")
+	if text != "" {
+		fmt.Fprintln(i.w, "    "+strings.ReplaceAll(text, "\n", "\n    "))
+	}
+	return len(p), nil
+}
