@@ -99,6 +99,9 @@ type Decision struct {
 	Uncounted []netip.Addr `json:"uncounted,omitempty"`
 	// Order is OrderOrdinal or OrderIP.
 	Order string `json:"order"`
+	// Queries is how many DNS messages this pod sent until it decided
+	// (set by Runner; Decide does not know).
+	Queries int64 `json:"queries,omitempty"`
 }
 
 // Decide is pure: the same view gives the same seeds on every pod. When it

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -55,7 +56,13 @@ type Observation struct {
 type Resolver struct {
 	Server  string // host:port
 	Timeout time.Duration
+	// sent counts the DNS messages sent (a TCP retry of a truncated
+	// answer is a second one): the cost of a decision, in discovery.json.
+	sent atomic.Int64
 }
+
+// Queries is how many DNS messages the resolver has sent.
+func (r *Resolver) Queries() int64 { return r.sent.Load() }
 
 // ednsSize is the UDP payload size advertised: the DNS flag day 2020
 // recommendation, which avoids IP fragmentation.
@@ -70,9 +77,11 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		timeout = 2 * time.Second
 	}
 	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize}
+	r.sent.Add(1)
 	resp, _, err := udp.ExchangeContext(ctx, m, r.Server)
 	overTCP := err == nil && resp.Truncated
 	if overTCP {
+		r.sent.Add(1)
 		tcp := &dns.Client{Net: "tcp", Timeout: timeout}
 		resp, _, err = tcp.ExchangeContext(ctx, m, r.Server)
 	}

@@ -187,10 +187,11 @@ func (r *Runner) conclude(ctx context.Context, v *view, stableFor time.Duration)
 		}
 		return Decision{}, false, nil
 	}
+	d.Queries = r.Resolver.Queries()
 	if err := Write(r.Config.OutputDir, d); err != nil {
 		return Decision{}, true, &ExitError{ExitNotWritable, err}
 	}
-	r.logf("decided after %s: role %s, seeds %s, %d peers (%s order)", stableFor.Round(time.Millisecond), d.Role, joinIPs(d.Seeds, ","), len(d.Peers), d.Order)
+	r.logf("decided after %s: role %s, seeds %s, %d peers (%s order), %d DNS queries", stableFor.Round(time.Millisecond), d.Role, joinIPs(d.Seeds, ","), len(d.Peers), d.Order, d.Queries)
 	return d, true, nil
 }
 

@@ -716,3 +716,37 @@ func TestPTRNamesOfOtherServices(t *testing.T) {
 		})
 	}
 }
+
+// discovery.json counts the DNS messages the pod sent until it decided:
+// exactly what the DNS server received from it, the truncated answers'
+// TCP retries included.
+func TestDecisionCountsItsQueries(t *testing.T) {
+	many := []string{"127.0.0.30"}
+	for i := range 150 {
+		many = append(many, fmt.Sprintf("127.0.1.%d", i+1))
+	}
+	for _, tc := range []struct {
+		name    string
+		peers   []string
+		wantTCP bool
+	}{{"udp", []string{"127.0.0.30", "127.0.0.31"}, false}, {"truncated, then tcp", many, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			z := startZone(t, 0)
+			z.Set(fqdn, "", loopPeers(tc.peers...)...)
+			c := testConfig(t, z, "127.0.0.30")
+			r, _ := runner(c)
+			d, err := r.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			udp, tcp := z.Queries()
+			_, _, doc := readOutputs(t, c.OutputDir)
+			if doc.Queries != udp+tcp || d.Queries != doc.Queries {
+				t.Fatalf("discovery.json says %d queries (decision %d), the server received %d over UDP and %d over TCP", doc.Queries, d.Queries, udp, tcp)
+			}
+			if (tcp > 0) != tc.wantTCP {
+				t.Fatalf("%d TCP queries: the case does not test what it names", tcp)
+			}
+		})
+	}
+}

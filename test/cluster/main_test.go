@@ -98,6 +98,7 @@ func run(m *testing.M) (code int) {
 		return fail(err)
 	}
 	code = m.Run()
+	fmt.Println("cluster: real-node figures:", figures.summary())
 	if code != 0 {
 		dumpLogs(filepath.Join(workDir, "logs"))
 	}

@@ -9,11 +9,13 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,8 +80,65 @@ func requireOneCluster(t *testing.T, ns, app string, n int) []corev1.Pod {
 		logDecisions(t, pods)
 		t.Fatalf("%s: %v (after %s)", app, err, oneClusterDeadline)
 	}
-	t.Logf("figure: one cluster of %d %s after the last pod started (%s)", n, took.Round(100*time.Millisecond), t.Name())
+	t.Logf("one cluster of %d %s after the last pod started", n, took.Round(100*time.Millisecond))
+	figures.add(t, took, pods)
 	return pods
+}
+
+// figures collects, over the scenarios, the time from the last pod
+// started to one full cluster, and each pod's DNS queries until it
+// decided; TestMain prints them for test/bench/RESULTS.md.
+var figures realNodeFigures
+
+type realNodeFigures struct {
+	mu           sync.Mutex
+	toOneCluster []time.Duration
+	queries      map[string]int // by pod namespace/name
+}
+
+// add records one scenario's convergence time (the moment only, when the
+// cluster was already formed by pods that had been running: a scale down)
+// and the queries of pods not seen before.
+func (f *realNodeFigures) add(t *testing.T, took time.Duration, pods []corev1.Pod) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.queries == nil {
+		f.queries = map[string]int{}
+	}
+	if len(pods) > 1 {
+		f.toOneCluster = append(f.toOneCluster, took)
+	}
+	for _, p := range pods {
+		key := p.Namespace + "/" + p.Name
+		if _, seen := f.queries[key]; seen {
+			continue
+		}
+		if n, ok := framework.LoggedQueries(containerLog(t, p.Namespace, p.Name, "seed-discovery")); ok {
+			f.queries[key] = n
+		}
+	}
+}
+
+// summary is one line per figure: p50 and max.
+func (f *realNodeFigures) summary() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.toOneCluster) == 0 {
+		return "no real-node scenario ran"
+	}
+	d := slices.Clone(f.toOneCluster)
+	slices.Sort(d)
+	q := make([]int, 0, len(f.queries))
+	for _, n := range f.queries {
+		q = append(q, n)
+	}
+	slices.Sort(q)
+	out := fmt.Sprintf("last pod started -> one full cluster: p50 %s, max %s over %d runs", d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond), len(d))
+	if len(q) > 0 {
+		out += fmt.Sprintf("; DNS queries per pod until it decided: p50 %d, max %d over %d pods", q[len(q)/2], q[len(q)-1], len(q))
+	}
+	return out
 }
 
 // waitOneCluster waits up to within for the n running pods of app to form

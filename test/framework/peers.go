@@ -305,3 +305,21 @@ func LoggedDecision(log string) (role, seeds string, ok bool) {
 	}
 	return "", "", false
 }
+
+// LoggedQueries finds how many DNS queries seed-discovery sent until it
+// decided, from its decision line ("..., 7 DNS queries").
+func LoggedQueries(log string) (int, bool) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "decided after ") {
+			continue
+		}
+		var n int
+		fields := strings.Fields(line)
+		if len(fields) >= 3 && fields[len(fields)-2] == "DNS" && fields[len(fields)-1] == "queries" {
+			if _, err := fmt.Sscan(fields[len(fields)-3], &n); err == nil {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
