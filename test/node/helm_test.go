@@ -33,7 +33,8 @@ func TestHelmInstallForReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-node suite skipped by -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	// Room to wait for the node lock while another package's cluster holds it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	logDir := filepath.Join(t.TempDir(), "logs")
 	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: logDir, RealNodeOnly: true})
