@@ -44,11 +44,9 @@ func run(m *testing.M) (code int) {
 	}
 	// Runs last, once the cluster and its real node stopped: the node
 	// leaves no process, mount, bridge, veth, cgroup or file behind.
-	before := framework.SnapshotMachine()
 	defer func() {
-		assets, _ := framework.AssetsDir()
-		if left := framework.Leftovers(framework.RealNodeDir(), assets, before); len(left) > 0 {
-			fmt.Fprintln(os.Stderr, "cluster: the real node left:", strings.Join(left, "; "))
+		if lc != nil && lc.Node != nil && len(lc.Node.Left) > 0 {
+			fmt.Fprintln(os.Stderr, "cluster: the real node left:", strings.Join(lc.Node.Left, "; "))
 			code = 1
 		}
 	}()

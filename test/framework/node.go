@@ -103,11 +103,16 @@ type RealNode struct {
 	// Tainted keeps pods off the node unless they tolerate RealNodeTaint
 	// (beside kwok's nodes); an untainted node takes every pod.
 	Tainted bool
-	lock    *os.File
-	procs   []*component
-	assets  string
-	logDir  string
-	say     func(string, ...any)
+	// Left is what Stop found of the node after its cleanup (Leftovers),
+	// checked while it still held the node lock, so no other node's
+	// bridge or cgroup can be mistaken for this one's. Empty means clean.
+	Left   []string
+	before MachineState
+	lock   *os.File
+	procs  []*component
+	assets string
+	logDir string
+	say    func(string, ...any)
 }
 
 // PrepareRealNode takes the node lock (one node on this machine at a time:
@@ -127,13 +132,9 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	if err := os.MkdirAll(filepath.Dir(n.Dir), 0o755); err != nil {
 		return nil, err
 	}
-	if n.lock, err = os.OpenFile(n.Dir+".lock", os.O_CREATE|os.O_RDWR, 0o644); err != nil {
+	say("real node: waiting for the node lock %s.lock", n.Dir)
+	if n.lock, err = lockNode(n.Dir); err != nil {
 		return nil, err
-	}
-	say("real node: waiting for the node lock %s", n.lock.Name())
-	if err := syscall.Flock(int(n.lock.Fd()), syscall.LOCK_EX); err != nil {
-		n.lock.Close()
-		return nil, fmt.Errorf("node lock: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -143,6 +144,7 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	if err := CleanRealNode(n.Dir); err != nil {
 		return nil, fmt.Errorf("remove a previous run's node: %w", err)
 	}
+	n.before = SnapshotMachine()
 	if err := n.recordFixedPaths(); err != nil {
 		return nil, err
 	}
@@ -183,6 +185,34 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	// The sandbox image is pinned by tag: containerd's pinned image is a name.
 	n.PauseImage = strings.SplitN(n.PauseImage, "@", 2)[0]
 	return n, nil
+}
+
+// lockNode takes the machine's node lock, waiting while another process's
+// node holds it.
+func lockNode(dir string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("node lock: %w", err)
+	}
+	return f, nil
+}
+
+// LockRealNode holds the node lock until unlock is called: no node starts
+// meanwhile, so what is on the machine under the node's names is a
+// previous node's.
+func LockRealNode() (unlock func(), err error) {
+	f, err := lockNode(RealNodeDir())
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // Start writes the configurations and starts containerd, then the kubelet
@@ -276,6 +306,7 @@ func (n *RealNode) Stop() {
 	if err := CleanRealNode(n.Dir); err != nil {
 		fmt.Fprintf(os.Stderr, "real node cleanup: %v\n", err)
 	}
+	n.Left = Leftovers(n.Dir, n.assets, n.before)
 	_ = n.lock.Close()
 	n.lock = nil
 }
@@ -708,8 +739,12 @@ nodeStatusUpdateFrequency: 4s
 		d("kubelet/pod-logs"), d("kubelet/plugins")) + taints
 }
 
+// nodeDaemons are the node's own long-running binaries (the control plane
+// of other test packages may run the other binaries of assets meanwhile).
+var nodeDaemons = []string{"kubelet", "containerd", "containerd-shim-runc-v2"}
+
 // Leftovers reports what of a node is still on the machine: processes
-// running a node binary from assets, processes and cgroups of the node's
+// running a node daemon from assets, processes and cgroups of the node's
 // cgroup, mounts (network namespaces among them) under dir, the bridge,
 // veths that were not there before (vethsBefore), the state directory and
 // the fixed paths the node creates. Empty means clean.
@@ -720,7 +755,8 @@ func Leftovers(dir, assets string, before MachineState) []string {
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, exe := range procs {
-		if target, err := os.Readlink(exe); err == nil && strings.HasPrefix(target, assets+string(os.PathSeparator)) {
+		target, err := os.Readlink(exe)
+		if err == nil && filepath.Dir(target) == assets && slicesContains(nodeDaemons, filepath.Base(target)) {
 			left = append(left, "process "+filepath.Base(filepath.Dir(exe))+" "+target)
 		}
 	}

@@ -90,8 +90,13 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := framework.SnapshotMachine()
 	dir := framework.RealNodeDir()
+	unlock, err := framework.LockRealNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := framework.SnapshotMachine()
+	unlock()
 
 	// Orphans of the killed run become this process's children (not
 	// init's), so the control plane it leaves (envtest's kube-apiserver and
@@ -139,7 +144,13 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		killOrphanedControlPlane(t, assets)
-		time.Sleep(time.Second)
+		// Held from here, so no other package's node starts (or cleans
+		// up for us) while this one's leftovers are looked at.
+		unlock, err := framework.LockRealNode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
 		// The kill must have left the node's work behind, or this test
 		// proves nothing: its pod's processes, mounts and bridge remain.
 		left := framework.Leftovers(dir, assets, before)
@@ -147,6 +158,13 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 			t.Fatalf("the killed run left too little to test the cleanup: %v", left)
 		}
 		t.Logf("the killed run left %d things, e.g. %s", len(left), strings.Join(left[:min(3, len(left))], "; "))
+		// What the next node's start runs first.
+		if err := framework.CleanRealNode(dir); err != nil {
+			t.Fatalf("cleanup of the killed run: %v", err)
+		}
+		if left := framework.Leftovers(dir, assets, before); len(left) > 0 {
+			t.Fatalf("left after cleaning up the killed run: %s", strings.Join(left, "; "))
+		}
 	})
 
 	t.Run("started again and stopped: nothing left", func(t *testing.T) {
@@ -159,7 +177,7 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		lc.Stop()
-		if left := framework.Leftovers(dir, assets, before); len(left) > 0 {
+		if left := lc.Node.Left; len(left) > 0 {
 			t.Fatalf("left after the run: %s", strings.Join(left, "; "))
 		}
 	})
