@@ -53,6 +53,9 @@ for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   kube_ldflags+=" -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=37 -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
 done
 
+gover="$(go env GOVERSION)"
+sum="$(sha256sum "$here/go.sum" | cut -c1-16)"
+
 log() { printf '[controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cd "$here"
@@ -60,7 +63,9 @@ for c in "${components[@]}"; do
   [ -n "${pkg[$c]:-}${tool[$c]:-}" ] || { log "unknown component $c (known: ${!pkg[*]} ${!tool[*]})"; exit 2; }
   # A binary is reused only if it was built the way this script builds it
   # now (package and flags), recorded beside it.
-  recipe="${pkg[$c]:-${tool[$c]}} tags=${tags[$c]:-} ldflags=$([ -n "${pkg[$c]:-}" ] && echo "$kube_ldflags" || true)"
+  # (go.sum pins what the k8s.io packages build from; go's version what
+  # compiles them).
+  recipe="${pkg[$c]:-${tool[$c]}} tags=${tags[$c]:-} ldflags=$([ -n "${pkg[$c]:-}" ] && echo "$kube_ldflags" || true) $gover sum=$sum"
   if [ -x "$bin/$c" ] && [ "$(cat "$bin/.$c.recipe" 2>/dev/null)" = "$recipe" ]; then
     log "$c cached at $bin/$c"
     continue

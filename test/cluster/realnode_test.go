@@ -230,15 +230,15 @@ func TestRealNATS(t *testing.T) {
 	}
 
 	t.Run("b full restart: every pod deleted at once", func(t *testing.T) {
-		before := podIPs(runningOn(t, ns, "nats", 3))
+		old := runningOn(t, ns, "nats", 3)
 		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.MatchingLabels{"app": "nats"}); err != nil {
 			t.Fatal(err)
 		}
 		pods := requireOneCluster(t, ns, "nats", 3)
 		requireSeedsMadeIt(t, pods)
-		for _, ip := range podIPs(pods) {
-			if slices.Contains(before, ip) {
-				t.Fatalf("pod IP %s survived the restart (before %v): not a full restart", ip, before)
+		for _, p := range pods {
+			if slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+				t.Fatalf("pod %s survived the restart: not a full restart", p.Name)
 			}
 		}
 	})
@@ -366,16 +366,21 @@ func TestRealNATSStatefulSetAndRollingUpdate(t *testing.T) {
 		}
 		deadline := time.Now().Add(4 * time.Minute)
 		for {
-			pods := requireOneCluster(t, ns, "nats-deploy", 3)
-			if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return slices.Contains(podIPs(old), p.Status.PodIP) }) {
+			pods, err := framework.RunningReady(context.Background(), lc.Cluster, ns, map[string]string{"app": "nats-deploy"}, 3, 3*time.Minute)
+			if err == nil && !slices.ContainsFunc(pods, func(p corev1.Pod) bool {
+				return slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID })
+			}) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatal("rolling update did not replace every pod in 4m")
+				t.Fatalf("rolling update did not replace every pod in 4m: %v", err)
 			}
 			time.Sleep(time.Second)
 		}
 		stop()
+		for _, p := range requireOneCluster(t, ns, "nats-deploy", 3) {
+			requireDecision(t, p, "role joiner")
+		}
 	})
 }
 
@@ -419,9 +424,12 @@ func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
+	halt := func() { once.Do(func() { close(done); <-finished }) }
+	// Also when the test fails before calling stop: no sampling outlives it.
+	t.Cleanup(halt)
 	return func() {
-		close(done)
-		<-finished
+		halt()
 		t.Logf("%d samples of %s", samples, app)
 		if split != "" {
 			t.Fatalf("two clusters at once: %s", split)

@@ -41,6 +41,9 @@ type LocalCluster struct {
 	// Node is the real node (kubelet, containerd, runc, CNI), when asked
 	// for; nil otherwise.
 	Node *RealNode
+	// ReadyIn is how long the start took (the wait for the node lock not
+	// counted).
+	ReadyIn time.Duration
 	// bridgeProxy forwards the real node's pods to the API server.
 	bridgeProxy *Proxy
 	procs       []*component
@@ -94,12 +97,14 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	var node *RealNode
 	if o.RealNode {
 		if node, err = PrepareRealNode(ctx, assets, o.LogDir, say); err != nil {
 			return nil, err
 		}
 		node.Tainted = !o.RealNodeOnly
+		t0 = time.Now() // not counting the wait for the node lock
 	}
 	say("kube-apiserver + etcd")
 	var bridgeErr error
@@ -231,7 +236,8 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	if err := lc.waitReady(ctx, nodes); err != nil {
 		return nil, err
 	}
-	say("cluster ready; logs in %s", o.LogDir)
+	lc.ReadyIn = time.Since(t0)
+	say("cluster ready in %s; logs in %s", lc.ReadyIn.Round(100*time.Millisecond), o.LogDir)
 	return lc, nil
 }
 
@@ -320,7 +326,7 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 	for _, p := range lc.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited: %v", p.name, p.err)
+			return fmt.Errorf("%s exited: %v; the end of its log:\n%s", p.name, p.err, logTail(filepath.Join(lc.LogDir, p.name+".log"), 15))
 		default:
 		}
 	}
@@ -378,4 +384,15 @@ func kwokStages() ([]string, error) {
 		return nil, errors.Join(errors.New("no kwok pod stages found"), err)
 	}
 	return append(stages, pods...), nil
+}
+
+// logTail returns the last n lines of a component's log, for an error
+// that must explain itself after the log directory is gone.
+func logTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,6 +91,14 @@ func RealNodeDir() string {
 	if cache == "" {
 		cache = filepath.Join(RepoRoot(), ".cache")
 	}
+	// Absolute and without symlinks: mounts are found by this prefix in
+	// /proc/self/mountinfo, which holds resolved paths.
+	if abs, err := filepath.Abs(cache); err == nil {
+		cache = abs
+	}
+	if real, err := filepath.EvalSymlinks(cache); err == nil {
+		cache = real
+	}
 	return filepath.Join(cache, "node")
 }
 
@@ -132,8 +141,8 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	if err := os.MkdirAll(filepath.Dir(n.Dir), 0o755); err != nil {
 		return nil, err
 	}
-	say("real node: waiting for the node lock %s.lock", n.Dir)
-	if n.lock, err = lockNode(n.Dir); err != nil {
+	say("real node: waiting for the node lock %s", NodeLockPath)
+	if n.lock, err = lockNode(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -141,8 +150,14 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 			n.Stop()
 		}
 	}()
-	if err := CleanRealNode(n.Dir); err != nil {
+	if err := cleanPrevious(n.Dir); err != nil {
 		return nil, fmt.Errorf("remove a previous run's node: %w", err)
+	}
+	if err := checkNoOtherRuntime(); err != nil {
+		return nil, err
+	}
+	if err := n.saveSysctls(); err != nil {
+		return nil, err
 	}
 	n.before = SnapshotMachine()
 	if err := n.recordFixedPaths(); err != nil {
@@ -187,32 +202,71 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	return n, nil
 }
 
-// lockNode takes the machine's node lock, waiting while another process's
-// node holds it.
-func lockNode(dir string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, err
+// NodeLockPath is the machine's node lock: one node at a time on this
+// machine, whatever checkout or cache directory starts it (the bridge and
+// the cgroup are machine-wide names). Beside it, NodeLockPath+".dir" names
+// the state directory of the last node started, so the next start cleans a
+// killed run's mounts wherever its checkout was.
+const NodeLockPath = "/run/lock/peergroup-node.lock"
+
+// lockNode takes the node lock, polling while another process's node holds
+// it, until ctx ends. A process started with the lock already held (its
+// descriptor passed as fd 3, PEERGROUP_NODE_LOCK_FD=3) uses that one.
+func lockNode(ctx context.Context) (*os.File, error) {
+	var f *os.File
+	if os.Getenv("PEERGROUP_NODE_LOCK_FD") == "3" {
+		// Not to be inherited by containerd, its shims or the kubelet.
+		syscall.CloseOnExec(3)
+		f = os.NewFile(3, NodeLockPath)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(NodeLockPath), 0o755); err != nil {
+			return nil, err
+		}
+		var err error
+		if f, err = os.OpenFile(NodeLockPath, os.O_CREATE|os.O_RDWR, 0o644); err != nil {
+			return nil, err
+		}
 	}
-	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("node lock %s: %w", NodeLockPath, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the node lock %s (another node runs): %w", NodeLockPath, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("node lock: %w", err)
-	}
-	return f, nil
 }
 
 // LockRealNode holds the node lock until unlock is called: no node starts
 // meanwhile, so what is on the machine under the node's names is a
-// previous node's.
-func LockRealNode() (unlock func(), err error) {
-	f, err := lockNode(RealNodeDir())
-	if err != nil {
-		return nil, err
+// previous node's. The file can be handed to a child process (ExtraFiles,
+// fd 3, PEERGROUP_NODE_LOCK_FD=3), whose node then runs under this lock,
+// which outlives the child.
+func LockRealNode(ctx context.Context) (lock *os.File, err error) {
+	return lockNode(ctx)
+}
+
+// cleanPrevious removes what the last node started on this machine left,
+// wherever its state directory was, then records dir as the current one.
+func cleanPrevious(dir string) error {
+	record := NodeLockPath + ".dir"
+	var errs []error
+	if prev, err := os.ReadFile(record); err == nil && filepath.IsAbs(string(prev)) && string(prev) != dir {
+		errs = append(errs, CleanRealNode(string(prev)))
 	}
-	return func() { f.Close() }, nil
+	errs = append(errs, CleanRealNode(dir))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return os.WriteFile(record, []byte(dir), 0o644)
 }
 
 // Start writes the configurations and starts containerd, then the kubelet
@@ -241,22 +295,48 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 	if err := waitForSocket(ctx, filepath.Join(n.Dir, "containerd.sock"), cd, 30*time.Second); err != nil {
 		return err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return err
-	}
-	healthz, err := FreePort()
-	if err != nil {
-		return err
-	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), nil, 0o644); err != nil {
 		return err
 	}
+	// The kubelet's ports are free ports found a moment before it binds
+	// them; another test package may take one meanwhile. Then it exits
+	// at once, and is started again on other ports.
+	var lastErr error
+	for range 3 {
+		kl, healthz, err := n.startKubelet(kubeconfig)
+		if err != nil {
+			return err
+		}
+		if lastErr = waitKubeletHealthy(ctx, kl, healthz, 30*time.Second); lastErr == nil {
+			return joinNodeCgroup(kl.cmd.Process.Pid, "kubelet")
+		}
+		n.procs = slices.DeleteFunc(n.procs, func(c *component) bool { return c == kl })
+		stopComponents([]*component{kl}, 5*time.Second)
+		tail := logTail(filepath.Join(n.logDir, "kubelet.log"), 15)
+		if !strings.Contains(tail, "address already in use") {
+			return fmt.Errorf("%w; the end of its log:\n%s", lastErr, tail)
+		}
+		n.say("real node: the kubelet lost a port to another process; starting it again")
+	}
+	return lastErr
+}
+
+// startKubelet writes the kubelet's configuration with fresh ports and
+// starts it; healthzAddr is where it answers once serving.
+func (n *RealNode) startKubelet(kubeconfig string) (_ *component, healthzAddr string, err error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	healthz, err := FreePort()
+	if err != nil {
+		return nil, "", err
+	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(n.kubeletConfig(port, healthz)), 0o644); err != nil {
-		return err
+		return nil, "", err
 	}
 	n.say("real node: kubelet %s on 127.0.0.1:%d as Node %q (tainted %s: %v)", ControlPlaneVersion, port, RealNodeName, RealNodeTaint, n.Tainted)
-	_, err = n.start("kubelet",
+	kl, err := n.start("kubelet",
 		"--config="+filepath.Join(n.Dir, "kubelet.yaml"),
 		"--kubeconfig="+kubeconfig,
 		"--root-dir="+filepath.Join(n.Dir, "kubelet"),
@@ -265,7 +345,28 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 		"--node-ip="+RealNodeBridgeIP,
 		"--node-labels="+RealNodeLabel+"=true",
 		"--v=2")
-	return err
+	return kl, fmt.Sprintf("127.0.0.1:%d", healthz), err
+}
+
+// waitKubeletHealthy waits until the kubelet answers on its healthz port,
+// or exits.
+func waitKubeletHealthy(ctx context.Context, kl *component, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-kl.done:
+			return fmt.Errorf("kubelet exited: %v", kl.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("kubelet not serving healthz on %s after %s", addr, timeout)
 }
 
 func (n *RealNode) start(name string, args ...string) (*component, error) {
@@ -321,7 +422,11 @@ func CleanRealNode(dir string) error {
 	if err := killCgroup(RealNodeCgroup); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountUnder(dir); err != nil {
+	mountsLeft := unmountUnder(dir)
+	if mountsLeft != nil {
+		errs = append(errs, mountsLeft)
+	}
+	if err := restoreSysctls(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := deleteBridge(RealNodeBridge); err != nil {
@@ -332,7 +437,7 @@ func CleanRealNode(dir string) error {
 	}
 	if created, err := os.ReadFile(filepath.Join(dir, "created-paths")); err == nil {
 		for _, p := range strings.Fields(string(created)) {
-			if slicesContains(nodeFixedPaths, p) {
+			if slices.Contains(nodeFixedPaths, p) {
 				if err := os.RemoveAll(p); err != nil {
 					errs = append(errs, err)
 				}
@@ -347,19 +452,79 @@ func CleanRealNode(dir string) error {
 			}
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+	// libcni caches each attachment under its network's name, in a
+	// directory it insists on.
+	if results, err := filepath.Glob("/var/lib/cni/results/" + cniNetwork + "-*"); err == nil {
+		for _, r := range results {
+			_ = os.Remove(r)
+		}
+	}
+	// Never into a live mount: it could be a bind mount of a host path.
+	if mountsLeft == nil {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-func slicesContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// cniNetwork is the CNI network's name (libcni names its cache files by it).
+const cniNetwork = "peergroup-node"
+
+// checkNoOtherRuntime refuses to start beside a containerd or kubelet that
+// is not the node's: they share paths the kubelet and containerd insist on
+// (shim sockets, device-plugin sockets), and cleanup could not tell them
+// apart.
+func checkNoOtherRuntime() error {
+	for _, p := range []string{"/run/containerd/containerd.sock", "/var/lib/kubelet/device-plugins/kubelet.sock"} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s exists: another container runtime or kubelet runs on this machine; the real node will not share its paths", p)
 		}
 	}
-	return false
+	return nil
+}
+
+// kernelSettings are the sysctls the kubelet sets at start (its container
+// manager's "kernel defaults"); the node restores the machine's values.
+var kernelSettings = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
+
+// saveSysctls records the machine's values of kernelSettings in the state
+// directory before the kubelet changes them.
+func (n *RealNode) saveSysctls() error {
+	var b strings.Builder
+	for _, k := range kernelSettings {
+		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%s\n", k, strings.TrimSpace(string(v)))
+	}
+	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.Dir, "sysctls"), []byte(b.String()), 0o644)
+}
+
+// restoreSysctls writes back the values saveSysctls recorded under dir.
+func restoreSysctls(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "sysctls"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || !slices.Contains(kernelSettings, k) {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", k, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // recordFixedPaths notes which of the fixed paths do not exist yet: those
@@ -442,9 +607,13 @@ func cgroupDirs(name string) []string {
 }
 
 // killCgroup SIGKILLs every process in name's cgroups until none is left.
+// Each round freezes the cgroups first (v1 freezer), so no process exits
+// and no pid is reused by someone else between reading and killing.
 func killCgroup(name string) error {
+	freezer := filepath.Join("/sys/fs/cgroup/freezer", name, "freezer.state")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
+		_ = os.WriteFile(freezer, []byte("FROZEN"), 0o644)
 		pids := map[int]bool{}
 		for _, d := range cgroupDirs(name) {
 			data, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
@@ -457,21 +626,27 @@ func killCgroup(name string) error {
 				}
 			}
 		}
+		for pid := range pids {
+			if inCgroup(pid, name) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		// Thawed, they take the SIGKILL.
+		_ = os.WriteFile(freezer, []byte("THAWED"), 0o644)
 		if len(pids) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("processes left in cgroup %s: %v", name, pids)
 		}
-		// A frozen cgroup would hold its processes: thaw it first.
-		for _, d := range cgroupDirs(name) {
-			_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0o644)
-		}
-		for pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// inCgroup says whether pid is (still) in one of name's cgroups.
+func inCgroup(pid int, name string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && (strings.Contains(string(data), ":/"+name+"/") || strings.Contains(string(data), ":/"+name+"\n"))
 }
 
 // removeCgroup removes name's cgroup directories, deepest first.
@@ -608,7 +783,7 @@ func buildStatic(ctx context.Context, pkg, dir string) (string, error) {
 func (n *RealNode) writeCNIConfig() error {
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
-  "name": "peergroup-node",
+  "name": %q,
   "plugins": [
     {
       "type": "bridge",
@@ -625,7 +800,7 @@ func (n *RealNode) writeCNIConfig() error {
     {"type": "loopback"}
   ]
 }
-`, RealNodeBridge, filepath.Join(n.Dir, "cni", "ipam"), RealNodeSubnet)
+`, cniNetwork, RealNodeBridge, filepath.Join(n.Dir, "cni", "ipam"), RealNodeSubnet)
 	return os.WriteFile(filepath.Join(n.Dir, "cni", "net.d", "10-peergroup.conflist"), []byte(conf), 0o644)
 }
 
@@ -639,7 +814,9 @@ var MirroredRegistries = []string{"ghcr.io", "docker.io"}
 // writeRegistryHosts tells containerd to pull from the loopback registry
 // over plain HTTP, for its own name and for MirroredRegistries.
 func (n *RealNode) writeRegistryHosts() error {
-	for _, name := range append([]string{n.Registry.Host}, MirroredRegistries...) {
+	// _default: any other registry resolves here too (and fails there), so
+	// no image is ever pulled from beyond the machine.
+	for _, name := range append([]string{n.Registry.Host, "_default"}, MirroredRegistries...) {
 		dir := filepath.Join(n.Dir, "certs.d", name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -712,6 +889,9 @@ kind: KubeletConfiguration
 address: 127.0.0.1
 port: %d
 readOnlyPort: 0
+# Anonymous and AlwaysAllow on loopback (the API server has no kubelet
+# client certificate here); the host's /var/log stays unserved.
+enableSystemLogHandler: false
 healthzBindAddress: 127.0.0.1
 healthzPort: %d
 authentication:
@@ -756,7 +936,7 @@ func Leftovers(dir, assets string, before MachineState) []string {
 	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, exe := range procs {
 		target, err := os.Readlink(exe)
-		if err == nil && filepath.Dir(target) == assets && slicesContains(nodeDaemons, filepath.Base(target)) {
+		if err == nil && filepath.Dir(target) == assets && slices.Contains(nodeDaemons, filepath.Base(target)) {
 			left = append(left, "process "+filepath.Base(filepath.Dir(exe))+" "+target)
 		}
 	}
@@ -767,7 +947,7 @@ func Leftovers(dir, assets string, before MachineState) []string {
 		left = append(left, "bridge "+RealNodeBridge)
 	}
 	for _, v := range VethLinks() {
-		if !slicesContains(before.Veths, v) {
+		if !slices.Contains(before.Veths, v) {
 			left = append(left, "veth "+v)
 		}
 	}
@@ -775,8 +955,13 @@ func Leftovers(dir, assets string, before MachineState) []string {
 		left = append(left, "directory "+dir)
 	}
 	for _, p := range nodeFixedPaths {
-		if _, err := os.Lstat(p); err == nil && !slicesContains(before.Paths, p) {
+		if _, err := os.Lstat(p); err == nil && !slices.Contains(before.Paths, p) {
 			left = append(left, "path "+p)
+		}
+	}
+	for k, was := range before.Sysctls {
+		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil && strings.TrimSpace(string(v)) != was {
+			left = append(left, fmt.Sprintf("sysctl %s=%s (was %s)", k, strings.TrimSpace(string(v)), was))
 		}
 	}
 	return left
@@ -784,12 +969,22 @@ func Leftovers(dir, assets string, before MachineState) []string {
 
 // MachineState is what Leftovers compares with: the veths and the node's
 // fixed paths present before a node ran.
-type MachineState struct{ Veths, Paths []string }
+type MachineState struct {
+	Veths, Paths []string
+	// Sysctls are the values of kernelSettings.
+	Sysctls map[string]string
+}
 
 // SnapshotMachine records the MachineState now.
 func SnapshotMachine() MachineState {
 	var s MachineState
 	s.Veths = VethLinks()
+	s.Sysctls = map[string]string{}
+	for _, k := range kernelSettings {
+		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
+			s.Sysctls[k] = strings.TrimSpace(string(v))
+		}
+	}
 	for _, p := range nodeFixedPaths {
 		if _, err := os.Lstat(p); err == nil {
 			s.Paths = append(s.Paths, p)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -35,6 +36,11 @@ func CheckPodAddress(ip string) error {
 	return nil
 }
 
+// bridgeDialer dials from the bridge's own address: were the bridge gone
+// (a test that outlived its node), the dial fails at once instead of
+// leaving the machine by its default route.
+var bridgeDialer = &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(RealNodeBridgeIP)}}
+
 // ServerView is what one NATS server reports of its cluster on its
 // monitoring port (/routez): its own id and the ids of the servers it has
 // routes to. Routes are pooled, so ids are counted, not connections.
@@ -60,7 +66,7 @@ func (v ServerView) Members() []string {
 func NATSViews(ctx context.Context, pods []corev1.Pod) []ServerView {
 	views := make([]ServerView, len(pods))
 	var wg sync.WaitGroup
-	httpc := &http.Client{Timeout: 2 * time.Second}
+	httpc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: bridgeDialer.DialContext, DisableKeepAlives: true}}
 	for i := range pods {
 		wg.Add(1)
 		go func() {
@@ -172,6 +178,9 @@ func OneCluster(views []ServerView) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	if len(all) == 0 {
+		return fmt.Errorf("no server to ask")
 	}
 	sort.Strings(all)
 	for _, v := range views {

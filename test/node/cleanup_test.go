@@ -91,12 +91,14 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := framework.RealNodeDir()
-	unlock, err := framework.LockRealNode()
+	// The node lock is held from here to the end of the killed run's
+	// cleanup, across the kill (the helper runs its node under this
+	// lock), so no other package's node starts or cleans up meanwhile.
+	lock, err := framework.LockRealNode(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := framework.SnapshotMachine()
-	unlock()
 
 	// Orphans of the killed run become this process's children (not
 	// init's), so the control plane it leaves (envtest's kube-apiserver and
@@ -109,8 +111,10 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 
 	t.Run("a run killed halfway", func(t *testing.T) {
 		logDir := t.TempDir()
+		defer lock.Close()
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+logDir)
+		cmd.Env = append(os.Environ(), helperEnv+"="+logDir, "PEERGROUP_NODE_LOCK_FD=3")
+		cmd.ExtraFiles = []*os.File{lock}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -137,20 +141,13 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 				_ = cmd.Process.Kill()
 				t.Fatal(err)
 			}
-		case <-time.After(15 * time.Minute): // the node lock may be held by another package's cluster
+		case <-time.After(4 * time.Minute):
 			_ = cmd.Process.Kill()
-			t.Fatal("helper not READY after 15m")
+			t.Fatal("helper not READY after 4m")
 		}
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		killOrphanedControlPlane(t, assets)
-		// Held from here, so no other package's node starts (or cleans
-		// up for us) while this one's leftovers are looked at.
-		unlock, err := framework.LockRealNode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer unlock()
 		// The kill must have left the node's work behind, or this test
 		// proves nothing: its pod's processes, mounts and bridge remain.
 		left := framework.Leftovers(dir, assets, before)

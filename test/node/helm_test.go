@@ -42,6 +42,7 @@ func TestHelmInstallForReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lc.Stop()
+	t.Logf("figure: a cluster whose only node is real, Ready in %s", lc.ReadyIn.Round(100*time.Millisecond))
 	if _, err := framework.PushNodeImages(ctx, lc.Node); err != nil {
 		t.Fatal(err)
 	}
@@ -101,13 +102,9 @@ func TestHelmInstallForReal(t *testing.T) {
 		if len(created) == 0 {
 			t.Fatal("no member pod was created during the upgrade")
 		}
-		for _, name := range created {
-			p := &corev1.Pod{}
-			if err := lc.Client.Get(ctx, client.ObjectKey{Namespace: "nats", Name: name}, p); err != nil {
-				t.Fatal(err)
-			}
+		for _, p := range created {
 			if !slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" }) {
-				t.Errorf("%s was admitted without seed-discovery during the upgrade", name)
+				t.Errorf("%s was admitted without seed-discovery during the upgrade", p.Name)
 			}
 		}
 		t.Logf("%d member pods created during the upgrade, all injected; %d refused and retried (failurePolicy Fail)", len(created), refused)
@@ -201,7 +198,7 @@ func memberPod(name string) *corev1.Pod {
 // createMembersUntil creates member pods one after another while during
 // runs, retrying each that admission refused; it returns the pods created
 // and how many creations were refused.
-func createMembersUntil(t *testing.T, ctx context.Context, lc *framework.LocalCluster, during func()) (created []string, refused int) {
+func createMembersUntil(t *testing.T, ctx context.Context, lc *framework.LocalCluster, during func()) (created []*corev1.Pod, refused int) {
 	t.Helper()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -218,7 +215,7 @@ func createMembersUntil(t *testing.T, ctx context.Context, lc *framework.LocalCl
 			for {
 				err := lc.Client.Create(ctx, p)
 				if err == nil {
-					created = append(created, p.Name)
+					created = append(created, p) // as admitted
 					break
 				}
 				if apierrors.IsAlreadyExists(err) || ctx.Err() != nil {
