@@ -8,6 +8,7 @@ package ociimage
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -177,22 +178,28 @@ func Peergroup(binDir, version string) Spec {
 }
 
 // BuildBinaries compiles the two binaries of the product image into dir
-// with the Dockerfile's flags: static (CGO_ENABLED=0), trimmed, version
-// stamped. arch "" builds for this machine. It runs in the module root.
+// with the Dockerfile's flags (BuildStatic).
 func BuildBinaries(dir, version, arch string) error {
+	return BuildStatic(context.Background(), dir, version, arch, "./cmd/peergroup-webhook", "./cmd/seed-discovery")
+}
+
+// BuildStatic compiles main packages of the module into dir as the
+// Dockerfile does: static (CGO_ENABLED=0), trimmed, version stamped. arch ""
+// builds for this machine. It runs in the module root.
+func BuildStatic(ctx context.Context, dir, version, arch string, pkgs ...string) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version,
-		"-o", dir+string(os.PathSeparator), "./cmd/peergroup-webhook", "./cmd/seed-discovery")
+	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w -X main.version=" + version, "-o", dir + string(os.PathSeparator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if arch != "" {
 		cmd.Env = append(cmd.Env, "GOARCH="+arch)
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, b)
+		return fmt.Errorf("go build %s: %w\n%s", strings.Join(pkgs, " "), err, b)
 	}
 	return nil
 }

@@ -111,14 +111,7 @@ func run(m *testing.M) (code int) {
 func dumpLogs(dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		fmt.Fprintf(os.Stderr, "==> %s (last %d lines)\n%s\n", filepath.Base(f), len(lines), strings.Join(lines, "\n"))
+		tail := framework.LogTail(f, 15)
+		fmt.Fprintf(os.Stderr, "==> %s (last %d lines)\n%s\n", filepath.Base(f), strings.Count(tail, "\n")+1, tail)
 	}
 }

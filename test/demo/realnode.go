@@ -39,19 +39,12 @@ func runReal(ctx context.Context) error {
 	}
 	fmt.Printf("    peergroup: %s\n    nats:      %s\n", images.Peergroup, images.NATS)
 
-	cmds, err := framework.ReadmeUseIt()
+	cmds, err := framework.UseItOnRealNode(work)
 	if err != nil {
 		return err
 	}
-	values := filepath.Join(work, "no-kube-proxy.yaml")
-	if err := framework.NoKubeProxyValues(values); err != nil {
-		return err
-	}
-	step("The README's \"Use it\", as written (helm install gets -f %s: no kube-proxy here)", filepath.Base(values))
+	step("The README's \"Use it\", as written (helm install gets -f no-kube-proxy.yaml: no kube-proxy here)")
 	for _, c := range cmds {
-		if strings.HasPrefix(c, "helm install ") {
-			c += " -f " + values
-		}
 		fmt.Printf("\n$ %s\n", c)
 		if err := lc.Shell(ctx, indent{os.Stdout}, c); err != nil {
 			return err

@@ -54,6 +54,31 @@ extraEnv:
 	return os.WriteFile(path, []byte(values), 0o644)
 }
 
+// UseItOnRealNode returns the README's "Use it" commands for a cluster
+// whose node is real: as written, but `helm install` also gets the
+// NoKubeProxyValues file (written into dir) and helmArgs.
+func UseItOnRealNode(dir string, helmArgs ...string) ([]string, error) {
+	values := filepath.Join(dir, "no-kube-proxy.yaml")
+	if err := NoKubeProxyValues(values); err != nil {
+		return nil, err
+	}
+	cmds, err := ReadmeUseIt()
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for i, c := range cmds {
+		if strings.HasPrefix(c, "helm install ") {
+			cmds[i] = strings.Join(append([]string{c, "-f", values}, helmArgs...), " ")
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf(`README.md's "Use it" has no helm install: %q`, cmds)
+	}
+	return cmds, nil
+}
+
 // ReadmeUseIt returns the commands of the README's "Use it" block, one per
 // line, continuation lines joined and comments dropped.
 func ReadmeUseIt() ([]string, error) {

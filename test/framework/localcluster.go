@@ -242,23 +242,36 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 }
 
 func (lc *LocalCluster) start(name string, args ...string) error {
-	logf, err := os.Create(filepath.Join(lc.LogDir, name+".log"))
+	c, err := startLogged(lc.LogDir, lc.assets, nil, name, args...)
 	if err != nil {
-		return err
-	}
-	cmd := exec.Command(filepath.Join(lc.assets, name), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	c, err := startComponent(name, cmd)
-	if err != nil {
-		logf.Close()
 		return err
 	}
 	lc.procs = append(lc.procs, c)
+	return nil
+}
+
+// startLogged starts the binary name from assets with args (env added to
+// this process's), its output in logDir/name.log, closed when it exits.
+func startLogged(logDir, assets string, env []string, name string, args ...string) (*component, error) {
+	logf, err := os.Create(filepath.Join(logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(assets, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	c, err := startComponent(name, cmd)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	go func() {
 		<-c.done
 		logf.Close()
 	}()
-	return nil
+	return c, nil
 }
 
 // startComponent starts cmd, which dies with the process that started it
@@ -326,7 +339,7 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 	for _, p := range lc.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited: %v; the end of its log:\n%s", p.name, p.err, logTail(filepath.Join(lc.LogDir, p.name+".log"), 15))
+			return fmt.Errorf("%s exited: %v; the end of its log:\n%s", p.name, p.err, LogTail(filepath.Join(lc.LogDir, p.name+".log"), 15))
 		default:
 		}
 	}
@@ -386,9 +399,9 @@ func kwokStages() ([]string, error) {
 	return append(stages, pods...), nil
 }
 
-// logTail returns the last n lines of a component's log, for an error
+// LogTail returns the last n lines of a component's log, for an error
 // that must explain itself after the log directory is gone.
-func logTail(path string, n int) string {
+func LogTail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()

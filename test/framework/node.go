@@ -142,7 +142,7 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 		return nil, err
 	}
 	say("real node: waiting for the node lock %s", NodeLockPath)
-	if n.lock, err = lockNode(ctx); err != nil {
+	if n.lock, err = LockRealNode(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -182,10 +182,11 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 		return nil, err
 	}
 	say("real node: image registry on %s; building the pause image", n.Registry.Host)
-	bin, err := buildStatic(ctx, "./test/images/pause", filepath.Join(n.Dir, "build"))
-	if err != nil {
+	buildDir := filepath.Join(n.Dir, "build")
+	if err := ociimage.BuildStatic(ctx, buildDir, "dev", "", "./test/images/pause"); err != nil {
 		return nil, err
 	}
+	bin := filepath.Join(buildDir, "pause")
 	img, err := ociimage.Build(ociimage.Spec{
 		Files:      map[string]ociimage.File{"/pause": {Source: bin, Mode: 0o755}},
 		Entrypoint: []string{"/pause"},
@@ -209,10 +210,13 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 // killed run's mounts wherever its checkout was.
 const NodeLockPath = "/run/lock/peergroup-node.lock"
 
-// lockNode takes the node lock, polling while another process's node holds
-// it, until ctx ends. A process started with the lock already held (its
-// descriptor passed as fd 3, PEERGROUP_NODE_LOCK_FD=3) uses that one.
-func lockNode(ctx context.Context) (*os.File, error) {
+// LockRealNode takes the node lock, polling while another process's node
+// holds it, until ctx ends; closing the file releases it. While it is
+// held no node starts, so what is on the machine under the node's names is
+// a previous node's. The file can be handed to a child process
+// (ExtraFiles, fd 3, PEERGROUP_NODE_LOCK_FD=3), whose node then runs under
+// this lock, which outlives the child: a process started so uses fd 3.
+func LockRealNode(ctx context.Context) (*os.File, error) {
 	var f *os.File
 	if os.Getenv("PEERGROUP_NODE_LOCK_FD") == "3" {
 		// Not to be inherited by containerd, its shims or the kubelet.
@@ -243,15 +247,6 @@ func lockNode(ctx context.Context) (*os.File, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// LockRealNode holds the node lock until unlock is called: no node starts
-// meanwhile, so what is on the machine under the node's names is a
-// previous node's. The file can be handed to a child process (ExtraFiles,
-// fd 3, PEERGROUP_NODE_LOCK_FD=3), whose node then runs under this lock,
-// which outlives the child.
-func LockRealNode(ctx context.Context) (lock *os.File, err error) {
-	return lockNode(ctx)
 }
 
 // cleanPrevious removes what the last node started on this machine left,
@@ -292,7 +287,7 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 	if err := joinNodeCgroup(cd.cmd.Process.Pid, "runtime"); err != nil {
 		return err
 	}
-	if err := waitForSocket(ctx, filepath.Join(n.Dir, "containerd.sock"), cd, 30*time.Second); err != nil {
+	if err := waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), nil, 0o644); err != nil {
@@ -307,12 +302,12 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 		if err != nil {
 			return err
 		}
-		if lastErr = waitKubeletHealthy(ctx, kl, healthz, 30*time.Second); lastErr == nil {
+		if lastErr = waitListening(ctx, kl, "tcp", healthz, 30*time.Second); lastErr == nil {
 			return joinNodeCgroup(kl.cmd.Process.Pid, "kubelet")
 		}
 		n.procs = slices.DeleteFunc(n.procs, func(c *component) bool { return c == kl })
 		stopComponents([]*component{kl}, 5*time.Second)
-		tail := logTail(filepath.Join(n.logDir, "kubelet.log"), 15)
+		tail := LogTail(filepath.Join(n.logDir, "kubelet.log"), 15)
 		if !strings.Contains(tail, "address already in use") {
 			return fmt.Errorf("%w; the end of its log:\n%s", lastErr, tail)
 		}
@@ -348,46 +343,13 @@ func (n *RealNode) startKubelet(kubeconfig string) (_ *component, healthzAddr st
 	return kl, fmt.Sprintf("127.0.0.1:%d", healthz), err
 }
 
-// waitKubeletHealthy waits until the kubelet answers on its healthz port,
-// or exits.
-func waitKubeletHealthy(ctx context.Context, kl *component, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-kl.done:
-			return fmt.Errorf("kubelet exited: %v", kl.err)
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("kubelet not serving healthz on %s after %s", addr, timeout)
-}
-
 func (n *RealNode) start(name string, args ...string) (*component, error) {
-	logf, err := os.Create(filepath.Join(n.logDir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(n.assets, name), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
 	// containerd finds its shim on PATH.
-	cmd.Env = append(os.Environ(), "PATH="+n.assets+":"+os.Getenv("PATH"))
-	c, err := startComponent(name, cmd)
+	c, err := startLogged(n.logDir, n.assets, []string{"PATH=" + n.assets + ":" + os.Getenv("PATH")}, name, args...)
 	if err != nil {
-		logf.Close()
 		return nil, err
 	}
 	n.procs = append(n.procs, c)
-	go func() {
-		<-c.done
-		logf.Close()
-	}()
 	return c, nil
 }
 
@@ -492,17 +454,27 @@ var kernelSettings = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel
 // directory before the kubelet changes them.
 func (n *RealNode) saveSysctls() error {
 	var b strings.Builder
+	values := readSysctls()
 	for _, k := range kernelSettings {
-		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
-		if err != nil {
-			continue
+		if v, ok := values[k]; ok {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
 		}
-		fmt.Fprintf(&b, "%s=%s\n", k, strings.TrimSpace(string(v)))
 	}
 	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(n.Dir, "sysctls"), []byte(b.String()), 0o644)
+}
+
+// readSysctls reads the machine's values of kernelSettings.
+func readSysctls() map[string]string {
+	values := map[string]string{}
+	for _, k := range kernelSettings {
+		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
+			values[k] = strings.TrimSpace(string(v))
+		}
+	}
+	return values
 }
 
 // restoreSysctls writes back the values saveSysctls recorded under dir.
@@ -748,7 +720,9 @@ func deleteBridge(bridge string) error {
 	return errors.Join(errs...)
 }
 
-func waitForSocket(ctx context.Context, path string, c *component, timeout time.Duration) error {
+// waitListening waits until something accepts connections at addr (a
+// unix socket or host:port): c serving, unless c exits first.
+func waitListening(ctx context.Context, c *component, network, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
@@ -758,26 +732,13 @@ func waitForSocket(ctx context.Context, path string, c *component, timeout time.
 			return ctx.Err()
 		default:
 		}
-		if conn, err := net.Dial("unix", path); err == nil {
+		if conn, err := net.DialTimeout(network, addr, time.Second); err == nil {
 			conn.Close()
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: no socket at %s after %s", c.name, path, timeout)
-}
-
-// buildStatic builds a main package of the module as a static binary into
-// dir and returns its path.
-func buildStatic(ctx context.Context, pkg, dir string) (string, error) {
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-	}
-	return out, nil
+	return fmt.Errorf("%s: nothing listening on %s %s after %s", c.name, network, addr, timeout)
 }
 
 func (n *RealNode) writeCNIConfig() error {
@@ -959,9 +920,10 @@ func Leftovers(dir, assets string, before MachineState) []string {
 			left = append(left, "path "+p)
 		}
 	}
+	now := readSysctls()
 	for k, was := range before.Sysctls {
-		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil && strings.TrimSpace(string(v)) != was {
-			left = append(left, fmt.Sprintf("sysctl %s=%s (was %s)", k, strings.TrimSpace(string(v)), was))
+		if v, ok := now[k]; ok && v != was {
+			left = append(left, fmt.Sprintf("sysctl %s=%s (was %s)", k, v, was))
 		}
 	}
 	return left
@@ -979,12 +941,7 @@ type MachineState struct {
 func SnapshotMachine() MachineState {
 	var s MachineState
 	s.Veths = VethLinks()
-	s.Sysctls = map[string]string{}
-	for _, k := range kernelSettings {
-		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
-			s.Sysctls[k] = strings.TrimSpace(string(v))
-		}
-	}
+	s.Sysctls = readSysctls()
 	for _, p := range nodeFixedPaths {
 		if _, err := os.Lstat(p); err == nil {
 			s.Paths = append(s.Paths, p)

@@ -46,10 +46,6 @@ func TestHelmInstallForReal(t *testing.T) {
 	if _, err := framework.PushNodeImages(ctx, lc.Node); err != nil {
 		t.Fatal(err)
 	}
-	values := filepath.Join(logDir, "no-kube-proxy.yaml")
-	if err := framework.NoKubeProxyValues(values); err != nil {
-		t.Fatal(err)
-	}
 	shell := func(t *testing.T, line string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -65,17 +61,14 @@ func TestHelmInstallForReal(t *testing.T) {
 	}
 
 	t.Run("README: helm install, then the NATS walkthrough", func(t *testing.T) {
-		cmds, err := framework.ReadmeUseIt()
+		cmds, err := framework.UseItOnRealNode(logDir, "--timeout", "3m")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cmds) == 0 || !strings.HasPrefix(cmds[0], "helm install ") {
+		if !strings.HasPrefix(cmds[0], "helm install ") {
 			t.Fatalf("README's Use it does not start with helm install: %q", cmds)
 		}
 		for _, c := range cmds {
-			if strings.HasPrefix(c, "helm install ") {
-				c += " -f " + values + " --timeout 3m"
-			}
 			shell(t, c)
 		}
 		requireWebhookFromChart(t, ctx, lc)
