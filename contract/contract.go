@@ -31,6 +31,13 @@ const (
 	PeerLabel = Domain + "/peer"
 	PeerValue = "true"
 
+	// InitFirstAnnotation set to "true" places seed-discovery before the
+	// pod's other init containers, so a service mesh's init container
+	// (which redirects the pod's traffic to a proxy not running yet)
+	// cannot make every peer look unreachable to it. It is read by the
+	// webhook only.
+	InitFirstAnnotation = Domain + "/init-first"
+
 	// ManagedByLabel and ManagedByValue mark the Services peergroup creates.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "peergroup"
@@ -49,11 +56,21 @@ const (
 	SeedsFile = SeedsMountPath + "/" + SeedsFileName
 )
 
-// Files seed-discovery writes into SeedsMountPath.
+// Files seed-discovery writes into SeedsMountPath (README, "Seed files";
+// what each one holds is written in discovery.Write). The seed files are
+// the founding decision and are written once; the peer files and
+// discovery.json are rewritten by the refreshing sidecar.
 const (
 	SeedsFileName     = "seeds"
 	PeersFileName     = "peers"
 	DiscoveryFileName = "discovery.json"
+	// One seed host per line; host:port per line; JGroups' host[port],….
+	SeedHostsFileName     = "seed-hosts"
+	SeedHostPortsFileName = "seed-hostports"
+	SeedJGroupsFileName   = "seed-jgroups"
+	// One peer host per line; host:port per line.
+	PeerHostsFileName     = "peer-hosts"
+	PeerHostPortsFileName = "peer-hostports"
 )
 
 // Env vars in app containers.

@@ -24,6 +24,18 @@ const (
 // Foundings lists the valid founding values, in the order messages name them.
 var Foundings = []Founding{FoundLowest, FoundOrdinal0, FoundNever}
 
+// SeedAddress says how seeds and peers are written: by IP, or by the pods'
+// stable DNS names (StatefulSet pods of the group's Service only).
+type SeedAddress string
+
+const (
+	// AddressIP writes the pods' IP addresses (the default).
+	AddressIP SeedAddress = "ip"
+	// AddressHostname writes <pod>.<service>.<namespace>.svc.<domain>, a
+	// name that survives the pod's restarts (its IP does not).
+	AddressHostname SeedAddress = "hostname"
+)
+
 // Defaults seed-discovery applies when a tuning value is not set.
 const (
 	DefaultSeedCount     = 3
@@ -31,6 +43,7 @@ const (
 	DefaultStableMargin  = 5 * time.Second
 	DefaultTimeout       = 300 * time.Second
 	DefaultFounding      = FoundLowest
+	DefaultSeedAddress   = AddressIP
 )
 
 // Ranges of the tuning values, inclusive. A pod annotation outside them is
@@ -42,6 +55,12 @@ var (
 	PeerPortRange      = IntRange{1, 65535}
 	StableMarginRange  = DurationRange{time.Second, 10 * time.Minute}
 	TimeoutRange       = DurationRange{10 * time.Second, 24 * time.Hour}
+	// RefreshRange bounds the refreshing sidecar's interval: one
+	// observation (two DNS queries, A and AAAA, or one SRV) per interval
+	// per pod, so 5s keeps a pod at most 0.4 queries/s plus one PTR query
+	// per new peer address; an hour is as slow as a refresh is still worth
+	// running for.
+	RefreshRange = DurationRange{5 * time.Second, time.Hour}
 )
 
 // IntRange is an inclusive range of integers.
@@ -113,11 +132,17 @@ var (
 	PortName = tuning("port-name", "a container port name (IANA service name, at most 15 characters)", func(s string) bool {
 		return len(validation.IsValidPortName(s)) == 0
 	})
+	SeedAddressValue = tuning("seed-address", "ip or hostname", func(s string) bool {
+		return s == string(AddressIP) || s == string(AddressHostname)
+	})
+	// Refresh turns seed-discovery into a native sidecar that keeps the
+	// peer files current after its first decision (README, "Refreshing peers").
+	Refresh = tuning("refresh", fmt.Sprintf("a Go duration from %s to %s (e.g. 30s)", fmtDuration(RefreshRange.Min), fmtDuration(RefreshRange.Max)), durationIn(RefreshRange))
 )
 
 // Tunings lists every tuning value, in the order the webhook writes their
 // env vars.
-var Tunings = []Tuning{SeedCount, ExpectedPeers, StableMargin, Timeout, FoundingValue, PeerPort, PortName}
+var Tunings = []Tuning{SeedCount, ExpectedPeers, StableMargin, Timeout, FoundingValue, PeerPort, PortName, SeedAddressValue, Refresh}
 
 func intIn(r IntRange) func(string) bool {
 	return func(s string) bool {

@@ -34,7 +34,12 @@ type Config struct {
 	// PeerPort 0 means no probing.
 	PeerPort int
 	// PortName empty means A/AAAA records instead of SRV.
-	PortName  string
+	PortName string
+	// SeedAddress says whether hosts are IPs or the pods' DNS names.
+	SeedAddress contract.SeedAddress
+	// Refresh, when positive, keeps the peer files current at this
+	// interval after the first decision (the refreshing sidecar).
+	Refresh   time.Duration
 	DNSServer string
 	OutputDir string
 	// TerminationLog receives the failure reason when writable.
@@ -88,6 +93,9 @@ var tuningFields = map[string]tuningField{
 	contract.FoundingValue.Name: {"lowest, ordinal0 or never", func(c *Config, s string) { c.Founding = Founding(s) }},
 	contract.PeerPort.Name:      {"TCP port probed on peers; a live peer means join", func(c *Config, s string) { c.PeerPort = atoi(s) }},
 	contract.PortName.Name:      {"query SRV records of this port name", func(c *Config, s string) { c.PortName = s }},
+	contract.SeedAddressValue.Name: {"write seeds and peers as IPs or as the pods' DNS names",
+		func(c *Config, s string) { c.SeedAddress = contract.SeedAddress(s) }},
+	contract.Refresh.Name: {"after deciding, keep the peer files current at this interval (0: exit)", func(c *Config, s string) { c.Refresh = duration(s) }},
 }
 
 func atoi(s string) int {
@@ -114,6 +122,7 @@ func load(args []string, getenv func(string) string, resolvConf []byte) (Config,
 		StableMargin:  contract.DefaultStableMargin,
 		Timeout:       contract.DefaultTimeout,
 		Founding:      contract.DefaultFounding,
+		SeedAddress:   contract.DefaultSeedAddress,
 	}
 	fs, raw := newFlagSet(&c, getenv)
 	if err := fs.Parse(args); err != nil {

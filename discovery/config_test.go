@@ -130,6 +130,10 @@ func field(c Config, t contract.Tuning) any {
 		return c.PeerPort
 	case contract.PortName.Name:
 		return c.PortName
+	case contract.SeedAddressValue.Name:
+		return c.SeedAddress
+	case contract.Refresh.Name:
+		return c.Refresh
 	}
 	panic("no Config field for tuning " + t.Name)
 }
@@ -151,7 +155,7 @@ func boundaryCases() []tuningCase {
 	for _, x := range []struct {
 		t contract.Tuning
 		r contract.DurationRange
-	}{{contract.StableMargin, contract.StableMarginRange}, {contract.Timeout, contract.TimeoutRange}} {
+	}{{contract.StableMargin, contract.StableMarginRange}, {contract.Timeout, contract.TimeoutRange}, {contract.Refresh, contract.RefreshRange}} {
 		cases = append(cases,
 			tuningCase{x.t, (x.r.Min - time.Nanosecond).String(), false, nil},
 			tuningCase{x.t, x.r.Min.String(), true, x.r.Min},
@@ -170,6 +174,12 @@ func boundaryCases() []tuningCase {
 		tuningCase{contract.PortName, "intra_node", false, nil},
 		tuningCase{contract.PortName, "sixteen-chars-xx", false, nil},
 		tuningCase{contract.PortName, "7000", false, nil},
+		tuningCase{contract.SeedAddressValue, "ip", true, contract.AddressIP},
+		tuningCase{contract.SeedAddressValue, "hostname", true, contract.AddressHostname},
+		tuningCase{contract.SeedAddressValue, "Hostname", false, nil},
+		tuningCase{contract.SeedAddressValue, "dns", false, nil},
+		tuningCase{contract.Refresh, "0", false, nil},
+		tuningCase{contract.Refresh, "30s", true, 30 * time.Second},
 	)
 }
 
@@ -260,6 +270,7 @@ func TestBothSidesAcceptTheSameValues(t *testing.T) {
 		"5", "1s", "999ms", "500ms", "+5s", "-5s", ".5m", "1m30s", "10m", "10m1s", "9s", "10s", "24h", "24h0m1s", "1d",
 		"lowest", "ordinal0", "never", "first", "LOWEST",
 		"intra-node", "cql", "http2", "intra_node", "-cql", "a-very-long-port-name", "x",
+		"ip", "hostname", "IP", "host", "4s", "5s", "1h", "1h0m1s", "61m",
 	}
 	for _, tc := range boundaryCases() {
 		values = append(values, tc.value)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -51,6 +52,8 @@ type Peer struct {
 	// hostname (its IP with dashes, as CoreDNS names it); empty when
 	// unknown.
 	Hostname string `json:"hostname,omitempty"`
+	// Port is the SRV record's port (0 without a port name).
+	Port uint16 `json:"port,omitempty"`
 }
 
 // Pod is one member of the group: the addresses DNS gives for it. A group
@@ -63,6 +66,9 @@ type Pod struct {
 	// IPs in IP byte order (IPv4 first); never empty, at most one per
 	// family.
 	IPs []netip.Addr `json:"ips"`
+	// Port is the SRV record's port of the pod's first address (0 without
+	// a port name).
+	Port uint16 `json:"port,omitempty"`
 }
 
 // Inputs is one stable view plus this pod's identity and tuning.
@@ -100,8 +106,19 @@ type Decision struct {
 	// Order is OrderOrdinal or OrderIP.
 	Order string `json:"order"`
 	// Queries is how many DNS messages this pod sent until it decided
-	// (set by Runner; Decide does not know).
+	// (set by Runner; Decide does not know), and until the last refresh
+	// with the refreshing sidecar.
 	Queries int64 `json:"queries,omitempty"`
+	// SeedHosts and PeerHosts are what the host files list (Hosts): the
+	// seeds' and the peers' addresses, or their DNS names with
+	// seed-address=hostname. Port is the port the host:port files use.
+	Address   contract.SeedAddress `json:"address"`
+	SeedHosts []string             `json:"seedHosts"`
+	PeerHosts []string             `json:"peerHosts"`
+	Port      int                  `json:"port,omitempty"`
+	// Refreshed is when the refreshing sidecar last rewrote the peer files
+	// (zero until it does).
+	Refreshed *time.Time `json:"refreshed,omitempty"`
 }
 
 // Decide is pure: the same view gives the same seeds on every pod. When it
@@ -163,6 +180,17 @@ func Decide(in Inputs) (Decision, string) {
 	switch {
 	case selfIdx == 0 && in.Founding == FoundNever:
 		return Decision{}, "first in order but founding=never, and no live peer to join"
+	case selfIdx == 0 && in.Live != nil && len(g.Pods) > 1:
+		// Founding with others in the Service is safe only when none of
+		// them runs a cluster, and a refused probe cannot tell "not up yet"
+		// from "unreachable from here". So the first pod never founds
+		// beside others: the other seeds start (they need no live peer),
+		// and it joins the first that answers. A pod whose probes can never
+		// succeed (a mesh's redirect, a NetworkPolicy) then waits and says
+		// why instead of starting a second cluster.
+		return Decision{}, fmt.Sprintf("first in order, but the Service lists %d other pods and none answers on the peer port: "+
+			"not founding beside them (that could start a second cluster); waiting for one to answer. If they run, this pod cannot reach them: "+
+			"a service mesh's init container before seed-discovery (set %s: \"true\"), or a NetworkPolicy blocking the port", len(g.Pods)-1, contract.InitFirstAnnotation)
 	case selfIdx == 0:
 		d.Role = RoleFounder
 	case selfIdx < n:
@@ -270,7 +298,7 @@ func GroupPods(peers []Peer) Group {
 		switch {
 		case named && onePerFamily(ips):
 			if ips[0] == p.IP { // addrs is sorted, so the pod's first address comes first
-				g.Pods = append(g.Pods, Pod{Hostname: p.Hostname, IPs: ips})
+				g.Pods = append(g.Pods, Pod{Hostname: p.Hostname, IPs: ips, Port: p.Port})
 			}
 		case p.IP.Is4():
 			anon4 = append(anon4, p)
@@ -290,7 +318,7 @@ func GroupPods(peers []Peer) Group {
 		}
 	}
 	for _, p := range anon {
-		g.Pods = append(g.Pods, Pod{Hostname: p.Hostname, IPs: []netip.Addr{p.IP}})
+		g.Pods = append(g.Pods, Pod{Hostname: p.Hostname, IPs: []netip.Addr{p.IP}, Port: p.Port})
 	}
 	g.Order = orderPods(g.Pods)
 	return g

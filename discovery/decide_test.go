@@ -30,10 +30,10 @@ func dashed(ips ...string) []Peer {
 }
 
 func TestDecide(t *testing.T) {
-	sts := []Peer{{ip("10.0.0.9"), "cassandra-0"}, {ip("10.0.0.5"), "cassandra-1"}, {ip("10.0.0.1"), "cassandra-2"}}
+	sts := []Peer{{IP: ip("10.0.0.9"), Hostname: "cassandra-0"}, {IP: ip("10.0.0.5"), Hostname: "cassandra-1"}, {IP: ip("10.0.0.1"), Hostname: "cassandra-2"}}
 	// Dual-stack StatefulSet pods: each hostname on an IPv4 and an IPv6 address.
-	dual := []Peer{{ip("fd00::2"), "db-1"}, {ip("10.0.0.1"), "db-0"}, {ip("10.0.0.2"), "db-1"}, {ip("fd00::1"), "db-0"}}
-	dual3 := []Peer{{ip("10.0.0.1"), "db-2"}, {ip("fd00::1"), "db-2"}, {ip("10.0.0.2"), "db-1"}, {ip("fd00::2"), "db-1"}, {ip("10.0.0.9"), "db-0"}, {ip("fd00::9"), "db-0"}}
+	dual := []Peer{{IP: ip("fd00::2"), Hostname: "db-1"}, {IP: ip("10.0.0.1"), Hostname: "db-0"}, {IP: ip("10.0.0.2"), Hostname: "db-1"}, {IP: ip("fd00::1"), Hostname: "db-0"}}
+	dual3 := []Peer{{IP: ip("10.0.0.1"), Hostname: "db-2"}, {IP: ip("fd00::1"), Hostname: "db-2"}, {IP: ip("10.0.0.2"), Hostname: "db-1"}, {IP: ip("fd00::2"), Hostname: "db-1"}, {IP: ip("10.0.0.9"), Hostname: "db-0"}, {IP: ip("fd00::9"), Hostname: "db-0"}}
 	cases := []struct {
 		name      string
 		in        Inputs
@@ -52,8 +52,15 @@ func TestDecide(t *testing.T) {
 		{name: "ordinal0 waits for pod 0", in: Inputs{Peers: sts[1:], Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: "waiting for ordinal 0"},
 		{name: "ordinal0 without hostnames waits", in: Inputs{Peers: peersOf("10.0.0.1"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: "ordinal hostname"},
 		{name: "live peer means join even when lowest", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.3"): true}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.3]"},
-		{name: "probing with nobody live falls back to order", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, wantRole: RoleFounder, wantSeeds: "[10.0.0.1 10.0.0.2]"},
-		{name: "mixed ordinal bases use ip order", in: Inputs{Peers: []Peer{{ip("10.0.0.9"), "a-0"}, {ip("10.0.0.1"), "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.1]"},
+		// Safe founding: beside others that all refuse the peer port, the
+		// first pod waits (they may run and be unreachable from here); the
+		// others take their roles from the order, so the group still starts.
+		{name: "probing with nobody live: the first does not found beside others", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, waiting: "the Service lists 1 other pods and none answers on the peer port"},
+		{name: "probing with nobody live: ordinal0 waits the same", in: Inputs{Peers: []Peer{{IP: ip("10.0.0.9"), Hostname: "db-0"}, {IP: ip("10.0.0.1"), Hostname: "db-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0, Live: map[netip.Addr]bool{}}, waiting: "none answers on the peer port"},
+		{name: "probing with nobody live: a second pod is a seed", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2]"},
+		{name: "probing with nobody live: a third pod joins the seeds", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.1 10.0.0.2]"},
+		{name: "probing alone: founds", in: Inputs{Peers: peersOf("10.0.0.1"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{}}, wantRole: RoleFounder, wantSeeds: "[10.0.0.1]"},
+		{name: "mixed ordinal bases use ip order", in: Inputs{Peers: []Peer{{IP: ip("10.0.0.9"), Hostname: "a-0"}, {IP: ip("10.0.0.1"), Hostname: "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.1]"},
 
 		// Dual stack: peers are pods. Two pods with an IPv4 and an IPv6
 		// address each are two peers, whether DNS names them or not.
@@ -68,7 +75,7 @@ func TestDecide(t *testing.T) {
 		{name: "dual stack unnamed: IPv6 slice ahead, counted by IPv6", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[fd00::1 fd00::2]"},
 		{name: "dual stack unnamed: own address uncounted", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::9")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IP not in"},
 		{name: "dual stack unnamed: own counted address not there yet", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IPv4 address not in the Service's DNS records yet"},
-		{name: "one hostname on two pods is no pod identity", in: Inputs{Peers: []Peer{{ip("10.0.0.1"), "web"}, {ip("10.0.0.2"), "web"}}, Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2]"},
+		{name: "one hostname on two pods is no pod identity", in: Inputs{Peers: []Peer{{IP: ip("10.0.0.1"), Hostname: "web"}, {IP: ip("10.0.0.2"), Hostname: "web"}}, Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2]"},
 		{name: "live dual-stack pod: its answering addresses", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true, ip("fd00::1"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
 		{name: "live uncounted address stands for its pod", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2"), Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
 
@@ -77,7 +84,7 @@ func TestDecide(t *testing.T) {
 		{name: "dashed IPs are no ordinals: ip order", in: Inputs{Peers: dashed("10.244.1.10", "10.244.1.9", "10.244.2.0"), Self: []netip.Addr{ip("10.244.2.0")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundLowest}, wantRole: RoleJoiner, wantSeeds: "[10.244.1.9]"},
 		{name: "ordinal0 on dashed IPs says StatefulSet", in: Inputs{Peers: dashed("10.244.1.10", "10.244.1.9", "10.244.1.0"), Self: []netip.Addr{ip("10.244.1.0")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `founding=ordinal0 needs every peer to be a pod of one StatefulSet with an ordinal hostname (<name>-<n>, from SRV targets or PTR records), but 10.244.1.0 is named "10-244-1-0" after its IP`},
 		{name: "ordinal0 on dashed IPv6 says StatefulSet", in: Inputs{Peers: dashed("fd00::10", "fd00::0"), Self: []netip.Addr{ip("fd00::")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `but fd00:: is named "fd00--" after its IP`},
-		{name: "ordinal0 across two StatefulSets", in: Inputs{Peers: []Peer{{ip("10.0.0.9"), "a-0"}, {ip("10.0.0.1"), "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `two StatefulSets, "b" and "a"`},
+		{name: "ordinal0 across two StatefulSets", in: Inputs{Peers: []Peer{{IP: ip("10.0.0.9"), Hostname: "a-0"}, {IP: ip("10.0.0.1"), Hostname: "b-1"}}, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 1, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: `two StatefulSets, "b" and "a"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -142,7 +142,7 @@ func (r *Resolver) Observe(ctx context.Context, fqdn, portName string) (Observat
 				}
 			}
 			for _, ip := range ips {
-				obs.Peers = append(obs.Peers, Peer{IP: ip, Hostname: firstLabel(target)})
+				obs.Peers = append(obs.Peers, Peer{IP: ip, Hostname: firstLabel(target), Port: srv.Port})
 			}
 		}
 	} else {

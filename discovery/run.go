@@ -195,16 +195,15 @@ func (r *Runner) conclude(ctx context.Context, v *view, stableFor time.Duration)
 	return d, true, nil
 }
 
-// decide runs Decide on the view. Peer hostnames come from PTR records
-// when the order may be by ordinal (a StatefulSet-like pod name, or
-// founding=ordinal0) and when the view holds both families without pod
-// hostnames: only a hostname tells which IPv4 and IPv6 addresses are one
+// decide runs Decide on the view and fills in the hosts. Peer hostnames
+// come from PTR records when the configuration needs them (needsNames) and
+// when the view holds both families without pod hostnames: only a hostname tells which IPv4 and IPv6 addresses are one
 // pod (GroupPods). Counting pods by one family, because DNS names none of
 // them, is logged once per change, with the reason.
 func (r *Runner) decide(ctx context.Context, v *view) (Decision, string, error) {
 	c := r.Config
 	peers := v.peers
-	if LooksOrdinal(c.PodName) || c.Founding == FoundOrdinal0 || unnamedDualStack(peers) {
+	if c.needsNames() || unnamedDualStack(peers) {
 		known := v.named
 		if known == nil {
 			known = v.peers
@@ -229,7 +228,21 @@ func (r *Runner) decide(ctx context.Context, v *view) (Decision, string, error) 
 		in.Live = r.probe(ctx, peers)
 	}
 	d, waiting := Decide(in)
+	if waiting == "" {
+		waiting = Hosts(&d, c.addressing())
+	}
 	return d, waiting, nil
+}
+
+// needsNames reports whether every round looks up the peers' PTR names: the
+// order may be by ordinal (a StatefulSet-like pod name, or
+// founding=ordinal0), or the hosts are the pods' names.
+func (c Config) needsNames() bool {
+	return LooksOrdinal(c.PodName) || c.Founding == FoundOrdinal0 || c.SeedAddress == contract.AddressHostname
+}
+
+func (c Config) addressing() Addressing {
+	return Addressing{Mode: c.SeedAddress, FQDN: c.FQDN(), PeerPort: c.PeerPort}
 }
 
 // unnamedDualStack reports whether addresses without a pod hostname come
@@ -335,28 +348,60 @@ func joinIPs(ips []netip.Addr, sep string) string {
 	return strings.Join(s, sep)
 }
 
-// Write stores the decision, each file atomically: `seeds` as one
-// comma-separated line of plain IPs (ready for CASSANDRA_SEEDS), `peers` one
-// pod per line in order (its addresses comma-separated, so one address per
-// line in a single-stack group), and `discovery.json`.
+// Write stores the decision, each file atomically (README, "Seed files"):
+// the peer files and discovery.json (writePeers), then the seed files:
+// `seeds`, one comma-separated line (ready for CASSANDRA_SEEDS), `seed-hosts`
+// one host per line, and with a port `seed-hostports` (host:port per line)
+// and `seed-jgroups` (host[port],…). A host is an IP, or a pod's DNS name
+// with seed-address=hostname (Hosts fills them in).
 func Write(dir string, d Decision) error {
+	if err := writePeers(dir, d); err != nil {
+		return err
+	}
+	files := []namedFile{{contract.SeedHostsFileName, lines(d.SeedHosts)}}
+	if d.Port > 0 {
+		files = append(files,
+			namedFile{contract.SeedHostPortsFileName, lines(hostPorts(d.SeedHosts, d.Port))},
+			namedFile{contract.SeedJGroupsFileName, []byte(jgroups(d.SeedHosts, d.Port) + "\n")})
+	}
+	// Last: an app waiting for `seeds` finds the others already there.
+	files = append(files, namedFile{contract.SeedsFileName, []byte(strings.Join(d.SeedHosts, ",") + "\n")})
+	return writeFiles(dir, files)
+}
+
+// writePeers stores what the refreshing sidecar keeps current: `peers`, one
+// pod per line in order (its addresses comma-separated, so one address per
+// line in a single-stack group; its DNS name with seed-address=hostname),
+// `peer-hosts` one host per line, with a port `peer-hostports`, and
+// discovery.json.
+func writePeers(dir string, d Decision) error {
 	peers := make([]string, len(d.Peers))
 	for i, p := range d.Peers {
 		peers[i] = joinIPs(p.IPs, ",")
+	}
+	if d.Address == contract.AddressHostname {
+		peers = d.PeerHosts // one name per pod
 	}
 	doc, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", contract.DiscoveryFileName, err)
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{contract.PeersFileName, []byte(strings.Join(peers, "\n") + "\n")},
-		{contract.DiscoveryFileName, append(doc, '\n')},
-		// Last: an app waiting for `seeds` finds the others already there.
-		{contract.SeedsFileName, []byte(joinIPs(d.Seeds, ",") + "\n")},
+	files := []namedFile{
+		{contract.PeersFileName, lines(peers)},
+		{contract.PeerHostsFileName, lines(d.PeerHosts)},
 	}
+	if d.Port > 0 {
+		files = append(files, namedFile{contract.PeerHostPortsFileName, lines(hostPorts(d.PeerHosts, d.Port))})
+	}
+	return writeFiles(dir, append(files, namedFile{contract.DiscoveryFileName, append(doc, '\n')}))
+}
+
+type namedFile struct {
+	name string
+	data []byte
+}
+
+func writeFiles(dir string, files []namedFile) error {
 	for _, f := range files {
 		// Readable by the app containers, whatever user they run as.
 		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, 0o644); err != nil {

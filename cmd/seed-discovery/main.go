@@ -1,16 +1,22 @@
 // Command seed-discovery is peergroup's init container: it watches the
 // group's headless Service in DNS until the view is stable, picks seeds
-// deterministically and writes them to /var/run/peergroup.
+// deterministically and writes them to /var/run/peergroup. With a refresh
+// interval it is a native sidecar that then keeps the peer files current
+// until the pod stops; `seed-discovery decided [--output-dir DIR]` is its
+// startup probe (exit 0 once the seeds are written).
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/discovery"
 )
 
@@ -22,6 +28,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "decided" {
+		return decided(args[1:])
+	}
 	resolvConf, _ := os.ReadFile("/etc/resolv.conf")
 	cfg, err := discovery.LoadConfig(args, os.Getenv, resolvConf)
 	if err != nil {
@@ -29,9 +38,43 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	r := &discovery.Runner{Config: cfg, Resolver: &discovery.Resolver{Server: cfg.DNSServer}, Log: stderr}
-	if _, err := r.Run(ctx); err != nil {
+	d, decidedBefore, err := previousDecision(cfg)
+	if err == nil && !decidedBefore {
+		d, err = r.Run(ctx)
+	}
+	if err == nil && cfg.Refresh > 0 {
+		err = r.Keep(ctx, d)
+	}
+	if err != nil {
 		report(stderr, cfg.TerminationLog, err)
-		return err
+	}
+	return err
+}
+
+// previousDecision is what a restarted sidecar decided before (the seeds
+// volume outlives its container): its seeds stay. A plain init container
+// decides again each time it runs, as it always has.
+func previousDecision(cfg discovery.Config) (discovery.Decision, bool, error) {
+	if cfg.Refresh == 0 {
+		return discovery.Decision{}, false, nil
+	}
+	d, ok, err := discovery.LoadDecision(cfg.OutputDir)
+	if err != nil {
+		return d, false, &discovery.ExitError{Code: discovery.ExitNotWritable, Err: err}
+	}
+	return d, ok, nil
+}
+
+// decided is the sidecar's startup probe: success once the seeds file
+// exists, so the kubelet starts the app only after the first decision.
+func decided(args []string) error {
+	fs := flag.NewFlagSet("seed-discovery decided", flag.ContinueOnError)
+	dir := fs.String("output-dir", contract.SeedsMountPath, "directory seed-discovery writes to")
+	if err := fs.Parse(args); err != nil {
+		return &discovery.ConfigError{Err: err}
+	}
+	if !discovery.Decided(*dir) {
+		return &discovery.ExitError{Code: discovery.ExitInterrupted, Err: errors.New("no decision yet")}
 	}
 	return nil
 }

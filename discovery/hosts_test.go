@@ -1,0 +1,121 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/test/dnszone"
+)
+
+// Every file a consumer reads, for each address kind, with and without a
+// port, single- and dual-stack, from a real DNS server: the third pod of a
+// StatefulSet decides (a joiner, so the peer-port cases need no live peer).
+func TestSeedFileFormats(t *testing.T) {
+	v4 := []dnszone.Pod{
+		{Hostname: "cassandra-0", IPs: []netip.Addr{ip("127.0.0.9")}},
+		{Hostname: "cassandra-1", IPs: []netip.Addr{ip("127.0.0.5")}},
+		{Hostname: "cassandra-2", IPs: []netip.Addr{ip("127.0.0.1")}},
+	}
+	const (
+		n0 = "cassandra-0.cassandra.db.svc.cluster.local"
+		n1 = "cassandra-1.cassandra.db.svc.cluster.local"
+		n2 = "cassandra-2.cassandra.db.svc.cluster.local"
+	)
+	absent := "(absent)"
+	cases := []struct {
+		name     string
+		pods     []dnszone.Pod
+		address  contract.SeedAddress
+		portName string
+		peerPort int
+		want     map[string]string
+	}{
+		{name: "ip, IPv4, no port", pods: v4, address: contract.AddressIP, want: map[string]string{
+			"seeds": "127.0.0.9,127.0.0.5\n", "seed-hosts": "127.0.0.9\n127.0.0.5\n", "seed-hostports": absent, "seed-jgroups": absent,
+			"peers": "127.0.0.9\n127.0.0.5\n127.0.0.1\n", "peer-hosts": "127.0.0.9\n127.0.0.5\n127.0.0.1\n", "peer-hostports": absent,
+		}},
+		{name: "ip, IPv4, peer-port", pods: v4, address: contract.AddressIP, peerPort: 7001, want: map[string]string{
+			"seeds": "127.0.0.9,127.0.0.5\n", "seed-hostports": "127.0.0.9:7001\n127.0.0.5:7001\n", "seed-jgroups": "127.0.0.9[7001],127.0.0.5[7001]\n",
+			"peer-hostports": "127.0.0.9:7001\n127.0.0.5:7001\n127.0.0.1:7001\n",
+		}},
+		{name: "ip, dual-stack, port-name", pods: dualStackPods, address: contract.AddressIP, portName: "intra-node", want: map[string]string{
+			"seeds":          "127.0.0.9,fd00::9,127.0.0.5,fd00::5\n",
+			"seed-hosts":     "127.0.0.9\nfd00::9\n127.0.0.5\nfd00::5\n",
+			"seed-hostports": "127.0.0.9:7000\n[fd00::9]:7000\n127.0.0.5:7000\n[fd00::5]:7000\n",
+			"seed-jgroups":   "127.0.0.9[7000],fd00::9[7000],127.0.0.5[7000],fd00::5[7000]\n",
+			"peers":          "127.0.0.9,fd00::9\n127.0.0.5,fd00::5\n127.0.0.1,fd00::1\n",
+			"peer-hosts":     "127.0.0.9\nfd00::9\n127.0.0.5\nfd00::5\n127.0.0.1\nfd00::1\n",
+			"peer-hostports": "127.0.0.9:7000\n[fd00::9]:7000\n127.0.0.5:7000\n[fd00::5]:7000\n127.0.0.1:7000\n[fd00::1]:7000\n",
+		}},
+		{name: "ip, dual-stack, no port", pods: dualStackPods, address: contract.AddressIP, want: map[string]string{
+			"seeds": "127.0.0.9,fd00::9,127.0.0.5,fd00::5\n", "seed-hostports": absent, "peer-hostports": absent,
+		}},
+		{name: "hostname, IPv4, no port (names from PTR)", pods: v4, address: contract.AddressHostname, want: map[string]string{
+			"seeds": n0 + "," + n1 + "\n", "seed-hosts": n0 + "\n" + n1 + "\n", "seed-hostports": absent,
+			"peers": n0 + "\n" + n1 + "\n" + n2 + "\n", "peer-hosts": n0 + "\n" + n1 + "\n" + n2 + "\n",
+		}},
+		{name: "hostname, dual-stack, peer-port: one name per pod", pods: dualStackPods, address: contract.AddressHostname, peerPort: 9300, want: map[string]string{
+			"seeds":          n0 + "," + n1 + "\n",
+			"seed-hostports": n0 + ":9300\n" + n1 + ":9300\n",
+			"seed-jgroups":   n0 + "[9300]," + n1 + "[9300]\n",
+			"peers":          n0 + "\n" + n1 + "\n" + n2 + "\n",
+			"peer-hostports": n0 + ":9300\n" + n1 + ":9300\n" + n2 + ":9300\n",
+		}},
+		{name: "hostname, dual-stack, port-name (names from SRV)", pods: dualStackPods, address: contract.AddressHostname, portName: "intra-node", want: map[string]string{
+			"seeds": n0 + "," + n1 + "\n", "seed-hostports": n0 + ":7000\n" + n1 + ":7000\n", "peer-hosts": n0 + "\n" + n1 + "\n" + n2 + "\n",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			z := startZone(t, 0)
+			z.Set(fqdn, tc.portName, dnszone.Endpoints(tc.pods...)...)
+			self := tc.pods[2]
+			c := testConfig(t, z, self.IPs[0].String())
+			c.PodName, c.PodIPs, c.PortName, c.PeerPort, c.SeedAddress, c.SeedCount = self.Hostname, self.IPs, tc.portName, tc.peerPort, tc.address, 2
+			r, log := runner(c)
+			d, err := r.Run(context.Background())
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log)
+			}
+			if d.Role != RoleJoiner || d.Address != tc.address {
+				t.Errorf("role %s, address %s", d.Role, d.Address)
+			}
+			for name, want := range tc.want {
+				b, err := os.ReadFile(filepath.Join(c.OutputDir, name))
+				got := string(b)
+				if errors.Is(err, fs.ErrNotExist) {
+					got = absent
+				}
+				if got != want {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// A pod DNS does not name (a Deployment's: its PTR name is its IP with
+// dashes) has no stable name: seed-address=hostname waits and says why,
+// rather than writing an IP among names.
+func TestHostnameSeedsNeedStableNames(t *testing.T) {
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2")...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.SeedAddress, c.Timeout = contract.AddressHostname, 2*time.Second
+	r, log := runner(c)
+	_, err := r.Run(context.Background())
+	if Code(err) != ExitNotStable || !strings.Contains(err.Error(), `seed-address=hostname: the pod at 127.0.0.1 has no stable name (DNS names it "127-0-0-1", after its IP)`) {
+		t.Fatalf("exit %d: %v\n%s", Code(err), err, log)
+	}
+	if Decided(c.OutputDir) {
+		t.Error("seeds written without a decision")
+	}
+}

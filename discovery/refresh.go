@@ -1,0 +1,154 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// Keep is the refreshing sidecar's life after the first decision d: every
+// refresh interval (±20%, so pods started together do not query together)
+// it observes the Service once and, when the peers changed, rewrites the
+// peer files and discovery.json. It returns nil when ctx ends (the pod
+// stops).
+//
+// The seed files are never rewritten: they are the founding decision, and
+// a pod's seeds must not flip to whatever a later view says (two pods that
+// each saw only themselves in a later view would each be told to found).
+// The peer files follow the Service, with two exceptions that keep a file
+// from going wrong while DNS is briefly wrong: a view without this pod's
+// own address (the Service recreated, DNS behind the endpoints) and a DNS
+// error leave the files as they are.
+//
+// Cost per round: one observation (A and AAAA, or one SRV query), plus one
+// PTR query per address not named yet when names are needed; names are
+// kept for the addresses still in the view.
+func (r *Runner) Keep(ctx context.Context, d Decision) error {
+	c := r.Config
+	fqdn := c.FQDN()
+	r.logf("refreshing the peer files every %s (±20%%); the seed files stay as decided", c.Refresh)
+	names := map[netip.Addr]string{}
+	last := ""
+	note := func(msg string) {
+		if msg != last && msg != "" {
+			r.logf("%s", msg)
+		}
+		last = msg
+	}
+	for sleep(ctx, jitter(c.Refresh)) {
+		next, msg, err := r.refresh(ctx, d, fqdn, names)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			note(fmt.Sprintf("peer files kept: %v", err))
+			continue
+		case msg != "":
+			note("peer files kept: " + msg)
+			continue
+		}
+		note("")
+		if samePods(next.Peers, d.Peers) {
+			continue
+		}
+		now := time.Now().UTC()
+		next.Refreshed, next.Queries = &now, r.Resolver.Queries()
+		if err := writePeers(c.OutputDir, next); err != nil {
+			return &ExitError{ExitNotWritable, err}
+		}
+		r.logf("peers changed: %d pods %s", len(next.Peers), listHosts(next.PeerHosts))
+		d = next
+	}
+	return nil
+}
+
+// refresh observes once and returns d with the peers of that view, or the
+// reason (or the error) to keep the files as they are.
+func (r *Runner) refresh(ctx context.Context, d Decision, fqdn string, names map[netip.Addr]string) (Decision, string, error) {
+	c := r.Config
+	obs, err := r.Resolver.Observe(ctx, fqdn, c.PortName)
+	if err != nil {
+		return d, "", err
+	}
+	peers := uniqueAddrs(obs.Peers)
+	if _, ok := findSelf(peers, c.PodIPs); !ok {
+		return d, fmt.Sprintf("own IP %v not in this view of %s (%d addresses)", c.PodIPs, fqdn, len(peers)), nil
+	}
+	if c.needsNames() || unnamedDualStack(peers) {
+		for i := range peers {
+			if peers[i].Hostname == "" {
+				peers[i].Hostname = names[peers[i].IP]
+			}
+		}
+		if peers, err = r.Resolver.Hostnames(ctx, fqdn, peers); err != nil {
+			return d, "", err
+		}
+		clear(names)
+		for _, p := range peers {
+			if p.Hostname != "" {
+				names[p.IP] = p.Hostname
+			}
+		}
+	}
+	g := GroupPods(peers)
+	next := d
+	next.Peers, next.Uncounted, next.Order = g.Pods, g.Uncounted, g.Order
+	// Hosts rewrites the seed hosts from the same seeds: the seed files are
+	// not rewritten, and discovery.json keeps saying what they hold.
+	seedHosts := d.SeedHosts
+	if waiting := Hosts(&next, c.addressing()); waiting != "" {
+		return d, waiting, nil
+	}
+	next.SeedHosts = seedHosts
+	return next, "", nil
+}
+
+func samePods(a, b []Pod) bool {
+	return slices.EqualFunc(a, b, func(x, y Pod) bool {
+		return x.Hostname == y.Hostname && x.Port == y.Port && slices.Equal(x.IPs, y.IPs)
+	})
+}
+
+func listHosts(hosts []string) string {
+	if len(hosts) > 10 {
+		return fmt.Sprint(hosts[:10]) + " …"
+	}
+	return fmt.Sprint(hosts)
+}
+
+// Decided reports whether dir holds a decision: the seeds file, written
+// last. The sidecar's startup probe runs it, so the app starts only after
+// the first decision.
+func Decided(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, contract.SeedsFileName))
+	return err == nil
+}
+
+// LoadDecision reads the decision a previous run of this pod's sidecar
+// wrote, so a restarted sidecar goes on refreshing instead of deciding
+// again (its seeds must not change). ok is false when there is none.
+func LoadDecision(dir string) (d Decision, ok bool, err error) {
+	if !Decided(dir) {
+		return Decision{}, false, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, contract.DiscoveryFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Decision{}, false, nil
+	}
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("read the previous decision: %w", err)
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return Decision{}, false, fmt.Errorf("read the previous decision in %s: %w", contract.DiscoveryFileName, err)
+	}
+	return d, true, nil
+}

@@ -1,0 +1,190 @@
+package discovery
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/test/dnszone"
+)
+
+// keep starts Keep after a first decision and returns a stop that waits for
+// it to return (and fails the test if it returned an error or did not stop).
+func keep(t *testing.T, c Config) (stop func(), log func() string, queries func() int64) {
+	t.Helper()
+	r, buf := runner(c)
+	d, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatalf("first decision: %v\n%s", err, buf)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Keep(ctx, d) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Keep: %v", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Error("Keep did not stop with its context")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop, func() string { return buf.String() }, r.Resolver.Queries
+}
+
+func readFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitFile waits until the file holds want, for at most bound.
+func waitFile(t *testing.T, dir, name, want string, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		got := readFile(t, dir, name)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %q after %s, want %q", name, got, bound, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The sidecar keeps the peer files equal to the Service's members within
+// about one interval, never touches the seed files, keeps the files through
+// DNS errors and views without itself, and stops with its context.
+func TestKeepFollowsThePeers(t *testing.T) {
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.Refresh, c.SeedCount = 100*time.Millisecond, 2
+	stop, log, _ := keep(t, c)
+	seeds := readFile(t, c.OutputDir, contract.SeedsFileName)
+	if seeds != "127.0.0.1,127.0.0.2\n" {
+		t.Fatalf("seeds %q", seeds)
+	}
+	const bound = 500 * time.Millisecond // interval × 1.2 plus a round, with room
+
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")...)
+	waitFile(t, c.OutputDir, contract.PeerHostsFileName, "127.0.0.1\n127.0.0.2\n127.0.0.3\n127.0.0.4\n127.0.0.5\n", bound)
+	waitFile(t, c.OutputDir, contract.PeersFileName, "127.0.0.1\n127.0.0.2\n127.0.0.3\n127.0.0.4\n127.0.0.5\n", bound)
+
+	// The founder and a seed gone: the peers follow, the seeds stay.
+	z.Set(fqdn, "", loopPeers("127.0.0.2", "127.0.0.5")...)
+	waitFile(t, c.OutputDir, contract.PeerHostsFileName, "127.0.0.2\n127.0.0.5\n", bound)
+	if got := readFile(t, c.OutputDir, contract.SeedsFileName); got != seeds {
+		t.Errorf("seeds rewritten: %q", got)
+	}
+	d, ok, err := LoadDecision(c.OutputDir)
+	if err != nil || !ok || d.Refreshed == nil || len(d.Peers) != 2 || strings.Join(d.SeedHosts, ",") != "127.0.0.1,127.0.0.2" {
+		t.Errorf("discovery.json after refresh: %+v ok=%v err=%v", d, ok, err)
+	}
+
+	// Wrong views keep the files: without this pod, empty, DNS errors.
+	for _, wrong := range []func(){
+		func() { z.Set(fqdn, "", loopPeers("127.0.0.5")...) },
+		func() { z.Remove(fqdn) },
+		func() { z.Set(fqdn, "", loopPeers("127.0.0.2", "127.0.0.9")...); z.SetMode(dnszone.ServFail) },
+	} {
+		wrong()
+		time.Sleep(bound)
+		if got := readFile(t, c.OutputDir, contract.PeerHostsFileName); got != "127.0.0.2\n127.0.0.5\n" {
+			t.Fatalf("peer-hosts after a wrong view: %q\n%s", got, log())
+		}
+	}
+	z.SetMode(dnszone.Normal)
+	waitFile(t, c.OutputDir, contract.PeerHostsFileName, "127.0.0.2\n127.0.0.9\n", bound)
+	stop()
+	for _, want := range []string{"own IP [127.0.0.2] not in this view", "peer files kept: query A", "peers changed: 2 pods [127.0.0.2 127.0.0.9]"} {
+		if !strings.Contains(log(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log())
+		}
+	}
+}
+
+// The sidecar's DNS cost: one observation (A and AAAA) per round, and with
+// seed-address=hostname one PTR query per address it has no name for yet.
+func TestKeepQueryBudget(t *testing.T) {
+	for _, tc := range []struct {
+		address contract.SeedAddress
+		pods    []dnszone.Pod
+	}{
+		{contract.AddressIP, nil},
+		{contract.AddressHostname, []dnszone.Pod{
+			{Hostname: "cassandra-0", IPs: addrList("127.0.0.1")},
+			{Hostname: "cassandra-1", IPs: addrList("127.0.0.2")},
+			{Hostname: "cassandra-2", IPs: addrList("127.0.0.3")},
+		}},
+	} {
+		t.Run(string(tc.address), func(t *testing.T) {
+			z := startZone(t, 0)
+			peers := loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")
+			if tc.pods != nil {
+				peers = dnszone.Endpoints(tc.pods...)
+			}
+			z.Set(fqdn, "", peers...)
+			c := testConfig(t, z, "127.0.0.3")
+			c.Refresh, c.SeedAddress = 50*time.Millisecond, tc.address
+			stop, log, queries := keep(t, c)
+			before := queries()
+			time.Sleep(time.Second)
+			stop()
+			sent := queries() - before
+			// 1s / (50ms × 0.8) = 25 rounds at most, two queries each.
+			if sent < 2*10 || sent > 2*25+1 {
+				t.Errorf("%d queries in 1s at a 50ms interval, want 2 per round (10..25 rounds)\n%s", sent, log())
+			}
+		})
+	}
+}
+
+func addrList(ips ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ips))
+	for i, s := range ips {
+		out[i] = ip(s)
+	}
+	return out
+}
+
+// A restarted sidecar finds its decision in the volume and keeps its seeds
+// (main decides again only when there is none).
+func TestLoadDecision(t *testing.T) {
+	dir := t.TempDir()
+	if _, ok, err := LoadDecision(dir); ok || err != nil {
+		t.Fatalf("empty dir: ok=%v err=%v", ok, err)
+	}
+	d := Decision{Role: RoleSeed, Seeds: addrList("10.0.0.1"), Peers: []Pod{{IPs: addrList("10.0.0.1")}}}
+	Hosts(&d, Addressing{Mode: contract.AddressIP})
+	if err := Write(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := LoadDecision(dir)
+	if err != nil || !ok || got.Role != RoleSeed || strings.Join(got.SeedHosts, ",") != "10.0.0.1" {
+		t.Fatalf("got %+v ok=%v err=%v", got, ok, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, contract.DiscoveryFileName), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadDecision(dir); err == nil || !strings.Contains(err.Error(), "previous decision") {
+		t.Errorf("corrupt discovery.json: %v", err)
+	}
+}
