@@ -57,6 +57,8 @@ type AdmittedPod struct {
 		HostNetwork    bool                         `json:"hostNetwork,omitempty"`
 		DNSPolicy      corev1.DNSPolicy             `json:"dnsPolicy,omitempty"`
 		Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
+		Hostname       string                       `json:"hostname,omitempty"`
+		Subdomain      string                       `json:"subdomain,omitempty"`
 	} `json:"spec"`
 }
 
@@ -92,6 +94,7 @@ func (a *AdmittedPod) Pod() *corev1.Pod {
 	p.Spec.InitContainers = containers(a.Spec.InitContainers)
 	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
 	p.Spec.HostNetwork, p.Spec.DNSPolicy, p.Spec.Resources = a.Spec.HostNetwork, a.Spec.DNSPolicy, a.Spec.Resources
+	p.Spec.Hostname, p.Spec.Subdomain = a.Spec.Hostname, a.Spec.Subdomain
 	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
 		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
 	}
@@ -117,9 +120,10 @@ func containers(in []admittedContainer) []corev1.Container {
 
 // DirectPatch returns RFC 6902 operations for the fields Mutate changes:
 // labels, annotations, each container's env and volumeMounts, volumes and
-// init containers. Mutate only adds map keys and appends list items, so
-// each change is an "add" of a key, of an item at the end ("-"), or of a
-// whole field that was empty.
+// init containers. Mutate only adds map keys and appends list items (the
+// one exception: seed-discovery placed first, init-first), so each change
+// is an "add" of a key, of an item at the end ("-") or at 0, or of a whole
+// field that was empty.
 func DirectPatch(in, out *corev1.Pod) ([]byte, error) {
 	return directPatch(in, out, nil)
 }
@@ -147,10 +151,21 @@ func directPatch(in, out *corev1.Pod, cache *InitContainerCache) ([]byte, error)
 	if err := appendOps(p, "/spec/volumes", in.Spec.Volumes, out.Spec.Volumes); err != nil {
 		return nil, err
 	}
-	if err := appendOps(p, "/spec/initContainers", in.Spec.InitContainers, out.Spec.InitContainers); err != nil {
+	if err := initContainerOps(p, in.Spec.InitContainers, out.Spec.InitContainers); err != nil {
 		return nil, err
 	}
 	return p.bytes(), p.err
+}
+
+// initContainerOps writes the init container Mutate added: at the end, or
+// first (init-first), where the others keep their order behind it.
+func initContainerOps(p *patchWriter, in, out []corev1.Container) error {
+	const path = "/spec/initContainers"
+	if len(in) > 0 && len(out) == len(in)+1 && out[0].Name == contract.InitContainerName && in[0].Name != contract.InitContainerName {
+		p.op("add", path+"/0", out[0])
+		return nil
+	}
+	return appendOps(p, path, in, out)
 }
 
 // patchSizeHint is the patch of one container's env and mount, the volume

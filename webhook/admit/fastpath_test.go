@@ -63,6 +63,10 @@ func TestPatchEquivalence(t *testing.T) {
 		`{"metadata":{"name":"slashes","labels":{"a/b":"1","c~d":"2"},"annotations":{"x/y~z":"3"}},"spec":{"containers":[{"name":"a","image":"x","env":[{"name":"CASSANDRA_SERVICE","value":"other"}],"volumeMounts":[{"name":"v","mountPath":"/v"}]},{"name":"b","image":"y"}],"volumes":[{"name":"v","emptyDir":{}}],"initContainers":[{"name":"i","image":"z"}]}}`,
 		`{"metadata":{"name":"same-label","labels":{"peergroup.dev/group":"other"}},"spec":{"containers":[{"name":"a","image":"x"}]}}`,
 		`{"metadata":{"name":"user-emptydir"},"spec":{"volumes":[{"name":"peergroup-seeds","emptyDir":{"medium":"Memory"}}],"containers":[{"name":"a","image":"x","volumeMounts":[{"name":"peergroup-seeds","mountPath":"/var/run/peergroup"}]}]}}`,
+		// seed-discovery first (an insert at 0), as a sidecar, with hostname seeds.
+		`{"metadata":{"name":"init-first","annotations":{"peergroup.dev/init-first":"true","peergroup.dev/refresh":"30s"}},"spec":{"initContainers":[{"name":"istio-init","image":"i"},{"name":"m","image":"m"}],"containers":[{"name":"a","image":"x"}]}}`,
+		`{"metadata":{"name":"init-first-alone","annotations":{"peergroup.dev/init-first":"true"}},"spec":{"containers":[{"name":"a","image":"x"}]}}`,
+		`{"metadata":{"name":"cassandra-0","annotations":{"peergroup.dev/seed-address":"hostname"}},"spec":{"hostname":"cassandra-0","subdomain":"cassandra","containers":[{"name":"a","image":"x"}]}}`,
 	}
 	for _, e := range extra {
 		pods = append(pods, []byte(e))

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,7 +74,11 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkTuningFitsPod(pod); err != nil {
+	if err := checkTuningFitsPod(pod, m); err != nil {
+		return nil, nil, err
+	}
+	initFirst, err := initFirst(pod.Annotations)
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := checkOS(pod); err != nil {
@@ -86,6 +91,7 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		return nil, nil, err
 	}
 	out, warnings := withPeerFields(pod, m, false)
+	warnings = append(warnings, foundingWarnings(pod, initFirst)...)
 	out.Annotations = withKey(pod.Annotations, contract.InjectedAnnotation, cfg.Version)
 	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
@@ -106,7 +112,11 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	case guaranteed(pod):
 		ic.Resources = guaranteedResources(ic.Resources)
 	}
-	out.Spec.InitContainers = append(out.Spec.InitContainers, ic)
+	if initFirst {
+		out.Spec.InitContainers = slices.Insert(out.Spec.InitContainers, 0, ic)
+	} else {
+		out.Spec.InitContainers = append(out.Spec.InitContainers, ic)
+	}
 	return out, warnings, nil
 }
 
@@ -341,7 +351,44 @@ func initContainer(m Membership, tuning []corev1.EnvVar, cfg Config) corev1.Cont
 		},
 	}
 	cfg.Resources.DeepCopyInto(&ic.Resources)
+	if envValue(tuning, contract.Refresh.Env) != "" {
+		// The refreshing sidecar: a native sidecar keeps running beside
+		// the app and never keeps a Job's pod from completing. The kubelet
+		// starts the next container only once the startup probe passes,
+		// i.e. after the first decision, as with a plain init container.
+		ic.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		ic.StartupProbe = decidedProbe(cfg, envValue(tuning, contract.Timeout.Env))
+	}
 	return ic
+}
+
+// decidedProbe passes once seed-discovery wrote the seeds. It probes every
+// second and gives up only after seed-discovery's own deadline (plus a
+// margin), so it never kills a sidecar that is still deciding: a sidecar
+// that cannot decide exits with its reason, as the init container does.
+func decidedProbe(cfg Config, timeout string) *corev1.Probe {
+	d := contract.DefaultTimeout
+	if timeout != "" {
+		d, _ = time.ParseDuration(timeout) // checked by TuningEnv
+	}
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{
+			Command: append(slices.Clone(cfg.SeedDiscoveryCommand), "decided", "--output-dir="+contract.SeedsMountPath),
+		}},
+		PeriodSeconds:    1,
+		TimeoutSeconds:   1,
+		SuccessThreshold: 1,
+		FailureThreshold: int32(d/time.Second) + 30,
+	}
+}
+
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
 
 func fieldRef(path string) *corev1.EnvVarSource {
@@ -407,7 +454,14 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 // checkTuningFitsPod refuses tuning values that are valid on their own but
 // cannot work for this pod, so the user reads why at `kubectl apply`
 // instead of in an init container that waits until its deadline.
-func checkTuningFitsPod(pod *corev1.Pod) error {
+func checkTuningFitsPod(pod *corev1.Pod, m Membership) error {
+	if pod.Annotations[contract.SeedAddressValue.Annotation] == string(contract.AddressHostname) &&
+		(pod.Spec.Hostname == "" || pod.Spec.Subdomain != m.Service) {
+		return &InvalidTuningError{Annotation: contract.SeedAddressValue.Annotation, Value: string(contract.AddressHostname),
+			Rule: fmt.Sprintf("ip for this pod: hostname needs a stable DNS name <pod>.%s.<namespace>.svc, which only a pod with spec.hostname and spec.subdomain %s has "+
+				"(a StatefulSet's pod with serviceName %s; this pod has hostname %s and subdomain %s)",
+				m.Service, quote(m.Service), quote(m.Service), quote(pod.Spec.Hostname), quote(pod.Spec.Subdomain))}
+	}
 	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasServicePort(pod, name) {
 		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
 			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + Clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}
@@ -546,4 +600,46 @@ func checkMounts(pod *corev1.Pod) error {
 		}
 	}
 	return nil
+}
+
+// initFirst reads the init-first annotation: "true" places seed-discovery
+// before the pod's other init containers.
+func initFirst(annotations map[string]string) (bool, error) {
+	v, ok := annotations[contract.InitFirstAnnotation]
+	if !ok {
+		return false, nil
+	}
+	if v != "true" && v != "false" {
+		return false, &InvalidTuningError{Annotation: contract.InitFirstAnnotation, Value: v, Rule: `"true" or "false"`}
+	}
+	return v == "true", nil
+}
+
+// meshInitContainers are the init containers of service meshes that
+// redirect the pod's traffic to a proxy which starts only with the app
+// containers: an init container after them reaches nobody.
+var meshInitContainers = []string{"istio-init", "linkerd-init", "kuma-init"}
+
+// foundingWarnings tell the user about setups that can start a second
+// cluster, at the moment they can still change them.
+func foundingWarnings(pod *corev1.Pod, initFirst bool) []string {
+	var warnings []string
+	if !initFirst {
+		for _, c := range pod.Spec.InitContainers {
+			if slices.Contains(meshInitContainers, c.Name) {
+				warnings = append(warnings, fmt.Sprintf("peergroup: init container %s (a service mesh's) runs before seed-discovery and sends the pod's traffic to a proxy that is not running yet, "+
+					"so seed-discovery may reach no peer: set the annotation %s: \"true\" to run seed-discovery first", quote(c.Name), contract.InitFirstAnnotation))
+				break
+			}
+		}
+	}
+	founding := cmp.Or(pod.Annotations[contract.FoundingValue.Annotation], string(contract.DefaultFounding))
+	_, peerPort := pod.Annotations[contract.PeerPort.Annotation]
+	if c := metav1.GetControllerOfNoCopy(pod); c != nil && (c.Kind == "ReplicaSet" || c.Kind == "ReplicationController") &&
+		founding == string(contract.FoundLowest) && !peerPort {
+		warnings = append(warnings, fmt.Sprintf("peergroup: this %s's pods may found the group (founding=lowest) and no %s is set: "+
+			"a restarted pod that comes first in the order while the others run cannot tell that a cluster exists, and can start a second one; "+
+			"set %s to the port the peers listen on", Clip(c.Kind), contract.PeerPort.Annotation, contract.PeerPort.Annotation))
+	}
+	return warnings
 }

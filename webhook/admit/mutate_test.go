@@ -1,6 +1,7 @@
 package admit
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -242,6 +243,26 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			p.Spec.Volumes = []corev1.Volume{{Name: contract.SeedsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: "/data"}}
 		}, `container "cassandra" mounts a volume named "peergroup-seeds" at "/data"; peergroup needs that name for the seeds volume`, ReasonCollision},
+		{"hostname seeds without a stable name", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		},
+			`annotation peergroup.dev/seed-address value "hostname" is invalid: it must be ip for this pod: hostname needs a stable DNS name <pod>.cassandra.<namespace>.svc, which only a pod with spec.hostname and spec.subdomain "cassandra" has (a StatefulSet's pod with serviceName "cassandra"; this pod has hostname "" and subdomain "")`, ReasonInvalidTuning},
+		{"hostname seeds under another Service", func(p *corev1.Pod) {
+			p.Spec.Hostname, p.Spec.Subdomain = "cassandra-0", "cassandra-headless"
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		}, `this pod has hostname "cassandra-0" and subdomain "cassandra-headless"`, ReasonInvalidTuning},
+		{"hostname seeds with a hostname only", func(p *corev1.Pod) {
+			p.Spec.Hostname = "cassandra-0"
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		}, `and subdomain ""`, ReasonInvalidTuning},
+		{"unknown seed address", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "dns"} },
+			`annotation peergroup.dev/seed-address value "dns" is invalid: it must be ip or hostname`, ReasonInvalidTuning},
+		{"refresh below its range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Refresh.Annotation: "4s"} },
+			`annotation peergroup.dev/refresh value "4s" is invalid: it must be a Go duration from 5s to 1h`, ReasonInvalidTuning},
+		{"refresh above its range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Refresh.Annotation: "1h0m1s"} },
+			`from 5s to 1h`, ReasonInvalidTuning},
+		{"init-first not a boolean", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.InitFirstAnnotation: "yes"} },
+			`annotation peergroup.dev/init-first value "yes" is invalid: it must be "true" or "false"`, ReasonInvalidTuning},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -471,4 +492,95 @@ func TestDNSPolicyCutInDenial(t *testing.T) {
 	if d := decideBoth(t, p, nil, nil); d.Reason != ReasonUnsupportedDNS || len(d.Message) > 1024 {
 		t.Errorf("%s, %d-byte message", d.Reason, len(d.Message))
 	}
+}
+
+// The refreshing sidecar, seed-discovery placed first, hostname seeds for
+// a StatefulSet pod, and the warnings about setups that can found twice;
+// every case also through the fast path (decideBoth).
+func TestMutateSeedOptions(t *testing.T) {
+	rsOwner := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "u", Controller: ptr.To(true)}}
+	cases := []struct {
+		name         string
+		modify       func(*corev1.Pod)
+		wantIndex    int // of seed-discovery among the init containers
+		wantSidecar  bool
+		wantFailures int32 // the startup probe's failure threshold
+		wantWarnings []string
+	}{
+		{name: "defaults: a plain init container, last", modify: func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate"}}
+		}, wantIndex: 1},
+		{name: "init-first", modify: func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "istio-init"}, {Name: "migrate"}}
+			p.Annotations = map[string]string{contract.InitFirstAnnotation: "true"}
+		}, wantIndex: 0},
+		{name: "init-first false keeps it last, and a mesh's init container is reported", modify: func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "linkerd-init"}}
+			p.Annotations = map[string]string{contract.InitFirstAnnotation: "false"}
+		}, wantIndex: 1, wantWarnings: []string{`init container "linkerd-init" (a service mesh's) runs before seed-discovery`}},
+		{name: "refresh: a native sidecar with a startup probe past the default timeout", modify: func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.Refresh.Annotation: "30s"}
+		}, wantSidecar: true, wantFailures: 330},
+		{name: "refresh with a timeout, first", modify: func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "kuma-init"}}
+			p.Annotations = map[string]string{contract.Refresh.Annotation: "5s", contract.Timeout.Annotation: "10s", contract.InitFirstAnnotation: "true"}
+		}, wantIndex: 0, wantSidecar: true, wantFailures: 40},
+		{name: "hostname seeds for a StatefulSet pod of the Service", modify: func(p *corev1.Pod) {
+			p.Spec.Hostname, p.Spec.Subdomain = "cassandra-0", "cassandra"
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		}},
+		{name: "a ReplicaSet's pod that may found without a peer port", modify: func(p *corev1.Pod) {
+			p.OwnerReferences = rsOwner
+		}, wantWarnings: []string{"this ReplicaSet's pods may found the group (founding=lowest) and no peergroup.dev/peer-port is set"}},
+		{name: "a ReplicaSet's pod with a peer port", modify: func(p *corev1.Pod) {
+			p.OwnerReferences = rsOwner
+			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000"}
+		}},
+		{name: "a ReplicaSet's pod that never founds", modify: func(p *corev1.Pod) {
+			p.OwnerReferences = rsOwner
+			p.Annotations = map[string]string{contract.FoundingValue.Annotation: "never"}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := memberPod()
+			tc.modify(p)
+			d := decideBoth(t, p, nil, nil)
+			if d.Verdict != VerdictInjected {
+				t.Fatalf("decision %s", summary(d))
+			}
+			ics := d.Mutated.Spec.InitContainers
+			if len(ics) != len(p.Spec.InitContainers)+1 || ics[tc.wantIndex].Name != contract.InitContainerName {
+				t.Fatalf("init containers %v, want seed-discovery at %d", names(ics), tc.wantIndex)
+			}
+			ic := ics[tc.wantIndex]
+			sidecar := ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways
+			if sidecar != tc.wantSidecar || (ic.StartupProbe != nil) != tc.wantSidecar {
+				t.Fatalf("restartPolicy %v, startupProbe %v; want sidecar %v", ic.RestartPolicy, ic.StartupProbe, tc.wantSidecar)
+			}
+			if tc.wantSidecar {
+				pr := ic.StartupProbe
+				want := []string{"/usr/local/bin/seed-discovery", "decided", "--output-dir=/var/run/peergroup"}
+				if pr.Exec == nil || !slices.Equal(pr.Exec.Command, want) || pr.PeriodSeconds != 1 || pr.FailureThreshold != tc.wantFailures {
+					t.Errorf("startup probe %+v (exec %v), want %v every 1s, %d failures", pr, pr.Exec, want, tc.wantFailures)
+				}
+			}
+			if len(d.Warnings) != len(tc.wantWarnings) {
+				t.Fatalf("warnings %q, want %d", d.Warnings, len(tc.wantWarnings))
+			}
+			for i, w := range tc.wantWarnings {
+				if !strings.Contains(d.Warnings[i], w) {
+					t.Errorf("warning %q, want %q", d.Warnings[i], w)
+				}
+			}
+		})
+	}
+}
+
+func names(cs []corev1.Container) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Name
+	}
+	return out
 }
