@@ -94,6 +94,15 @@ type realNodeFigures struct {
 	mu           sync.Mutex
 	toOneCluster []time.Duration
 	queries      map[string]int // by pod namespace/name
+	// refreshLag: pods settled → every member's peer files equal the group
+	// (the refreshing sidecar).
+	refreshLag []time.Duration
+}
+
+func (f *realNodeFigures) addRefresh(took time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refreshLag = append(f.refreshLag, took)
 }
 
 // add records one scenario's convergence time (the moment only, when the
@@ -137,6 +146,9 @@ func (f *realNodeFigures) summary() string {
 	out := fmt.Sprintf("last pod started -> one full cluster: p50 %s, max %s over %d runs", d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond), len(d))
 	if len(q) > 0 {
 		out += fmt.Sprintf("; DNS queries per pod until it decided: p50 %d, max %d over %d pods", q[len(q)/2], q[len(q)-1], len(q))
+	}
+	if r := slices.Sorted(slices.Values(f.refreshLag)); len(r) > 0 {
+		out += fmt.Sprintf("; one cluster formed -> every peer file current (refresh 5s): p50 %s, max %s over %d scalings", r[len(r)/2].Round(100*time.Millisecond), r[len(r)-1].Round(100*time.Millisecond), len(r))
 	}
 	return out
 }

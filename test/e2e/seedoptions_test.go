@@ -69,8 +69,12 @@ func TestSeedOptionsAtTheirBoundaries(t *testing.T) {
 			modify: func(p *corev1.Pod) { p.Spec.Hostname, p.Spec.Subdomain = "cassandra-0", "cassandra" }, check: plain},
 		{name: "init-first-yes", annotations: map[string]string{contract.InitFirstAnnotation: "yes"}, denied: `peergroup.dev/init-first value "yes" is invalid: it must be "true" or "false"`},
 		{name: "init-first", annotations: map[string]string{contract.InitFirstAnnotation: "true", contract.Refresh.Annotation: "30s"},
-			modify: func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "busybox"}} }, check: func(t *testing.T, p *corev1.Pod) { at(0)(t, p); sidecar("30s")(t, p) }},
-		{name: "mesh-last", modify: func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "busybox"}} }, check: at(1)},
+			modify: func(p *corev1.Pod) {
+				p.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "busybox"}}
+			}, check: func(t *testing.T, p *corev1.Pod) { at(0)(t, p); sidecar("30s")(t, p) }},
+		{name: "mesh-last", modify: func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "istio-init", Image: "busybox"}}
+		}, check: at(1)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ const busybox = "/bin/busybox"
 
 // busyboxApplets are the commands the NATS image's shell script and the
 // tests use.
-var busyboxApplets = []string{"sh", "cat", "tr", "sed", "seq", "nc", "timeout", "date", "sleep", "echo", "ls", "id", "touch", "grep"}
+var busyboxApplets = []string{"sh", "cat", "tr", "sed", "seq", "nc", "timeout", "date", "sleep", "echo", "ls", "id", "touch", "grep", "ip", "kill"}
 
 // NodeImages are the image references pushed to the node's registry.
 type NodeImages struct {

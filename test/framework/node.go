@@ -965,6 +965,12 @@ func VethLinks() []string {
 	return names
 }
 
+// EmptyDirFile reads a file of a pod's emptyDir volume where the kubelet
+// keeps it on the node: what the pod's containers see in that volume.
+func (n *RealNode) EmptyDirFile(podUID, volume, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(n.Dir, "kubelet", "pods", podUID, "volumes", "kubernetes.io~empty-dir", volume, name))
+}
+
 // RootReadOnly says whether the container's OCI runtime spec, as
 // containerd holds it, mounts the root filesystem read-only: what the
 // kubelet made of readOnlyRootFilesystem.

@@ -635,6 +635,11 @@ func foundingWarnings(pod *corev1.Pod, initFirst bool) []string {
 	}
 	founding := cmp.Or(pod.Annotations[contract.FoundingValue.Annotation], string(contract.DefaultFounding))
 	_, peerPort := pod.Annotations[contract.PeerPort.Annotation]
+	if peerPort && pod.Annotations[contract.SeedCount.Annotation] == "1" {
+		warnings = append(warnings, fmt.Sprintf("peergroup: %s with %s \"1\": when the group starts together its first pod waits for a peer that answers "+
+			"and the others' only seed is that pod, so the group waits on one start; set %s to 2 or more",
+			contract.PeerPort.Annotation, contract.SeedCount.Annotation, contract.SeedCount.Annotation))
+	}
 	if c := metav1.GetControllerOfNoCopy(pod); c != nil && (c.Kind == "ReplicaSet" || c.Kind == "ReplicationController") &&
 		founding == string(contract.FoundLowest) && !peerPort {
 		warnings = append(warnings, fmt.Sprintf("peergroup: this %s's pods may found the group (founding=lowest) and no %s is set: "+

@@ -536,6 +536,12 @@ func TestMutateSeedOptions(t *testing.T) {
 			p.OwnerReferences = rsOwner
 			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000"}
 		}},
+		{name: "a peer port with one seed", modify: func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000", contract.SeedCount.Annotation: "1"}
+		}, wantWarnings: []string{`peergroup.dev/peer-port with peergroup.dev/seed-count "1"`}},
+		{name: "a peer port with two seeds", modify: func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000", contract.SeedCount.Annotation: "2"}
+		}},
 		{name: "a ReplicaSet's pod that never founds", modify: func(p *corev1.Pod) {
 			p.OwnerReferences = rsOwner
 			p.Annotations = map[string]string{contract.FoundingValue.Annotation: "never"}
