@@ -13,7 +13,7 @@ COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok co
 # static busybox that gives the NATS image its shell.
 NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
-.PHONY: all build image controlplane node-packages demo bench test test-short test-unit fuzz vet clean
+.PHONY: all build image controlplane node-packages demo bench bench-seeds test test-short test-unit fuzz vet clean
 
 all: build
 
@@ -52,6 +52,9 @@ test-short: ## Everything but the simulated-cluster suite (go test -short).
 
 bench: ## Measure peergroup against a no-op webhook and no webhook; writes test/bench/RESULTS.md.
 	@dir="$$(hack/controlplane/build.sh | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/bench -out test/bench/RESULTS.md
+
+bench-seeds: ## Measure seed-discovery as a refreshing sidecar (DNS q/s, memory) and its decision time; appends a section to test/bench/RESULTS.md.
+	go run ./test/bench/seeds -out test/bench/RESULTS.md
 
 test-unit: ## Tests that need no control plane.
 	go test -race -count=1 ./contract/... ./discovery/... ./internal/... ./webhook/... ./test/chart/...

@@ -119,3 +119,81 @@ func TestHostnameSeedsNeedStableNames(t *testing.T) {
 		t.Error("seeds written without a decision")
 	}
 }
+
+// Hosts on its own: the seed hosts keep the decision's order and are one
+// name per seed pod (not per address), the port comes from peer-port
+// before the SRV port, and a missing or IP-made name is a reason to wait.
+func TestHosts(t *testing.T) {
+	pod := func(name string, port uint16, ips ...string) Pod {
+		p := Pod{Hostname: name, Port: port}
+		for _, s := range ips {
+			p.IPs = append(p.IPs, ip(s))
+		}
+		return p
+	}
+	peers := []Pod{pod("db-0", 7000, "10.0.0.9", "fd00::9"), pod("db-1", 7000, "10.0.0.5"), pod("db-2", 7000, "10.0.0.1")}
+	const fq = "db.ns.svc.cluster.local."
+	for _, tc := range []struct {
+		name       string
+		seeds      []string
+		peers      []Pod
+		a          Addressing
+		wantSeeds  string
+		wantPeers  string
+		wantPort   int
+		wantWait   string
+		wantAddrss contract.SeedAddress
+	}{
+		{name: "ip: every seed address, SRV port", seeds: []string{"10.0.0.9", "fd00::9", "10.0.0.5"}, peers: peers, a: Addressing{Mode: contract.AddressIP, FQDN: fq},
+			wantSeeds: "10.0.0.9 fd00::9 10.0.0.5", wantPeers: "10.0.0.9 fd00::9 10.0.0.5 10.0.0.1", wantPort: 7000, wantAddrss: contract.AddressIP},
+		{name: "empty mode is ip; peer-port wins over the SRV port", seeds: []string{"10.0.0.9"}, peers: peers, a: Addressing{FQDN: fq, PeerPort: 9300},
+			wantSeeds: "10.0.0.9", wantPeers: "10.0.0.9 fd00::9 10.0.0.5 10.0.0.1", wantPort: 9300, wantAddrss: contract.AddressIP},
+		{name: "hostname: one name per seed pod, in order", seeds: []string{"10.0.0.9", "fd00::9", "10.0.0.5"}, peers: peers, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
+			wantSeeds: "db-0.db.ns.svc.cluster.local db-1.db.ns.svc.cluster.local", wantPeers: "db-0.db.ns.svc.cluster.local db-1.db.ns.svc.cluster.local db-2.db.ns.svc.cluster.local", wantPort: 7000, wantAddrss: contract.AddressHostname},
+		{name: "hostname: a joiner's live seeds, not the first pods", seeds: []string{"10.0.0.1"}, peers: peers, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
+			wantSeeds: "db-2.db.ns.svc.cluster.local", wantPeers: "db-0.db.ns.svc.cluster.local db-1.db.ns.svc.cluster.local db-2.db.ns.svc.cluster.local", wantPort: 7000, wantAddrss: contract.AddressHostname},
+		{name: "hostname: a pod named after its IP waits", seeds: []string{"10.0.0.9"}, peers: []Pod{pod("db-0", 0, "10.0.0.9"), pod("10-0-0-7", 0, "10.0.0.7")}, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
+			wantWait: `the pod at 10.0.0.7 has no stable name (DNS names it "10-0-0-7", after its IP)`},
+		{name: "hostname: a pod without a name waits", seeds: []string{"10.0.0.9"}, peers: []Pod{pod("db-0", 0, "10.0.0.9"), pod("", 0, "10.0.0.7", "fd00::7")}, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
+			wantWait: "the pod at 10.0.0.7,fd00::7 has no stable name (DNS gives it no name under the Service)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decision{Peers: tc.peers}
+			for _, s := range tc.seeds {
+				d.Seeds = append(d.Seeds, ip(s))
+			}
+			wait := Hosts(&d, tc.a)
+			if tc.wantWait != "" {
+				if !strings.Contains(wait, tc.wantWait) {
+					t.Fatalf("wait %q, want %q", wait, tc.wantWait)
+				}
+				return
+			}
+			if wait != "" {
+				t.Fatalf("unexpected wait: %s", wait)
+			}
+			if got := strings.Join(d.SeedHosts, " "); got != tc.wantSeeds {
+				t.Errorf("seed hosts %q, want %q", got, tc.wantSeeds)
+			}
+			if got := strings.Join(d.PeerHosts, " "); got != tc.wantPeers {
+				t.Errorf("peer hosts %q, want %q", got, tc.wantPeers)
+			}
+			if d.Port != tc.wantPort || d.Address != tc.wantAddrss {
+				t.Errorf("port %d address %q, want %d %q", d.Port, d.Address, tc.wantPort, tc.wantAddrss)
+			}
+		})
+	}
+}
+
+func TestHostPortFormats(t *testing.T) {
+	hosts := []string{"10.0.0.1", "fd00::1", "db-0.db.ns.svc.cluster.local"}
+	if got := strings.Join(hostPorts(hosts, 7000), " "); got != "10.0.0.1:7000 [fd00::1]:7000 db-0.db.ns.svc.cluster.local:7000" {
+		t.Errorf("hostPorts %q", got)
+	}
+	if got := jgroups(hosts, 7800); got != "10.0.0.1[7800],fd00::1[7800],db-0.db.ns.svc.cluster.local[7800]" {
+		t.Errorf("jgroups %q", got)
+	}
+	if lines(nil) != nil || string(lines([]string{"a", "b"})) != "a\nb\n" {
+		t.Error("lines")
+	}
+}

@@ -160,13 +160,13 @@ func waitOneCluster(t *testing.T, ns, app string, n int, within time.Duration) (
 	return framework.WaitOneNATSCluster(context.Background(), lc.Cluster, ns, map[string]string{"app": app}, n, within)
 }
 
-// requireSeedsMadeIt checks that no pod needed the Service route: the one
-// cluster came from the seeds alone.
+// requireSeedsMadeIt checks that no pod needed the routes to the current
+// members: the one cluster came from the seeds alone.
 func requireSeedsMadeIt(t *testing.T, pods []corev1.Pod) {
 	t.Helper()
 	for _, p := range pods {
-		if log := containerLog(t, p.Namespace, p.Name, "nats"); strings.Contains(log, "also routing to the Service") {
-			t.Errorf("%s needed the Service route: its seeds did not answer", p.Name)
+		if log := containerLog(t, p.Namespace, p.Name, "nats"); strings.Contains(log, "also routing to the members alive now") {
+			t.Errorf("%s needed the routes to the current members: its seeds did not answer", p.Name)
 		}
 	}
 	if t.Failed() {
@@ -303,14 +303,15 @@ func TestRealNATS(t *testing.T) {
 		if err := lc.Client.Create(context.Background(), late); err != nil {
 			t.Fatal(err)
 		}
-		waitInitDone(t, late)
+		waitDecided(t, late)
 		seeds := requireDecision(t, *late, "role joiner")
 		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.MatchingLabels{"app": "nats"}); err != nil {
 			t.Fatal(err)
 		}
 		requireOneCluster(t, ns, "nats", 3)
 		// What happens: none of its seeds answers, so it also routes to
-		// the Service; and it recovers: one cluster with the others.
+		// the members its sidecar lists now; and it recovers: one cluster
+		// with the others.
 		deadline := time.Now().Add(oneClusterDeadline + 60*time.Second)
 		for {
 			var all []corev1.Pod
@@ -328,8 +329,20 @@ func TestRealNATS(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 		}
-		if log := containerLog(t, ns, late.Name, "nats"); !strings.Contains(log, "also routing to the Service nats") {
+		log := containerLog(t, ns, late.Name, "nats")
+		_, members, ok := strings.Cut(log, "also routing to the members alive now:")
+		if !ok {
 			t.Fatalf("late joiner's log does not say its seeds were gone:\n%s", log)
+		}
+		members, _, _ = strings.Cut(members, "\n")
+		// The routes went to the replacements, not to the seeds it decided on.
+		for _, ip := range strings.Fields(members) {
+			if slices.Contains(strings.Split(seeds, ","), ip) {
+				t.Errorf("late joiner routed to %s, one of its gone seeds %s: peer-hosts was not current", ip, seeds)
+			}
+		}
+		if len(strings.Fields(members)) != 3 {
+			t.Errorf("late joiner routed to %q, want the 3 members alive", members)
 		}
 	})
 }
@@ -449,6 +462,30 @@ func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
 	}
 }
 
+// waitDecided waits until pod's seed-discovery decided: the init container
+// completed, or the refreshing sidecar passed its startup probe.
+func waitDecided(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got := &corev1.Pod{}
+		if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got.Status.InitContainerStatuses {
+			done := s.State.Terminated != nil && s.State.Terminated.ExitCode == 0
+			if s.Name == "seed-discovery" && (done || s.Started != nil && *s.Started && s.State.Running != nil) {
+				*pod = *got
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: seed-discovery did not decide in 2m: %+v", pod.Name, got.Status.InitContainerStatuses)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // waitInitDone waits until pod's seed-discovery has terminated.
 func waitInitDone(t *testing.T, pod *corev1.Pod) *corev1.ContainerStateTerminated {
 	t.Helper()
@@ -508,8 +545,10 @@ func TestRealNodeOnlyAKubeletShows(t *testing.T) {
 				init = s
 			}
 		}
-		if init.State.Terminated == nil || init.State.Terminated.ExitCode != 0 {
-			t.Fatalf("seed-discovery did not complete: %+v", init.State)
+		// The example runs it as the refreshing sidecar: decided
+		// (started) and still running beside the server.
+		if init.State.Running == nil || init.Started == nil || !*init.Started || init.RestartCount != 0 {
+			t.Fatalf("seed-discovery is not a running sidecar that decided: %+v (restarts %d)", init.State, init.RestartCount)
 		}
 		if !strings.HasPrefix(init.ImageID, images.Repository+"@sha256:") || !strings.HasSuffix(images.Peergroup, strings.TrimPrefix(init.ImageID, images.Repository)) {
 			t.Fatalf("seed-discovery ran image %s, want %s", init.ImageID, images.Peergroup)
@@ -540,6 +579,8 @@ func TestRealNodeOnlyAKubeletShows(t *testing.T) {
 		tmpl := natsTemplate(t, "nats-lost")
 		tmpl.Annotations["peergroup.dev/service"] = "elsewhere"
 		tmpl.Annotations["peergroup.dev/timeout"] = "10s"
+		// The init container's failure: a sidecar would be restarted.
+		delete(tmpl.Annotations, "peergroup.dev/refresh")
 		pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 		pod.Name, pod.Namespace = "nats-lost", ns
 		pod.Spec.RestartPolicy = corev1.RestartPolicyNever

@@ -26,3 +26,32 @@ func TestPodLevelResourcesAdmitted(t *testing.T) {
 	}
 	requireInjected(t, pod)
 }
+
+// The refreshing sidecar runs beside the app, so the API server adds its
+// requests to the app containers' within the pod's budget: a pod whose app
+// containers already request the whole budget is still admitted.
+func TestPodLevelResourcesWithTheSidecar(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "podlevel"})
+	budget := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("8Mi")}
+	for _, tc := range []struct {
+		name string
+		app  corev1.ResourceList
+	}{
+		{"app-takes-all", budget},
+		{"app-takes-half", corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2m"), corev1.ResourceMemory: resource.MustParse("4Mi")}},
+		{"app-requests-nothing", nil},
+	} {
+		pod := plainPod(ns, tc.name, nil)
+		pod.Annotations = map[string]string{contract.Refresh.Annotation: "30s"}
+		pod.Spec.Resources = &corev1.ResourceRequirements{
+			Requests: budget,
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("24Mi")},
+		}
+		pod.Spec.Containers[0].Resources.Requests = tc.app
+		if err := cluster.Client.Create(ctx, pod); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		requireInjected(t, pod)
+	}
+}

@@ -77,6 +77,9 @@ type admittedContainer struct {
 	EnvFrom      []corev1.EnvFromSource      `json:"envFrom,omitempty"`
 	VolumeMounts []corev1.VolumeMount        `json:"volumeMounts,omitempty"`
 	Resources    corev1.ResourceRequirements `json:"resources,omitempty"`
+	// RestartPolicy marks a user's sidecar, whose requests share the pod's
+	// budget with the injected sidecar's.
+	RestartPolicy *corev1.ContainerRestartPolicy `json:"restartPolicy,omitempty"`
 }
 
 type admittedVolume struct {
@@ -113,7 +116,7 @@ func containers(in []admittedContainer) []corev1.Container {
 	}
 	out := make([]corev1.Container, len(in))
 	for i, c := range in {
-		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts, Resources: c.Resources}
+		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
 	}
 	return out
 }
@@ -336,6 +339,9 @@ func (c *InitContainerCache) largest() int {
 	return int(c.maxLen.Load())
 }
 
+// initContainerKey covers every field that varies between admissions: the
+// env (the tuning values, among them refresh and timeout, from which the
+// sidecar's restartPolicy and startup probe follow) and the resources.
 func initContainerKey(c *corev1.Container) string {
 	var k strings.Builder
 	k.Grow(256)

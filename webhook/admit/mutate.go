@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -108,7 +109,13 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		// pod's, and the pod's resources decide its QoS class: the init
 		// container keeps explicit resources (so no LimitRange default
 		// replaces them) cut to the pod's budget.
-		ic.Resources = fitToPod(ic.Resources, *pod.Spec.Resources)
+		budget := *pod.Spec.Resources
+		if isSidecar(&ic) {
+			// A sidecar runs beside the app containers, so the API server
+			// adds its requests to theirs: it gets what they leave.
+			budget.Requests = leftOver(budget.Requests, pod)
+		}
+		ic.Resources = fitToPod(ic.Resources, budget)
 	case guaranteed(pod):
 		ic.Resources = guaranteedResources(ic.Resources)
 	}
@@ -222,6 +229,36 @@ func containerComplete(c *corev1.Container, env []corev1.EnvVar) bool {
 func podLevelResources(pod *corev1.Pod) bool {
 	r := pod.Spec.Resources
 	return r != nil && (len(r.Requests) > 0 || len(r.Limits) > 0)
+}
+
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// leftOver is the pod's requests minus those of the containers that run
+// all along (app containers and sidecars), never below zero.
+func leftOver(requests corev1.ResourceList, pod *corev1.Pod) corev1.ResourceList {
+	out := requests.DeepCopy()
+	take := func(c *corev1.Container) {
+		for name, q := range c.Resources.Requests {
+			if left, ok := out[name]; ok {
+				left.Sub(q)
+				if left.Sign() < 0 {
+					left = resource.Quantity{Format: left.Format}
+				}
+				out[name] = left
+			}
+		}
+	}
+	for i := range pod.Spec.Containers {
+		take(&pod.Spec.Containers[i])
+	}
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			take(&pod.Spec.InitContainers[i])
+		}
+	}
+	return out
 }
 
 // fitToPod cuts each request and limit to the pod's own, and a request to

@@ -590,3 +590,38 @@ func names(cs []corev1.Container) []string {
 	}
 	return out
 }
+
+// The refreshing sidecar with pod-level resources gets the requests the
+// app containers and the pod's own sidecars leave (never below zero): the
+// API server sums all of them against the pod's.
+func TestMutatePodLevelResourcesSidecar(t *testing.T) {
+	q := resource.MustParse
+	always := corev1.ContainerRestartPolicyAlways
+	for _, tc := range []struct {
+		name    string
+		app     corev1.ResourceList
+		sidecar corev1.ResourceList // the user's own sidecar
+		want    corev1.ResourceList
+	}{
+		{"app requests nothing", nil, nil, corev1.ResourceList{corev1.ResourceCPU: q("10m"), corev1.ResourceMemory: q("16Mi")}},
+		{"app takes part", corev1.ResourceList{corev1.ResourceCPU: q("16m"), corev1.ResourceMemory: q("4Mi")}, nil, corev1.ResourceList{corev1.ResourceCPU: q("4m"), corev1.ResourceMemory: q("12Mi")}},
+		{"app and a user's sidecar take all", corev1.ResourceList{corev1.ResourceCPU: q("15m")}, corev1.ResourceList{corev1.ResourceCPU: q("10m"), corev1.ResourceMemory: q("20Mi")},
+			corev1.ResourceList{corev1.ResourceCPU: q("0"), corev1.ResourceMemory: q("0")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := memberPod()
+			p.Annotations = map[string]string{contract.Refresh.Annotation: "30s"}
+			p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m"), corev1.ResourceMemory: q("16Mi")}}
+			p.Spec.Containers[0].Resources.Requests = tc.app
+			p.Spec.InitContainers = []corev1.Container{{Name: "proxy", RestartPolicy: &always, Resources: corev1.ResourceRequirements{Requests: tc.sidecar}}, {Name: "migrate", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m")}}}}
+			d := decideBoth(t, p, nil, nil)
+			if d.Verdict != VerdictInjected {
+				t.Fatal(summary(d))
+			}
+			ic := d.Mutated.Spec.InitContainers[2]
+			if !equality.Semantic.DeepEqual(ic.Resources.Requests, tc.want) {
+				t.Errorf("sidecar requests %v, want %v", ic.Resources.Requests, tc.want)
+			}
+		})
+	}
+}
