@@ -156,3 +156,67 @@ func TestRunBadOperatorFlagsExit2(t *testing.T) {
 		})
 	}
 }
+
+// The sidecar: decides, keeps refreshing until SIGTERM (exit 0), is probed
+// by `decided`, and when restarted keeps its first seeds instead of
+// deciding again from a later view.
+func TestSidecarLifecycle(t *testing.T) {
+	z, err := dnszone.Start(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	const fqdn = "cassandra.db.svc.cluster.local."
+	z.Set(fqdn, "", dnszone.Peer{IP: netip.MustParseAddr("127.0.0.1")}, dnszone.Peer{IP: netip.MustParseAddr("127.0.0.2")})
+	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "POD_IPS": "127.0.0.2", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local",
+		"PEERGROUP_STABLE_MARGIN": "1s", contract.Refresh.Env: "5s"} {
+		t.Setenv(k, v)
+	}
+	out := t.TempDir()
+	args := []string{"--dns-server=" + z.Addr, "--output-dir=" + out}
+	if err := run(context.Background(), []string{"decided", "--output-dir=" + out}, &bytes.Buffer{}); discovery.Code(err) == 0 {
+		t.Fatal("decided before any decision")
+	}
+	if err := run(context.Background(), []string{"decided", "--bogus"}, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
+		t.Fatalf("decided with a bad flag: exit %d", discovery.Code(err))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run(ctx, args, &stderr) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for run(context.Background(), []string{"decided", "--output-dir=" + out}, &bytes.Buffer{}) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no decision within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("sidecar stopped with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("sidecar did not stop")
+	}
+	seeds, _ := os.ReadFile(filepath.Join(out, "seeds"))
+	if string(seeds) != "127.0.0.1,127.0.0.2\n" {
+		t.Fatalf("seeds %q", seeds)
+	}
+
+	// Restarted after the group changed: it does not decide again.
+	z.Set(fqdn, "", dnszone.Peer{IP: netip.MustParseAddr("127.0.0.2")})
+	ctx, cancel = context.WithCancel(context.Background())
+	stderr.Reset()
+	go func() { done <- run(ctx, args, &stderr) }()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("restarted sidecar: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "seeds")); string(got) != string(seeds) || strings.Contains(stderr.String(), "decided after") {
+		t.Errorf("restarted sidecar decided again: seeds %q\n%s", got, stderr.String())
+	}
+}

@@ -254,6 +254,9 @@ type machine struct {
 	cpuModel  string
 	goVersion string
 	kernel    string
+	// loadStart is the 1-minute load average when the bench began: other
+	// work on the machine shows there, and in loadAverage() at the end.
+	loadStart string
 }
 
 func describeMachine(ctx context.Context) (machine, error) {
@@ -273,7 +276,17 @@ func describeMachine(ctx context.Context) (machine, error) {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = strings.TrimSpace(string(b))
 	}
+	m.loadStart = loadAverage()
 	return m, nil
+}
+
+// loadAverage is the 1-minute load average, "?" when unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // --- processes ---
@@ -1047,7 +1060,8 @@ func render(o options, m machine, side *sidecarResult, dec map[int][]decisionRun
 	r := &report{}
 	r.line("## 8. The refreshing sidecar and decision time (%s)", now.Format("2006-01-02"))
 	r.line("")
-	r.line("Measured by `make bench-seeds` (`go run ./test/bench/seeds`) on this machine: %d cores (%s), Linux %s, %s.", m.cpus, m.cpuModel, m.kernel, m.goVersion)
+	r.line("Measured by `make bench-seeds` (`go run ./test/bench/seeds`) on this machine: %d cores (%s), Linux %s, %s;", m.cpus, m.cpuModel, m.kernel, m.goVersion)
+	r.line("1-minute load average %s at the start, %s at the end (other work shares the machine).", m.loadStart, loadAverage())
 	r.line("seed-discovery is built as the image builds it (CGO_ENABLED=0, `-trimpath -ldflags \"-s -w\"`). DNS is `test/dnszone` on 127.0.0.1 with")
 	r.line("TTL %d s, every peer a 127.0.0.x address with A records only (a Deployment's pods: no hostnames, no port name), no peer port", zoneTTL)
 	r.line("(nothing is dialled), stable margin %s, expected peers 1. Each figure stands beside a baseline measured in the same run.", stableMargin)
