@@ -151,6 +151,20 @@ func Decide(in Inputs) (Decision, string) {
 	// A live cluster exists: always join it, whatever the order says, so a
 	// pod that comes back with the lowest IP never founds a second cluster.
 	if live := livePods(g, selfIdx, own, in.Live); len(live) > 0 {
+		if n := min(in.SeedCount, len(g.Pods)); selfIdx == 0 && allAmong(live, g.Pods[:n]) {
+			// The first pod, and every pod that answers is one of its
+			// seeds: the group is forming from these seeds (the first pod
+			// waited for them, safe founding) or one of them came back. It
+			// takes the seeds every other pod took, itself first, so apps
+			// that need one seed list on every member (Akka's first seed
+			// node, Elasticsearch's initial master nodes) get it; with the
+			// others answering, it joins them rather than founding.
+			d.Role = RoleSeed
+			for _, p := range g.Pods[:n] {
+				d.Seeds = append(d.Seeds, p.IPs...)
+			}
+			return d, ""
+		}
 		d.Role = RoleJoiner
 		for _, p := range live[:min(in.SeedCount, len(live))] {
 			for _, ip := range p.IPs {
@@ -199,6 +213,16 @@ func Decide(in Inputs) (Decision, string) {
 		d.Role = RoleJoiner
 	}
 	return d, ""
+}
+
+// allAmong reports whether every pod of some is among pods (by address).
+func allAmong(some, pods []Pod) bool {
+	for _, p := range some {
+		if !slices.ContainsFunc(pods, func(q Pod) bool { return slices.Equal(p.IPs, q.IPs) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // livePods are the pods other than this one with an address that answered,

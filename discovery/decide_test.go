@@ -51,7 +51,11 @@ func TestDecide(t *testing.T) {
 		{name: "ordinal 0 founds", in: Inputs{Peers: sts, Self: []netip.Addr{ip("10.0.0.9")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, wantRole: RoleFounder, wantSeeds: "[10.0.0.9 10.0.0.5]"},
 		{name: "ordinal0 waits for pod 0", in: Inputs{Peers: sts[1:], Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: "waiting for ordinal 0"},
 		{name: "ordinal0 without hostnames waits", in: Inputs{Peers: peersOf("10.0.0.1"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundOrdinal0}, waiting: "ordinal hostname"},
-		{name: "live peer means join even when lowest", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.3"): true}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.3]"},
+		{name: "live peer beyond the seeds means join even when lowest", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 2, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.3"): true}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.3]"},
+		// The first pod whose live peers are all its seeds takes the seeds
+		// every other pod took (one seed list for Akka, Elasticsearch).
+		{name: "first pod, live peers among its seeds: the same seeds as the others", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.3"): true}}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2 10.0.0.3]"},
+		{name: "second pod, live peer among its seeds: still a joiner of the live", in: Inputs{Peers: peersOf("10.0.0.1", "10.0.0.2", "10.0.0.3"), Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("10.0.0.1"): true}}, wantRole: RoleJoiner, wantSeeds: "[10.0.0.1]"},
 		// Safe founding: beside others that all refuse the peer port, the
 		// first pod waits (they may run and be unreachable from here); the
 		// others take their roles from the order, so the group still starts.
@@ -76,7 +80,7 @@ func TestDecide(t *testing.T) {
 		{name: "dual stack unnamed: own address uncounted", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.9"), ip("fd00::9")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IP not in"},
 		{name: "dual stack unnamed: own counted address not there yet", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::3"), Self: []netip.Addr{ip("10.0.0.3"), ip("fd00::3")}, SeedCount: 2, ExpectedPeers: 1, Founding: FoundLowest}, waiting: "own IPv4 address not in the Service's DNS records yet"},
 		{name: "one hostname on two pods is no pod identity", in: Inputs{Peers: []Peer{{IP: ip("10.0.0.1"), Hostname: "web"}, {IP: ip("10.0.0.2"), Hostname: "web"}}, Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 2, Founding: FoundLowest}, wantRole: RoleSeed, wantSeeds: "[10.0.0.1 10.0.0.2]"},
-		{name: "live dual-stack pod: its answering addresses", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true, ip("fd00::1"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
+		{name: "live dual-stack pod: its answering addresses", in: Inputs{Peers: dual, Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 1, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true, ip("fd00::1"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
 		{name: "live uncounted address stands for its pod", in: Inputs{Peers: peersOf("10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2"), Self: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}, SeedCount: 3, ExpectedPeers: 5, Founding: FoundLowest, Live: map[netip.Addr]bool{ip("fd00::2"): true}}, wantRole: RoleJoiner, wantSeeds: "[fd00::2]"},
 
 		// Pods named after their IPs (a Deployment's, under CoreDNS) have

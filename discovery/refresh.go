@@ -29,14 +29,15 @@ import (
 // own address (the Service recreated, DNS behind the endpoints) and a DNS
 // error leave the files as they are.
 //
-// Cost per round: one observation (A and AAAA, or one SRV query), plus one
-// PTR query per address not named yet when names are needed; names are
-// kept for the addresses still in the view.
+// Cost per round: one observation (A and AAAA, or one SRV query), plus,
+// when names are needed, one PTR query per address new to the view and one
+// per address every renameRounds rounds (nameCache).
 func (r *Runner) Keep(ctx context.Context, d Decision) error {
 	c := r.Config
 	fqdn := c.FQDN()
 	r.logf("refreshing the peer files every %s (±20%%); the seed files stay as decided", c.Refresh)
-	names := map[netip.Addr]string{}
+	names := &nameCache{names: map[netip.Addr]string{}}
+	names.keep(d.Peers)
 	last := ""
 	note := func(msg string) {
 		if msg != last && msg != "" {
@@ -73,7 +74,7 @@ func (r *Runner) Keep(ctx context.Context, d Decision) error {
 
 // refresh observes once and returns d with the peers of that view, or the
 // reason (or the error) to keep the files as they are.
-func (r *Runner) refresh(ctx context.Context, d Decision, fqdn string, names map[netip.Addr]string) (Decision, string, error) {
+func (r *Runner) refresh(ctx context.Context, d Decision, fqdn string, names *nameCache) (Decision, string, error) {
 	c := r.Config
 	obs, err := r.Resolver.Observe(ctx, fqdn, c.PortName)
 	if err != nil {
@@ -84,19 +85,8 @@ func (r *Runner) refresh(ctx context.Context, d Decision, fqdn string, names map
 		return d, fmt.Sprintf("own IP %v not in this view of %s (%d addresses)", c.PodIPs, fqdn, len(peers)), nil
 	}
 	if c.needsNames() || unnamedDualStack(peers) {
-		for i := range peers {
-			if peers[i].Hostname == "" {
-				peers[i].Hostname = names[peers[i].IP]
-			}
-		}
-		if peers, err = r.Resolver.Hostnames(ctx, fqdn, peers); err != nil {
+		if peers, err = names.lookUp(ctx, r.Resolver, fqdn, peers); err != nil {
 			return d, "", err
-		}
-		clear(names)
-		for _, p := range peers {
-			if p.Hostname != "" {
-				names[p.IP] = p.Hostname
-			}
 		}
 	}
 	g := GroupPods(peers)
@@ -110,6 +100,64 @@ func (r *Runner) refresh(ctx context.Context, d Decision, fqdn string, names map
 	}
 	next.SeedHosts = seedHosts
 	return next, "", nil
+}
+
+// renameRounds: every this many rounds the names of all addresses are
+// asked again, so an address another pod took over without leaving the
+// view for a round (a quick IP reuse) is renamed within about five minutes
+// at the shortest interval, for one PTR query per address per 60 rounds.
+const renameRounds = 60
+
+// nameCache keeps the PTR name (or none) of each address in the view, so
+// a round asks only for addresses it has not seen: an address's name
+// changes only with its pod.
+type nameCache struct {
+	names map[netip.Addr]string // "" when asked and unnamed
+	round int
+}
+
+// keep records the names of the decision's pods.
+func (n *nameCache) keep(pods []Pod) {
+	for _, p := range pods {
+		for _, ip := range p.IPs {
+			n.names[ip] = p.Hostname
+		}
+	}
+}
+
+// lookUp names peers: SRV names as given, cached names, and a PTR query
+// for the rest (all of them every renameRounds rounds). The cache then
+// holds exactly the view's addresses.
+func (n *nameCache) lookUp(ctx context.Context, r *Resolver, fqdn string, peers []Peer) ([]Peer, error) {
+	n.round++
+	all := n.round%renameRounds == 0
+	var ask []Peer
+	for i, p := range peers {
+		if p.Hostname != "" {
+			continue
+		}
+		if name, seen := n.names[p.IP]; seen && !all {
+			peers[i].Hostname = name
+			continue
+		}
+		ask = append(ask, p)
+	}
+	named, err := r.Hostnames(ctx, fqdn, ask)
+	if err != nil {
+		return nil, err
+	}
+	byIP := map[netip.Addr]string{}
+	for _, p := range named {
+		byIP[p.IP] = p.Hostname
+	}
+	clear(n.names)
+	for i, p := range peers {
+		if name, asked := byIP[p.IP]; asked {
+			peers[i].Hostname = name
+		}
+		n.names[p.IP] = peers[i].Hostname
+	}
+	return peers, nil
 }
 
 func samePods(a, b []Pod) bool {
@@ -131,6 +179,15 @@ func listHosts(hosts []string) string {
 func Decided(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, contract.SeedsFileName))
 	return err == nil
+}
+
+// Forget removes the seeds file, so Decided is false until the next
+// decision.
+func Forget(dir string) error {
+	if err := os.Remove(filepath.Join(dir, contract.SeedsFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the earlier seeds: %w", err)
+	}
+	return nil
 }
 
 // LoadDecision reads the decision a previous run of this pod's sidecar

@@ -125,25 +125,35 @@ func TestKeepFollowsThePeers(t *testing.T) {
 // seed-address=hostname one PTR query per address it has no name for yet.
 func TestKeepQueryBudget(t *testing.T) {
 	for _, tc := range []struct {
+		name    string
 		address contract.SeedAddress
 		pods    []dnszone.Pod
+		podName string
+		noPTR   bool
 	}{
-		{contract.AddressIP, nil},
-		{contract.AddressHostname, []dnszone.Pod{
+		{"ip", contract.AddressIP, nil, "", false},
+		{"hostname", contract.AddressHostname, []dnszone.Pod{
 			{Hostname: "cassandra-0", IPs: addrList("127.0.0.1")},
 			{Hostname: "cassandra-1", IPs: addrList("127.0.0.2")},
 			{Hostname: "cassandra-2", IPs: addrList("127.0.0.3")},
-		}},
+		}, "", false},
+		// Names needed (a StatefulSet-like pod name) but none served: the
+		// unnamed addresses are not asked again every round.
+		{"ordinal pod, no PTR records", contract.AddressIP, nil, "cassandra-2", true},
 	} {
-		t.Run(string(tc.address), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			z := startZone(t, 0)
-			peers := loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")
+			peers := loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6")
 			if tc.pods != nil {
 				peers = dnszone.Endpoints(tc.pods...)
 			}
 			z.Set(fqdn, "", peers...)
+			z.ServePTR(!tc.noPTR)
 			c := testConfig(t, z, "127.0.0.3")
 			c.Refresh, c.SeedAddress = 50*time.Millisecond, tc.address
+			if tc.podName != "" {
+				c.PodName = tc.podName
+			}
 			stop, log, queries := keep(t, c)
 			before := queries()
 			time.Sleep(time.Second)
@@ -180,6 +190,16 @@ func TestLoadDecision(t *testing.T) {
 	got, ok, err := LoadDecision(dir)
 	if err != nil || !ok || got.Role != RoleSeed || strings.Join(got.SeedHosts, ",") != "10.0.0.1" {
 		t.Fatalf("got %+v ok=%v err=%v", got, ok, err)
+	}
+	// Forget: the probe fails until the next decision.
+	if err := Forget(dir); err != nil || Decided(dir) {
+		t.Fatalf("Forget: %v, decided %v", err, Decided(dir))
+	}
+	if err := Forget(dir); err != nil {
+		t.Fatalf("Forget twice: %v", err)
+	}
+	if err := Write(dir, d); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, contract.DiscoveryFileName), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)

@@ -386,14 +386,17 @@ func writePeers(dir string, d Decision) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", contract.DiscoveryFileName, err)
 	}
+	// discovery.json first: whoever sees a peer file changed finds the
+	// document that explains it.
 	files := []namedFile{
+		{contract.DiscoveryFileName, append(doc, '\n')},
 		{contract.PeersFileName, lines(peers)},
 		{contract.PeerHostsFileName, lines(d.PeerHosts)},
 	}
 	if d.Port > 0 {
 		files = append(files, namedFile{contract.PeerHostPortsFileName, lines(hostPorts(d.PeerHosts, d.Port))})
 	}
-	return writeFiles(dir, append(files, namedFile{contract.DiscoveryFileName, append(doc, '\n')}))
+	return writeFiles(dir, files)
 }
 
 type namedFile struct {

@@ -326,7 +326,9 @@ func TestLivePeerMeansJoin(t *testing.T) {
 	z := startZone(t, 0)
 	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
 	c := testConfig(t, z, "127.0.0.1")
-	c.PeerPort = port
+	// The live peer is not one of its seeds (the first two): it joins the
+	// live cluster instead of taking the order's seeds.
+	c.PeerPort, c.SeedCount = port, 2
 	var dialed []string
 	var mu sync.Mutex
 	r, _ := runner(c)

@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/peergroup/peergroup/contract"
@@ -38,8 +40,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	r := &discovery.Runner{Config: cfg, Resolver: &discovery.Resolver{Server: cfg.DNSServer}, Log: stderr}
-	d, decidedBefore, err := previousDecision(cfg)
-	if err == nil && !decidedBefore {
+	d, decidedBefore := previousDecision(cfg, stderr)
+	if !decidedBefore {
 		d, err = r.Run(ctx)
 	}
 	if err == nil && cfg.Refresh > 0 {
@@ -53,16 +55,36 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 // previousDecision is what a restarted sidecar decided before (the seeds
 // volume outlives its container): its seeds stay. A plain init container
-// decides again each time it runs, as it always has.
-func previousDecision(cfg discovery.Config) (discovery.Decision, bool, error) {
+// decides again each time it runs, as it always has. So does a sidecar
+// whose pod has a new address (its sandbox was recreated, and every init
+// container runs again) and one whose earlier decision cannot be read:
+// seeds for an address the pod no longer has, or a document it cannot
+// trust, would be worse than a new decision.
+func previousDecision(cfg discovery.Config, stderr io.Writer) (discovery.Decision, bool) {
 	if cfg.Refresh == 0 {
-		return discovery.Decision{}, false, nil
+		return discovery.Decision{}, false
 	}
 	d, ok, err := discovery.LoadDecision(cfg.OutputDir)
-	if err != nil {
-		return d, false, &discovery.ExitError{Code: discovery.ExitNotWritable, Err: err}
+	again := ""
+	switch {
+	case err != nil:
+		again = err.Error()
+	case ok && !slices.Contains(cfg.PodIPs, d.Self):
+		again = fmt.Sprintf("the earlier decision was made as %s, and this pod is now %v", d.Self, cfg.PodIPs)
 	}
-	return d, ok, nil
+	if again != "" {
+		// Until the new decision, the startup probe must not pass on the
+		// old seeds.
+		if err := discovery.Forget(cfg.OutputDir); err != nil {
+			again += fmt.Sprintf(" (and %v)", err)
+		}
+		fmt.Fprintf(stderr, "seed-discovery: deciding again: %s\n", again)
+		return discovery.Decision{}, false
+	}
+	if ok {
+		fmt.Fprintf(stderr, "seed-discovery: restarted: keeping the decision made as %s (role %s, seeds %s)\n", d.Self, d.Role, strings.Join(d.SeedHosts, ","))
+	}
+	return d, ok
 }
 
 // decided is the sidecar's startup probe: success once the seeds file
@@ -72,6 +94,9 @@ func decided(args []string) error {
 	dir := fs.String("output-dir", contract.SeedsMountPath, "directory seed-discovery writes to")
 	if err := fs.Parse(args); err != nil {
 		return &discovery.ConfigError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return &discovery.ConfigError{Err: fmt.Errorf("decided: unexpected arguments %q", fs.Args())}
 	}
 	if !discovery.Decided(*dir) {
 		return &discovery.ExitError{Code: discovery.ExitInterrupted, Err: errors.New("no decision yet")}

@@ -220,3 +220,58 @@ func TestSidecarLifecycle(t *testing.T) {
 		t.Errorf("restarted sidecar decided again: seeds %q\n%s", got, stderr.String())
 	}
 }
+
+// A sidecar restarted with another address (its sandbox recreated) or over
+// an unreadable decision decides again (discovery.Forget keeps its startup
+// probe from passing on the old seeds meanwhile).
+func TestSidecarDecidesAgain(t *testing.T) {
+	z, err := dnszone.Start(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	const fqdn = "cassandra.db.svc.cluster.local."
+	for k, v := range map[string]string{"PEERGROUP_SERVICE": "cassandra", "POD_NAMESPACE": "db", "PEERGROUP_CLUSTER_DOMAIN": "cluster.local",
+		"PEERGROUP_STABLE_MARGIN": "1s", contract.Refresh.Env: "5s"} {
+		t.Setenv(k, v)
+	}
+	out := t.TempDir()
+	args := []string{"--dns-server=" + z.Addr, "--output-dir=" + out}
+	sidecar := func(self string) string {
+		t.Helper()
+		t.Setenv("POD_IPS", self)
+		z.Set(fqdn, "", dnszone.Peer{IP: netip.MustParseAddr(self)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		var stderr bytes.Buffer
+		go func() { done <- run(ctx, args, &stderr) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if b, _ := os.ReadFile(filepath.Join(out, "seeds")); string(b) == self+"\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no decision as %s", self)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		return stderr.String()
+	}
+	sidecar("127.0.0.1")
+	if log := sidecar("127.0.0.9"); !strings.Contains(log, "deciding again: the earlier decision was made as 127.0.0.1, and this pod is now [127.0.0.9]") {
+		t.Errorf("log: %s", log)
+	}
+	if err := os.WriteFile(filepath.Join(out, "discovery.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if log := sidecar("127.0.0.5"); !strings.Contains(log, "deciding again: read the previous decision") {
+		t.Errorf("log: %s", log)
+	}
+	if err := run(context.Background(), []string{"decided", "extra", "--output-dir=" + out}, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
+		t.Errorf("decided with an extra argument: exit %d", discovery.Code(err))
+	}
+}

@@ -55,3 +55,23 @@ func TestPodLevelResourcesWithTheSidecar(t *testing.T) {
 		requireInjected(t, pod)
 	}
 }
+
+// First among the init containers (init-first), the sidecar also runs
+// beside each ordinary one; the API server sums them against the pod.
+func TestPodLevelResourcesWithTheSidecarFirst(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "podlevel"})
+	budget := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("16Mi")}
+	pod := plainPod(ns, "sidecar-first", nil)
+	pod.Annotations = map[string]string{contract.Refresh.Annotation: "30s", contract.InitFirstAnnotation: "true"}
+	pod.Spec.Resources = &corev1.ResourceRequirements{Requests: budget}
+	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "busybox", Resources: corev1.ResourceRequirements{Requests: budget}}}
+	pod.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4m")}
+	if err := cluster.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	requireInjected(t, pod)
+	if pod.Spec.InitContainers[0].Name != contract.InitContainerName {
+		t.Fatalf("init containers %v", pod.Spec.InitContainers)
+	}
+}

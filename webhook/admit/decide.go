@@ -81,7 +81,7 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		if err != nil {
 			return dec.fail(http.StatusInternalServerError, ReasonNamespaceLookup, fmt.Errorf("peergroup: read the LimitRanges of namespace %s: %w", req.Namespace, err))
 		}
-		ic := &dec.Mutated.Spec.InitContainers[len(dec.Mutated.Spec.InitContainers)-1]
+		ic := injectedContainer(dec.Mutated) // last, or first with init-first
 		if err := checkLimitRanges(ic, ranges); err != nil {
 			return dec.deny(ReasonLimitRange, err)
 		}

@@ -21,11 +21,18 @@ func TestLimitRanges(t *testing.T) {
 		item.Type = corev1.LimitTypeContainer
 		return corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{item}}}
 	}
+	// With init-first, the user's init container (this CPU limit) is last.
+	userCPU := map[string]string{
+		"init-first: max cpu below seed-discovery's limit, the user's container fits":        "50m",
+		"init-first: seed-discovery fits, the user's container does not (not ours to judge)": "1",
+	}
 	cases := []struct {
 		name string
 		item corev1.LimitRangeItem
 		want string // "" admits
 	}{
+		{"init-first: max cpu below seed-discovery's limit, the user's container fits", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("50m")}}, "cpu limit must be at most 50m (limit 100m)"},
+		{"init-first: seed-discovery fits, the user's container does not (not ours to judge)", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("200m")}}, ""},
 		{"max cpu below the init container's limit", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("50m")}}, "cpu limit must be at most 50m (limit 100m)"},
 		{"min memory above its request", corev1.LimitRangeItem{Min: corev1.ResourceList{corev1.ResourceMemory: q("64Mi")}}, "memory must be at least 64Mi (request 16Mi)"},
 		{"limit/request ratio", corev1.LimitRangeItem{MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("4")}}, "cpu limit/request ratio must be at most 4 (100m/10m)"},
@@ -51,6 +58,12 @@ func TestLimitRanges(t *testing.T) {
 			}
 			pod := twoContainerPod()
 			pod.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+			if cpu, ok := userCPU[tc.name]; ok {
+				// seed-discovery first: the check is of it, not of the
+				// user's init container now last.
+				pod.Annotations = map[string]string{contract.InitFirstAnnotation: "true"}
+				pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: q(cpu)}}}}
+			}
 			services := &StaticServices{Known: true}
 			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: services, LimitRanges: StaticLimitRanges{lr}}).Decide(context.Background(), Request{
 				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: pod,

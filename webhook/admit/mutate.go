@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,12 +29,17 @@ func IsInjected(pod *corev1.Pod) bool {
 
 // hasInitContainer reports whether pod runs peergroup's init container.
 func hasInitContainer(pod *corev1.Pod) bool {
+	return injectedContainer(pod) != nil
+}
+
+// injectedContainer is peergroup's init container in pod, or nil.
+func injectedContainer(pod *corev1.Pod) *corev1.Container {
 	for i := range pod.Spec.InitContainers {
 		if c := &pod.Spec.InitContainers[i]; c.Name == contract.InitContainerName && hasMount(c, contract.SeedsVolumeName) {
-			return true
+			return c
 		}
 	}
-	return false
+	return nil
 }
 
 // CollisionError reports a pod field that already uses a name or path the
@@ -113,7 +119,7 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		if isSidecar(&ic) {
 			// A sidecar runs beside the app containers, so the API server
 			// adds its requests to theirs: it gets what they leave.
-			budget.Requests = leftOver(budget.Requests, pod)
+			budget.Requests = leftOver(budget.Requests, pod, initFirst)
 		}
 		ic.Resources = fitToPod(ic.Resources, budget)
 	case guaranteed(pod):
@@ -235,28 +241,40 @@ func isSidecar(c *corev1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
-// leftOver is the pod's requests minus those of the containers that run
-// all along (app containers and sidecars), never below zero.
-func leftOver(requests corev1.ResourceList, pod *corev1.Pod) corev1.ResourceList {
-	out := requests.DeepCopy()
-	take := func(c *corev1.Container) {
-		for name, q := range c.Resources.Requests {
-			if left, ok := out[name]; ok {
-				left.Sub(q)
-				if left.Sign() < 0 {
-					left = resource.Quantity{Format: left.Format}
-				}
-				out[name] = left
+// leftOver is the pod's requests minus what runs beside the sidecar, never
+// below zero, per resource: the app containers and the pod's own sidecars
+// all along, and, when it runs first (init-first), each ordinary init
+// container in turn. The API server sums the sidecars started before an
+// init container with it; counting every sidecar of the pod there is a
+// bound that can only leave the injected sidecar less.
+func leftOver(requests corev1.ResourceList, pod *corev1.Pod, first bool) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for name, total := range requests {
+		var sidecars, apps, initMax resource.Quantity
+		for i := range pod.Spec.InitContainers {
+			c := &pod.Spec.InitContainers[i]
+			if q, ok := c.Resources.Requests[name]; ok && isSidecar(c) {
+				sidecars.Add(q)
+			} else if ok && first && q.Cmp(initMax) > 0 {
+				initMax = q.DeepCopy()
 			}
 		}
-	}
-	for i := range pod.Spec.Containers {
-		take(&pod.Spec.Containers[i])
-	}
-	for i := range pod.Spec.InitContainers {
-		if isSidecar(&pod.Spec.InitContainers[i]) {
-			take(&pod.Spec.InitContainers[i])
+		for i := range pod.Spec.Containers {
+			if q, ok := pod.Spec.Containers[i].Resources.Requests[name]; ok {
+				apps.Add(q)
+			}
 		}
+		used := apps
+		if initMax.Cmp(used) > 0 {
+			used = initMax
+		}
+		used.Add(sidecars)
+		left := total.DeepCopy()
+		left.Sub(used)
+		if left.Sign() < 0 {
+			left = resource.Quantity{Format: total.Format}
+		}
+		out[name] = left
 	}
 	return out
 }
@@ -662,8 +680,12 @@ var meshInitContainers = []string{"istio-init", "linkerd-init", "kuma-init"}
 func foundingWarnings(pod *corev1.Pod, initFirst bool) []string {
 	var warnings []string
 	if !initFirst {
-		for _, c := range pod.Spec.InitContainers {
-			if slices.Contains(meshInitContainers, c.Name) {
+		for i, c := range pod.Spec.InitContainers {
+			// A proxy that runs as a native sidecar after the mesh's init
+			// container is up before seed-discovery starts (Istio's
+			// native sidecar mode): nothing to warn about.
+			proxied := slices.ContainsFunc(pod.Spec.InitContainers[i+1:], func(c corev1.Container) bool { return isSidecar(&c) })
+			if slices.Contains(meshInitContainers, c.Name) && !proxied {
 				warnings = append(warnings, fmt.Sprintf("peergroup: init container %s (a service mesh's) runs before seed-discovery and sends the pod's traffic to a proxy that is not running yet, "+
 					"so seed-discovery may reach no peer: set the annotation %s: \"true\" to run seed-discovery first", quote(c.Name), contract.InitFirstAnnotation))
 				break
@@ -672,7 +694,7 @@ func foundingWarnings(pod *corev1.Pod, initFirst bool) []string {
 	}
 	founding := cmp.Or(pod.Annotations[contract.FoundingValue.Annotation], string(contract.DefaultFounding))
 	_, peerPort := pod.Annotations[contract.PeerPort.Annotation]
-	if peerPort && pod.Annotations[contract.SeedCount.Annotation] == "1" {
+	if n, err := strconv.Atoi(pod.Annotations[contract.SeedCount.Annotation]); peerPort && err == nil && n == 1 {
 		warnings = append(warnings, fmt.Sprintf("peergroup: %s with %s \"1\": when the group starts together its first pod waits for a peer that answers "+
 			"and the others' only seed is that pod, so the group waits on one start; set %s to 2 or more",
 			contract.PeerPort.Annotation, contract.SeedCount.Annotation, contract.SeedCount.Annotation))

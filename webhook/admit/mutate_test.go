@@ -539,6 +539,19 @@ func TestMutateSeedOptions(t *testing.T) {
 		{name: "a peer port with one seed", modify: func(p *corev1.Pod) {
 			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000", contract.SeedCount.Annotation: "1"}
 		}, wantWarnings: []string{`peergroup.dev/peer-port with peergroup.dev/seed-count "1"`}},
+		{name: "a peer port with one seed, written 01", modify: func(p *corev1.Pod) {
+			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000", contract.SeedCount.Annotation: "01"}
+		}, wantWarnings: []string{`seed-count "1"`}},
+		{name: "a mesh's proxy as a native sidecar after its init container: no warning", modify: func(p *corev1.Pod) {
+			always := corev1.ContainerRestartPolicyAlways
+			p.Spec.InitContainers = []corev1.Container{{Name: "istio-init"}, {Name: "istio-proxy", RestartPolicy: &always}}
+		}, wantIndex: 2},
+		{name: "a ReplicationController's pod that may found without a peer port", modify: func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ReplicationController", Name: "nats", UID: "u", Controller: ptr.To(true)}}
+		}, wantWarnings: []string{"this ReplicationController's pods may found the group"}},
+		{name: "a StatefulSet's pod may found: no warning (ordinals and stable identity)", modify: func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "cassandra", UID: "u", Controller: ptr.To(true)}}
+		}},
 		{name: "a peer port with two seeds", modify: func(p *corev1.Pod) {
 			p.Annotations = map[string]string{contract.PeerPort.Annotation: "7000", contract.SeedCount.Annotation: "2"}
 		}},
@@ -623,5 +636,26 @@ func TestMutatePodLevelResourcesSidecar(t *testing.T) {
 				t.Errorf("sidecar requests %v, want %v", ic.Resources.Requests, tc.want)
 			}
 		})
+	}
+}
+
+// Placed first (init-first), the sidecar also runs beside each ordinary
+// init container: it gets what the largest of them leaves, if that is
+// less than what the app containers leave.
+func TestMutatePodLevelResourcesSidecarFirst(t *testing.T) {
+	q := resource.MustParse
+	p := memberPod()
+	p.Annotations = map[string]string{contract.Refresh.Annotation: "30s", contract.InitFirstAnnotation: "true"}
+	p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m"), corev1.ResourceMemory: q("16Mi")}}
+	p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q("4m")}
+	p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("18m"), corev1.ResourceMemory: q("16Mi")}}}}
+	d := decideBoth(t, p, nil, nil)
+	if d.Verdict != VerdictInjected {
+		t.Fatal(summary(d))
+	}
+	ic := d.Mutated.Spec.InitContainers[0]
+	want := corev1.ResourceList{corev1.ResourceCPU: q("2m"), corev1.ResourceMemory: q("0")}
+	if ic.Name != contract.InitContainerName || !equality.Semantic.DeepEqual(ic.Resources.Requests, want) {
+		t.Errorf("%s requests %v, want %v", ic.Name, ic.Resources.Requests, want)
 	}
 }

@@ -57,8 +57,11 @@ var controllerKinds = map[string]metav1.OwnerReference{
 // workload's controller will set, so the decision is the one the webhook
 // makes for the pods. The reference is for deciding only: the patch never
 // touches ownerReferences.
-func asCreatedBy(pod *corev1.Pod, workloadKind, workloadName string) {
-	ref, ok := controllerKinds[workloadKind]
+func asCreatedBy(pod *corev1.Pod, workload map[string]any) {
+	kind, _ := workload["kind"].(string)
+	meta, _ := workload["metadata"].(map[string]any)
+	workloadName, _ := meta["name"].(string)
+	ref, ok := controllerKinds[kind]
 	if !ok {
 		return
 	}
@@ -66,4 +69,12 @@ func asCreatedBy(pod *corev1.Pod, workloadKind, workloadName string) {
 	// carries (GetPodFromTemplate), so the template's are replaced.
 	ref.Name, ref.Controller = workloadName, ptr.To(true)
 	pod.OwnerReferences = []metav1.OwnerReference{ref}
+	if kind == "StatefulSet" {
+		// The StatefulSet controller names each pod's host after the pod
+		// and its subdomain after serviceName (what seed-address=hostname
+		// needs); the first pod stands for them all.
+		spec, _ := workload["spec"].(map[string]any)
+		service, _ := spec["serviceName"].(string)
+		pod.Spec.Hostname, pod.Spec.Subdomain = workloadName+"-0", service
+	}
 }

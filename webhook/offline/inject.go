@@ -158,7 +158,7 @@ func (in *injector) object(obj map[string]any) (bool, error) {
 		return false, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	pod.Namespace = cmp.Or(namespace, in.opts.DefaultNamespace)
-	asCreatedBy(pod, kind, name)
+	asCreatedBy(pod, obj)
 	what := kind + "/" + name
 	if namespace != "" {
 		what = kind + "/" + namespace + "/" + name
@@ -320,9 +320,7 @@ func PodFromManifest(in []byte) (*corev1.Pod, error) {
 		if len(path) > 0 {
 			meta, _ := obj["metadata"].(map[string]any)
 			pod.Namespace, _ = meta["namespace"].(string)
-			kind, _ := obj["kind"].(string)
-			name, _ := meta["name"].(string)
-			asCreatedBy(pod, kind, name)
+			asCreatedBy(pod, obj)
 			if pod.Name == "" {
 				name, _ := meta["name"].(string)
 				pod.GenerateName = name + "-"
