@@ -233,7 +233,7 @@ func TestRealNATS(t *testing.T) {
 		requireDecision(t, founder, "role founder")
 		for _, p := range pods {
 			if p.Name != founder.Name {
-				requireDecision(t, p, "role joiner")
+				requireJoined(t, p)
 			}
 		}
 	})
@@ -287,7 +287,7 @@ func TestRealNATS(t *testing.T) {
 		}
 		for _, p := range after {
 			if p.Name != newest.Name {
-				requireDecision(t, p, "role joiner")
+				requireJoined(t, p)
 			}
 		}
 	})
@@ -404,7 +404,7 @@ func TestRealNATSStatefulSetAndRollingUpdate(t *testing.T) {
 		}
 		stop()
 		for _, p := range requireOneCluster(t, ns, "nats-deploy", 3) {
-			requireDecision(t, p, "role joiner")
+			requireJoined(t, p)
 		}
 	})
 }
@@ -516,6 +516,18 @@ func containerLog(t *testing.T, ns, pod, container string) string {
 		t.Fatal(err)
 	}
 	return log
+}
+
+// requireJoined checks that a pod started beside a running cluster did not
+// found: a joiner of the live peers, or, when it came first in the order
+// and the live peers were all its seeds, a seed with the order's seeds.
+func requireJoined(t *testing.T, pod corev1.Pod) {
+	t.Helper()
+	log := containerLog(t, pod.Namespace, pod.Name, "seed-discovery")
+	role, seeds, ok := framework.LoggedDecision(log)
+	if !ok || (role != "joiner" && role != "seed") {
+		t.Fatalf("%s decided role %s (seeds %s), want joiner or seed (it started beside a running cluster):\n%s", pod.Name, role, seeds, log)
+	}
 }
 
 // requireDecision checks the decision seed-discovery logged, as `kubectl
