@@ -190,7 +190,12 @@ func firstLines(s string, n int) string {
 
 func natsRC(t *testing.T, ns, app string, replicas int32) *corev1.ReplicationController {
 	t.Helper()
-	tmpl := natsTemplate(t, app)
+	return createRC(t, ns, app, replicas, natsTemplate(t, app))
+}
+
+// createRC creates a ReplicationController of app running tmpl.
+func createRC(t *testing.T, ns, app string, replicas int32, tmpl corev1.PodTemplateSpec) *corev1.ReplicationController {
+	t.Helper()
 	rc := &corev1.ReplicationController{}
 	rc.Name, rc.Namespace = app, ns
 	rc.Spec.Replicas = ptr.To(replicas)
@@ -466,28 +471,22 @@ func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
 // completed, or the refreshing sidecar passed its startup probe.
 func waitDecided(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got := &corev1.Pod{}
-		if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range got.Status.InitContainerStatuses {
-			done := s.State.Terminated != nil && s.State.Terminated.ExitCode == 0
-			if s.Name == "seed-discovery" && (done || s.Started != nil && *s.Started && s.State.Running != nil) {
-				*pod = *got
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: seed-discovery did not decide in 2m: %+v", pod.Name, got.Status.InitContainerStatuses)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitSeedDiscovery(t, pod, "decide", func(s corev1.ContainerStatus) bool {
+		done := s.State.Terminated != nil && s.State.Terminated.ExitCode == 0
+		return done || s.Started != nil && *s.Started && s.State.Running != nil
+	})
 }
 
 // waitInitDone waits until pod's seed-discovery has terminated.
 func waitInitDone(t *testing.T, pod *corev1.Pod) *corev1.ContainerStateTerminated {
+	t.Helper()
+	s := waitSeedDiscovery(t, pod, "finish", func(s corev1.ContainerStatus) bool { return s.State.Terminated != nil })
+	return s.State.Terminated
+}
+
+// waitSeedDiscovery waits up to 2 minutes until pod's seed-discovery
+// status satisfies ok, updates pod and returns that status.
+func waitSeedDiscovery(t *testing.T, pod *corev1.Pod, what string, ok func(corev1.ContainerStatus) bool) corev1.ContainerStatus {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -496,13 +495,13 @@ func waitInitDone(t *testing.T, pod *corev1.Pod) *corev1.ContainerStateTerminate
 			t.Fatal(err)
 		}
 		for _, s := range got.Status.InitContainerStatuses {
-			if s.Name == "seed-discovery" && s.State.Terminated != nil {
+			if s.Name == "seed-discovery" && ok(s) {
 				*pod = *got
-				return s.State.Terminated
+				return s
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: seed-discovery did not finish in 2m: %+v", pod.Name, got.Status.InitContainerStatuses)
+			t.Fatalf("%s: seed-discovery did not %s in 2m: %+v", pod.Name, what, got.Status.InitContainerStatuses)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -83,14 +83,7 @@ func TestRealSidecarKeepsPeersCurrent(t *testing.T) {
 	if tmpl.Annotations[contract.Refresh.Annotation] != "5s" {
 		t.Fatalf("docs/examples/nats.yaml: %s %q, want 5s", contract.Refresh.Annotation, tmpl.Annotations[contract.Refresh.Annotation])
 	}
-	rc := &corev1.ReplicationController{}
-	rc.Name, rc.Namespace = "nats-fresh", ns
-	rc.Spec.Replicas = ptr.To[int32](3)
-	rc.Spec.Selector = map[string]string{"app": "nats-fresh"}
-	rc.Spec.Template = &tmpl
-	if err := lc.Client.Create(context.Background(), rc); err != nil {
-		t.Fatal(err)
-	}
+	rc := createRC(t, ns, "nats-fresh", 3, tmpl)
 	seeds := map[string]string{} // by pod UID: the seeds file when first seen
 	for i, n := range []int{3, 5, 2} {
 		scaleRC(t, rc, int32(n))
@@ -287,14 +280,7 @@ func TestRealTerminatingPeerIsNoSeed(t *testing.T) {
 	app.Args[0] = strings.Replace(app.Args[0], "exec nats-server", "nats-server", 1)
 	app.Args[0] = strings.Replace(app.Args[0], `--http_port 8222`, "--http_port 8222 &\n"+`pid=$!; trap 'kill $pid; echo stopped; sleep 60; exit 0' TERM; while :; do sleep 1; done`, 1)
 	tmpl.Spec.TerminationGracePeriodSeconds = ptr.To[int64](90)
-	rc := &corev1.ReplicationController{}
-	rc.Name, rc.Namespace = "nats-term", ns
-	rc.Spec.Replicas = ptr.To[int32](3)
-	rc.Spec.Selector = map[string]string{"app": "nats-term"}
-	rc.Spec.Template = &tmpl
-	if err := lc.Client.Create(context.Background(), rc); err != nil {
-		t.Fatal(err)
-	}
+	createRC(t, ns, "nats-term", 3, tmpl)
 	pods := requireOneCluster(t, ns, "nats-term", 3)
 	// The lowest IP: the pod a joiner deciding by order alone would name
 	// first.
