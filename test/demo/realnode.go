@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -46,7 +47,10 @@ func runReal(ctx context.Context) error {
 	step("The README's \"Use it\", as written (helm install gets -f no-kube-proxy.yaml: no kube-proxy here)")
 	for _, c := range cmds {
 		fmt.Printf("\n$ %s\n", c)
-		if err := lc.Shell(ctx, indent{os.Stdout}, c); err != nil {
+		out := &indent{w: os.Stdout}
+		err := lc.Shell(ctx, out, c)
+		out.Flush()
+		if err != nil {
 			return err
 		}
 		if strings.HasPrefix(c, "kubectl apply ") {
@@ -87,13 +91,31 @@ func runReal(ctx context.Context) error {
 	return nil
 }
 
-// indent writes what a command prints indented under it.
-type indent struct{ w *os.File }
+// indent writes what a command prints indented under it, a whole line at
+// a time: a command may write a line in pieces (kubectl's table writes
+// column by column).
+type indent struct {
+	w       *os.File
+	pending []byte
+}
 
-func (i indent) Write(p []byte) (int, error) {
-	text := strings.TrimRight(string(p), "\n")
-	if text != "" {
-		fmt.Fprintln(i.w, "    "+strings.ReplaceAll(text, "\n", "\n    "))
+func (i *indent) Write(p []byte) (int, error) {
+	i.pending = append(i.pending, p...)
+	for {
+		line, rest, ok := bytes.Cut(i.pending, []byte("\n"))
+		if !ok {
+			break
+		}
+		fmt.Fprintln(i.w, "    "+string(line))
+		i.pending = rest
 	}
 	return len(p), nil
+}
+
+// Flush writes what is left without a newline.
+func (i *indent) Flush() {
+	if len(i.pending) > 0 {
+		fmt.Fprintln(i.w, "    "+string(i.pending))
+		i.pending = nil
+	}
 }
