@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -501,7 +502,6 @@ var seedDiscoveryArgs = []string{"--termination-log="}
 type decision struct {
 	Role      string     `json:"role"`
 	Queries   int64      `json:"queries"`
-	PeerHosts []string   `json:"peerHosts"`
 	Refreshed *time.Time `json:"refreshed"`
 }
 
@@ -551,12 +551,17 @@ type change struct {
 type memSample struct{ rss, hwm int64 }
 
 type sidecarResult struct {
-	pods            int
-	decidedAfter    time.Duration // launch → the last pod decided
-	steady          time.Duration
-	udp, tcp        int64 // zone queries over the steady phase
-	perPodRates     []float64
-	rss, baseRSS    []int64 // every sample of every process
+	pods         int
+	decidedAfter time.Duration // launch → the last pod decided
+	steady       time.Duration
+	udp, tcp     int64 // zone queries over the steady phase
+	perPodRates  []float64
+	rss, baseRSS []int64 // every sample of every process
+	// firstRSS and lastRSS are the first and the last sample's medians
+	// (sidecars, baselines): the trend over the phase.
+	firstRSS, lastRSS [2]int64
+	// gcs is how many garbage collections each sidecar ran (gctrace).
+	gcs             []int
 	hwm, baseHWM    []int64 // the last sample's peak, per process
 	cpu, baseCPU    []time.Duration
 	samples         int
@@ -627,7 +632,10 @@ func (s *sidecars) launch(bins binaries, work string) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("output dir of pod %d: %w", i, err)
 		}
-		env := podEnv(i, s.zone.Addr, dir, s.o.refresh)
+		// gctrace prints one line per garbage collection and changes
+		// nothing else: a sidecar's RSS depends on whether its heap has
+		// been collected yet, so the report counts them.
+		env := append(podEnv(i, s.zone.Addr, dir, s.o.refresh), "GODEBUG=gctrace=1")
 		p, err := startProc(bins.seedDiscovery, seedDiscoveryArgs, env, podName(i), filepath.Join(work, fmt.Sprintf("pod-%d.log", i)))
 		if err != nil {
 			return err
@@ -738,6 +746,10 @@ func (s *sidecars) sample() error {
 	}
 	s.res.rss = append(s.res.rss, rss...)
 	s.res.baseRSS = append(s.res.baseRSS, baseRSS...)
+	s.res.lastRSS = [2]int64{median(rss), median(baseRSS)}
+	if s.res.samples == 0 {
+		s.res.firstRSS = s.res.lastRSS
+	}
 	s.res.hwm, s.res.baseHWM = hwm, baseHWM
 	s.res.samples++
 	say("t+%s: RSS per sidecar median %s max %s, per baseline median %s", time.Since(s.launched).Round(time.Second), mib(median(rss)), mib(slices.Max(rss)), mib(median(baseRSS)))
@@ -816,22 +828,12 @@ func (s *sidecars) closeChange() {
 	}
 	s.pending = nil
 	s.res.changes = append(s.res.changes, *c)
-	lags := slices.Collect(mapValues(c.lags))
+	lags := slices.Collect(maps.Values(c.lags))
 	if len(lags) == 0 {
 		say("zone change %d: no peer file followed it", len(s.res.changes))
 		return
 	}
 	say("zone change %d followed by %d/%d peer files, lag median %s max %s", len(s.res.changes), len(lags), len(s.pods), median(lags).Round(time.Millisecond), slices.Max(lags).Round(time.Millisecond))
-}
-
-func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
-	return func(yield func(V) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
-			}
-		}
-	}
 }
 
 // finish takes the end figures while every process still runs, then stops
@@ -927,8 +929,20 @@ func (s *sidecars) countRewrites() error {
 			return fmt.Errorf("log of %s: %w", p.name, err)
 		}
 		s.res.rewrites = append(s.res.rewrites, strings.Count(string(b), "seed-discovery: peers changed"))
+		s.res.gcs = append(s.res.gcs, countGCs(string(b)))
 	}
 	return nil
+}
+
+// countGCs counts gctrace's lines ("gc 1 @484.300s 0%: …").
+func countGCs(log string) int {
+	n := 0
+	for line := range strings.Lines(log) {
+		if strings.HasPrefix(line, "gc ") {
+			n++
+		}
+	}
+	return n
 }
 
 // --- the decision phase ---
@@ -1025,20 +1039,10 @@ func seconds(d time.Duration) string {
 
 func exitsText(exits map[string]int) string {
 	var parts []string
-	for _, code := range slices.Sorted(mapKeys(exits)) {
+	for _, code := range slices.Sorted(maps.Keys(exits)) {
 		parts = append(parts, fmt.Sprintf("%d× exit %s", exits[code], code))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func within(ok bool) string {
@@ -1099,6 +1103,15 @@ func renderMemory(r *report, s *sidecarResult) {
 	r.line("| CPU time over the steady phase, median per pod (max) | %s (%s), %.3f%% of a core | %s (%s) | %s | — |",
 		cpu.Round(time.Millisecond), slices.Max(s.cpu).Round(time.Millisecond), 100*cpu.Seconds()/s.steady.Seconds(),
 		baseCPU.Round(time.Millisecond), slices.Max(s.baseCPU).Round(time.Millisecond), ratio(cpu, baseCPU))
+	r.line("")
+	r.line("Over the phase the sidecars' median RSS went from %s (first sample) to %s (last), the baseline's from %s to %s.",
+		mib(s.firstRSS[0]), mib(s.lastRSS[0]), mib(s.firstRSS[1]), mib(s.lastRSS[1]))
+	r.line("The sidecars ran %d–%d garbage collections each (`GODEBUG=gctrace=1`).", slices.Min(s.gcs), slices.Max(s.gcs))
+	if median(s.gcs) == 0 {
+		r.line("Go collects for the first time only when the heap reaches its 4 MiB minimum goal, and its forced 2-minute")
+		r.line("collections start only after that first one: a rising RSS without any collection is garbage not yet collected,")
+		r.line("and the peak comes later than this phase (run with a longer `-duration` to see it).")
+	}
 	r.line("")
 }
 
@@ -1181,7 +1194,7 @@ func renderDecisions(r *report, o options, dec map[int][]decisionRun) {
 			roles[d.role] = true
 		}
 		r.line("| %d | %s | %s | %s | %d (%d) | %d–%d | %s |", n, seconds(median(w)), seconds(slices.Max(w)), ratio(median(w), base),
-			median(queries), slices.Max(queries), slices.Min(tcp), slices.Max(tcp), strings.Join(slices.Sorted(mapKeys(roles)), ", "))
+			median(queries), slices.Max(queries), slices.Min(tcp), slices.Max(tcp), strings.Join(slices.Sorted(maps.Keys(roles)), ", "))
 	}
 	r.line("")
 }
