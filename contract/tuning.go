@@ -57,9 +57,10 @@ var (
 	TimeoutRange       = DurationRange{10 * time.Second, 24 * time.Hour}
 	// RefreshRange bounds the refreshing sidecar's interval: one
 	// observation (two DNS queries, A and AAAA, or one SRV) per interval
-	// per pod, so 5s keeps a pod at most 0.4 queries/s plus one PTR query
-	// per new peer address; an hour is as slow as a refresh is still worth
-	// running for.
+	// per pod, so 5s keeps a pod at 0.4 queries/s on average (0.5 at most,
+	// with the jitter), plus a TCP retry per query for groups too large for
+	// one UDP answer and the PTR queries names need (README, "Refreshing
+	// peers"); an hour is as slow as a refresh is still worth running for.
 	RefreshRange = DurationRange{5 * time.Second, time.Hour}
 )
 

@@ -212,12 +212,26 @@ func run(ctx context.Context, o options) error {
 	fmt.Println()
 	fmt.Print(b.report.String())
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(b.report.String()), 0o644); err != nil {
+		if err := os.WriteFile(o.out, []byte(b.report.String()+keptSections(o.out)), 0o644); err != nil {
 			return err
 		}
 		b.say("wrote %s", o.out)
 	}
 	return nil
+}
+
+// keptSections is what out holds from section 6 on: sections this command
+// does not write (measured by other commands, such as bench-seeds, or
+// recorded once), which a new run must not drop.
+func keptSections(out string) string {
+	old, err := os.ReadFile(out)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(old), "\n## 6. "); i >= 0 {
+		return string(old[i:])
+	}
+	return ""
 }
 
 func (b *bench) header() {
