@@ -38,6 +38,12 @@ const (
 	// webhook only.
 	InitFirstAnnotation = Domain + "/init-first"
 
+	// IPFamilyPolicyAnnotation sets spec.ipFamilyPolicy (SingleStack,
+	// PreferDualStack, RequireDualStack) of the Service peergroup creates
+	// for the group; an existing Service is never changed. Read by the
+	// webhook only.
+	IPFamilyPolicyAnnotation = Domain + "/ip-family-policy"
+
 	// ManagedByLabel and ManagedByValue mark the Services peergroup creates.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "peergroup"

@@ -131,6 +131,15 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 		return fmt.Errorf("list LimitRanges of namespace %s: %w", in.Pod.Namespace, err)
 	}
 	in.LimitRanges = append([]corev1.LimitRange{}, limitRanges.Items...)
+	in.PullSecrets = map[string]string{}
+	for _, name := range in.Config.ImagePullSecrets {
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: name}, &corev1.Secret{}); {
+		case apierrors.IsNotFound(err):
+			in.PullSecrets[name] = "missing"
+		case err != nil:
+			in.PullSecrets[name] = "not checked: " + err.Error()
+		}
+	}
 	if m, err := admit.ResolveGroup(in.Pod, in.NamespaceLabels); err == nil && m.Member() {
 		svc := &corev1.Service{}
 		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: m.Service}, svc); {
@@ -179,9 +188,13 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	fs := newFlagSet("audit", stderr)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
+	fix := fixFlags(fs)
 	kubeconfig, output := clusterFlags(fs)
 	cfg, err := parse(fs, args)
 	if err != nil {
+		return 2, err
+	}
+	if err := fix.validate(); err != nil {
 		return 2, err
 	}
 	if *output != "text" && *output != "json" {
@@ -207,6 +220,9 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	}
 	if err := c.List(ctx, pods, opts...); err != nil {
 		return 2, fmt.Errorf("list pods: %w", err)
+	}
+	if fix.Fix {
+		return auditFix(ctx, c, pods.Items, nsLabels, *cfg, opts, *fix, *output, stdout)
 	}
 	findings := offline.Uninjected(pods.Items, nsLabels, *cfg)
 	if *output == "json" {

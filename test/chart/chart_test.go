@@ -357,3 +357,42 @@ func TestNetworkPolicyWebhookFrom(t *testing.T) {
 		t.Errorf("probe rule %v", probes)
 	}
 }
+
+// OpenShift and private registries: fixedIDs false leaves runAsUser and
+// runAsGroup out of the webhook's pods and (by its flag) of the injected
+// container, keeping runAsNonRoot; seedDiscovery.imagePullSecrets reach
+// the webhook's command line.
+func TestFixedIDsAndPullSecretsHonoured(t *testing.T) {
+	for _, tc := range []struct {
+		values  map[string]any
+		fixed   bool
+		secrets []string
+	}{
+		{map[string]any{}, true, nil},
+		{map[string]any{"fixedIDs": false, "seedDiscovery": map[string]any{"imagePullSecrets": []any{map[string]any{"name": "regcred"}, map[string]any{"name": "mirror"}}}}, false, []string{"regcred", "mirror"}},
+	} {
+		r := render(t, tc.values)
+		dep := &appsv1.Deployment{}
+		if err := r.Typed("Deployment", dep); err != nil {
+			t.Fatal(err)
+		}
+		sc := dep.Spec.Template.Spec.SecurityContext
+		if (sc.RunAsUser != nil) != tc.fixed || (sc.RunAsGroup != nil) != tc.fixed || !ptr.Deref(sc.RunAsNonRoot, false) {
+			t.Errorf("values %v: pod securityContext %+v", tc.values, sc)
+		}
+		args, err := framework.DeploymentArgs(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := server.ParseFlags(args, func(string) string { return "peergroup-system" }, "v", &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("chart args %q do not parse: %v", args, err)
+		}
+		if o.Mutation.FixedIDs != tc.fixed || !slices.Equal(o.Mutation.ImagePullSecrets, tc.secrets) {
+			t.Errorf("values %v: fixed IDs %v, pull secrets %q", tc.values, o.Mutation.FixedIDs, o.Mutation.ImagePullSecrets)
+		}
+	}
+	if _, err := framework.Render("peergroup", "peergroup-system", map[string]any{"seedDiscovery": map[string]any{"imagePullSecrets": []any{map[string]any{"name": "Bad_Name"}}}}); err == nil {
+		t.Error("a pull secret that is no Secret name was rendered")
+	}
+}

@@ -42,6 +42,8 @@ func run(m *testing.M) int {
 	rendered, err = framework.Render("peergroup", releaseNamespace, map[string]any{
 		"certificates": map[string]any{"mode": "certManager"},
 		"image":        map[string]any{"repository": "registry.example/peergroup", "tag": "e2e"},
+		// A private registry's pull secret, added to every member pod.
+		"seedDiscovery": map[string]any{"imagePullSecrets": []any{map[string]any{"name": "regcred"}}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

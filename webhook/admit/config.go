@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -39,6 +40,16 @@ type Config struct {
 	// PatchMode: PatchDiff (the reference) or PatchDirect (proven
 	// equivalent, fastpath.go); empty means PatchDiff.
 	PatchMode PatchMode
+	// FixedIDs sets runAsUser and runAsGroup 65532 on the init container.
+	// Off, they are left to the platform: OpenShift's restricted-v2 SCC
+	// assigns a UID from the namespace's range and rejects a fixed one
+	// outside it; runAsNonRoot stays, and the image's numeric USER passes
+	// it where nothing assigns one.
+	FixedIDs bool
+	// ImagePullSecrets are added to member pods (by name, without
+	// duplicates) so the kubelet can pull the init container's image from
+	// a private registry.
+	ImagePullSecrets []string
 }
 
 // PatchMode selects how the JSON patch is produced.
@@ -73,6 +84,7 @@ func DefaultConfig() Config {
 		},
 		ExcludedNamespaces: []string{"kube-system"},
 		PatchMode:          PatchDirect,
+		FixedIDs:           true,
 	}
 }
 
@@ -91,6 +103,11 @@ func (c Config) Validate() error {
 	if c.ClusterDomain != "" {
 		if err := contract.ValidClusterDomain(c.ClusterDomain); err != nil {
 			errs = append(errs, fmt.Errorf("--cluster-domain: %w", err))
+		}
+	}
+	for _, s := range c.ImagePullSecrets {
+		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--seed-discovery-image-pull-secrets: %q is not a Secret name: %s", s, strings.Join(msgs, "; ")))
 		}
 	}
 	switch c.ImagePullPolicy {
@@ -116,10 +133,14 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) (finish func()) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "cluster DNS domain passed to seed-discovery (empty: it reads the pod's resolv.conf)")
 	excluded := strings.Join(c.ExcludedNamespaces, ",")
 	fs.StringVar(&excluded, "excluded-namespaces", excluded, "comma-separated namespaces never injected, besides the webhook's own")
+	fs.BoolVar(&c.FixedIDs, "seed-discovery-fixed-ids", c.FixedIDs, "set runAsUser and runAsGroup 65532 on the init container (false on OpenShift, whose SCC assigns them)")
+	secrets := strings.Join(c.ImagePullSecrets, ",")
+	fs.StringVar(&secrets, "seed-discovery-image-pull-secrets", secrets, "comma-separated Secrets added to member pods' imagePullSecrets, to pull the init container's image")
 	return func() {
 		c.SeedDiscoveryCommand = strings.Fields(cmd)
 		c.ImagePullPolicy = corev1.PullPolicy(pull)
 		c.ExcludedNamespaces = SplitList(excluded)
+		c.ImagePullSecrets = SplitList(secrets)
 	}
 }
 

@@ -59,6 +59,8 @@ type AdmittedPod struct {
 		Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
 		Hostname       string                       `json:"hostname,omitempty"`
 		Subdomain      string                       `json:"subdomain,omitempty"`
+		// ImagePullSecrets: the configured ones are added unless there.
+		ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	} `json:"spec"`
 }
 
@@ -98,6 +100,7 @@ func (a *AdmittedPod) Pod() *corev1.Pod {
 	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
 	p.Spec.HostNetwork, p.Spec.DNSPolicy, p.Spec.Resources = a.Spec.HostNetwork, a.Spec.DNSPolicy, a.Spec.Resources
 	p.Spec.Hostname, p.Spec.Subdomain = a.Spec.Hostname, a.Spec.Subdomain
+	p.Spec.ImagePullSecrets = a.Spec.ImagePullSecrets
 	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
 		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
 	}
@@ -152,6 +155,9 @@ func directPatch(in, out *corev1.Pod, cache *InitContainerCache) ([]byte, error)
 		}
 	}
 	if err := appendOps(p, "/spec/volumes", in.Spec.Volumes, out.Spec.Volumes); err != nil {
+		return nil, err
+	}
+	if err := appendOps(p, "/spec/imagePullSecrets", in.Spec.ImagePullSecrets, out.Spec.ImagePullSecrets); err != nil {
 		return nil, err
 	}
 	if err := initContainerOps(p, in.Spec.InitContainers, out.Spec.InitContainers); err != nil {

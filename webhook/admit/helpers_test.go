@@ -47,8 +47,11 @@ func projected(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 // decideOn runs a dry-run CREATE of pod through Decide with the direct
 // patch, nsLabels for the namespace and existing as the only Service.
 func decideOn(pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) (Decision, *corev1.Service) {
+	return decideOnWith(DefaultConfig(), pod, nsLabels, existing)
+}
+
+func decideOnWith(cfg Config, pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) (Decision, *corev1.Service) {
 	services := &StaticServices{Existing: existing, Known: true}
-	cfg := DefaultConfig()
 	d := (&Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: services}).Decide(context.Background(), Request{
 		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: pod,
 	})
@@ -60,8 +63,13 @@ func decideOn(pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Serv
 // is what keeps AdmittedPod in step with the fields the rules read.
 func decideBoth(t testing.TB, pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) Decision {
 	t.Helper()
-	full, svcFull := decideOn(pod, nsLabels, existing)
-	slim, svcSlim := decideOn(projected(t, pod), nsLabels, existing)
+	return decideBothWith(t, DefaultConfig(), pod, nsLabels, existing)
+}
+
+func decideBothWith(t testing.TB, cfg Config, pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) Decision {
+	t.Helper()
+	full, svcFull := decideOnWith(cfg, pod, nsLabels, existing)
+	slim, svcSlim := decideOnWith(cfg, projected(t, pod), nsLabels, existing)
 	if got, want := summary(slim), summary(full); got != want {
 		t.Fatalf("the fast path's decode (AdmittedPod) decides differently from the whole pod: a rule reads a field AdmittedPod does not decode (fastpath.go)\nwhole pod: %s\nAdmittedPod: %s", want, got)
 	}

@@ -88,6 +88,9 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkIPFamilyPolicy(pod); err != nil {
+		return nil, nil, err
+	}
 	if err := checkOS(pod); err != nil {
 		return nil, nil, err
 	}
@@ -102,6 +105,7 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 	out.Annotations = withKey(pod.Annotations, contract.InjectedAnnotation, cfg.Version)
 	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
 	out.Spec.InitContainers = slices.Clip(pod.Spec.InitContainers)
+	out.Spec.ImagePullSecrets = withPullSecrets(pod.Spec.ImagePullSecrets, cfg.ImagePullSecrets)
 	if !hasVolume(out, contract.SeedsVolumeName) {
 		out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{
 			Name:         contract.SeedsVolumeName,
@@ -397,13 +401,14 @@ func initContainer(m Membership, tuning []corev1.EnvVar, cfg Config) corev1.Cont
 		// compliant pod non-compliant.
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
-			RunAsUser:                ptr.To[int64](65532),
-			RunAsGroup:               ptr.To[int64](65532),
 			AllowPrivilegeEscalation: ptr.To(false),
 			ReadOnlyRootFilesystem:   ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+	}
+	if cfg.FixedIDs {
+		ic.SecurityContext.RunAsUser, ic.SecurityContext.RunAsGroup = ptr.To[int64](65532), ptr.To[int64](65532)
 	}
 	cfg.Resources.DeepCopyInto(&ic.Resources)
 	if envValue(tuning, contract.Refresh.Env) != "" {
@@ -655,6 +660,18 @@ func checkMounts(pod *corev1.Pod) error {
 		}
 	}
 	return nil
+}
+
+// withPullSecrets appends the names not already there, keeping the pod's
+// own first (a copy when anything is added).
+func withPullSecrets(have []corev1.LocalObjectReference, names []string) []corev1.LocalObjectReference {
+	out := slices.Clip(have)
+	for _, n := range names {
+		if !slices.ContainsFunc(out, func(r corev1.LocalObjectReference) bool { return r.Name == n }) {
+			out = append(out, corev1.LocalObjectReference{Name: n})
+		}
+	}
+	return out
 }
 
 // initFirst reads the init-first annotation: "true" places seed-discovery

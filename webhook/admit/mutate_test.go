@@ -261,6 +261,8 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			`annotation peergroup.dev/refresh value "4s" is invalid: it must be a Go duration from 5s to 1h`, ReasonInvalidTuning},
 		{"refresh above its range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Refresh.Annotation: "1h0m1s"} },
 			`from 5s to 1h`, ReasonInvalidTuning},
+		{"unknown ip family policy", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.IPFamilyPolicyAnnotation: "DualStack"} },
+			`annotation peergroup.dev/ip-family-policy value "DualStack" is invalid: it must be SingleStack, PreferDualStack or RequireDualStack`, ReasonInvalidTuning},
 		{"init-first not a boolean", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.InitFirstAnnotation: "yes"} },
 			`annotation peergroup.dev/init-first value "yes" is invalid: it must be "true" or "false"`, ReasonInvalidTuning},
 	}

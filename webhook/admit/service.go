@@ -3,6 +3,7 @@ package admit
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,10 +34,35 @@ func DesiredService(pod *corev1.Pod, ns string, m Membership) *corev1.Service {
 			// Only pods that went through peergroup are peers: a pod with
 			// the group label that opted out has no seeds and must not be
 			// seen as one (contract.PeerLabel).
-			Selector: map[string]string{contract.GroupLabel: m.Group, contract.PeerLabel: contract.PeerValue},
-			Ports:    servicePorts(pod),
+			Selector:       map[string]string{contract.GroupLabel: m.Group, contract.PeerLabel: contract.PeerValue},
+			Ports:          servicePorts(pod),
+			IPFamilyPolicy: ipFamilyPolicy(pod),
 		},
 	}
+}
+
+// ipFamilyPolicy is the policy the pod's annotation asks for (Mutate has
+// checked it), or nil: the API server's default, SingleStack.
+func ipFamilyPolicy(pod *corev1.Pod) *corev1.IPFamilyPolicy {
+	v, ok := pod.Annotations[contract.IPFamilyPolicyAnnotation]
+	if !ok {
+		return nil
+	}
+	p := corev1.IPFamilyPolicy(v)
+	return &p
+}
+
+// ipFamilyPolicies are the values the annotation may take.
+var ipFamilyPolicies = []corev1.IPFamilyPolicy{corev1.IPFamilyPolicySingleStack, corev1.IPFamilyPolicyPreferDualStack, corev1.IPFamilyPolicyRequireDualStack}
+
+// checkIPFamilyPolicy refuses an annotation value the API server would
+// refuse on the Service, so the user reads the rule at admission.
+func checkIPFamilyPolicy(pod *corev1.Pod) error {
+	v, ok := pod.Annotations[contract.IPFamilyPolicyAnnotation]
+	if !ok || slices.Contains(ipFamilyPolicies, corev1.IPFamilyPolicy(v)) {
+		return nil
+	}
+	return &InvalidTuningError{Annotation: contract.IPFamilyPolicyAnnotation, Value: v, Rule: "SingleStack, PreferDualStack or RequireDualStack (spec.ipFamilyPolicy of the group's Service)"}
 }
 
 // servicePorts gives each distinct (port, protocol) of the pod's containers
@@ -103,7 +129,8 @@ func checkServiceInputs(pod *corev1.Pod) error {
 			}
 		}
 	}
-	return nil
+	// Also for an injected pod, which skips Mutate's check.
+	return checkIPFamilyPolicy(pod)
 }
 
 func portProblem(p corev1.ContainerPort) string {

@@ -110,3 +110,25 @@ func TestInvalidPodDeniedBeforeItsService(t *testing.T) {
 		})
 	}
 }
+
+// The ip-family-policy annotation of the pod that creates the Service
+// sets its spec.ipFamilyPolicy; without it the API server's default holds.
+func TestServiceIPFamilyPolicy(t *testing.T) {
+	for _, v := range []string{"", "SingleStack", "PreferDualStack", "RequireDualStack"} {
+		p := memberPod()
+		if v != "" {
+			p.Annotations = map[string]string{contract.IPFamilyPolicyAnnotation: v}
+		}
+		d, svc := decideOn(p, nil, nil)
+		if d.Verdict != VerdictInjected || svc == nil {
+			t.Fatalf("%q: %s", v, summary(d))
+		}
+		got := ""
+		if svc.Spec.IPFamilyPolicy != nil {
+			got = string(*svc.Spec.IPFamilyPolicy)
+		}
+		if got != v {
+			t.Errorf("ipFamilyPolicy %q, want %q", got, v)
+		}
+	}
+}

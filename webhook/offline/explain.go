@@ -56,6 +56,10 @@ type ExplainInput struct {
 	ServiceKnown bool
 	// LimitRanges of the pod's namespace; nil when not looked up.
 	LimitRanges []corev1.LimitRange
+	// PullSecrets holds, for each configured image pull secret that is not
+	// usable in the pod's namespace, why: "missing", or why it could not be
+	// checked; nil when not looked up.
+	PullSecrets map[string]string
 }
 
 // Explain says what the webhook would do with one pod and why. The
@@ -88,10 +92,29 @@ func Explain(in ExplainInput) Explanation {
 		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+contract.InjectedAnnotation+" annotation"
 	case d.Verdict == admit.VerdictInjected:
 		e.Verdict, e.Reason, e.Warnings = VerdictInjected, fmt.Sprintf("member of group %s (%s)", d.Group, d.Source), d.Warnings
+		e.Warnings = append(e.Warnings, pullSecretWarnings(in)...)
 	default:
 		e.Verdict, e.Reason = VerdictNotInjected, d.Message
 	}
 	return e
+}
+
+// pullSecretWarnings says which configured pull secrets the kubelet will
+// not find in the pod's namespace: it then cannot pull seed-discovery's
+// image from a registry that needs them.
+func pullSecretWarnings(in ExplainInput) []string {
+	var out []string
+	for _, name := range in.Config.ImagePullSecrets {
+		why, bad := in.PullSecrets[name]
+		switch {
+		case !bad:
+		case why == "missing":
+			out = append(out, fmt.Sprintf("peergroup: imagePullSecret %q does not exist in namespace %s: the kubelet cannot use it to pull seed-discovery's image (%s); create it there", name, in.Pod.Namespace, in.Config.SeedDiscoveryImage))
+		default:
+			out = append(out, fmt.Sprintf("peergroup: imagePullSecret %q in namespace %s %s", name, in.Pod.Namespace, why))
+		}
+	}
+	return out
 }
 
 // serviceStates words each Service state for a person; a Service that is

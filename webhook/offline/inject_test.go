@@ -217,3 +217,18 @@ func TestExplainSeesLimitRanges(t *testing.T) {
 		t.Errorf("%s: %s", e.Verdict, e.Reason)
 	}
 }
+
+// explain warns about configured pull secrets the pod's namespace lacks.
+func TestExplainWarnsAboutMissingPullSecrets(t *testing.T) {
+	pod, err := PodFromManifest([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: db, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := admit.DefaultConfig()
+	cfg.ImagePullSecrets = []string{"regcred", "mirror", "there"}
+	e := Explain(ExplainInput{Pod: pod, Config: cfg, PullSecrets: map[string]string{"regcred": "missing", "mirror": "not checked: forbidden"}})
+	want := []string{`imagePullSecret "regcred" does not exist in namespace db`, `imagePullSecret "mirror" in namespace db not checked: forbidden`}
+	if e.Verdict != VerdictInjected || len(e.Warnings) != 2 || !strings.Contains(e.Warnings[0], want[0]) || !strings.Contains(e.Warnings[1], want[1]) {
+		t.Errorf("%s, warnings %q; want %q", e.Verdict, e.Warnings, want)
+	}
+}

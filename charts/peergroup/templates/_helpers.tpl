@@ -73,6 +73,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- join "," (sortAlpha $parts) }}
 {{- end }}
 
+{{/* The names of a list of {name: …} references, comma-separated. */}}
+{{- define "peergroup.secretNames" -}}
+{{- $names := list }}
+{{- range . }}{{ $names = append $names .name }}{{ end }}
+{{- join "," $names }}
+{{- end }}
+
 {{- define "peergroup.webhookCommon" -}}
 admissionReviewVersions: ["v1"]
 sideEffects: NoneOnDryRun

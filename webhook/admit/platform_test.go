@@ -1,0 +1,103 @@
+package admit
+
+import (
+	"encoding/json"
+	"flag"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Fixed IDs off (OpenShift): the init container keeps runAsNonRoot and
+// every other restricted setting, without runAsUser and runAsGroup.
+func TestFixedIDs(t *testing.T) {
+	for _, fixed := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.FixedIDs = fixed
+		p := memberPod()
+		d := decideBothWith(t, cfg, p, nil, nil)
+		if d.Verdict != VerdictInjected {
+			t.Fatal(summary(d))
+		}
+		sc := injectedContainer(d.Mutated).SecurityContext
+		if (sc.RunAsUser != nil) != fixed || (sc.RunAsGroup != nil) != fixed || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot ||
+			!*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.SeccompProfile == nil || len(sc.Capabilities.Drop) != 1 {
+			t.Errorf("fixed IDs %v: securityContext %+v", fixed, sc)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	cfg := DefaultConfig()
+	finish := RegisterFlags(fs, &cfg)
+	if err := fs.Parse([]string{"--seed-discovery-fixed-ids=false"}); err != nil {
+		t.Fatal(err)
+	}
+	finish()
+	if cfg.FixedIDs {
+		t.Error("--seed-discovery-fixed-ids=false not honoured")
+	}
+}
+
+// The configured pull secrets are added to member pods, after the pod's
+// own and without duplicates, by both patch paths.
+func TestImagePullSecrets(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ImagePullSecrets = []string{"regcred", "mirror"}
+	for _, tc := range []struct {
+		name string
+		have []string
+		want string
+	}{
+		{"none of its own", nil, "regcred,mirror"},
+		{"its own first, one already there", []string{"own", "mirror"}, "own,mirror,regcred"},
+		{"both there", []string{"mirror", "regcred"}, "mirror,regcred"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := memberPod()
+			for _, n := range tc.have {
+				p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+			}
+			d := decideBothWith(t, cfg, p, nil, nil)
+			if d.Verdict != VerdictInjected {
+				t.Fatal(summary(d))
+			}
+			if got := secretNames(d.Mutated.Spec.ImagePullSecrets); got != tc.want {
+				t.Errorf("imagePullSecrets %s, want %s", got, tc.want)
+			}
+			if got := secretNames(p.Spec.ImagePullSecrets); got != strings.Join(tc.have, ",") {
+				t.Errorf("the input pod changed: %s", got)
+			}
+			// The direct patch applied to the pod gives the same list.
+			raw, _ := json.Marshal(p)
+			patch, err := jsonpatch.DecodePatch(d.Patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := patch.Apply(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var patched corev1.Pod
+			if err := json.Unmarshal(out, &patched); err != nil {
+				t.Fatal(err)
+			}
+			if got := secretNames(patched.Spec.ImagePullSecrets); got != tc.want {
+				t.Errorf("patched imagePullSecrets %s, want %s", got, tc.want)
+			}
+		})
+	}
+	bad := DefaultConfig()
+	bad.ImagePullSecrets = []string{"Not_A_Name"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `--seed-discovery-image-pull-secrets: "Not_A_Name" is not a Secret name`) {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func secretNames(refs []corev1.LocalObjectReference) string {
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.Name
+	}
+	return strings.Join(names, ",")
+}
