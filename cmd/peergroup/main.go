@@ -3,6 +3,7 @@
 //	peergroup inject -f FILE|-     the webhook's injection applied to manifests, plus the Services
 //	peergroup explain (-f FILE | NAMESPACE/NAME)   whether, why and how a pod is injected
 //	peergroup audit [-n NAMESPACE] [--output json] members admitted without the injection
+//	peergroup check [-n NAMESPACE]  whether the API server can call the webhook
 //
 // Every rule comes from package webhook, the code the webhook runs.
 package main
@@ -26,6 +27,8 @@ commands:
   explain  tell whether a pod (a file, or NAMESPACE/NAME in the cluster) would be injected, by
            which webhook entry, into which group and Service, and what would stop it
   audit    list the group members in the cluster that lack the injection; exit 1 if any
+  check    dry-run a member pod through the API server: can it call the webhook, and if not,
+           where the path likely breaks; exit 1 if not
 
 Run 'peergroup <command> -h' for a command's flags.
 `
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		code, err = explain(ctx, args[1:], stdin, stdout, stderr)
 	case "audit":
 		code, err = audit(ctx, args[1:], stdout, stderr)
+	case "check":
+		code, err = check(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 	case "-h", "--help", "help":

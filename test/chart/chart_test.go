@@ -396,3 +396,22 @@ func TestFixedIDsAndPullSecretsHonoured(t *testing.T) {
 		t.Error("a pull secret that is no Secret name was rendered")
 	}
 }
+
+// hostNetwork: the pods join their nodes' network and keep the cluster's
+// DNS; off by default.
+func TestHostNetwork(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		dep := &appsv1.Deployment{}
+		if err := render(t, map[string]any{"hostNetwork": on, "webhook": map[string]any{"port": 10260}}).Typed("Deployment", dep); err != nil {
+			t.Fatal(err)
+		}
+		spec := dep.Spec.Template.Spec
+		wantDNS := corev1.DNSPolicy("")
+		if on {
+			wantDNS = corev1.DNSClusterFirstWithHostNet
+		}
+		if spec.HostNetwork != on || spec.DNSPolicy != wantDNS {
+			t.Errorf("hostNetwork %v: pod hostNetwork %v, dnsPolicy %q", on, spec.HostNetwork, spec.DNSPolicy)
+		}
+	}
+}

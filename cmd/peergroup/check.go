@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/webhook/offline"
+)
+
+// check dry-runs a member pod through the API server and says whether the
+// API server can call the webhook, and if not, where the path likely
+// breaks. Exit 0 reachable, 1 a finding, 2 an error of the check itself.
+func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	namespace := fs.String("n", "default", "namespace to dry-run the probe pod in (needs create pods there)")
+	group := fs.String("group", "peergroup-check", "group label of the probe pod")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+	output := fs.String("output", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	if fs.NArg() > 0 {
+		return 2, fmt.Errorf("check: unexpected arguments %q", fs.Args())
+	}
+	c, err := newClient(*kubeconfig)
+	if err != nil {
+		return 2, err
+	}
+	pod := offline.ProbePod(*namespace, *group)
+	// Server-side dry run: the webhook answers (peergroup creates no
+	// Service for a dry run: sideEffects NoneOnDryRun) and nothing is
+	// stored.
+	result := offline.Diagnose(pod, c.Create(ctx, pod, client.DryRunAll))
+	if err := printCheck(stdout, result, *output); err != nil {
+		return 2, err
+	}
+	switch result.Outcome {
+	case offline.CheckReachable:
+		return 0, nil
+	case offline.CheckError:
+		return 2, nil
+	}
+	return 1, nil
+}
+
+func printCheck(w io.Writer, r offline.CheckResult, output string) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case "text":
+	default:
+		return fmt.Errorf("--output %q: want text or json", output)
+	}
+	fmt.Fprintf(w, "%s: %s\n", r.Outcome, r.Detail)
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "  - %s\n", h)
+	}
+	return nil
+}

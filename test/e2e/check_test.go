@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/webhook/offline"
+)
+
+// `peergroup check` against the real API server: the chart's webhook is
+// reachable; a webhook whose port is closed, and one that never answers,
+// are reported unreachable with the API server's own message and the
+// matching hints. The broken configurations select only their own group,
+// so nothing else is refused meanwhile.
+func TestCheckReachability(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, nil)
+	probe := func(group string) offline.CheckResult {
+		t.Helper()
+		pod := offline.ProbePod(ns, group)
+		return offline.Diagnose(pod, cluster.Client.Create(ctx, pod, client.DryRunAll))
+	}
+	if r := probe("reachable"); r.Outcome != offline.CheckReachable {
+		t.Fatalf("the chart's webhook: %+v", r)
+	}
+
+	closed := freeLoopbackPort(t)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() { // accepts, never answers: the API server times out
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		group, addr, hint string
+	}{
+		{"closed-port", "127.0.0.1:" + strconv.Itoa(closed), "no webhook pod is ready"},
+		{"no-answer", silent.Addr().String(), "GKE private clusters"},
+	} {
+		brokenWebhook(t, ctx, tc.group, tc.addr)
+		r := probe(tc.group)
+		if r.Outcome != offline.CheckUnreachable || !strings.Contains(r.Detail, "failed calling webhook") || !strings.Contains(strings.Join(r.Hints, "\n"), tc.hint) {
+			t.Errorf("%s: %+v, want unreachable with a hint %q", tc.group, r, tc.hint)
+		}
+		t.Logf("%s: %s", tc.group, r.Detail)
+	}
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// brokenWebhook registers a webhook at addr (loopback) for pods of group
+// only, failurePolicy Fail, removed at the end of the test.
+func brokenWebhook(t *testing.T, ctx context.Context, group, addr string) {
+	t.Helper()
+	url := "https://" + addr + "/mutate-v1-pod"
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "broken-" + group},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    group + ".broken.peergroup.dev",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: hook.CABundle},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{contract.GroupLabel: group}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          ptr.To[int32](2),
+		}},
+	}
+	if err := cluster.Client.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })
+}
