@@ -222,7 +222,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		return 2, fmt.Errorf("list pods: %w", err)
 	}
 	if fix.Fix {
-		return auditFix(ctx, c, pods.Items, nsLabels, *cfg, opts, *fix, *output, stdout)
+		return auditFix(ctx, c, auditState{Pods: pods.Items, NamespaceLabels: nsLabels, Config: *cfg, ListOptions: opts, Output: *output}, *fix, stdout)
 	}
 	findings := offline.Uninjected(pods.Items, nsLabels, *cfg)
 	if *output == "json" {

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/peergroup/peergroup/webhook/offline"
+)
+
+// evictionCall is one eviction the fake API server received.
+type evictionCall struct {
+	pod    string
+	dryRun bool
+	uid    types.UID
+}
+
+// fakeEvictions is a fake client whose eviction subresource records each
+// call and answers with answers[pod name] (nil: evicted).
+func fakeEvictions(t *testing.T, answers map[string]error, pods ...corev1.Pod) (client.Client, *[]evictionCall) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	objs := make([]client.Object, len(pods))
+	for i := range pods {
+		objs[i] = &pods[i]
+	}
+	var calls []evictionCall
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		SubResourceCreate: func(_ context.Context, _ client.Client, sub string, obj, body client.Object, opts ...client.SubResourceCreateOption) error {
+			eviction, ok := body.(*policyv1.Eviction)
+			if sub != "eviction" || !ok {
+				t.Fatalf("unexpected %s create with %T", sub, body)
+			}
+			o := &client.SubResourceCreateOptions{}
+			o.ApplyOptions(opts)
+			call := evictionCall{pod: obj.GetName(), dryRun: len(o.DryRun) == 1 && o.DryRun[0] == metav1.DryRunAll}
+			if p := eviction.DeleteOptions; p != nil && p.Preconditions != nil && p.Preconditions.UID != nil {
+				call.uid = *p.Preconditions.UID
+			}
+			if eviction.Name != obj.GetName() || eviction.Namespace != obj.GetNamespace() {
+				t.Errorf("eviction %s/%s posted to pod %s/%s", eviction.Namespace, eviction.Name, obj.GetNamespace(), obj.GetName())
+			}
+			calls = append(calls, call)
+			return answers[obj.GetName()]
+		},
+	}).Build()
+	return c, &calls
+}
+
+// pdbRefusal is the API server's answer when a PodDisruptionBudget allows
+// no disruption (checkAndDecrement in the eviction REST handler).
+func pdbRefusal() error {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+		Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget db-pdb needs 1 healthy pods and has 1 currently",
+	})
+	return err
+}
+
+func TestFixOnePod(t *testing.T) {
+	managed := func(name string, edit ...func(*corev1.Pod)) corev1.Pod {
+		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, UID: types.UID("uid-" + name),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "rs-uid", Controller: ptr.To(true)}}}}
+		p.Status.Phase = corev1.PodRunning
+		for _, e := range edit {
+			e(&p)
+		}
+		return p
+	}
+	bare := func(p *corev1.Pod) { p.OwnerReferences = nil }
+	// Not a controller: an owner alone does not recreate the pod.
+	ownedNotControlled := func(p *corev1.Pod) { p.OwnerReferences[0].Controller = nil }
+	mirror := func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: "n1", UID: "n", Controller: ptr.To(true)}}
+		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "hash"}
+	}
+	terminating := func(p *corev1.Pod) {
+		p.DeletionTimestamp = ptr.To(metav1.Now())
+		p.Finalizers = []string{"example.com/hold"} // the fake client refuses a deletionTimestamp without one
+	}
+	succeeded := func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }
+	podsResource := schema.GroupResource{Resource: "pods"}
+
+	cases := []struct {
+		name        string
+		pod         corev1.Pod
+		noRecreate  bool // the finding's Recreate is false
+		answer      error
+		cfg         fixConfig
+		want        fixAction
+		detail      string
+		wantEvicted bool // an eviction was posted
+	}{
+		{"managed, --yes", managed("a"), false, nil, fixConfig{Fix: true, Evict: true}, fixEvicted, "", true},
+		{"managed, dry run", managed("a"), false, nil, fixConfig{Fix: true}, fixWouldEvict, "", true},
+		{"PDB allows no disruption", managed("a"), false, pdbRefusal(), fixConfig{Fix: true, Evict: true}, fixBlocked,
+			"Cannot evict pod as it would violate the pod's disruption budget (The disruption budget db-pdb needs 1 healthy pods and has 1 currently)", true},
+		{"PDB, dry run", managed("a"), false, pdbRefusal(), fixConfig{Fix: true}, fixBlocked, "The disruption budget db-pdb", true},
+		{"PDB still being processed", managed("a"), false, apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10), fixConfig{Fix: true, Evict: true}, fixBlocked,
+			"Cannot evict pod as it would violate the pod's disruption budget", true},
+		{"no RBAC", managed("a"), false, apierrors.NewForbidden(schema.GroupResource{Resource: "pods/eviction"}, "a", errors.New("RBAC: denied")), fixConfig{Fix: true}, fixFailed,
+			`pods/eviction "a" is forbidden: RBAC: denied`, true},
+		{"more than one PDB", managed("a"), false, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 500,
+			Message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}}, fixConfig{Fix: true, Evict: true}, fixFailed,
+			"This pod has more than one PodDisruptionBudget, which the eviction subresource does not support", true},
+		{"gone since the audit", managed("a"), false, apierrors.NewNotFound(podsResource, "a"), fixConfig{Fix: true, Evict: true}, fixSkipped, "gone since the audit", true},
+		{"recreated since the audit", managed("a"), false, apierrors.NewConflict(podsResource, "a", errors.New("Precondition failed: UID in precondition: uid-a, UID in object meta: uid-b")),
+			fixConfig{Fix: true, Evict: true}, fixSkipped, "recreated under the same name since the audit", true},
+		{"bare pod", managed("a", bare), false, nil, fixConfig{Fix: true, Evict: true}, fixSkipped, "no controller (a bare pod): evicting it deletes it for good; --include-bare evicts it anyway", false},
+		{"owned, no controller", managed("a", ownedNotControlled), false, nil, fixConfig{Fix: true, Evict: true}, fixSkipped, "no controller", false},
+		{"bare pod, --include-bare", managed("a", bare), false, nil, fixConfig{Fix: true, Evict: true, IncludeBare: true}, fixEvicted, "", true},
+		{"mirror pod", managed("a", mirror), false, nil, fixConfig{Fix: true, Evict: true, IncludeBare: true}, fixSkipped, "the mirror of a static pod", false},
+		{"terminating", managed("a", terminating), false, nil, fixConfig{Fix: true, Evict: true}, fixSkipped, "already terminating", false},
+		{"finished", managed("a", succeeded), false, nil, fixConfig{Fix: true, Evict: true}, fixSkipped, "finished (Succeeded)", false},
+		{"replacement would be denied", managed("a"), true, nil, fixConfig{Fix: true, Evict: true}, fixSkipped, "a new pod would not be injected either: member of group g", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, calls := fakeEvictions(t, map[string]error{tc.pod.Name: tc.answer}, tc.pod)
+			f := offline.Finding{Namespace: "db", Pod: tc.pod.Name, Group: "g", Reason: "member of group g", Recreate: !tc.noRecreate}
+			var reported []fixResult
+			results, err := fixFindings(context.Background(), c, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(results) != 1 || len(reported) != 1 {
+				t.Fatalf("results %+v, reported %+v: want one of each", results, reported)
+			}
+			r := results[0]
+			if r.Action != tc.want || !strings.Contains(r.Detail, tc.detail) || (tc.detail == "" && r.Detail != "") {
+				t.Errorf("got %q, want action %q with detail %q", r, tc.want, tc.detail)
+			}
+			if !tc.wantEvicted {
+				if len(*calls) != 0 {
+					t.Errorf("evictions posted for a skipped pod: %+v", *calls)
+				}
+				return
+			}
+			want := evictionCall{pod: tc.pod.Name, dryRun: !tc.cfg.Evict, uid: tc.pod.UID}
+			if len(*calls) != 1 || (*calls)[0] != want {
+				t.Errorf("evictions %+v, want exactly %+v", *calls, want)
+			}
+		})
+	}
+}
+
+// One line per pod, in the findings' order, then the summary; the exit
+// code says whether anything was refused (3), or left (1).
+func TestFixLinesSummaryAndExitCode(t *testing.T) {
+	pod := func(name string, owned bool) corev1.Pod {
+		p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: name, UID: types.UID(name)}}
+		if owned {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "s", UID: "s", Controller: ptr.To(true)}}
+		}
+		return p
+	}
+	finding := func(name string) offline.Finding {
+		return offline.Finding{Namespace: "db", Pod: name, Group: "g", Reason: "member of group g", Recreate: true}
+	}
+	cases := []struct {
+		name    string
+		pods    []corev1.Pod
+		answers map[string]error
+		cfg     fixConfig
+		lines   []string
+		code    int
+	}{
+		{"all evicted", []corev1.Pod{pod("a", true), pod("b", true)}, nil, fixConfig{Fix: true, Evict: true},
+			[]string{"evicted db/a", "evicted db/b", "2 uninjected members: 2 evicted, 0 blocked, 0 failed, 0 skipped"}, 0},
+		{"dry run", []corev1.Pod{pod("a", true), pod("b", true)}, nil, fixConfig{Fix: true},
+			[]string{"would evict db/a", "would evict db/b", "dry run: 2 uninjected members: 2 would be evicted, 0 blocked, 0 failed, 0 skipped; nothing evicted (--yes evicts)"}, exitRemaining},
+		{"one blocked", []corev1.Pod{pod("a", true), pod("b", true)}, map[string]error{"a": pdbRefusal()}, fixConfig{Fix: true, Evict: true},
+			[]string{"blocked db/a: Cannot evict pod as it would violate the pod's disruption budget (The disruption budget db-pdb needs 1 healthy pods and has 1 currently)",
+				"evicted db/b", "2 uninjected members: 1 evicted, 1 blocked, 0 failed, 0 skipped"}, exitRefused},
+		{"blocked in a dry run", []corev1.Pod{pod("a", true)}, map[string]error{"a": pdbRefusal()}, fixConfig{Fix: true},
+			[]string{"blocked db/a: Cannot evict pod", "dry run: 1 uninjected members: 0 would be evicted, 1 blocked, 0 failed, 0 skipped"}, exitRefused},
+		{"one skipped", []corev1.Pod{pod("a", true), pod("bare", false)}, nil, fixConfig{Fix: true, Evict: true},
+			[]string{"evicted db/a", "skipped db/bare: no controller", "2 uninjected members: 1 evicted, 0 blocked, 0 failed, 1 skipped"}, exitRemaining},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := fakeEvictions(t, tc.answers, tc.pods...)
+			var findings []offline.Finding
+			for _, p := range tc.pods {
+				findings = append(findings, finding(p.Name))
+			}
+			var out bytes.Buffer
+			results, err := fixFindings(context.Background(), c, tc.pods, findings, tc.cfg, func(r fixResult) { out.WriteString(r.String() + "\n") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.WriteString(fixSummary(results, tc.cfg) + "\n")
+			got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(got) != len(tc.lines) {
+				t.Fatalf("output:\n%s\nwant %d lines", out.String(), len(tc.lines))
+			}
+			for i, want := range tc.lines {
+				if !strings.HasPrefix(got[i], want) {
+					t.Errorf("line %d: %q, want it to start with %q", i+1, got[i], want)
+				}
+			}
+			if code := fixExitCode(results); code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+		})
+	}
+}
+
+// An interrupted run stops before the next eviction and says how far it got.
+func TestFixStopsWhenInterrupted(t *testing.T) {
+	pods := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a"}}}
+	c, calls := fakeEvictions(t, nil, pods...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := fixFindings(ctx, c, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped after 0 of 1 pods") || len(*calls) != 0 {
+		t.Errorf("err %v, evictions %+v; want a stop before any eviction", err, *calls)
+	}
+}
+
+// --yes and --include-bare alone are usage errors: without --fix nothing
+// would be evicted, and the user should not think otherwise.
+func TestFixFlagsNeedFix(t *testing.T) {
+	for _, args := range [][]string{{"audit", "--yes"}, {"audit", "--include-bare"}} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), "--yes and --include-bare need --fix") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+	}
+}
