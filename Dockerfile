@@ -13,8 +13,10 @@ RUN go mod download
 # Sources only; .dockerignore keeps out tests, charts and the local cache.
 COPY . .
 ARG VERSION=dev
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# No defaults: BuildKit gives TARGETOS and TARGETARCH the target platform's
+# values only when the ARG declares none; `ARG TARGETARCH=amd64` would put
+# amd64 binaries into the arm64 image.
+ARG TARGETOS TARGETARCH
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/ ./cmd/peergroup-webhook ./cmd/seed-discovery

@@ -20,8 +20,10 @@ all: build
 build: ## Build the binaries into bin/ (static, as in the Dockerfile).
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
 
-image: ## Build the peergroup image without an engine (as the Dockerfile describes it) into bin/peergroup-image.tar.
-	go run ./hack/image -out bin/peergroup-image.tar -tag ghcr.io/peergroup/peergroup:$(VERSION) -version $(VERSION)
+# The platforms of `make image` (linux); the binaries are cross-compiled.
+IMAGE_ARCHES ?= amd64,arm64
+image: ## Build the peergroup image without an engine (as the Dockerfile describes it) for linux/amd64 and linux/arm64: OCI layout bin/peergroup-image/ and archive bin/peergroup-image.tar.
+	go run ./hack/image -out bin/peergroup-image.tar -layout bin/peergroup-image -arch $(IMAGE_ARCHES) -tag ghcr.io/peergroup/peergroup:$(VERSION) -version $(VERSION)
 
 controlplane: ## Build every cluster component from source into .cache/ (minutes the first time).
 	@hack/controlplane/build.sh $(COMPONENTS)

@@ -3,7 +3,8 @@
 // deterministically and writes them to /var/run/peergroup. With a refresh
 // interval it is a native sidecar that then keeps the peer files current
 // until the pod stops; `seed-discovery decided [--output-dir DIR]` is its
-// startup probe (exit 0 once the seeds are written).
+// startup probe (exit 0 once the seeds are written); `seed-discovery
+// --version` prints the version it was built as.
 package main
 
 import (
@@ -22,16 +23,28 @@ import (
 	"github.com/peergroup/peergroup/discovery"
 )
 
+// version is stamped at build time with -ldflags "-X main.version=...",
+// as for the webhook: both binaries ship in one image.
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(discovery.Code(err))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "decided" {
 		return decided(args[1:])
+	}
+	// Before LoadConfig: the version needs none of the pod's environment.
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		err := printVersion(stdout, args)
+		if err != nil {
+			report(stderr, "", err) // a mistyped command line, not a pod's failure
+		}
+		return err
 	}
 	resolvConf, _ := os.ReadFile("/etc/resolv.conf")
 	cfg, err := discovery.LoadConfig(args, os.Getenv, resolvConf)
@@ -100,6 +113,18 @@ func decided(args []string) error {
 	}
 	if !discovery.Decided(*dir) {
 		return &discovery.ExitError{Code: discovery.ExitInterrupted, Err: errors.New("no decision yet")}
+	}
+	return nil
+}
+
+// printVersion writes the stamped version alone on its line; anything after
+// the flag is a usage error (exit 2), as for the other flags.
+func printVersion(stdout io.Writer, args []string) error {
+	if len(args) > 1 {
+		return &discovery.ConfigError{Err: fmt.Errorf("%s takes no other arguments, got %q", args[0], args[1:])}
+	}
+	if _, err := fmt.Fprintln(stdout, version); err != nil {
+		return fmt.Errorf("print version: %w", err)
 	}
 	return nil
 }

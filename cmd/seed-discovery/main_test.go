@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 func TestRunBadConfigExits2(t *testing.T) {
 	t.Setenv("PEERGROUP_SERVICE", "")
 	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, &stderr)
+	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, io.Discard, &stderr)
 	if discovery.Code(err) != discovery.ExitConfig || !strings.Contains(stderr.String(), "exit 2: configuration") {
 		t.Fatalf("exit %d, stderr %q", discovery.Code(err), stderr.String())
 	}
@@ -36,7 +37,7 @@ func TestRunWritesSeedsAndTerminationLog(t *testing.T) {
 	}
 	out := t.TempDir()
 	var stderr bytes.Buffer
-	if err := run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + out}, &stderr); err != nil {
+	if err := run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + out}, io.Discard, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	seeds, _ := os.ReadFile(filepath.Join(out, "seeds"))
@@ -56,7 +57,7 @@ func TestRunWritesSeedsAndTerminationLog(t *testing.T) {
 	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + notDir, "--termination-log=" + termLog}, &stderr)
+	err = run(context.Background(), []string{"--dns-server=" + z.Addr, "--output-dir=" + notDir, "--termination-log=" + termLog}, io.Discard, &stderr)
 	if discovery.Code(err) != discovery.ExitNotWritable {
 		t.Fatalf("exit %d: %v", discovery.Code(err), err)
 	}
@@ -72,7 +73,7 @@ func TestRunRejectsWhatTheWebhookDenies(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, &stderr)
+	err := run(context.Background(), []string{"--dns-server=127.0.0.1:1"}, io.Discard, &stderr)
 	// The rule's words are the contract's, as the webhook quotes them.
 	want := `seed-discovery: exit 2: configuration: PEERGROUP_STABLE_MARGIN: stable-margin value "200ms" is invalid: it must be ` + contract.StableMargin.Rule
 	if !strings.HasPrefix(contract.StableMargin.Rule, "a Go duration from 1s to 10m (e.g. 5s)") {
@@ -99,7 +100,7 @@ func TestRunBadClusterDomainExits2(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		var stderr bytes.Buffer
 		start := time.Now()
-		err := run(ctx, []string{"--dns-server=" + z.Addr, "--output-dir=" + t.TempDir()}, &stderr)
+		err := run(ctx, []string{"--dns-server=" + z.Addr, "--output-dir=" + t.TempDir()}, io.Discard, &stderr)
 		cancel()
 		want := `seed-discovery: exit 2: configuration: PEERGROUP_CLUSTER_DOMAIN: cluster domain "` + domain + `" is invalid: it must be a DNS subdomain such as cluster.local`
 		if discovery.Code(err) != discovery.ExitConfig || !strings.HasPrefix(stderr.String(), want) {
@@ -143,7 +144,7 @@ func TestRunBadOperatorFlagsExit2(t *testing.T) {
 			defer cancel()
 			var stderr bytes.Buffer
 			start := time.Now()
-			err := run(ctx, args, &stderr)
+			err := run(ctx, args, io.Discard, &stderr)
 			if discovery.Code(err) != discovery.ExitConfig || !strings.HasPrefix(stderr.String(), tc.want) {
 				t.Fatalf("exit %d after %s, stderr %q\nwant exit 2, %q", discovery.Code(err), time.Since(start).Round(time.Millisecond), stderr.String(), tc.want)
 			}
@@ -174,19 +175,19 @@ func TestSidecarLifecycle(t *testing.T) {
 	}
 	out := t.TempDir()
 	args := []string{"--dns-server=" + z.Addr, "--output-dir=" + out}
-	if err := run(context.Background(), []string{"decided", "--output-dir=" + out}, &bytes.Buffer{}); discovery.Code(err) == 0 {
+	if err := run(context.Background(), []string{"decided", "--output-dir=" + out}, io.Discard, &bytes.Buffer{}); discovery.Code(err) == 0 {
 		t.Fatal("decided before any decision")
 	}
-	if err := run(context.Background(), []string{"decided", "--bogus"}, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
+	if err := run(context.Background(), []string{"decided", "--bogus"}, io.Discard, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
 		t.Fatalf("decided with a bad flag: exit %d", discovery.Code(err))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var stderr bytes.Buffer
-	go func() { done <- run(ctx, args, &stderr) }()
+	go func() { done <- run(ctx, args, io.Discard, &stderr) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for run(context.Background(), []string{"decided", "--output-dir=" + out}, &bytes.Buffer{}) != nil {
+	for run(context.Background(), []string{"decided", "--output-dir=" + out}, io.Discard, &bytes.Buffer{}) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("no decision within 10s")
 		}
@@ -210,7 +211,7 @@ func TestSidecarLifecycle(t *testing.T) {
 	z.Set(fqdn, "", dnszone.Peer{IP: netip.MustParseAddr("127.0.0.2")})
 	ctx, cancel = context.WithCancel(context.Background())
 	stderr.Reset()
-	go func() { done <- run(ctx, args, &stderr) }()
+	go func() { done <- run(ctx, args, io.Discard, &stderr) }()
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	if err := <-done; err != nil {
@@ -244,7 +245,7 @@ func TestSidecarDecidesAgain(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		var stderr bytes.Buffer
-		go func() { done <- run(ctx, args, &stderr) }()
+		go func() { done <- run(ctx, args, io.Discard, &stderr) }()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if b, _ := os.ReadFile(filepath.Join(out, "seeds")); string(b) == self+"\n" {
@@ -271,7 +272,33 @@ func TestSidecarDecidesAgain(t *testing.T) {
 	if log := sidecar("127.0.0.5"); !strings.Contains(log, "deciding again: read the previous decision") {
 		t.Errorf("log: %s", log)
 	}
-	if err := run(context.Background(), []string{"decided", "extra", "--output-dir=" + out}, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
+	if err := run(context.Background(), []string{"decided", "extra", "--output-dir=" + out}, io.Discard, &bytes.Buffer{}); discovery.Code(err) != discovery.ExitConfig {
 		t.Errorf("decided with an extra argument: exit %d", discovery.Code(err))
+	}
+}
+
+// --version prints the stamped version before any configuration is read:
+// with none of the pod's environment set it still exits 0.
+func TestVersion(t *testing.T) {
+	defer func(v string) { version = v }(version)
+	version = "v1.2.3-test"
+	for _, env := range []string{"PEERGROUP_SERVICE", "POD_NAMESPACE", "POD_IPS", "POD_IP"} {
+		t.Setenv(env, "")
+	}
+	for _, arg := range []string{"--version", "-version"} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{arg}, &stdout, &stderr)
+		if discovery.Code(err) != 0 || err != nil {
+			t.Fatalf("%s: exit %d (%v), stderr %q", arg, discovery.Code(err), err, stderr.String())
+		}
+		if stdout.String() != "v1.2.3-test\n" || stderr.Len() > 0 {
+			t.Errorf("%s: stdout %q stderr %q, want the version alone on stdout", arg, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--version", "--output-dir=/x"}, &stdout, &stderr)
+	if discovery.Code(err) != discovery.ExitConfig || stdout.Len() > 0 || !strings.Contains(stderr.String(), "takes no other arguments") {
+		t.Errorf("--version with arguments: exit %d (%v), stdout %q, stderr %q: want a usage error (exit 2) on stderr",
+			discovery.Code(err), err, stdout.String(), stderr.String())
 	}
 }

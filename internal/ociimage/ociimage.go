@@ -1,8 +1,10 @@
 // Package ociimage builds container images without a container engine:
 // one layer of files laid out as an image expects them, and a config
 // (entrypoint, user, env), written with go-containerregistry. The product
-// image (`make image`) and the images of the real-node tests (NATS, the
-// pause container) come from here.
+// image (`make image`: one image per architecture under an OCI index,
+// written as an OCI layout and as an archive, see multiarch.go) and the
+// single-platform images of the real-node tests (the product image for this
+// machine, NATS, the pause container) come from here.
 package ociimage
 
 import (

@@ -51,6 +51,7 @@ func TestDockerfile(t *testing.T) {
 	if len(froms) > 0 && !strings.Contains(froms[0], "--platform=$BUILDPLATFORM") || !strings.Contains(build, "GOARCH=${TARGETARCH}") {
 		t.Errorf("the build stage must run on the builder's platform and cross-compile for the target's: %q, %s", froms, build)
 	}
+	checkPlatformArgs(t, res.AST)
 	if len(users) != 1 || users[0] != "65532:65532" {
 		t.Errorf("final stage must run as 65532, got %q", users)
 	}
@@ -65,6 +66,40 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !strings.Contains(entrypoint, "/usr/local/bin/peergroup-webhook") {
 		t.Errorf("entrypoint %s", entrypoint)
+	}
+}
+
+// checkPlatformArgs: the build stage declares TARGETOS and TARGETARCH
+// without defaults. BuildKit gives the automatic platform arguments their
+// values only to an ARG without a default (dockerfile2llb's dispatchArg), so
+// a default would compile every platform's binaries for that one.
+func checkPlatformArgs(t *testing.T, ast *parser.Node) {
+	t.Helper()
+	declared := map[string]bool{}
+	stage := -1
+	for _, n := range ast.Children {
+		switch strings.ToLower(n.Value) {
+		case "from":
+			stage++
+		case "arg":
+			if stage != 0 {
+				continue
+			}
+			// The parser keeps each NAME or NAME=DEFAULT as one word.
+			for w := n.Next; w != nil; w = w.Next {
+				key, def, hasDefault := strings.Cut(w.Value, "=")
+				if key != "TARGETOS" && key != "TARGETARCH" {
+					continue
+				}
+				declared[key] = true
+				if hasDefault {
+					t.Errorf("build stage: ARG %s=%s: a default overrides the target platform's value", key, def)
+				}
+			}
+		}
+	}
+	if !declared["TARGETOS"] || !declared["TARGETARCH"] {
+		t.Errorf("build stage declares %v, want ARG TARGETOS and TARGETARCH (the go build uses them)", declared)
 	}
 }
 
