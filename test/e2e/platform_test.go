@@ -79,7 +79,7 @@ func TestIPFamilyPolicyOfTheService(t *testing.T) {
 	ctx := testContext(t)
 	for policy, want := range map[string]string{
 		"PreferDualStack":  "",
-		"RequireDualStack": "this service can only be created in a dual-stack cluster",
+		"RequireDualStack": "this cluster is not configured for dual-stack services",
 		"DualStack":        "it must be SingleStack, PreferDualStack or RequireDualStack",
 	} {
 		ns := newNamespace(t, map[string]string{contract.GroupLabel: "cassandra"})
