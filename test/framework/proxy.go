@@ -15,9 +15,11 @@ import (
 type Proxy struct {
 	ln      net.Listener
 	targets []string
-	next    atomic.Uint64
-	delay   atomic.Int64
-	refuse  atomic.Bool
+	// endpoints, when set, chooses the targets per connection instead.
+	endpoints *Endpoints
+	next      atomic.Uint64
+	delay     atomic.Int64
+	refuse    atomic.Bool
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -87,7 +89,15 @@ func (p *Proxy) serve() {
 			c.Close()
 			continue
 		}
-		target := p.targets[p.next.Add(1)%uint64(len(p.targets))]
+		targets := p.targets
+		if p.endpoints != nil {
+			targets = p.endpoints.Ready()
+		}
+		if len(targets) == 0 {
+			c.Close() // no endpoints: the connection is refused
+			continue
+		}
+		target := targets[p.next.Add(1)%uint64(len(targets))]
 		p.wg.Add(1)
 		go p.pipe(c, target)
 	}

@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -203,6 +205,10 @@ func newWebhook(r *Rendered, extraArgs []string) (*Webhook, []string, error) {
 		"--cert-dir="+w.CertDir,
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address="+w.ProbeAddr,
+		// No endpoints to drop a test's webhook from: Stop returns at once.
+		// Tests of the graceful shutdown give the chart's delay back with
+		// Args (ShutdownArgs).
+		"--shutdown-delay=0s",
 	)
 	return w, append(args, extraArgs...), nil
 }
@@ -260,6 +266,45 @@ func (w *Webhook) startProcess(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// Terminate stops a webhook process with SIGTERM, as the kubelet does when
+// its pod is deleted, and waits (at most a minute) for it to exit. It
+// returns the process's exit: nil for status 0.
+func (w *Webhook) Terminate() error {
+	if w.Cmd == nil || w.Cmd.Process == nil {
+		return errors.New("not a webhook process")
+	}
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case err := <-w.done:
+		w.done <- err // a later Stop returns at once
+		w.cancel()
+		return err
+	case <-time.After(time.Minute):
+		return errors.New("webhook process still running a minute after SIGTERM")
+	}
+}
+
+// ShutdownArgs are the chart's shutdown flags from its Deployment args, to
+// give back (Args) to a webhook whose shutdown is under test.
+func ShutdownArgs(r *Rendered) ([]string, error) {
+	args, err := DeploymentArgs(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "--shutdown-delay=") || strings.HasPrefix(a, "--drain-timeout=") {
+			out = append(out, a)
+		}
+	}
+	if len(out) != 2 {
+		return nil, fmt.Errorf("chart args %q lack --shutdown-delay or --drain-timeout", args)
+	}
+	return out, nil
 }
 
 // Kill ends a webhook process with SIGKILL, as the OOM killer or a node

@@ -23,6 +23,11 @@ type Options struct {
 	CertDir                string
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	// ShutdownDelay is how long the server keeps serving after SIGTERM,
+	// with readiness failing; DrainTimeout bounds the admissions in flight
+	// after that (README, "Upgrades without refusals").
+	ShutdownDelay time.Duration
+	DrainTimeout  time.Duration
 	// Namespace is the webhook's own namespace (POD_NAMESPACE); its pods are
 	// never injected.
 	Namespace string
@@ -50,6 +55,8 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key; reloaded when the files change")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 10*time.Second, "after SIGTERM, keep serving this long with /readyz failing, so endpoints drop the pod before it stops accepting (0 stops at once)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 15*time.Second, "after the shutdown delay, wait at most this long for admissions in flight; at least the webhook's timeoutSeconds")
 	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity")
 	finishMutation := admit.RegisterFlags(fs, &o.Mutation)
 	patchMode := string(admit.PatchDirect)
@@ -84,6 +91,12 @@ func (o Options) validate() error {
 	errs := []error{o.Mutation.Validate()}
 	if o.Port < 1 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d is not a port number", o.Port))
+	}
+	if o.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-delay %s must not be negative", o.ShutdownDelay))
+	}
+	if o.DrainTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--drain-timeout %s must be at least 1s: admissions in flight need time to finish", o.DrainTimeout))
 	}
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir must not be empty"))

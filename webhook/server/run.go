@@ -47,13 +47,14 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("load cluster config (KUBECONFIG or in-cluster): %w", err)
 		}
 	}
+	sd := &shutdown{delay: o.ShutdownDelay}
 	var keeper *certs.Keeper
 	if o.SelfSigned {
 		if keeper, err = startKeeper(ctx, cfg, o, log); err != nil {
 			return err
 		}
 	}
-	mgr, err := NewManager(cfg, o)
+	mgr, err := newManager(cfg, o, sd)
 	if err != nil {
 		return err
 	}
@@ -67,9 +68,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("starting peergroup webhook", "version", o.Mutation.Version, "port", o.Port, "certDir", o.CertDir,
 		"seedDiscoveryImage", o.Mutation.SeedDiscoveryImage, "excludedNamespaces", o.Mutation.ExcludedNamespaces)
-	if err := mgr.Start(ctx); err != nil {
+	mgrCtx, stop := sd.start(ctx, log)
+	defer stop()
+	if err := mgr.Start(mgrCtx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 
@@ -109,7 +113,12 @@ func startKeeper(ctx context.Context, cfg *rest.Config, o Options, log logr.Logg
 }
 
 // NewManager builds the manager: webhook server, caches, probes, metrics.
+// Run adds the graceful shutdown around it.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	return newManager(cfg, o, &shutdown{delay: o.ShutdownDelay})
+}
+
+func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("build scheme: %w", err)
@@ -125,6 +134,10 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		WebhookServer:          server,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		// Bounds the drain after the shutdown delay: the webhook server
+		// waits for admissions in flight (its own bound, a minute, is
+		// longer), and Start returns an error if they overrun.
+		GracefulShutdownTimeout: ptr.To(o.DrainTimeout),
 		Cache: cache.Options{
 			// Cache only what the webhook reads, so memory grows with the
 			// number of Services, not with their size.
@@ -161,10 +174,10 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		Events:  &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(webhook.Path, &webhook.HTTPHandler{
+	mgr.GetWebhookServer().Register(webhook.Path, sd.wrap(&webhook.HTTPHandler{
 		Webhook:   &admission.Webhook{Handler: handler},
 		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
-	})
+	}))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add healthz check: %w", err)
@@ -173,6 +186,9 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("add readyz check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("cache-synced", cacheSynced(mgr.GetCache())); err != nil {
+		return nil, fmt.Errorf("add readyz check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("shutting-down", sd.readyCheck); err != nil {
 		return nil, fmt.Errorf("add readyz check: %w", err)
 	}
 	return mgr, nil
