@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,8 +24,8 @@ import (
 	"github.com/peergroup/peergroup/webhook/offline"
 )
 
-// newClient reads KUBECONFIG (or --kubeconfig) the way kubectl does.
-func newClient(kubeconfig string) (client.Client, error) {
+// loadConfig reads KUBECONFIG (or --kubeconfig) the way kubectl does.
+func loadConfig(kubeconfig string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -32,6 +33,15 @@ func newClient(kubeconfig string) (client.Client, error) {
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// newClient is a client for the cluster of KUBECONFIG (or --kubeconfig).
+func newClient(kubeconfig string) (client.Client, error) {
+	cfg, err := loadConfig(kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -222,7 +232,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		return 2, fmt.Errorf("list pods: %w", err)
 	}
 	if fix.Fix {
-		return auditFix(ctx, c, auditState{Pods: pods.Items, NamespaceLabels: nsLabels, Config: *cfg, ListOptions: opts, Output: *output}, *fix, stdout)
+		return auditFix(ctx, c, auditState{Pods: pods.Items, NamespaceLabels: nsLabels, Config: *cfg, ListOptions: opts, Output: *output, Kubeconfig: *kubeconfig}, *fix, stdout)
 	}
 	findings := offline.Uninjected(pods.Items, nsLabels, *cfg)
 	if *output == "json" {

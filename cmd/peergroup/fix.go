@@ -13,6 +13,9 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -96,6 +99,8 @@ type auditState struct {
 	// ListOptions narrowed the pods listed (-n); Services are listed alike.
 	ListOptions []client.ListOption
 	Output      string
+	// Kubeconfig is --kubeconfig, for the eviction client.
+	Kubeconfig string
 }
 
 // auditFix audits with the Services looked up (no pod is evicted whose
@@ -114,12 +119,20 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 		}
 		return 0, nil
 	}
+	restCfg, err := loadConfig(in.Kubeconfig)
+	if err != nil {
+		return 2, err
+	}
+	evict, err := newEvictor(restCfg)
+	if err != nil {
+		return 2, err
+	}
 	// Text is printed as each eviction is answered; JSON once, at the end.
 	report := func(r fixResult) { fmt.Fprintln(stdout, r) }
 	if in.Output == "json" {
 		report = func(fixResult) {}
 	}
-	results, err := fixFindings(ctx, c, in.Pods, findings, cfg, report)
+	results, err := fixFindings(ctx, evict, in.Pods, findings, cfg, report)
 	if err != nil {
 		return 2, err
 	}
@@ -138,7 +151,7 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 // fixFindings evicts the pod of each finding in turn (a dry run unless
 // cfg.Evict) and reports each result as it comes. Only the findings' pods
 // are ever evicted. It stops when ctx is done.
-func fixFindings(ctx context.Context, c client.Client, pods []corev1.Pod, findings []offline.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
+func fixFindings(ctx context.Context, evict evictFunc, pods []corev1.Pod, findings []offline.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
 	byKey := make(map[client.ObjectKey]*corev1.Pod, len(pods))
 	for i := range pods {
 		byKey[client.ObjectKeyFromObject(&pods[i])] = &pods[i]
@@ -148,20 +161,20 @@ func fixFindings(ctx context.Context, c client.Client, pods []corev1.Pod, findin
 		if err := ctx.Err(); err != nil {
 			return results, fmt.Errorf("audit --fix stopped after %d of %d pods: %w", len(results), len(findings), err)
 		}
-		r := fixOne(ctx, c, byKey[client.ObjectKey{Namespace: f.Namespace, Name: f.Pod}], f, cfg)
+		r := fixOne(ctx, evict, byKey[client.ObjectKey{Namespace: f.Namespace, Name: f.Pod}], f, cfg)
 		report(r)
 		results = append(results, r)
 	}
 	return results, nil
 }
 
-func fixOne(ctx context.Context, c client.Client, pod *corev1.Pod, f offline.Finding, cfg fixConfig) fixResult {
+func fixOne(ctx context.Context, evict evictFunc, pod *corev1.Pod, f offline.Finding, cfg fixConfig) fixResult {
 	r := fixResult{Finding: f}
 	if why := skipReason(pod, f, cfg.IncludeBare); why != "" {
 		r.Action, r.Detail = fixSkipped, why
 		return r
 	}
-	r.Action, r.Detail = outcome(evict(ctx, c, pod, !cfg.Evict), !cfg.Evict)
+	r.Action, r.Detail = outcome(evict(ctx, pod, !cfg.Evict), !cfg.Evict)
 	return r
 }
 
@@ -186,22 +199,48 @@ func skipReason(pod *corev1.Pod, f offline.Finding, includeBare bool) string {
 	return ""
 }
 
-// evict posts a policy/v1 Eviction for pod: the API server refuses it
-// (429) where a PodDisruptionBudget allows no disruption, and honours
-// dryRun (it checks the budget and deletes nothing). The UID precondition
-// keeps a pod recreated under the same name since the audit (a
-// StatefulSet's, injected) from being evicted in its place.
-func evict(ctx context.Context, c client.Client, pod *corev1.Pod, dryRun bool) error {
+// evictFunc evicts pod through the Eviction API; with dryRun the API
+// server checks the eviction and deletes nothing.
+type evictFunc func(ctx context.Context, pod *corev1.Pod, dryRun bool) error
+
+// newEvictor posts Evictions with client-go's own REST client, because
+// the request needs its retries off (see evict) and controller-runtime's
+// client has no such option.
+func newEvictor(cfg *rest.Config) (evictFunc, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create the eviction client: %w", err)
+	}
+	rc := cs.PolicyV1().RESTClient()
+	return func(ctx context.Context, pod *corev1.Pod, dryRun bool) error { return evict(ctx, rc, pod, dryRun) }, nil
+}
+
+// evict posts a policy/v1 Eviction for pod, as client-go's
+// Evictions().Evict does. The API server refuses it (429) where a
+// PodDisruptionBudget allows no disruption, and honours dryRun: it checks
+// the budget, decrements nothing and deletes nothing. dryRun is a query
+// parameter, so the request is a dry run for admission too.
+//
+// Retries are off: client-go would silently repeat a 429 that carries
+// Retry-After (a budget the disruption controller has not processed yet
+// asks for 10 s) up to 10 times, over 100 s per pod; the refusal is
+// reported instead, and the user runs --fix again.
+//
+// The UID precondition keeps a pod recreated under the same name since
+// the audit (a StatefulSet's, injected) from being evicted in its place.
+func evict(ctx context.Context, rc rest.Interface, pod *corev1.Pod, dryRun bool) error {
 	eviction := &policyv1.Eviction{
 		ObjectMeta:    metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name},
 		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}},
 	}
-	opts := &client.SubResourceCreateOptions{}
+	opts := &metav1.CreateOptions{}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	target := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}
-	return c.SubResource("eviction").Create(ctx, target, eviction, opts)
+	// Unwrapped: the line printed names the pod, and a transport error
+	// names the eviction's URL.
+	return rc.Post().AbsPath("/api/v1").Namespace(pod.Namespace).Resource("pods").Name(pod.Name).SubResource("eviction").
+		VersionedParams(opts, scheme.ParameterCodec).Body(eviction).MaxRetries(0).Do(ctx).Error()
 }
 
 // outcome turns the Eviction API's answer into the action printed.
@@ -246,7 +285,7 @@ func budgetCause(err error) string {
 	var causes []string
 	for _, c := range status.Status().Details.Causes {
 		if c.Type == policyv1.DisruptionBudgetCause {
-			causes = append(causes, c.Message)
+			causes = append(causes, strings.TrimSuffix(c.Message, "."))
 		}
 	}
 	return strings.Join(causes, "; ")

@@ -3,66 +3,41 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/peergroup/peergroup/webhook/offline"
 )
 
-// evictionCall is one eviction the fake API server received.
+// evictionCall is one eviction fixFindings asked for.
 type evictionCall struct {
 	pod    string
 	dryRun bool
-	uid    types.UID
 }
 
-// fakeEvictions is a fake client whose eviction subresource records each
-// call and answers with answers[pod name] (nil: evicted).
-func fakeEvictions(t *testing.T, answers map[string]error, pods ...corev1.Pod) (client.Client, *[]evictionCall) {
-	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	objs := make([]client.Object, len(pods))
-	for i := range pods {
-		objs[i] = &pods[i]
-	}
+// fakeEvict stands in for the Eviction API: it records each call and
+// answers with answers[pod name] (nil: evicted). The request itself is
+// tested against a fake API server (TestEvictRequest).
+func fakeEvict(answers map[string]error) (evictFunc, *[]evictionCall) {
 	var calls []evictionCall
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
-		SubResourceCreate: func(_ context.Context, _ client.Client, sub string, obj, body client.Object, opts ...client.SubResourceCreateOption) error {
-			eviction, ok := body.(*policyv1.Eviction)
-			if sub != "eviction" || !ok {
-				t.Fatalf("unexpected %s create with %T", sub, body)
-			}
-			o := &client.SubResourceCreateOptions{}
-			o.ApplyOptions(opts)
-			call := evictionCall{pod: obj.GetName(), dryRun: len(o.DryRun) == 1 && o.DryRun[0] == metav1.DryRunAll}
-			if p := eviction.DeleteOptions; p != nil && p.Preconditions != nil && p.Preconditions.UID != nil {
-				call.uid = *p.Preconditions.UID
-			}
-			if eviction.Name != obj.GetName() || eviction.Namespace != obj.GetNamespace() {
-				t.Errorf("eviction %s/%s posted to pod %s/%s", eviction.Namespace, eviction.Name, obj.GetNamespace(), obj.GetName())
-			}
-			calls = append(calls, call)
-			return answers[obj.GetName()]
-		},
-	}).Build()
-	return c, &calls
+	return func(_ context.Context, pod *corev1.Pod, dryRun bool) error {
+		calls = append(calls, evictionCall{pod: pod.Name, dryRun: dryRun})
+		return answers[pod.Name]
+	}, &calls
 }
 
 // pdbRefusal is the API server's answer when a PodDisruptionBudget allows
@@ -73,6 +48,75 @@ func pdbRefusal() error {
 		Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget db-pdb needs 1 healthy pods and has 1 currently",
 	})
 	return err
+}
+
+// The request evict posts, against a fake API server: a policy/v1
+// Eviction to the pod's eviction subresource with the pod's UID as a
+// precondition, dryRun=All as a query parameter for a dry run, and one
+// request only, even for a 429 asking to retry after 10 s (client-go
+// would repeat it for over 100 s).
+func TestEvictRequest(t *testing.T) {
+	budgetPending := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure, Code: http.StatusTooManyRequests,
+		Reason: metav1.StatusReasonTooManyRequests, Message: "Cannot evict pod as it would violate the pod's disruption budget.",
+		Details: &metav1.StatusDetails{RetryAfterSeconds: 10, Causes: []metav1.StatusCause{{Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget db-pdb is still being processed by the server."}}}}
+	success := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusCreated}
+	cases := []struct {
+		name   string
+		dryRun bool
+		answer metav1.Status
+		want   fixAction
+		detail string
+	}{
+		{"evicted", false, success, fixEvicted, ""},
+		{"dry run", true, success, fixWouldEvict, ""},
+		{"blocked, retry after 10s", false, budgetPending, fixBlocked, "Cannot evict pod as it would violate the pod's disruption budget (The disruption budget db-pdb is still being processed by the server)"},
+		{"blocked in a dry run", true, budgetPending, fixBlocked, "still being processed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests []*http.Request
+			var bodies []policyv1.Eviction
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var e policyv1.Eviction
+				if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+					t.Errorf("body: %v", err)
+				}
+				requests, bodies = append(requests, r), append(bodies, e)
+				w.Header().Set("Content-Type", "application/json")
+				if tc.answer.Details != nil && tc.answer.Details.RetryAfterSeconds > 0 {
+					w.Header().Set("Retry-After", "10")
+				}
+				w.WriteHeader(int(tc.answer.Code))
+				_ = json.NewEncoder(w).Encode(tc.answer)
+			}))
+			defer srv.Close()
+			evict, err := newEvictor(&rest.Config{Host: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a", UID: "uid-a"}}
+			start := time.Now()
+			action, detail := outcome(evict(context.Background(), pod, tc.dryRun), tc.dryRun)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %s: the 429 was retried", took)
+			}
+			if action != tc.want || !strings.Contains(detail, tc.detail) || (tc.detail == "" && detail != "") {
+				t.Errorf("%s: %q, want %s: %q", action, detail, tc.want, tc.detail)
+			}
+			if len(requests) != 1 {
+				t.Fatalf("%d requests, want 1", len(requests))
+			}
+			r, e := requests[0], bodies[0]
+			wantDryRun := map[bool]string{true: "All", false: ""}[tc.dryRun]
+			if r.Method != http.MethodPost || r.URL.Path != "/api/v1/namespaces/db/pods/a/eviction" || r.URL.Query().Get("dryRun") != wantDryRun {
+				t.Errorf("request %s %s, want POST /api/v1/namespaces/db/pods/a/eviction with dryRun=%q", r.Method, r.URL, wantDryRun)
+			}
+			if e.APIVersion != "policy/v1" || e.Kind != "Eviction" || e.Namespace != "db" || e.Name != "a" ||
+				e.DeleteOptions == nil || e.DeleteOptions.Preconditions == nil || ptr.Deref(e.DeleteOptions.Preconditions.UID, "") != "uid-a" {
+				t.Errorf("eviction %+v, want policy/v1 Eviction db/a with UID precondition uid-a", e)
+			}
+		})
+	}
 }
 
 func TestFixOnePod(t *testing.T) {
@@ -134,10 +178,10 @@ func TestFixOnePod(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, calls := fakeEvictions(t, map[string]error{tc.pod.Name: tc.answer}, tc.pod)
+			evict, calls := fakeEvict(map[string]error{tc.pod.Name: tc.answer})
 			f := offline.Finding{Namespace: "db", Pod: tc.pod.Name, Group: "g", Reason: "member of group g", Recreate: !tc.noRecreate}
 			var reported []fixResult
-			results, err := fixFindings(context.Background(), c, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
+			results, err := fixFindings(context.Background(), evict, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +198,7 @@ func TestFixOnePod(t *testing.T) {
 				}
 				return
 			}
-			want := evictionCall{pod: tc.pod.Name, dryRun: !tc.cfg.Evict, uid: tc.pod.UID}
+			want := evictionCall{pod: tc.pod.Name, dryRun: !tc.cfg.Evict}
 			if len(*calls) != 1 || (*calls)[0] != want {
 				t.Errorf("evictions %+v, want exactly %+v", *calls, want)
 			}
@@ -197,13 +241,13 @@ func TestFixLinesSummaryAndExitCode(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _ := fakeEvictions(t, tc.answers, tc.pods...)
+			evict, _ := fakeEvict(tc.answers)
 			var findings []offline.Finding
 			for _, p := range tc.pods {
 				findings = append(findings, finding(p.Name))
 			}
 			var out bytes.Buffer
-			results, err := fixFindings(context.Background(), c, tc.pods, findings, tc.cfg, func(r fixResult) { out.WriteString(r.String() + "\n") })
+			results, err := fixFindings(context.Background(), evict, tc.pods, findings, tc.cfg, func(r fixResult) { out.WriteString(r.String() + "\n") })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,10 +271,10 @@ func TestFixLinesSummaryAndExitCode(t *testing.T) {
 // An interrupted run stops before the next eviction and says how far it got.
 func TestFixStopsWhenInterrupted(t *testing.T) {
 	pods := []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a"}}}
-	c, calls := fakeEvictions(t, nil, pods...)
+	evict, calls := fakeEvict(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := fixFindings(ctx, c, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
+	_, err := fixFindings(ctx, evict, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped after 0 of 1 pods") || len(*calls) != 0 {
 		t.Errorf("err %v, evictions %+v; want a stop before any eviction", err, *calls)
 	}
