@@ -2,7 +2,7 @@
 //
 //	peergroup inject -f FILE|-     the webhook's injection applied to manifests, plus the Services
 //	peergroup explain (-f FILE | NAMESPACE/NAME)   whether, why and how a pod is injected
-//	peergroup audit [-n NAMESPACE] [--output json] members admitted without the injection
+//	peergroup audit [-n NAMESPACE] [--output json] [--fix [--yes]] members admitted without the injection
 //	peergroup check [-n NAMESPACE]  whether the API server can call the webhook
 //
 // Every rule comes from package webhook, the code the webhook runs.
@@ -26,7 +26,9 @@ commands:
            and print them with the headless Services the webhook would create
   explain  tell whether a pod (a file, or NAMESPACE/NAME in the cluster) would be injected, by
            which webhook entry, into which group and Service, and what would stop it
-  audit    list the group members in the cluster that lack the injection; exit 1 if any
+  audit    list the group members in the cluster that lack the injection; exit 1 if any;
+           --fix evicts them (PodDisruptionBudgets respected) so they are recreated injected
+           (a dry run unless --yes)
   check    dry-run a member pod through the API server: can it call the webhook, and if not,
            where the path likely breaks; exit 1 if not
 
