@@ -16,7 +16,7 @@ import (
 // API server can call the webhook, and if not, where the path likely
 // breaks. Exit 0 reachable, 1 a finding, 2 an error of the check itself.
 func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs := flag.NewFlagSet("peergroup check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	namespace := fs.String("n", "default", "namespace to dry-run the probe pod in (needs create pods there)")
 	group := fs.String("group", "peergroup-check", "group label of the probe pod")
@@ -27,6 +27,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	}
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("check: unexpected arguments %q", fs.Args())
+	}
+	if *output != "text" && *output != "json" {
+		return 2, fmt.Errorf("--output %q: want text or json", *output)
 	}
 	c, err := newClient(*kubeconfig)
 	if err != nil {

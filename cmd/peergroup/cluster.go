@@ -13,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -143,7 +144,10 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 	in.LimitRanges = append([]corev1.LimitRange{}, limitRanges.Items...)
 	in.PullSecrets = map[string]string{}
 	for _, name := range in.Config.ImagePullSecrets {
-		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: name}, &corev1.Secret{}); {
+		// Metadata only: whether it exists, never its data.
+		secret := &metav1.PartialObjectMetadata{}
+		secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		switch err := c.Get(ctx, client.ObjectKey{Namespace: in.Pod.Namespace, Name: name}, secret); {
 		case apierrors.IsNotFound(err):
 			in.PullSecrets[name] = "missing"
 		case err != nil:

@@ -414,4 +414,11 @@ func TestHostNetwork(t *testing.T) {
 			t.Errorf("hostNetwork %v: pod hostNetwork %v, dnsPolicy %q", on, spec.HostNetwork, spec.DNSPolicy)
 		}
 	}
+	// On the node's network the kubelet's port is taken.
+	if _, err := framework.Render("peergroup", "peergroup-system", map[string]any{"hostNetwork": true, "webhook": map[string]any{"port": 10250}}); err == nil || !strings.Contains(err.Error(), "webhook.port 10250 is the kubelet's port") {
+		t.Errorf("hostNetwork with webhook.port 10250: %v", err)
+	}
+	if _, err := framework.Render("peergroup", "peergroup-system", map[string]any{"webhook": map[string]any{"port": 10250}}); err != nil {
+		t.Errorf("webhook.port 10250 in the pod's own network: %v", err)
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -71,7 +72,7 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		dec.Mutated, dec.Warnings, err = Mutate(pod, m, d.Config)
 	} else {
 		dec.Incomplete = incompleteContainers(pod, m)
-		dec.Mutated, dec.Warnings, err = Complete(pod, m)
+		dec.Mutated, dec.Warnings, err = Complete(pod, m, d.Config)
 	}
 	if err != nil {
 		return dec.deny(denialReason(err), err)
@@ -174,6 +175,12 @@ func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, 
 	case errors.As(err, &conflict):
 		dec.Service = ServiceNotHeadless
 		return dec.deny(ReasonServiceNotHeadless, err)
+	case apierrors.IsInvalid(err):
+		// The Service the pod asks for is one the API server refuses (a
+		// RequireDualStack policy on a single-stack cluster): the pod's
+		// doing, not the webhook's fault.
+		dec.Service = ServiceFailed
+		return dec.deny(ReasonInvalidPod, fmt.Errorf("peergroup: the API server refuses the headless Service %s/%s this pod asks for: %w", req.Namespace, m.Service, err))
 	case err != nil:
 		dec.Service = ServiceFailed
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -61,6 +61,10 @@ type AdmittedPod struct {
 		Subdomain      string                       `json:"subdomain,omitempty"`
 		// ImagePullSecrets: the configured ones are added unless there.
 		ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+		// SecurityContext.RunAsUser: a pod pinning root gets fixed IDs.
+		SecurityContext *struct {
+			RunAsUser *int64 `json:"runAsUser,omitempty"`
+		} `json:"securityContext,omitempty"`
 	} `json:"spec"`
 }
 
@@ -101,6 +105,9 @@ func (a *AdmittedPod) Pod() *corev1.Pod {
 	p.Spec.HostNetwork, p.Spec.DNSPolicy, p.Spec.Resources = a.Spec.HostNetwork, a.Spec.DNSPolicy, a.Spec.Resources
 	p.Spec.Hostname, p.Spec.Subdomain = a.Spec.Hostname, a.Spec.Subdomain
 	p.Spec.ImagePullSecrets = a.Spec.ImagePullSecrets
+	if a.Spec.SecurityContext != nil {
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: a.Spec.SecurityContext.RunAsUser}
+	}
 	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
 		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
 	}

@@ -113,6 +113,12 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 		})
 	}
 	ic := initContainer(m, tuning, cfg)
+	if !cfg.FixedIDs && runsAsRoot(pod) {
+		// Without fixed IDs the container inherits the pod's user; a pod
+		// that pins root (anyuid, a root app) would make its runAsNonRoot
+		// refuse to start. It runs as the image's own user instead.
+		ic.SecurityContext.RunAsUser, ic.SecurityContext.RunAsGroup = ptr.To[int64](65532), ptr.To[int64](65532)
+	}
 	switch {
 	case podLevelResources(pod):
 		// The API server requires every container's requests to fit the
@@ -139,18 +145,23 @@ func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, e
 
 // Complete returns a copy of an already injected pod with what is missing
 // since: the env and the seeds mount in app containers added after the
-// injection (another webhook's, on reinvocation), and the group and peer
-// labels. It returns nil when nothing is missing, and for a pod that has
+// injection (another webhook's, on reinvocation), the group and peer
+// labels, and the configured image pull secrets. It returns nil when nothing is missing, and for a pod that has
 // no seeds volume and init container of peergroup's to complete (only the
 // annotation: nothing to mount).
-func Complete(pod *corev1.Pod, m Membership) (*corev1.Pod, []string, error) {
-	if !hasInitContainer(pod) || !hasVolume(pod, contract.SeedsVolumeName) || isComplete(pod, m) {
+func Complete(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {
+	secrets := withPullSecrets(pod.Spec.ImagePullSecrets, cfg.ImagePullSecrets)
+	lacksSecrets := len(secrets) > len(pod.Spec.ImagePullSecrets)
+	if !hasInitContainer(pod) || !hasVolume(pod, contract.SeedsVolumeName) || isComplete(pod, m) && !lacksSecrets {
 		return nil, nil, nil
 	}
 	if err := checkMounts(pod); err != nil {
 		return nil, nil, err
 	}
 	out, warnings := withPeerFields(pod, m, true)
+	// The configured pull secrets too: a pod injected offline, or from a
+	// template copied from a live pod, needs them to pull seed-discovery.
+	out.Spec.ImagePullSecrets = secrets
 	return out, warnings, nil
 }
 
@@ -660,6 +671,12 @@ func checkMounts(pod *corev1.Pod) error {
 		}
 	}
 	return nil
+}
+
+// runsAsRoot reports whether the pod pins user 0 for its containers.
+func runsAsRoot(pod *corev1.Pod) bool {
+	sc := pod.Spec.SecurityContext
+	return sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == 0
 }
 
 // withPullSecrets appends the names not already there, keeping the pod's

@@ -27,8 +27,21 @@ func TestFixedIDs(t *testing.T) {
 			t.Errorf("fixed IDs %v: securityContext %+v", fixed, sc)
 		}
 	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	// A pod that pins root, with fixed IDs off: the container would inherit
+	// root and its runAsNonRoot refuse to start it, so it gets 65532.
 	cfg := DefaultConfig()
+	cfg.FixedIDs = false
+	for _, uid := range []int64{0, 1000} {
+		p := memberPod()
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
+		d := decideBothWith(t, cfg, p, nil, nil)
+		sc := injectedContainer(d.Mutated).SecurityContext
+		if pinned := sc.RunAsUser != nil && *sc.RunAsUser == 65532; pinned != (uid == 0) {
+			t.Errorf("pod runAsUser %d: container runAsUser %v", uid, sc.RunAsUser)
+		}
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	cfg = DefaultConfig()
 	finish := RegisterFlags(fs, &cfg)
 	if err := fs.Parse([]string{"--seed-discovery-fixed-ids=false"}); err != nil {
 		t.Fatal(err)
@@ -100,4 +113,23 @@ func secretNames(refs []corev1.LocalObjectReference) string {
 		names[i] = r.Name
 	}
 	return strings.Join(names, ",")
+}
+
+// An injected pod without the configured pull secrets (injected offline,
+// or from a template copied from a live pod) gets them on admission; one
+// that has them is left alone.
+func TestCompleteAddsPullSecrets(t *testing.T) {
+	cfg := DefaultConfig()
+	injected, _, err := Mutate(memberPod(), cassandra, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ImagePullSecrets = []string{"regcred"}
+	d := decideBothWith(t, cfg, injected, nil, nil)
+	if d.Reason != ReasonCompleted || secretNames(d.Mutated.Spec.ImagePullSecrets) != "regcred" {
+		t.Fatalf("%s", summary(d))
+	}
+	if again := decideBothWith(t, cfg, d.Mutated, nil, nil); again.Reason != ReasonAlreadyInjected {
+		t.Errorf("with the secret: %s", summary(again))
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -15,7 +17,8 @@ const (
 	CheckReachable   = "reachable"   // the API server called peergroup and the pod was injected
 	CheckNotCalled   = "not called"  // the API server admitted a member pod without calling peergroup
 	CheckUnreachable = "unreachable" // the API server could not call the webhook
-	CheckDenied      = "denied"      // peergroup (or another webhook) answered and refused the probe pod
+	CheckDenied      = "denied"      // peergroup answered and refused the probe pod
+	CheckOther       = "other"       // another webhook or admission step refused the probe pod
 	CheckError       = "error"       // the dry run failed for another reason (RBAC, namespace missing)
 )
 
@@ -39,8 +42,35 @@ func ProbePod(namespace, group string) *corev1.Pod {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "probe", Image: "registry.k8s.io/pause:3.10",
 			Ports: []corev1.ContainerPort{{Name: "peer", ContainerPort: 7000}},
+			// Pod Security "restricted" and a quota on limits admit it, so
+			// the answer is about the webhook, not about the probe.
+			SecurityContext: &corev1.SecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			},
 		}}},
 	}
+}
+
+// peergroupWebhook reports whether a webhook name in the API server's
+// message is one of the chart's entries (<entry>.peergroup.dev).
+func peergroupWebhook(name string) bool {
+	return strings.HasSuffix(name, "."+contract.Domain)
+}
+
+// webhookIn finds the webhook name the API server quotes after prefix.
+func webhookIn(msg, prefix string) (string, bool) {
+	_, rest, ok := strings.Cut(msg, prefix+` "`)
+	if !ok {
+		return "", false
+	}
+	name, _, ok := strings.Cut(rest, `"`)
+	return name, ok
 }
 
 // Diagnose reads the outcome of a server-side dry-run create of
@@ -62,19 +92,44 @@ func Diagnose(admitted *corev1.Pod, err error) CheckResult {
 			}}
 	}
 	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "failed calling webhook"):
+	if name, ok := webhookIn(msg, "failed calling webhook"); ok {
+		if !peergroupWebhook(name) {
+			return CheckResult{Outcome: CheckOther, Detail: fmt.Sprintf("another webhook, %q, could not be called, and the API server refused the pod for it before peergroup's answer counted: %s", name, msg),
+				Hints: []string{"that webhook's owner must fix it (or its failurePolicy); peergroup's own reachability is unknown until then"}}
+		}
 		return CheckResult{Outcome: CheckUnreachable, Detail: "the API server could not call the webhook: " + msg, Hints: unreachableHints(msg)}
-	case strings.Contains(msg, "admission webhook") && strings.Contains(msg, "denied the request"):
-		return CheckResult{Outcome: CheckDenied, Detail: "the webhook was reached and refused the probe pod: " + msg}
+	}
+	if name, ok := webhookIn(msg, "admission webhook"); ok && strings.Contains(msg, "denied the request") {
+		if peergroupWebhook(name) {
+			return CheckResult{Outcome: CheckDenied, Detail: "peergroup was reached and refused the probe pod: " + msg}
+		}
+		return CheckResult{Outcome: CheckOther, Detail: fmt.Sprintf("another webhook, %q, refused the probe pod: %s", name, msg)}
+	}
+	if strings.Contains(msg, contract.InitContainerName) {
+		// Pod Security, a quota, a policy judged the injected pod: peergroup
+		// answered, and another admission step refused what it made.
+		return CheckResult{Outcome: CheckReachable, Detail: "peergroup was reached (the refusal names its " + contract.InitContainerName + " container), and another admission step refused the injected pod: " + msg,
+			Hints: []string{"member pods of this namespace would be refused the same way: see the message"}}
+	}
+	if strings.Contains(msg, "cannot create resource") {
+		return CheckResult{Outcome: CheckError, Detail: "the dry run was not allowed: " + msg,
+			Hints: []string{"the check needs permission to create pods in the namespace (a server-side dry run)"}}
 	}
 	return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("the dry run failed before any webhook answered: %s", msg),
-		Hints: []string{"the check needs permission to create pods in the namespace (server-side dry run), and the namespace must exist"}}
+		Hints: []string{"does the namespace exist? an admission step before the webhooks refused the probe pod"}}
 }
 
 // unreachableHints match the transport error to where the path breaks.
 func unreachableHints(msg string) []string {
-	lower := strings.ToLower(msg)
+	// The API server writes `failed to call webhook: Post "<url>?timeout=5s": <transport error>`:
+	// only the part after the URL says what went wrong.
+	cause := msg
+	if _, rest, ok := strings.Cut(msg, `Post "`); ok {
+		if _, after, ok := strings.Cut(rest, `": `); ok {
+			cause = after
+		}
+	}
+	lower := strings.ToLower(cause)
 	switch {
 	case strings.Contains(lower, "x509") || strings.Contains(lower, "certificate"):
 		return []string{
@@ -84,10 +139,12 @@ func unreachableHints(msg string) []string {
 		return []string{
 			"no webhook pod is ready, or the port is wrong: kubectl get pods,endpointslices -n <release namespace> -l app.kubernetes.io/name=peergroup",
 		}
-	case strings.Contains(lower, "deadline exceeded") || strings.Contains(lower, "timeout") || strings.Contains(lower, "no route to host"):
+	case strings.Contains(lower, "service") && strings.Contains(lower, "not found"):
+		return []string{"the webhook's Service is missing: is the chart installed in the namespace the configuration names?"}
+	case strings.Contains(lower, "deadline exceeded") || strings.Contains(lower, "i/o timeout") || strings.Contains(lower, "client.timeout exceeded") || strings.Contains(lower, "no route to host"):
 		return []string{
-			"the control plane cannot reach the webhook pods on their port: on GKE private clusters its firewall allows only 443 and 10250 to nodes by default: set webhook.port=10250, or add a firewall rule for the webhook port",
-			"on EKS with a custom CNI (Calico, Cilium overlay) the control plane cannot reach pod IPs: set hostNetwork=true with a free webhook.port (README, Reachability)",
+			"the control plane cannot reach the webhook pods on their port: on GKE private clusters its firewall allows only 443 and 10250 to nodes by default: set webhook.port=10250 (not with hostNetwork: that is the kubelet's port), or add a firewall rule for the webhook port",
+			"on EKS with a custom CNI (Calico, Cilium overlay) the control plane cannot reach pod IPs: set hostNetwork=true with free ports (README, Reachability)",
 			"a NetworkPolicy in the release namespace must allow ingress to the webhook port from the control plane (networkPolicy.webhookFrom)",
 		}
 	}

@@ -26,11 +26,17 @@ func TestDiagnose(t *testing.T) {
 		{"injected", injected, nil, CheckReachable, ""},
 		{"admitted untouched", ProbePod("db", "g"), nil, CheckNotCalled, "is the chart installed?"},
 		{"timeout", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": context deadline exceeded`), CheckUnreachable, "GKE private clusters"},
-		{"refused", nil, errors.New(`Internal error occurred: failed calling webhook "x": failed to call webhook: Post "https://127.0.0.1:1/mutate-v1-pod": dial tcp 127.0.0.1:1: connect: connection refused`), CheckUnreachable, "no webhook pod is ready"},
-		{"no endpoints", nil, errors.New(`Internal error occurred: failed calling webhook "x": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": no endpoints available for service "peergroup"`), CheckUnreachable, "no webhook pod is ready"},
-		{"untrusted certificate", nil, errors.New(`Internal error occurred: failed calling webhook "x": failed to call webhook: Post "https://…": tls: failed to verify certificate: x509: certificate signed by unknown authority`), CheckUnreachable, "caBundle"},
+		{"refused", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://127.0.0.1:1/mutate-v1-pod": dial tcp 127.0.0.1:1: connect: connection refused`), CheckUnreachable, "no webhook pod is ready"},
+		{"no endpoints", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": no endpoints available for service "peergroup"`), CheckUnreachable, "no webhook pod is ready"},
+		{"untrusted certificate", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://…": tls: failed to verify certificate: x509: certificate signed by unknown authority`), CheckUnreachable, "caBundle"},
 		{"denied", nil, errors.New(`admission webhook "pod-label.peergroup.dev" denied the request: peergroup: …`), CheckDenied, ""},
 		{"forbidden", nil, errors.New(`pods is forbidden: User "u" cannot create resource "pods" in the namespace "db"`), CheckError, "permission to create pods"},
+		// The URL carries ?timeout=…: only the transport error counts.
+		{"Service missing", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": service "peergroup" not found`), CheckUnreachable, "Service is missing"},
+		{"EOF", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://x/mutate-v1-pod?timeout=5s": EOF`), CheckUnreachable, "see README, Reachability"},
+		{"another webhook unreachable", nil, errors.New(`Internal error occurred: failed calling webhook "validate.kyverno.svc": failed to call webhook: Post "https://k/v?timeout=10s": dial tcp 10.0.0.1:443: connect: connection refused`), CheckOther, "that webhook's owner"},
+		{"another webhook denies", nil, errors.New(`admission webhook "validate.kyverno.svc-fail" denied the request: policy require-labels`), CheckOther, ""},
+		{"Pod Security refuses the injected pod", nil, errors.New(`pods "peergroup-check-ww4g7" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (containers "seed-discovery", "probe" must not …)`), CheckReachable, "refused the same way"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Diagnose(tc.pod, tc.err)

@@ -87,9 +87,11 @@ func Explain(in ExplainInput) Explanation {
 	case d.Reason == admit.ReasonExcludedNamespace:
 		e.Verdict, e.Reason = VerdictNotInjected, "namespace "+pod.Namespace+" is excluded (the webhook's own namespace, kube-system, or --excluded-namespaces)"
 	case d.Reason == admit.ReasonCompleted:
-		e.Verdict, e.Reason, e.Warnings = VerdictInjected, "already injected; the webhook adds what is missing since (env and seeds mount in containers added later, the "+contract.PeerLabel+" label)", d.Warnings
+		e.Verdict, e.Reason, e.Warnings = VerdictInjected, "already injected; the webhook adds what is missing since (env and seeds mount in containers added later, the "+contract.PeerLabel+" label, the configured image pull secrets)", d.Warnings
+		e.Warnings = append(e.Warnings, pullSecretWarnings(in)...)
 	case d.Reason == admit.ReasonAlreadyInjected:
 		e.Verdict, e.Reason = VerdictAlreadyInjected, "the pod carries the seed-discovery init container or the "+contract.InjectedAnnotation+" annotation"
+		e.Warnings = pullSecretWarnings(in) // the pod that is stuck pulling is an injected one
 	case d.Verdict == admit.VerdictInjected:
 		e.Verdict, e.Reason, e.Warnings = VerdictInjected, fmt.Sprintf("member of group %s (%s)", d.Group, d.Source), d.Warnings
 		e.Warnings = append(e.Warnings, pullSecretWarnings(in)...)
