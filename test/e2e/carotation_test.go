@@ -15,8 +15,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/certs"
@@ -170,30 +168,18 @@ func (h *caBundleHistory) history() [][]byte {
 
 func watchCABundles(t *testing.T, ctx context.Context, name string) *caBundleHistory {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
 	h := &caBundleHistory{}
-	go func() {
-		for ev := range w.ResultChan() {
-			mwc, ok := ev.Object.(*admissionregistrationv1.MutatingWebhookConfiguration)
-			if !ok || ev.Type == watch.Deleted || len(mwc.Webhooks) == 0 {
-				continue
-			}
-			b := mwc.Webhooks[0].ClientConfig.CABundle
-			h.mu.Lock()
-			if n := len(h.bundles); n == 0 || !bytes.Equal(h.bundles[n-1], b) {
-				h.bundles = append(h.bundles, b)
-			}
-			h.mu.Unlock()
+	watchWebhookConfiguration(t, ctx, name, func(mwc *admissionregistrationv1.MutatingWebhookConfiguration) {
+		if len(mwc.Webhooks) == 0 {
+			return
 		}
-	}()
+		b := mwc.Webhooks[0].ClientConfig.CABundle
+		h.mu.Lock()
+		if n := len(h.bundles); n == 0 || !bytes.Equal(h.bundles[n-1], b) {
+			h.bundles = append(h.bundles, b)
+		}
+		h.mu.Unlock()
+	})
 	return h
 }
 
@@ -245,14 +231,13 @@ func derOf(certPEM []byte) []byte {
 type rotationLoad struct {
 	admitted, refused, handshakes, failedHandshakes atomic.Int64
 
-	mu       sync.Mutex
-	issuers  map[string]bool
-	done     chan struct{}
-	finished sync.WaitGroup
+	mu      sync.Mutex
+	issuers map[string]bool
+	workers
 }
 
 func startLoad(t *testing.T, member, addr, configName string) *rotationLoad {
-	l := &rotationLoad{issuers: map[string]bool{}, done: make(chan struct{})}
+	l := &rotationLoad{issuers: map[string]bool{}, workers: newWorkers()}
 	for range 3 {
 		l.run(func() {
 			if err := cluster.Client.Create(context.Background(), probePod(member), client.DryRunAll); err != nil {
@@ -278,26 +263,6 @@ func startLoad(t *testing.T, member, addr, configName string) *rotationLoad {
 		time.Sleep(20 * time.Millisecond)
 	})
 	return l
-}
-
-func (l *rotationLoad) run(once func()) {
-	l.finished.Add(1)
-	go func() {
-		defer l.finished.Done()
-		for {
-			select {
-			case <-l.done:
-				return
-			default:
-				once()
-			}
-		}
-	}()
-}
-
-func (l *rotationLoad) stop() {
-	close(l.done)
-	l.finished.Wait()
 }
 
 func (l *rotationLoad) servedFrom() []string {

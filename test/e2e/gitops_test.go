@@ -20,12 +20,10 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -443,27 +441,12 @@ type caEvent struct {
 
 func watchCAStates(t *testing.T, ctx context.Context, name string, ca []byte) *caStates {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
 	s := &caStates{}
-	go func() {
-		for ev := range w.ResultChan() {
-			mwc, ok := ev.Object.(*admissionregistrationv1.MutatingWebhookConfiguration)
-			if !ok || ev.Type == watch.Deleted {
-				continue
-			}
-			s.mu.Lock()
-			s.events = append(s.events, caEvent{at: time.Now(), state: caBundleState(mwc.Webhooks, ca)})
-			s.mu.Unlock()
-		}
-	}()
+	watchWebhookConfiguration(t, ctx, name, func(mwc *admissionregistrationv1.MutatingWebhookConfiguration) {
+		s.mu.Lock()
+		s.events = append(s.events, caEvent{at: time.Now(), state: caBundleState(mwc.Webhooks, ca)})
+		s.mu.Unlock()
+	})
 	return s
 }
 
@@ -505,52 +488,37 @@ func windowSummary(windows []time.Duration) string {
 type gitopsLoad struct {
 	created, refused, notInjected atomic.Int64
 
-	mu       sync.Mutex
-	errs     []string
-	done     chan struct{}
-	finished sync.WaitGroup
+	mu   sync.Mutex
+	errs []string
+	workers
 }
 
-func startGitOpsLoad(t *testing.T, ns string, workers int) *gitopsLoad {
-	l := &gitopsLoad{done: make(chan struct{})}
-	for range workers {
-		l.finished.Add(1)
-		go func() {
-			defer l.finished.Done()
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
+func startGitOpsLoad(t *testing.T, ns string, n int) *gitopsLoad {
+	l := &gitopsLoad{workers: newWorkers()}
+	for range n {
+		l.run(func() {
+			pod := plainPod(ns, "", nil)
+			pod.GenerateName = "gitops-"
+			if err := cluster.Client.Create(context.Background(), pod); err != nil {
+				l.refused.Add(1)
+				l.mu.Lock()
+				if len(l.errs) < 5 {
+					l.errs = append(l.errs, err.Error())
 				}
-				pod := plainPod(ns, "", nil)
-				pod.GenerateName = "gitops-"
-				if err := cluster.Client.Create(context.Background(), pod); err != nil {
-					l.refused.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err.Error())
-					}
-					l.mu.Unlock()
-					continue
-				}
-				l.created.Add(1)
-				if initContainerCount(pod, "seed-discovery") != 1 {
-					l.notInjected.Add(1)
-				}
-				if err := cluster.Client.Delete(context.Background(), pod, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
-					t.Logf("delete %s: %v", pod.Name, err)
-				}
-				time.Sleep(10 * time.Millisecond)
+				l.mu.Unlock()
+				return
 			}
-		}()
+			l.created.Add(1)
+			if initContainerCount(pod, "seed-discovery") != 1 {
+				l.notInjected.Add(1)
+			}
+			if err := cluster.Client.Delete(context.Background(), pod, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+				t.Logf("delete %s: %v", pod.Name, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		})
 	}
 	return l
-}
-
-func (l *gitopsLoad) stop() {
-	close(l.done)
-	l.finished.Wait()
 }
 
 func (l *gitopsLoad) sampleErrors() []string {

@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -101,4 +106,58 @@ func requireUntouched(t *testing.T, pod *corev1.Pod) {
 	if len(pod.Spec.InitContainers) != 0 || len(pod.Spec.Volumes) != 0 || pod.Annotations["peergroup.dev/injected"] != "" {
 		t.Fatalf("pod %s was mutated: init=%v volumes=%v annotations=%v", pod.Name, pod.Spec.InitContainers, pod.Spec.Volumes, pod.Annotations)
 	}
+}
+
+// workers run functions in a loop, each in its own goroutine, until stop:
+// the continuous admissions (and handshakes) of the tests that count
+// refusals.
+type workers struct {
+	done     chan struct{}
+	finished sync.WaitGroup
+}
+
+func newWorkers() workers { return workers{done: make(chan struct{})} }
+
+// run calls once in a loop until stop.
+func (w *workers) run(once func()) {
+	w.finished.Add(1)
+	go func() {
+		defer w.finished.Done()
+		for {
+			select {
+			case <-w.done:
+				return
+			default:
+				once()
+			}
+		}
+	}()
+}
+
+// stop ends every loop after its current call and waits for them.
+func (w *workers) stop() {
+	close(w.done)
+	w.finished.Wait()
+}
+
+// watchWebhookConfiguration calls seen with every version of the named
+// MutatingWebhookConfiguration the API server sends, until the test ends.
+func watchWebhookConfiguration(t *testing.T, ctx context.Context, name string, seen func(*admissionregistrationv1.MutatingWebhookConfiguration)) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	go func() {
+		for ev := range w.ResultChan() {
+			if mwc, ok := ev.Object.(*admissionregistrationv1.MutatingWebhookConfiguration); ok && ev.Type != watch.Deleted {
+				seen(mwc)
+			}
+		}
+	}()
 }

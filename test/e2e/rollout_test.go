@@ -230,16 +230,15 @@ func rolloutPod(ns string) *corev1.Pod {
 type rolloutLoad struct {
 	admitted, refused, handshakes, failedHandshakes atomic.Int64
 
-	began    time.Time
-	mu       sync.Mutex
-	events   []string
-	done     chan struct{}
-	finished sync.WaitGroup
-	ended    time.Duration
+	began  time.Time
+	mu     sync.Mutex
+	events []string
+	ended  time.Duration
+	workers
 }
 
 func startRolloutLoad(t *testing.T, ns, addr string, caBundle []byte) *rolloutLoad {
-	l := &rolloutLoad{began: time.Now(), done: make(chan struct{})}
+	l := &rolloutLoad{began: time.Now(), workers: newWorkers()}
 	for range 3 {
 		l.run(func() {
 			if err := cluster.Client.Create(context.Background(), rolloutPod(ns)); err != nil {
@@ -271,22 +270,6 @@ func startRolloutLoad(t *testing.T, ns, addr string, caBundle []byte) *rolloutLo
 	return l
 }
 
-func (l *rolloutLoad) run(once func()) {
-	l.finished.Add(1)
-	go func() {
-		defer l.finished.Done()
-		for {
-			select {
-			case <-l.done:
-				return
-			default:
-				once()
-			}
-		}
-	}()
-}
-
-// mark records what happened when, for the test's log.
 func (l *rolloutLoad) mark(what string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -300,8 +283,7 @@ func (l *rolloutLoad) timeline() []string {
 }
 
 func (l *rolloutLoad) stop() {
-	close(l.done)
-	l.finished.Wait()
+	l.workers.stop()
 	l.ended = time.Since(l.began)
 }
 

@@ -141,6 +141,24 @@ func StartWebhook(ctx context.Context, c *Cluster, r *Rendered, ns string, opts 
 	if s.process != nil && s.as != nil {
 		return nil, errors.New("framework.As and framework.Process both given: a webhook process's identity is its kubeconfig")
 	}
+	// A port FreePort found free can be taken before the webhook binds it
+	// (by any process's outgoing connection: ephemeral ports share the
+	// range), and the webhook then exits before it is ready. Each attempt
+	// takes fresh ports; a failure with another cause fails every attempt.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var w *Webhook
+		if w, err = startWebhookOnce(ctx, c, r, ns, s); err == nil {
+			return w, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func startWebhookOnce(ctx context.Context, c *Cluster, r *Rendered, ns string, s webhookStart) (*Webhook, error) {
 	w, args, err := newWebhook(r, s.args)
 	if err != nil {
 		return nil, err
