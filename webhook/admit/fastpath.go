@@ -354,11 +354,21 @@ func (c *InitContainerCache) largest() int {
 
 // initContainerKey covers every field that varies between admissions: the
 // env (the tuning values, among them refresh and timeout, from which the
-// sidecar's restartPolicy and startup probe follow) and the resources.
+// sidecar's restartPolicy and startup probe follow), the user and group
+// IDs (pinned for a pod that pins root when fixed IDs are off) and the
+// resources.
 func initContainerKey(c *corev1.Container) string {
 	var k strings.Builder
 	k.Grow(256)
 	k.WriteString(c.Image)
+	if sc := c.SecurityContext; sc != nil {
+		for _, id := range []*int64{sc.RunAsUser, sc.RunAsGroup} {
+			k.WriteString("\x05")
+			if id != nil {
+				k.WriteString(strconv.FormatInt(*id, 10))
+			}
+		}
+	}
 	for _, s := range c.Command {
 		k.WriteString("\x00" + s)
 	}

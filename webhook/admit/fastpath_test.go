@@ -23,7 +23,7 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 	if err := json.Unmarshal(raw, in); err != nil {
 		return nil, nil, false
 	}
-	out, _, err := Mutate(in, m, DefaultConfig())
+	out, _, err := Mutate(in, m, fuzzConfig(raw))
 	if err != nil {
 		return nil, nil, false
 	}
@@ -55,6 +55,18 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 }
 
 var fuzzGroup = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
+
+// fuzzConfig varies the configuration with the input, so the equivalence
+// tests also cover what only a non-default configuration changes: pull
+// secrets (appends to imagePullSecrets) and no fixed IDs.
+func fuzzConfig(raw []byte) Config {
+	cfg := DefaultConfig()
+	if len(raw)%2 == 1 {
+		cfg.ImagePullSecrets = []string{"regcred", "mirror"}
+		cfg.FixedIDs = false
+	}
+	return cfg
+}
 
 func TestPatchEquivalence(t *testing.T) {
 	pods := fixtures.MutatePods(t)

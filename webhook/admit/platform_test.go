@@ -1,13 +1,16 @@
 package admit
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Fixed IDs off (OpenShift): the init container keeps runAsNonRoot and
@@ -131,5 +134,44 @@ func TestCompleteAddsPullSecrets(t *testing.T) {
 	}
 	if again := decideBothWith(t, cfg, d.Mutated, nil, nil); again.Reason != ReasonAlreadyInjected {
 		t.Errorf("with the secret: %s", summary(again))
+	}
+}
+
+// With fixed IDs off, pods of one group differ in the init container's IDs
+// (pinned only for a pod that pins root): the init-container cache must not
+// give one pod's encoding to the other, in either order.
+func TestInitContainerCacheKeepsIDsApart(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.FixedIDs = false
+	root := func() *corev1.Pod {
+		p := memberPod()
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: new(int64)}
+		return p
+	}
+	for _, order := range [][]func() *corev1.Pod{{root, memberPod}, {memberPod, root}} {
+		svc := DesiredService(memberPod(), "db", cassandra)
+		d := &Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nil), Services: &StaticServices{Existing: svc, Known: true}, InitContainers: &InitContainerCache{}}
+		for _, make := range order {
+			p := make()
+			dec := d.Decide(context.Background(), Request{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: p})
+			raw, _ := json.Marshal(p)
+			patch, err := jsonpatch.DecodePatch(dec.Patch)
+			if err != nil {
+				t.Fatalf("%s: %v", summary(dec), err)
+			}
+			out, err := patch.Apply(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var patched corev1.Pod
+			if err := json.Unmarshal(out, &patched); err != nil {
+				t.Fatal(err)
+			}
+			sc := injectedContainer(&patched).SecurityContext
+			wantPinned := p.Spec.SecurityContext != nil
+			if pinned := sc.RunAsUser != nil && *sc.RunAsUser == 65532; pinned != wantPinned {
+				t.Errorf("pod pins root %v: the patched init container's runAsUser is %v", wantPinned, sc.RunAsUser)
+			}
+		}
 	}
 }
