@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -28,8 +27,8 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if fs.NArg() > 0 {
 		return 2, fmt.Errorf("check: unexpected arguments %q", fs.Args())
 	}
-	if *output != "text" && *output != "json" {
-		return 2, fmt.Errorf("--output %q: want text or json", *output)
+	if err := checkOutput(*output); err != nil {
+		return 2, err
 	}
 	c, err := newClient(*kubeconfig)
 	if err != nil {
@@ -53,14 +52,8 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 }
 
 func printCheck(w io.Writer, r offline.CheckResult, output string) error {
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "text":
-	default:
-		return fmt.Errorf("--output %q: want text or json", output)
+	if output == "json" {
+		return writeJSON(w, r)
 	}
 	fmt.Fprintf(w, "%s: %s\n", r.Outcome, r.Detail)
 	for _, h := range r.Hints {

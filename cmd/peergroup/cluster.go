@@ -167,15 +167,31 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 	return nil
 }
 
-func printExplanation(w io.Writer, e offline.Explanation, output string) error {
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(e)
-	case "text":
-	default:
+// checkOutput refuses an --output other than text or json.
+func checkOutput(output string) error {
+	if output != "text" && output != "json" {
 		return fmt.Errorf("--output %q: want text or json", output)
+	}
+	return nil
+}
+
+// writeJSON writes v indented, ending with a newline: every command's
+// --output json.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+func printExplanation(w io.Writer, e offline.Explanation, output string) error {
+	if err := checkOutput(output); err != nil {
+		return err
+	}
+	if output == "json" {
+		return writeJSON(w, e)
 	}
 	fmt.Fprintf(w, "pod %s: %s\n  why: %s\n", e.Pod, e.Verdict, e.Reason)
 	if e.Group != "" {
@@ -211,8 +227,8 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := fix.validate(); err != nil {
 		return 2, err
 	}
-	if *output != "text" && *output != "json" {
-		return 2, fmt.Errorf("--output %q: want text or json", *output)
+	if err := checkOutput(*output); err != nil {
+		return 2, err
 	}
 	cfg.ExcludedNamespaces = append(cfg.ExcludedNamespaces, *webhookNS)
 	c, err := newClient(*kubeconfig)
@@ -243,11 +259,9 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		if findings == nil {
 			findings = []offline.Finding{}
 		}
-		b, err := json.MarshalIndent(findings, "", "  ")
-		if err != nil {
+		if err := writeJSON(stdout, findings); err != nil {
 			return 2, err
 		}
-		fmt.Fprintln(stdout, string(b))
 	} else {
 		printFindings(stdout, findings, len(pods.Items))
 	}

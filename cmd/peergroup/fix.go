@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -137,11 +136,9 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 		return 2, err
 	}
 	if in.Output == "json" {
-		b, err := json.MarshalIndent(results, "", "  ")
-		if err != nil {
+		if err := writeJSON(stdout, results); err != nil {
 			return 2, err
 		}
-		fmt.Fprintln(stdout, string(b))
 	} else {
 		fmt.Fprintln(stdout, fixSummary(results, cfg))
 	}

@@ -85,19 +85,7 @@ func TestImagePullSecrets(t *testing.T) {
 				t.Errorf("the input pod changed: %s", got)
 			}
 			// The direct patch applied to the pod gives the same list.
-			raw, _ := json.Marshal(p)
-			patch, err := jsonpatch.DecodePatch(d.Patch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := patch.Apply(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var patched corev1.Pod
-			if err := json.Unmarshal(out, &patched); err != nil {
-				t.Fatal(err)
-			}
+			patched := applyPatch(t, p, d.Patch)
 			if got := secretNames(patched.Spec.ImagePullSecrets); got != tc.want {
 				t.Errorf("patched imagePullSecrets %s, want %s", got, tc.want)
 			}
@@ -154,24 +142,33 @@ func TestInitContainerCacheKeepsIDsApart(t *testing.T) {
 		for _, make := range order {
 			p := make()
 			dec := d.Decide(context.Background(), Request{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: p})
-			raw, _ := json.Marshal(p)
-			patch, err := jsonpatch.DecodePatch(dec.Patch)
-			if err != nil {
-				t.Fatalf("%s: %v", summary(dec), err)
-			}
-			out, err := patch.Apply(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var patched corev1.Pod
-			if err := json.Unmarshal(out, &patched); err != nil {
-				t.Fatal(err)
-			}
-			sc := injectedContainer(&patched).SecurityContext
+			sc := injectedContainer(applyPatch(t, p, dec.Patch)).SecurityContext
 			wantPinned := p.Spec.SecurityContext != nil
 			if pinned := sc.RunAsUser != nil && *sc.RunAsUser == 65532; pinned != wantPinned {
 				t.Errorf("pod pins root %v: the patched init container's runAsUser is %v", wantPinned, sc.RunAsUser)
 			}
 		}
 	}
+}
+
+// applyPatch applies a decision's patch to pod, as the API server would.
+func applyPatch(t *testing.T, pod *corev1.Pod, patch []byte) *corev1.Pod {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		t.Fatalf("decode patch %s: %v", patch, err)
+	}
+	out, err := ops.Apply(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched := &corev1.Pod{}
+	if err := json.Unmarshal(out, patched); err != nil {
+		t.Fatal(err)
+	}
+	return patched
 }
