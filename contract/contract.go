@@ -30,6 +30,11 @@ const (
 	// appears in the group's DNS without running seed-discovery.
 	PeerLabel = Domain + "/peer"
 	PeerValue = "true"
+	// PeerTerminatingValue replaces PeerValue on a peer that has started
+	// terminating (set by the webhook's controller): the group's Service no
+	// longer selects it, so DNS stops offering it as a peer while it
+	// finishes its grace period.
+	PeerTerminatingValue = "terminating"
 
 	// InitFirstAnnotation set to "true" places seed-discovery before the
 	// pod's other init containers, so a service mesh's init container

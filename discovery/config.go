@@ -61,6 +61,18 @@ func (c Config) FQDN() string {
 	return fmt.Sprintf("%s.%s.svc.%s.", c.Service, c.Namespace, strings.TrimSuffix(c.ClusterDomain, "."))
 }
 
+// Asked names what Run asks DNS, for messages: the SRV name with a port
+// name, else the A/AAAA name.
+func (c Config) Asked() string {
+	if c.PortName != "" {
+		return "SRV " + SRVName(c.FQDN(), c.PortName)
+	}
+	return "A/AAAA " + c.FQDN()
+}
+
+// SRVName is the SRV record name of a Service's named TCP port.
+func SRVName(fqdn, portName string) string { return "_" + portName + "._tcp." + fqdn }
+
 // ConfigError is exit code 2.
 type ConfigError struct{ Err error }
 

@@ -114,7 +114,7 @@ func (r *Resolver) Observe(ctx context.Context, fqdn, portName string) (Observat
 		}
 	}
 	if portName != "" {
-		resp, err := r.exchange(ctx, "_"+portName+"._tcp."+fqdn, dns.TypeSRV)
+		resp, err := r.exchange(ctx, SRVName(fqdn, portName), dns.TypeSRV)
 		if err != nil {
 			return obs, err
 		}

@@ -301,7 +301,12 @@ func (r *Runner) deadline(ctx context.Context, v *view) error {
 	case !v.observed:
 		return &ExitError{ExitDNSErrors, fmt.Errorf("no DNS answer for %s within %s: %v", r.Config.FQDN(), t, v.lastErr)}
 	case !v.selfSeen:
-		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: is the pod selected by the Service (label %s)?", r.Config.PodIPs, r.Config.FQDN(), t, contract.GroupLabel)}
+		why := fmt.Sprintf("is the pod selected by the Service (labels %s, %s=%s)?", contract.GroupLabel, contract.PeerLabel, contract.PeerValue)
+		if r.Config.PortName != "" {
+			why = fmt.Sprintf("does the Service have a port named %q (SRV records exist only for the Service's port names), and does it select the pod (labels %s, %s=%s)?",
+				r.Config.PortName, contract.GroupLabel, contract.PeerLabel, contract.PeerValue)
+		}
+		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: %s", r.Config.PodIPs, r.Config.Asked(), t, why)}
 	case v.lastWaiting != "":
 		return &ExitError{ExitNotStable, fmt.Errorf("no decision for %s within %s: %s", r.Config.FQDN(), t, v.lastWaiting)}
 	default:

@@ -210,8 +210,22 @@ func TestFailureExits(t *testing.T) {
 		c.Timeout = 800 * time.Millisecond
 		r, _ := runner(c)
 		_, err := r.Run(context.Background())
-		if Code(err) != ExitNoSelf || !strings.Contains(err.Error(), "never appeared") {
+		if Code(err) != ExitNoSelf || !strings.Contains(err.Error(), "never appeared in A/AAAA "+fqdn) {
 			t.Fatalf("exit %d: %v", Code(err), err)
+		}
+	})
+	t.Run("own IP never appears under a port name the Service lacks", func(t *testing.T) {
+		// The Service's SRV records are for another port name: the
+		// message names the exact SRV name asked for.
+		z := startZone(t, 0)
+		z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.3")...)
+		c := testConfig(t, z, "127.0.0.1")
+		c.PortName = "gossip"
+		c.Timeout = 800 * time.Millisecond
+		r, _ := runner(c)
+		_, err := r.Run(context.Background())
+		if want := "never appeared in SRV _gossip._tcp." + fqdn; Code(err) != ExitNoSelf || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `port named "gossip"`) {
+			t.Fatalf("exit %d: %v, want %q and the port name", Code(err), err, want)
 		}
 	})
 	t.Run("NXDOMAIN until the deadline", func(t *testing.T) {

@@ -27,12 +27,12 @@ type ClusterServiceEnsurer struct {
 
 var _ admit.ServiceEnsurer = (*ClusterServiceEnsurer)(nil)
 
-func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (admit.ServiceState, error) {
+func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, usable func(*corev1.Service) error, dryRun bool) (admit.ServiceState, error) {
 	have := &corev1.Service{}
 	err := e.Cache.Get(ctx, key, have)
 	switch {
 	case err == nil:
-		return admit.ServiceExists, admit.CheckHeadless(have)
+		return admit.ServiceExists, usable(have)
 	case !apierrors.IsNotFound(err):
 		return admit.ServiceFailed, fmt.Errorf("read Service %s from cache: %w", key, err)
 	case dryRun:
@@ -52,7 +52,7 @@ func (e *ClusterServiceEnsurer) Ensure(ctx context.Context, key client.ObjectKey
 	if err := e.Live.Get(ctx, key, have); err != nil {
 		return admit.ServiceFailed, fmt.Errorf("read Service %s after AlreadyExists: %w", key, err)
 	}
-	return admit.ServiceExists, admit.CheckHeadless(have)
+	return admit.ServiceExists, usable(have)
 }
 
 // CachedNamespaceLabels is the admit.NamespaceLabels of a running webhook:

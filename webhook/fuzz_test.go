@@ -79,7 +79,7 @@ func reviewBody(pod []byte, op string) []byte {
 // the admission path, not the API server.
 type memServices struct{}
 
-func (memServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, bool) (admit.ServiceState, error) {
+func (memServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, func(*corev1.Service) error, bool) (admit.ServiceState, error) {
 	return admit.ServiceExists, nil
 }
 

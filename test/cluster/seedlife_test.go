@@ -266,16 +266,15 @@ func waitGone(t *testing.T, pod *corev1.Pod) {
 	}
 }
 
-// TestRealTerminatingPeerIsNoSeed: with publishNotReadyAddresses, a pod
-// that is terminating stays in DNS until it is gone. Its server stopped
-// (its app shut down at SIGTERM, the pod lingers in its grace period): a
-// pod deciding meanwhile does not take it as a seed, because with a peer
-// port only peers that answer are seeds of a joiner, and joins the others.
+// TestRealTerminatingPeerIsNoSeed: a pod that is terminating leaves its
+// group's DNS at once (the webhook sets its peer label to "terminating",
+// which the Service no longer selects), though it lingers in its grace
+// period. A pod deciding meanwhile never sees it and joins the others.
 func TestRealTerminatingPeerIsNoSeed(t *testing.T) {
 	ns := restrictedNamespace(t)
 	tmpl := natsTemplate(t, "nats-term")
 	// The server runs in the background; SIGTERM stops it and the pod
-	// lingers for a minute, still in DNS.
+	// lingers for a minute.
 	app := &tmpl.Spec.Containers[0]
 	app.Args[0] = strings.Replace(app.Args[0], "exec nats-server", "nats-server", 1)
 	app.Args[0] = strings.Replace(app.Args[0], `--http_port 8222`, "--http_port 8222 &\n"+`pid=$!; trap 'kill $pid; echo stopped; sleep 60; exit 0' TERM; while :; do sleep 1; done`, 1)
@@ -292,8 +291,6 @@ func TestRealTerminatingPeerIsNoSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLogged(t, ns, leaving.Name, "nats", "stopped")
-	// A pod created now sees the leaving one in DNS (it decides within
-	// its grace period).
 	late := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 	late.Name, late.Namespace = "nats-term-late", ns
 	late.Labels = map[string]string{"app": "nats-term-late", contract.GroupLabel: "nats"}
@@ -305,15 +302,89 @@ func TestRealTerminatingPeerIsNoSeed(t *testing.T) {
 	if slices.Contains(strings.Split(seeds, ","), leaving.Status.PodIP) {
 		t.Fatalf("the joiner took the terminating pod %s (%s) as a seed: %s", leaving.Name, leaving.Status.PodIP, seeds)
 	}
-	if log := containerLog(t, ns, late.Name, contract.InitContainerName); !strings.Contains(log, leaving.Status.PodIP) {
-		t.Fatalf("the joiner did not see the terminating pod in DNS, so this test proves nothing:\n%s", log)
+	if log := containerLog(t, ns, late.Name, contract.InitContainerName); strings.Contains(log, leaving.Status.PodIP+" ") || strings.Contains(log, leaving.Status.PodIP+"\n") {
+		t.Fatalf("the terminating pod %s (%s) was still in the group's DNS:\n%s", leaving.Name, leaving.Status.PodIP, log)
 	}
-	t.Logf("joiner's seeds %s; the terminating pod %s was in its view", seeds, leaving.Status.PodIP)
+	if got := peerLabel(t, ns, leaving.Name); got != contract.PeerTerminatingValue {
+		t.Fatalf("the terminating pod's %s = %q, want %q", contract.PeerLabel, got, contract.PeerTerminatingValue)
+	}
+	t.Logf("joiner's seeds %s; the terminating pod %s was not in its view", seeds, leaving.Status.PodIP)
 	// And it joined: one cluster of the two that stay, the RC's
 	// replacement and the late pod.
 	if _, _, err := framework.WaitOneNATSCluster(context.Background(), lc.Cluster, ns, map[string]string{contract.GroupLabel: "nats"}, 4, oneClusterDeadline); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fullRestartRuns is how many full restarts TestRealFullRestartSeedsOnly
+// makes; every one must end in one cluster.
+const fullRestartRuns = 10
+
+// TestRealFullRestartSeedsOnly: a server that reads only the seeds written
+// once (seed-hostports, no peer files, no fallback: as Cassandra, Akka and
+// Redis are configured) and keeps its peer port open for 6 s after SIGTERM
+// survives full restarts (every pod deleted at once) as one cluster. Before
+// terminating pods left DNS, each replacement saw the old pods still
+// answering on the peer port, took them as seeds, and ended an island when
+// they went.
+func TestRealFullRestartSeedsOnly(t *testing.T) {
+	ns := restrictedNamespace(t)
+	tmpl := natsTemplate(t, "nats-restart")
+	delete(tmpl.Annotations, contract.Refresh.Annotation)
+	app := &tmpl.Spec.Containers[0]
+	app.Args = []string{`routes=""
+for hp in $(cat "$(dirname "$PEERGROUP_SEEDS_FILE")/seed-hostports"); do routes="$routes,nats-route://$hp"; done
+echo "routes ${routes#,}"
+nats-server --name "$POD_NAME" --cluster_name peers --cluster nats://0.0.0.0:6222 --routes "${routes#,}" --http_port 8222 &
+pid=$!
+trap 'echo leaving; sleep 6; kill $pid; wait $pid; exit 0' TERM
+while :; do sleep 1; done`}
+	app.ReadinessProbe = nil
+	tmpl.Spec.TerminationGracePeriodSeconds = ptr.To[int64](30)
+	createRC(t, ns, "nats-restart", 3, tmpl)
+	requireOneCluster(t, ns, "nats-restart", 3)
+	for run := 1; run <= fullRestartRuns; run++ {
+		old := runningOn(t, ns, "nats-restart", 3)
+		oldIPs := map[string]string{}
+		for _, p := range old {
+			oldIPs[p.Status.PodIP] = p.Name
+		}
+		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.MatchingLabels{"app": "nats-restart"}); err != nil {
+			t.Fatal(err)
+		}
+		pods, took, err := waitOneCluster(t, ns, "nats-restart", 3, oneClusterDeadline)
+		if err != nil {
+			logDecisions(t, pods)
+			t.Fatalf("run %d of %d: %v", run, fullRestartRuns, err)
+		}
+		for _, p := range pods {
+			if _, ok := oldIPs[p.Status.PodIP]; ok {
+				t.Fatalf("run %d: pod %s has an old pod's address %s: not a full restart", run, p.Name, p.Status.PodIP)
+			}
+			_, seeds, ok := framework.LoggedDecision(containerLog(t, ns, p.Name, contract.InitContainerName))
+			if !ok {
+				t.Fatalf("run %d: %s logged no decision", run, p.Name)
+			}
+			for _, s := range strings.Split(seeds, ",") {
+				if name, ok := oldIPs[s]; ok {
+					logDecisions(t, pods)
+					t.Fatalf("run %d: %s took the terminating %s (%s) as a seed: %s", run, p.Name, name, s, seeds)
+				}
+			}
+		}
+		t.Logf("run %d of %d: one cluster of 3 after %s, no terminating seed", run, fullRestartRuns, took.Round(100*time.Millisecond))
+		figures.add(t, took, pods)
+	}
+}
+
+// peerLabel reads a pod's peergroup.dev/peer label.
+func peerLabel(t *testing.T, ns, name string) string {
+	t.Helper()
+	p := &corev1.Pod{}
+	if err := lc.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Labels[contract.PeerLabel]
 }
 
 // waitLogged waits until a container's log contains want.

@@ -223,6 +223,27 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); !rec.has(apiCall{"events.k8s.io", "events", "patch"}) && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A member that starts terminating: its peer label is patched. A
+	// finalizer holds it (no kubelet here) until the test ends.
+	leaving := memberPod(podNS, "leaving", "burst-0")
+	leaving.Finalizers = []string{"peergroup.dev/test-hold"}
+	if err := cluster.Client.Create(ctx, leaving); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cur := &corev1.Pod{}
+		if cluster.Client.Get(context.Background(), client.ObjectKeyFromObject(leaving), cur) == nil {
+			patch := client.MergeFrom(cur.DeepCopy())
+			cur.Finalizers = nil
+			_ = cluster.Client.Patch(context.Background(), cur, patch)
+		}
+	})
+	if err := cluster.Client.Delete(ctx, leaving); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !rec.has(apiCall{"", "pods", "patch"}) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	// A certificate rotation: the Secret is updated.
 	deadline := time.Now().Add(20 * time.Second)
 	for !rec.has(apiCall{"", "secrets", "update"}) && time.Now().Before(deadline) {

@@ -59,7 +59,7 @@ func TestDecideDecodesRaw(t *testing.T) {
 
 type failingServices struct{ err error }
 
-func (f failingServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, bool) (ServiceState, error) {
+func (f failingServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Service, func(*corev1.Service) error, bool) (ServiceState, error) {
 	return ServiceFailed, f.err
 }
 

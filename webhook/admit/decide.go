@@ -168,13 +168,17 @@ func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, 
 	pod, ns := dec.Pod, req.Namespace // the closure captures these, not the whole Decision
 	desired := func() *corev1.Service { return DesiredService(pod, ns, m) }
 	key := client.ObjectKey{Namespace: req.Namespace, Name: m.Service}
-	state, err := d.Services.Ensure(ctx, key, desired, req.DryRun)
+	usable := func(have *corev1.Service) error { return CheckExisting(have, pod) }
+	state, err := d.Services.Ensure(ctx, key, desired, usable, req.DryRun)
 	dec.Service = state
 	var conflict *NotHeadlessError
+	var noPort *PortNameNotInServiceError
 	switch {
 	case errors.As(err, &conflict):
 		dec.Service = ServiceNotHeadless
 		return dec.deny(ReasonServiceNotHeadless, err)
+	case errors.As(err, &noPort):
+		return dec.deny(ReasonInvalidTuning, err)
 	case apierrors.IsInvalid(err):
 		// The Service the pod asks for is one the API server refuses (a
 		// RequireDualStack policy on a single-stack cluster): the pod's

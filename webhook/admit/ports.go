@@ -22,9 +22,10 @@ type ServiceEnsurer interface {
 	// ServiceCreated (only when this call created key), ServiceMissing
 	// (dryRun: nothing is written) or ServiceUnknown. desired builds the
 	// Service and is called only when it is needed, keeping a cache hit
-	// free of allocations. An existing Service that is not headless is a
-	// *NotHeadlessError.
-	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, dryRun bool) (ServiceState, error)
+	// free of allocations. An existing Service is passed to usable, whose
+	// error is returned with ServiceExists (CheckExisting: not headless, or
+	// without the pod's port-name).
+	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, usable func(have *corev1.Service) error, dryRun bool) (ServiceState, error)
 }
 
 // LimitRanges lists a namespace's LimitRanges.
@@ -62,14 +63,11 @@ type StaticServices struct {
 	Desired  *corev1.Service
 }
 
-func (s *StaticServices) Ensure(_ context.Context, key client.ObjectKey, desired func() *corev1.Service, _ bool) (ServiceState, error) {
+func (s *StaticServices) Ensure(_ context.Context, key client.ObjectKey, desired func() *corev1.Service, usable func(*corev1.Service) error, _ bool) (ServiceState, error) {
 	s.Desired = desired()
 	switch {
 	case s.Existing != nil && s.Existing.Name == key.Name && s.Existing.Namespace == key.Namespace:
-		if err := CheckHeadless(s.Existing); err != nil {
-			return ServiceNotHeadless, err
-		}
-		return ServiceExists, nil
+		return ServiceExists, usable(s.Existing)
 	case s.Known:
 		return ServiceMissing, nil
 	}

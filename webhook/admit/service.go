@@ -66,17 +66,21 @@ func checkIPFamilyPolicy(pod *corev1.Pod) error {
 }
 
 // servicePorts gives each distinct (port, protocol) of the pod's containers
-// a Service port with a name unique in the Service: the user's name when it
-// is still free, else <protocol>-<port>, with -2, -3, ... appended while
-// that is taken (by a user's name, or by an earlier derived one).
+// a Service port with a name unique in the Service. The user's names are
+// assigned first (the first port to carry a name keeps it), so a derived
+// name never takes one the user wrote: peergroup.dev/port-name and the SRV
+// records depend on it. Ports left unnamed, or whose name an earlier port
+// took, then get <protocol>-<port>, with -2, -3, ... appended while that
+// is taken.
 func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 	type key struct {
 		port  int32
 		proto corev1.Protocol
 	}
 	seen := map[key]bool{}
-	names := map[string]bool{}
 	var ports []corev1.ServicePort
+	var userNamed []bool // per port: it keeps the user's name
+	names := map[string]bool{}
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			proto := cmp.Or(p.Protocol, corev1.ProtocolTCP)
@@ -85,24 +89,32 @@ func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 				continue
 			}
 			seen[k] = true
-			name := p.Name
-			if name == "" || names[name] {
-				// Derived names keep SRV records available for ports the
-				// user left unnamed.
-				base := fmt.Sprintf("%s-%d", strings.ToLower(string(proto)), p.ContainerPort)
-				name = base
-				for i := 2; names[name]; i++ {
-					name = fmt.Sprintf("%s-%d", base, i)
-				}
+			keep := p.Name != "" && !names[p.Name]
+			if keep {
+				names[p.Name] = true
 			}
-			names[name] = true
+			userNamed = append(userNamed, keep)
 			ports = append(ports, corev1.ServicePort{
-				Name:       name,
+				Name:       p.Name,
 				Port:       p.ContainerPort,
 				TargetPort: intstr.FromInt32(p.ContainerPort),
 				Protocol:   proto,
 			})
 		}
+	}
+	for i := range ports {
+		if userNamed[i] {
+			continue
+		}
+		// Derived names keep SRV records available for ports the user
+		// left unnamed.
+		base := fmt.Sprintf("%s-%d", strings.ToLower(string(ports[i].Protocol)), ports[i].Port)
+		name := base
+		for n := 2; names[name]; n++ {
+			name = fmt.Sprintf("%s-%d", base, n)
+		}
+		names[name] = true
+		ports[i].Name = name
 	}
 	return ports
 }
@@ -161,6 +173,45 @@ func CheckHeadless(have *corev1.Service) error {
 		return nil
 	}
 	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, Type: have.Spec.Type, ClusterIP: have.Spec.ClusterIP}
+}
+
+// CheckExisting returns the denial for a member pod whose group's Service
+// exists but cannot serve it: not headless, or without the port named by
+// the pod's peergroup.dev/port-name (seed-discovery's SRV lookup would find
+// nothing and wait out its timeout). nil when the Service serves.
+func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
+	if err := CheckHeadless(have); err != nil {
+		return err
+	}
+	name, ok := pod.Annotations[contract.PortName.Annotation]
+	if !ok || slices.ContainsFunc(have.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == name }) {
+		return nil
+	}
+	e := &PortNameNotInServiceError{Namespace: have.Namespace, Name: have.Name, PortName: name}
+	for _, p := range have.Spec.Ports {
+		e.Ports = append(e.Ports, fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP)))
+	}
+	return e
+}
+
+// PortNameNotInServiceError denies a pod whose port-name the group's
+// existing Service does not carry. The Service's ports came from the pod
+// that created it and are never changed (docs/design.md, Decisions).
+type PortNameNotInServiceError struct {
+	Namespace, Name string
+	PortName        string
+	Ports           []string
+}
+
+func (e *PortNameNotInServiceError) Error() string {
+	have := "none"
+	if len(e.Ports) > 0 {
+		have = strings.Join(e.Ports, ", ")
+	}
+	return fmt.Sprintf("peergroup: annotation %s is %s, but the group's Service %s/%s has no port of that name (its ports: %s); "+
+		"SRV records exist only for the Service's port names, so seed-discovery would find no peer. "+
+		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
+		contract.PortName.Annotation, quote(e.PortName), e.Namespace, e.Name, have, contract.PortName.Annotation, e.Name)
 }
 
 // NotHeadlessError is the denial for a group whose Service exists with a

@@ -67,17 +67,32 @@ func validServicePorts(ports []corev1.ServicePort) error {
 	return nil
 }
 
-// The issue's case: a user's name equal to the name derived for another
-// port.
+// A user's name equal to the name derived for another port: the user's
+// names are kept, wherever their ports stand, and derived names take what
+// is left (a derived name once took "tcp-7000" from the port the user named
+// so, and port-name then led seed-discovery's SRV lookup to the wrong port).
 func TestDerivedPortNamesNeverCollide(t *testing.T) {
-	pod := &corev1.Pod{}
-	pod.Spec.Containers = []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "tcp-80", ContainerPort: 8080}, {ContainerPort: 80}, {Name: "tcp-80-2", ContainerPort: 81}, {ContainerPort: 80, Protocol: corev1.ProtocolUDP}}}}
-	var got []string
-	for _, p := range DesiredService(pod, "db", Membership{Group: "g", Service: "g"}).Spec.Ports {
-		got = append(got, fmt.Sprintf("%s=%d/%s", p.Name, p.Port, p.Protocol))
-	}
-	if want := "tcp-80=8080/TCP tcp-80-2=80/TCP tcp-81=81/TCP udp-80=80/UDP"; strings.Join(got, " ") != want {
-		t.Errorf("ports %s, want %s", strings.Join(got, " "), want)
+	for _, tc := range []struct {
+		ports []corev1.ContainerPort
+		want  string
+	}{
+		{[]corev1.ContainerPort{{Name: "tcp-80", ContainerPort: 8080}, {ContainerPort: 80}, {Name: "tcp-80-2", ContainerPort: 81}, {ContainerPort: 80, Protocol: corev1.ProtocolUDP}},
+			"tcp-80=8080/TCP tcp-80-3=80/TCP tcp-80-2=81/TCP udp-80=80/UDP"},
+		{[]corev1.ContainerPort{{ContainerPort: 7000}, {Name: "tcp-7000", ContainerPort: 7001}},
+			"tcp-7000-2=7000/TCP tcp-7000=7001/TCP"},
+		// The same name twice: the first port keeps it.
+		{[]corev1.ContainerPort{{Name: "gossip", ContainerPort: 7000}, {Name: "gossip", ContainerPort: 7001}},
+			"gossip=7000/TCP tcp-7001=7001/TCP"},
+	} {
+		pod := &corev1.Pod{}
+		pod.Spec.Containers = []corev1.Container{{Name: "c", Ports: tc.ports}}
+		var got []string
+		for _, p := range DesiredService(pod, "db", Membership{Group: "g", Service: "g"}).Spec.Ports {
+			got = append(got, fmt.Sprintf("%s=%d/%s", p.Name, p.Port, p.Protocol))
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("ports %v: %s, want %s", tc.ports, strings.Join(got, " "), tc.want)
+		}
 	}
 }
 
@@ -129,6 +144,49 @@ func TestServiceIPFamilyPolicy(t *testing.T) {
 		}
 		if got != v {
 			t.Errorf("ipFamilyPolicy %q, want %q", got, v)
+		}
+	}
+}
+
+// A port-name the group's existing Service does not carry is denied with
+// the Service's ports and the way out; one it carries, or no port-name at
+// all, is admitted. (Admitted before, seed-discovery asked for an SRV name
+// with no records and waited out its timeout.)
+func TestPortNameCheckedAgainstTheExistingService(t *testing.T) {
+	existing := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cassandra", Namespace: "db"}}
+	existing.Spec.ClusterIP = corev1.ClusterIPNone
+	existing.Spec.Ports = []corev1.ServicePort{{Name: "tcp-7000", Port: 7000, Protocol: corev1.ProtocolTCP}}
+	withPort := func(portName string) *corev1.Pod {
+		p := memberPod()
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "gossip", ContainerPort: 7000}, {Name: "tcp-7000", ContainerPort: 7001}}
+		if portName != "" {
+			p.Annotations = map[string]string{contract.PortName.Annotation: portName}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		portName string
+		existing *corev1.Service
+		want     Verdict
+		message  []string
+	}{
+		{"gossip", existing, VerdictDenied, []string{`peergroup.dev/port-name is "gossip"`, "Service db/cassandra has no port of that name", "its ports: tcp-7000 (7000/TCP)", "Changing a group's ports"}},
+		{"tcp-7000", existing, VerdictInjected, nil},
+		{"", existing, VerdictInjected, nil},
+		// No Service yet: checked against the pod (and created from it).
+		{"gossip", nil, VerdictInjected, nil},
+	} {
+		d := decideBoth(t, withPort(tc.portName), nil, tc.existing)
+		if d.Verdict != tc.want {
+			t.Errorf("port-name %q, Service %v: %s, want %s", tc.portName, tc.existing != nil, summary(d), tc.want)
+		}
+		for _, m := range tc.message {
+			if !strings.Contains(d.Message, m) {
+				t.Errorf("port-name %q: message %q lacks %q", tc.portName, d.Message, m)
+			}
+		}
+		if tc.want == VerdictDenied && d.Reason != ReasonInvalidTuning {
+			t.Errorf("port-name %q: reason %s, want %s", tc.portName, d.Reason, ReasonInvalidTuning)
 		}
 	}
 }

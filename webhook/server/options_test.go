@@ -2,11 +2,14 @@ package server
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -74,13 +77,14 @@ func TestTrimCached(t *testing.T) {
 	svc.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
 	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 	svc.Spec.ClusterIP = "None"
-	svc.Spec.Ports = []corev1.ServicePort{{Port: 1}}
+	svc.Spec.Ports = []corev1.ServicePort{{Name: "gossip", Port: 1, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(7), AppProtocol: ptr.To("x")}}
 	got, err := trimCached(svc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	trimmed := got.(*corev1.Service)
-	if trimmed.Name != "cassandra" || trimmed.Namespace != "db" || trimmed.Spec.ClusterIP != "None" || trimmed.Annotations != nil || trimmed.ManagedFields != nil || trimmed.Spec.Ports != nil {
+	if trimmed.Name != "cassandra" || trimmed.Namespace != "db" || trimmed.Spec.ClusterIP != "None" || trimmed.Annotations != nil || trimmed.ManagedFields != nil ||
+		!reflect.DeepEqual(trimmed.Spec.Ports, []corev1.ServicePort{{Name: "gossip", Port: 1, Protocol: corev1.ProtocolTCP}}) {
 		t.Errorf("trimmed Service %+v", trimmed)
 	}
 	ns := &metav1.PartialObjectMetadata{}
@@ -88,6 +92,14 @@ func TestTrimCached(t *testing.T) {
 	got, _ = trimCached(ns)
 	if m := got.(*metav1.PartialObjectMetadata); m.Labels["peergroup.dev/group"] != "cassandra" || m.Annotations != nil {
 		t.Errorf("trimmed namespace %+v", m)
+	}
+	// A peer pod's metadata keeps its deletionTimestamp (TerminatingPeers).
+	now := metav1.Now()
+	pod := &metav1.PartialObjectMetadata{}
+	pod.Name, pod.DeletionTimestamp, pod.Annotations = "m", &now, map[string]string{"a": "b"}
+	got, _ = trimCached(pod)
+	if m := got.(*metav1.PartialObjectMetadata); m.DeletionTimestamp == nil || m.Annotations != nil {
+		t.Errorf("trimmed pod metadata %+v", m)
 	}
 }
 

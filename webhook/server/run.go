@@ -13,23 +13,28 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/peergroup/peergroup/certs"
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
@@ -142,6 +147,12 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 			// Cache only what the webhook reads, so memory grows with the
 			// number of Services, not with their size.
 			DefaultTransform: trimCached,
+			// Of pods, only the metadata of peers (TerminatingPeers), so
+			// memory grows with the members of peer groups, not with the
+			// cluster's pods.
+			ByObject: map[client.Object]cache.ByObject{
+				webhook.PodMeta(): {Label: labels.SelectorFromSet(labels.Set{contract.PeerLabel: contract.PeerValue})},
+			},
 			// Invariant: nothing in the webhook writes to an object read
 			// from the cache, so a Get may hand out the cached object
 			// itself instead of a deep copy per admission.
@@ -160,6 +171,16 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("start informer for %T: %w", obj, err)
 		}
+	}
+
+	// Terminating peers leave their group's DNS at once (every replica;
+	// the patch is idempotent).
+	err = ctrl.NewControllerManagedBy(mgr).Named("terminating-peers").
+		For(webhook.PodMeta(), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return webhook.Retiring(o) }))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptr.To(true)}).
+		Complete(&webhook.TerminatingPeers{Client: mgr.GetClient()})
+	if err != nil {
+		return nil, fmt.Errorf("add terminating-peers controller: %w", err)
 	}
 
 	handler := &webhook.Handler{
@@ -194,8 +215,8 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 	return mgr, nil
 }
 
-// trimCached keeps, of a Service, its name, namespace, type and clusterIP (all
-// that Ensure reads), of a namespace its name and labels, and of a
+// trimCached keeps, of a Service, its name, namespace, type, clusterIP and
+// port names (all that Ensure reads), of a namespace its name and labels, and of a
 // LimitRange its name and spec.
 func trimCached(obj any) (any, error) {
 	switch o := obj.(type) {
@@ -203,7 +224,7 @@ func trimCached(obj any) (any, error) {
 		return &corev1.Service{
 			TypeMeta:   o.TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion},
-			Spec:       corev1.ServiceSpec{ClusterIP: o.Spec.ClusterIP, Type: o.Spec.Type},
+			Spec:       corev1.ServiceSpec{ClusterIP: o.Spec.ClusterIP, Type: o.Spec.Type, Ports: trimPorts(o.Spec.Ports)},
 		}, nil
 	case *corev1.LimitRange:
 		return &corev1.LimitRange{
@@ -213,11 +234,21 @@ func trimCached(obj any) (any, error) {
 		}, nil
 	case *metav1.PartialObjectMetadata:
 		return &metav1.PartialObjectMetadata{
-			TypeMeta:   o.TypeMeta,
-			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels},
+			TypeMeta: o.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels,
+				DeletionTimestamp: o.DeletionTimestamp},
 		}, nil
 	}
 	return obj, nil
+}
+
+// trimPorts keeps of each Service port what CheckExisting reads and names.
+func trimPorts(ports []corev1.ServicePort) []corev1.ServicePort {
+	out := make([]corev1.ServicePort, len(ports))
+	for i, p := range ports {
+		out[i] = corev1.ServicePort{Name: p.Name, Port: p.Port, Protocol: p.Protocol}
+	}
+	return out
 }
 
 // TLSOptions are the webhook server's TLS settings, shared with the

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// A member pod that starts terminating leaves its group's Service at once:
+// the webhook (running with the chart's RBAC) sets its peer label to
+// "terminating", which the Service's selector no longer matches, while the
+// pod runs out its grace period. A non-member terminating beside it, and a
+// running member, keep their labels. The API server's behaviour matters
+// here: the label change of a terminating pod, the JSON patch's test
+// operation, RBAC.
+func TestTerminatingPeerLeavesItsService(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "retire"})
+	// The finalizer holds the deleted pods, as a grace period does on a
+	// node (no kubelet here).
+	const hold = "peergroup.dev/test-hold"
+	mk := func(name string, labels map[string]string) *corev1.Pod {
+		p := plainPod(ns, name, labels)
+		p.Finalizers = []string{hold}
+		if err := cluster.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { release(t, p, hold) })
+		return p
+	}
+	leaving := mk("leaving", nil)
+	staying := mk("staying", nil)
+	outsider := mk("outsider", map[string]string{contract.InjectLabel: "false"})
+	for _, p := range []*corev1.Pod{leaving, staying} {
+		if p.Labels[contract.PeerLabel] != contract.PeerValue {
+			t.Fatalf("%s admitted without %s=%s: %v", p.Name, contract.PeerLabel, contract.PeerValue, p.Labels)
+		}
+	}
+	for _, p := range []*corev1.Pod{leaving, outsider} {
+		if err := cluster.Client.Delete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelOf := func(name string) string {
+		p := &corev1.Pod{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+			t.Fatal(err)
+		}
+		return p.Labels[contract.PeerLabel]
+	}
+	eventually(t, 10*time.Second, "the terminating member relabelled", func() bool {
+		return labelOf("leaving") == contract.PeerTerminatingValue
+	})
+	// The controller acts within milliseconds; a second's wait shows it
+	// leaves the others alone rather than reaching them late.
+	time.Sleep(time.Second)
+	if got := labelOf("staying"); got != contract.PeerValue {
+		t.Errorf("running member's peer label = %q, want %q", got, contract.PeerValue)
+	}
+	if got := labelOf("outsider"); got != "" {
+		t.Errorf("terminating non-member got peer label %q", got)
+	}
+}
+
+// release removes the test's finalizer, so a held pod can go.
+func release(t *testing.T, p *corev1.Pod, finalizer string) {
+	t.Helper()
+	ctx := testContext(t)
+	cur := &corev1.Pod{}
+	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(p), cur); err != nil {
+		return
+	}
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Finalizers = nil
+	if err := cluster.Client.Patch(ctx, cur, patch); err != nil {
+		t.Logf("release %s: %v", p.Name, err)
+	}
+	_ = cluster.Client.Delete(ctx, cur)
+}
+
+// The group's Service, created while its port was unnamed, is read from
+// the webhook's cache with its port names: a later pod naming the port in
+// peergroup.dev/port-name is denied with the Service's names; one naming a
+// port the Service has is admitted. And a user's explicit port name is
+// never taken by a derived one.
+func TestPortNameCheckedAgainstTheGroupsService(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "gossip"})
+	first := plainPod(ns, "first", nil)
+	first.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 7000}, {Name: "tcp-7000", ContainerPort: 7001}}
+	if err := cluster.Client.Create(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	svcs := services(t, ns)
+	if len(svcs) != 1 {
+		t.Fatalf("Services %v, want the group's", svcs)
+	}
+	got := map[string]int32{}
+	for _, p := range svcs[0].Spec.Ports {
+		got[p.Name] = p.Port
+	}
+	if got["tcp-7000"] != 7001 || got["tcp-7000-2"] != 7000 {
+		t.Fatalf("Service ports %v: the user's name tcp-7000 must stay on 7001", got)
+	}
+	named := func(name, portName string) *corev1.Pod {
+		p := plainPod(ns, name, nil)
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "gossip", ContainerPort: 7000}, {Name: "tcp-7000", ContainerPort: 7001}}
+		p.Annotations = map[string]string{contract.PortName.Annotation: portName}
+		return p
+	}
+	// The cache may be a moment behind the create above.
+	eventually(t, 10*time.Second, "the Service's port names in the webhook's cache", func() bool {
+		err := cluster.Client.Create(ctx, named("renamed", "gossip"), client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "has no port of that name (its ports: tcp-7000-2 (7000/TCP), tcp-7000 (7001/TCP))")
+	})
+	if err := cluster.Client.Create(ctx, named("kept", "tcp-7000")); err != nil {
+		t.Fatalf("a port-name the Service carries: %v", err)
+	}
+}
