@@ -3,7 +3,9 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release this tree is: the chart's appVersion, so the binaries, the
+# image tag and the CLI's default image agree with what the chart deploys.
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/peergroup/Chart.yaml)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 # The local cluster: control plane from k8s.io/kubernetes v1.37.2, kwok, CoreDNS,
 # and the real node (kubelet, containerd with its runc shim and ctr) with the

@@ -21,11 +21,12 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	group := fs.String("group", "peergroup-check", "group label of the probe pod")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
 	output := fs.String("output", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
+	positional, err := parseAnywhere(fs, args)
+	if err != nil {
 		return 2, err
 	}
-	if fs.NArg() > 0 {
-		return 2, fmt.Errorf("check: unexpected arguments %q", fs.Args())
+	if len(positional) > 0 {
+		return 2, fmt.Errorf("check: unexpected arguments %q", positional)
 	}
 	if err := checkOutput(*output); err != nil {
 		return 2, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -59,13 +60,22 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	noCluster := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
 	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration to evaluate")
 	kubeconfig, output := clusterFlags(fs)
-	cfg, err := parse(fs, args)
+	cfg, positional, err := parse(fs, args)
 	if err != nil {
 		return 2, err
 	}
-	fromFile, fromCluster := *file != "" && fs.NArg() == 0, *file == "" && fs.NArg() == 1
+	// One argument is a file when it is "-", names an existing file or
+	// ends like a manifest; otherwise NAMESPACE/NAME in the cluster.
+	target := ""
+	if *file == "" && len(positional) == 1 && isManifestArg(positional[0]) {
+		*file, positional = positional[0], nil
+	}
+	fromFile, fromCluster := *file != "" && len(positional) == 0, *file == "" && len(positional) == 1
 	if !fromFile && !fromCluster {
-		return 2, errors.New("explain: give either -f FILE or NAMESPACE/NAME (flags first)")
+		return 2, fmt.Errorf("explain: give either a file (-f FILE, FILE, or - for standard input) or NAMESPACE/NAME; got %q", positional)
+	}
+	if fromCluster {
+		target = positional[0]
 	}
 	if *noCluster && *file == "" {
 		return 2, errors.New("explain: --offline needs -f")
@@ -93,13 +103,13 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 2, err
 		}
 		if pod == nil {
-			ns, name, ok := strings.Cut(fs.Arg(0), "/")
+			ns, name, ok := strings.Cut(target, "/")
 			if !ok || ns == "" || name == "" {
-				return 2, fmt.Errorf("explain: %q is not NAMESPACE/NAME", fs.Arg(0))
+				return 2, fmt.Errorf("explain: %q is neither a file nor NAMESPACE/NAME", target)
 			}
 			pod = &corev1.Pod{}
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
-				return 2, fmt.Errorf("read pod %s: %w", fs.Arg(0), err)
+				return 2, fmt.Errorf("read pod %s: %w", target, err)
 			}
 			input.Pod = pod
 		}
@@ -214,15 +224,28 @@ func printExplanation(w io.Writer, e offline.Explanation, output string) error {
 	return nil
 }
 
+// isManifestArg reports whether explain's one argument is a file: "-",
+// an existing file, or a name ending in .yaml, .yml or .json.
+func isManifestArg(arg string) bool {
+	if arg == "-" || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") || strings.HasSuffix(arg, ".json") {
+		return true
+	}
+	info, err := os.Stat(arg)
+	return err == nil && info.Mode().IsRegular()
+}
+
 func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("audit", stderr)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
 	fix := fixFlags(fs)
 	kubeconfig, output := clusterFlags(fs)
-	cfg, err := parse(fs, args)
+	cfg, positional, err := parse(fs, args)
 	if err != nil {
 		return 2, err
+	}
+	if len(positional) > 0 {
+		return 2, fmt.Errorf("audit: unexpected arguments %q (the namespace is -n NAMESPACE)", positional)
 	}
 	if err := fix.validate(); err != nil {
 		return 2, err

@@ -15,9 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/peergroup/peergroup/internal/release"
 )
 
-var version = "dev"
+// version is stamped by -X main.version (make build: the chart's
+// appVersion); a plain go build is the release this tree is.
+var version = release.Version
 
 const usage = `usage: peergroup <command> [flags]
 

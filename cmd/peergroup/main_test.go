@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
@@ -206,11 +207,16 @@ func TestCLIUsageErrors(t *testing.T) {
 	}{
 		{nil, "usage: peergroup"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
-		{[]string{"inject"}, "-f FILE or -f - is required"},
+		{[]string{"inject"}, "manifests are required: -f FILE, FILE, or - for standard input"},
+		{[]string{"inject", "-f", "a.yaml", "b.yaml"}, "give one source of manifests"},
+		{[]string{"inject", "a.yaml", "b.yaml"}, "give one source of manifests"},
+		{[]string{"audit", "db"}, `unexpected arguments ["db"] (the namespace is -n NAMESPACE)`},
+		{[]string{"check", "db"}, `unexpected arguments ["db"]`},
 		{[]string{"inject", "-f", "/nonexistent.yaml"}, "read /nonexistent.yaml"},
 		{[]string{"inject", "-f", "-", "--seed-discovery-image-pull-policy", "Sometimes"}, `"Sometimes" must be Always, IfNotPresent or Never`},
-		{[]string{"explain"}, "give either -f FILE or NAMESPACE/NAME"},
-		{[]string{"explain", "-f", "-", "ns/name"}, "give either -f FILE or NAMESPACE/NAME"},
+		{[]string{"explain"}, "give either a file (-f FILE, FILE, or - for standard input) or NAMESPACE/NAME"},
+		{[]string{"explain", "-f", "-", "ns/name"}, "give either a file"},
+		{[]string{"explain", "/nonexistent.yaml"}, "read /nonexistent.yaml"},
 		{[]string{"explain", "--offline", "ns/name"}, "--offline needs -f"},
 		{[]string{"explain", "--offline", "-f", "-"}, "no object in the input"},
 		{[]string{"audit", "--output", "yaml"}, `--output "yaml": want text or json`},
@@ -220,6 +226,62 @@ func TestCLIUsageErrors(t *testing.T) {
 		code := run(context.Background(), tc.args, strings.NewReader(""), &out, &errOut)
 		if code != 2 || !strings.Contains(errOut.String(), tc.says) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut.String(), tc.says)
+		}
+	}
+}
+
+// kubectl habits: the manifest as the argument (inject FILE, explain FILE,
+// - for standard input), flags before or after it, "--" ending the flags;
+// and with no image flag, inject writes the image and version of the
+// release the CLI was built as (the chart's), not ":dev".
+func TestCLIArgumentsAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(pod, []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: db, labels: {peergroup.dev/group: cassandra}}\nspec: {containers: [{name: c, image: x}]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(stdin string, args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	injectCases := [][]string{
+		{"inject", pod},
+		{"inject", pod, "--namespace", "db"},
+		{"inject", "--namespace", "db", pod},
+		{"inject", "-f", pod, "--namespace=db"},
+		{"inject", "--namespace", "db", "--", pod},
+	}
+	var first string
+	for _, args := range injectCases {
+		code, out, errOut := cli("", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		if first == "" {
+			first = out
+		} else if out != first {
+			t.Errorf("%v printed other manifests than %v", args, injectCases[0])
+		}
+	}
+	if code, out, errOut := cli(string(manifest), "inject", "-"); code != 0 || out != first {
+		t.Errorf("inject - (stdin): exit %d %s", code, errOut)
+	}
+	wantImage := "image: " + release.Image(version)
+	if !strings.Contains(first, wantImage) || !strings.Contains(first, contract.InjectedAnnotation+": "+release.Version) {
+		t.Errorf("inject's default image and version are not the release's (%s, %s):\n%s", wantImage, release.Version, first)
+	}
+	for _, args := range [][]string{
+		{"explain", pod, "--offline"},
+		{"explain", "--offline", pod},
+		{"explain", "--offline", "-f", pod},
+	} {
+		if code, out, errOut := cli("", args...); code != 0 || !strings.Contains(out, "would be injected") {
+			t.Errorf("%v: exit %d, out %q, err %q", args, code, out, errOut)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
+	"github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/server"
@@ -420,5 +421,31 @@ func TestHostNetwork(t *testing.T) {
 	}
 	if _, err := framework.Render("peergroup", "peergroup-system", map[string]any{"webhook": map[string]any{"port": 10250}}); err != nil {
 		t.Errorf("webhook.port 10250 in the pod's own network: %v", err)
+	}
+}
+
+// The chart deploys the release this tree is: its appVersion and image
+// repository are the ones the binaries report and the CLI's inject writes
+// by default (issue 22.9: inject wrote :dev while the chart deployed 0.1.0).
+func TestChartIsTheRelease(t *testing.T) {
+	r := render(t, nil)
+	var dep *appsv1.Deployment
+	for _, obj := range r.Objects {
+		if obj.GetKind() == "Deployment" {
+			dep = &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if dep == nil {
+		t.Fatal("no Deployment rendered")
+	}
+	want := release.Image(release.Version)
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != want {
+		t.Errorf("the chart deploys %s, the release is %s (internal/release and Chart.yaml appVersion must agree)", got, want)
+	}
+	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--seed-discovery-image="+want) {
+		t.Errorf("the chart injects another image than %s: %v", want, dep.Spec.Template.Spec.Containers[0].Args)
 	}
 }
