@@ -35,8 +35,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "decided" {
-		return decided(args[1:])
+	if i := decidedAt(args); i >= 0 {
+		// The flags before it belong to the command the webhook was
+		// given (--seed-discovery-command), which the probe repeats.
+		return decided(args[i+1:])
 	}
 	// Before LoadConfig: the version needs none of the pod's environment.
 	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
@@ -98,6 +100,26 @@ func previousDecision(cfg discovery.Config, stderr io.Writer) (discovery.Decisio
 		fmt.Fprintf(stderr, "seed-discovery: restarted: keeping the decision made as %s (role %s, seeds %s)\n", d.Self, d.Role, strings.Join(d.SeedHosts, ","))
 	}
 	return d, ok
+}
+
+// decidedAt is the index of the `decided` subcommand, after any flags of
+// the main command (`seed-discovery --dns-server=… decided …`, as the
+// probe is built from --seed-discovery-command), or -1. Every flag of the
+// main command takes a value, so a flag without "=" consumes the next
+// argument: `--pod-name decided` names a pod, it is no subcommand.
+func decidedAt(args []string) int {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "decided":
+			return i
+		case a == "--" || !strings.HasPrefix(a, "-"):
+			return -1
+		case !strings.Contains(a, "="):
+			i++ // its value
+		}
+	}
+	return -1
 }
 
 // decided is the sidecar's startup probe: success once the seeds file

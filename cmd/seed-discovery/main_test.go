@@ -7,13 +7,18 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/discovery"
 	"github.com/peergroup/peergroup/test/dnszone"
+	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 func TestRunBadConfigExits2(t *testing.T) {
@@ -300,5 +305,50 @@ func TestVersion(t *testing.T) {
 	if discovery.Code(err) != discovery.ExitConfig || stdout.Len() > 0 || !strings.Contains(stderr.String(), "takes no other arguments") {
 		t.Errorf("--version with arguments: exit %d (%v), stdout %q, stderr %q: want a usage error (exit 2) on stderr",
 			discovery.Code(err), err, stdout.String(), stderr.String())
+	}
+}
+
+// The startup probe the webhook builds from a --seed-discovery-command
+// that carries flags (`seed-discovery --dns-server=… decided …`) works:
+// before it read the flags as the main command's and exited 2 ("unexpected
+// arguments"), so the kubelet restarted the sidecar in a loop.
+func TestDecidedProbeWithFlagsInTheCommand(t *testing.T) {
+	for _, command := range [][]string{
+		{"/usr/local/bin/seed-discovery"},
+		{"/usr/local/bin/seed-discovery", "--dns-server=10.0.0.10:53"},
+		{"/usr/local/bin/seed-discovery", "--dns-server", "10.0.0.10:53", "--poll-interval=1s"},
+	} {
+		cfg := admit.DefaultConfig()
+		cfg.SeedDiscoveryCommand = command
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Annotations: map[string]string{contract.Refresh.Annotation: "5s"}}}
+		pod.Spec.Containers = []corev1.Container{{Name: "app", Image: "app"}}
+		mutated, _, err := admit.Mutate(pod, admit.Membership{Group: "g", Service: "g"}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var probe []string
+		for _, c := range mutated.Spec.InitContainers {
+			if c.Name == contract.InitContainerName && c.StartupProbe != nil && c.StartupProbe.Exec != nil {
+				probe = c.StartupProbe.Exec.Command
+			}
+		}
+		if len(probe) < 2 || probe[0] != command[0] {
+			t.Fatalf("command %q: no startup probe running it: %q", command, probe)
+		}
+		out := t.TempDir()
+		args := append(slices.Clone(probe[1:]), "--output-dir="+out) // the last --output-dir wins
+		if err := run(context.Background(), args, io.Discard, io.Discard); discovery.Code(err) != discovery.ExitInterrupted {
+			t.Errorf("probe %q before a decision: exit %d (%v), want %d", args, discovery.Code(err), err, discovery.ExitInterrupted)
+		}
+		if err := os.WriteFile(filepath.Join(out, contract.SeedsFileName), []byte("10.0.0.1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := run(context.Background(), args, io.Discard, io.Discard); err != nil {
+			t.Errorf("probe %q after the decision: exit %d (%v), want 0", args, discovery.Code(err), err)
+		}
+	}
+	// A flag's value that reads "decided" is no subcommand.
+	if got := decidedAt([]string{"--pod-name", "decided"}); got != -1 {
+		t.Errorf("decidedAt(--pod-name decided) = %d, want -1", got)
 	}
 }
