@@ -342,7 +342,13 @@ func GroupPods(peers []Peer) Group {
 		}
 	}
 	for _, p := range anon {
-		g.Pods = append(g.Pods, Pod{Hostname: p.Hostname, IPs: []netip.Addr{p.IP}, Port: p.Port})
+		host := p.Hostname
+		if isPodHostname(host) {
+			// A pod name other pods carry too (one spec.hostname in a
+			// Deployment's template) names none of them.
+			host = ""
+		}
+		g.Pods = append(g.Pods, Pod{Hostname: host, IPs: []netip.Addr{p.IP}, Port: p.Port})
 	}
 	g.Order = orderPods(g.Pods)
 	return g

@@ -47,7 +47,7 @@ func Hosts(d *Decision, a Addressing) string {
 	domain := strings.TrimSuffix(a.FQDN, ".")
 	name := func(p Pod) (string, string) {
 		if !isPodHostname(p.Hostname) {
-			why := "DNS gives it no name under the Service"
+			why := "DNS gives it no name under the Service, or one that other pods carry too"
 			if p.Hostname != "" {
 				why = fmt.Sprintf("DNS names it %q, after its IP", p.Hostname)
 			}

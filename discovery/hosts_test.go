@@ -155,7 +155,7 @@ func TestHosts(t *testing.T) {
 		{name: "hostname: a pod named after its IP waits", seeds: []string{"10.0.0.9"}, peers: []Pod{pod("db-0", 0, "10.0.0.9"), pod("10-0-0-7", 0, "10.0.0.7")}, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
 			wantWait: `the pod at 10.0.0.7 has no stable name (DNS names it "10-0-0-7", after its IP)`},
 		{name: "hostname: a pod without a name waits", seeds: []string{"10.0.0.9"}, peers: []Pod{pod("db-0", 0, "10.0.0.9"), pod("", 0, "10.0.0.7", "fd00::7")}, a: Addressing{Mode: contract.AddressHostname, FQDN: fq},
-			wantWait: "the pod at 10.0.0.7,fd00::7 has no stable name (DNS gives it no name under the Service)"},
+			wantWait: "the pod at 10.0.0.7,fd00::7 has no stable name (DNS gives it no name under the Service, or one that other pods carry too)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decision{Peers: tc.peers}
@@ -195,5 +195,34 @@ func TestHostPortFormats(t *testing.T) {
 	}
 	if lines(nil) != nil || string(lines([]string{"a", "b"})) != "a\nb\n" {
 		t.Error("lines")
+	}
+}
+
+// Pods that share one hostname (a Deployment template's spec.hostname):
+// the name names none of them, so with seed-address=hostname the pod waits
+// rather than write one name three times, and with ip the pods are still
+// three, each by its address.
+func TestSharedHostnameNamesNoPod(t *testing.T) {
+	const fq = "web.db.svc.cluster.local."
+	peers := []Peer{{IP: ip("10.0.0.1"), Hostname: "web"}, {IP: ip("10.0.0.2"), Hostname: "web"}, {IP: ip("10.0.0.3"), Hostname: "web"}}
+	g := GroupPods(peers)
+	if len(g.Pods) != 3 {
+		t.Fatalf("%d pods, want 3: %+v", len(g.Pods), g.Pods)
+	}
+	for _, p := range g.Pods {
+		if p.Hostname != "" {
+			t.Errorf("pod %v keeps the shared name %q", p.IPs, p.Hostname)
+		}
+	}
+	d, waiting := Decide(Inputs{Peers: peers, Self: []netip.Addr{ip("10.0.0.2")}, SeedCount: 3, ExpectedPeers: 1, Founding: FoundLowest})
+	if waiting != "" {
+		t.Fatal(waiting)
+	}
+	named := d
+	if wait := Hosts(&named, Addressing{Mode: contract.AddressHostname, FQDN: fq}); !strings.Contains(wait, "or one that other pods carry too") {
+		t.Errorf("hostname mode: wait %q, seeds %v", wait, named.SeedHosts)
+	}
+	if wait := Hosts(&d, Addressing{Mode: contract.AddressIP, FQDN: fq}); wait != "" || strings.Join(d.SeedHosts, ",") != "10.0.0.1,10.0.0.2,10.0.0.3" {
+		t.Errorf("ip mode: wait %q, seeds %v", wait, d.SeedHosts)
 	}
 }

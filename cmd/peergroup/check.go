@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/peergroup/peergroup/webhook/offline"
 )
 
@@ -31,15 +29,14 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := checkOutput(*output); err != nil {
 		return 2, err
 	}
-	c, err := newClient(*kubeconfig)
+	cfg, err := loadConfig(*kubeconfig)
 	if err != nil {
 		return 2, err
 	}
-	pod := offline.ProbePod(*namespace, *group)
 	// Server-side dry run: the webhook answers (peergroup creates no
 	// Service for a dry run: sideEffects NoneOnDryRun) and nothing is
 	// stored.
-	result := offline.Diagnose(pod, c.Create(ctx, pod, client.DryRunAll))
+	result := offline.RunCheck(ctx, cfg, *namespace, *group)
 	if err := printCheck(stdout, result, *output); err != nil {
 		return 2, err
 	}

@@ -6,8 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,11 +29,29 @@ func TestCheckReachability(t *testing.T) {
 	ns := newNamespace(t, nil)
 	probe := func(group string) offline.CheckResult {
 		t.Helper()
-		pod := offline.ProbePod(ns, group)
-		return offline.Diagnose(pod, cluster.Client.Create(ctx, pod, client.DryRunAll))
+		return offline.RunCheck(ctx, cluster.Config, ns, group)
 	}
 	if r := probe("reachable"); r.Outcome != offline.CheckReachable {
 		t.Fatalf("the chart's webhook: %+v", r)
+	}
+	// A namespace that does not exist is the check's error, not "reachable".
+	if r := offline.RunCheck(ctx, cluster.Config, "no-such-namespace", "reachable"); r.Outcome != offline.CheckError || !strings.Contains(r.Detail, "namespace no-such-namespace does not exist") {
+		t.Errorf("a missing namespace: %+v", r)
+	}
+	// A quota refuses the injected pod after peergroup answered: reachable,
+	// told by peergroup's warning, which the API server returns with the
+	// refusal.
+	quota := newNamespace(t, nil)
+	rq := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods", Namespace: quota}}
+	rq.Spec.Hard = corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}
+	if err := cluster.Client.Create(ctx, rq); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the quota enforced", func() bool {
+		return cluster.Client.Create(ctx, plainPod(quota, "x", nil), client.DryRunAll) != nil
+	})
+	if r := offline.RunCheck(ctx, cluster.Config, quota, "reachable"); r.Outcome != offline.CheckReachable || !strings.Contains(r.Detail, "exceeded quota") {
+		t.Errorf("a quota refusing the injected pod: %+v", r)
 	}
 
 	closed := freeLoopbackPort(t)

@@ -533,6 +533,14 @@ func checkTuningFitsPod(pod *corev1.Pod, m Membership) error {
 				"(a StatefulSet's pod with serviceName %s; this pod has hostname %s and subdomain %s)",
 				m.Service, quote(m.Service), quote(m.Service), quote(pod.Spec.Hostname), quote(pod.Spec.Subdomain))}
 	}
+	if pod.Annotations[contract.SeedAddressValue.Annotation] == string(contract.AddressHostname) {
+		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
+			// Every pod of a ReplicaSet, Job or DaemonSet has its template's
+			// hostname: one name for all, which names no pod.
+			return &InvalidTuningError{Annotation: contract.SeedAddressValue.Annotation, Value: string(contract.AddressHostname),
+				Rule: "ip for a pod created by a " + Clip(c.Kind) + ": its pods all share the template's spec.hostname, so their DNS names would be one; hostname needs a StatefulSet's pods, each named after itself"}
+		}
+	}
 	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasServicePort(pod, name) {
 		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
 			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + Clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}

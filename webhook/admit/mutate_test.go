@@ -255,6 +255,11 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			p.Spec.Hostname = "cassandra-0"
 			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
 		}, `and subdomain ""`, ReasonInvalidTuning},
+		{"hostname seeds for a Deployment's pods, which share one hostname", func(p *corev1.Pod) {
+			p.Spec.Hostname, p.Spec.Subdomain = "web", "cassandra"
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "u", Controller: ptr.To(true)}}
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		}, `it must be ip for a pod created by a ReplicaSet: its pods all share the template's spec.hostname`, ReasonInvalidTuning},
 		{"unknown seed address", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "dns"} },
 			`annotation peergroup.dev/seed-address value "dns" is invalid: it must be ip or hostname`, ReasonInvalidTuning},
 		{"refresh below its range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Refresh.Annotation: "4s"} },

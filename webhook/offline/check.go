@@ -1,13 +1,19 @@
 package offline
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -42,6 +48,10 @@ func ProbePod(namespace, group string) *corev1.Pod {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "probe", Image: "registry.k8s.io/pause:3.10",
 			Ports: []corev1.ContainerPort{{Name: "peer", ContainerPort: 7000}},
+			// The origin mark: peergroup keeps an env var the user set
+			// and answers with a warning naming it, which the API server
+			// returns even when a later admission step refuses the pod.
+			Env: []corev1.EnvVar{{Name: contract.EnvSeedsFile, Value: probeMark}},
 			// Pod Security "restricted" and a quota on limits admit it, so
 			// the answer is about the webhook, not about the probe.
 			SecurityContext: &corev1.SecurityContext{
@@ -55,6 +65,60 @@ func ProbePod(namespace, group string) *corev1.Pod {
 			},
 		}}},
 	}
+}
+
+// probeMark is the probe's own value of PEERGROUP_SEEDS_FILE.
+const probeMark = "peergroup-check"
+
+// reachedBy reports whether peergroup answered the probe: its warning
+// about the probe's own PEERGROUP_SEEDS_FILE came back.
+func reachedBy(warnings []string) bool {
+	return slices.ContainsFunc(warnings, func(w string) bool {
+		return strings.HasPrefix(w, "peergroup: ") && strings.Contains(w, contract.EnvSeedsFile) && strings.Contains(w, probeMark)
+	})
+}
+
+// RunCheck dry-runs ProbePod in namespace through the API server of cfg
+// and diagnoses the answer: the namespace first (a dry run in a namespace
+// that does not exist says nothing about the webhook), then the pod, with
+// the warnings the API server returned.
+func RunCheck(ctx context.Context, cfg *rest.Config, namespace, group string) CheckResult {
+	warnings := &warningLog{}
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = warnings
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("create a client: %v", err)}
+	}
+	ns := &corev1.Namespace{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); {
+	case apierrors.IsNotFound(err):
+		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("namespace %s does not exist, so a pod there says nothing about the webhook", namespace),
+			Hints: []string{"run with -n and a namespace where member pods are created"}}
+	case err != nil && !apierrors.IsForbidden(err):
+		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("read namespace %s: %v", namespace, err)}
+	}
+	pod := ProbePod(namespace, group)
+	err = c.Create(ctx, pod, client.DryRunAll)
+	return Diagnose(pod, err, warnings.all())
+}
+
+// warningLog keeps the API server's warnings (rest.WarningHandler).
+type warningLog struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+func (w *warningLog) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.warnings)
 }
 
 // peergroupWebhook reports whether a webhook name in the API server's
@@ -74,10 +138,12 @@ func webhookIn(msg, prefix string) (string, bool) {
 }
 
 // Diagnose reads the outcome of a server-side dry-run create of
-// ProbePod: the admitted pod, or the API server's error. The API server
-// reports a webhook it could not call as `failed calling webhook "<name>":
-// …` with the transport's error, which says where the path breaks.
-func Diagnose(admitted *corev1.Pod, err error) CheckResult {
+// ProbePod: the admitted pod, or the API server's error, and its warnings.
+// The API server reports a webhook it could not call as `failed calling
+// webhook "<name>": …` with the transport's error, which says where the
+// path breaks. Whether peergroup answered is read from its warning about
+// the probe's mark, never from the wording of another step's refusal.
+func Diagnose(admitted *corev1.Pod, err error, warnings []string) CheckResult {
 	if err == nil {
 		for _, c := range admitted.Spec.InitContainers {
 			if c.Name == contract.InitContainerName {
@@ -105,10 +171,10 @@ func Diagnose(admitted *corev1.Pod, err error) CheckResult {
 		}
 		return CheckResult{Outcome: CheckOther, Detail: fmt.Sprintf("another webhook, %q, refused the probe pod: %s", name, msg)}
 	}
-	if strings.Contains(msg, contract.InitContainerName) {
+	if reachedBy(warnings) {
 		// Pod Security, a quota, a policy judged the injected pod: peergroup
 		// answered, and another admission step refused what it made.
-		return CheckResult{Outcome: CheckReachable, Detail: "peergroup was reached (the refusal names its " + contract.InitContainerName + " container), and another admission step refused the injected pod: " + msg,
+		return CheckResult{Outcome: CheckReachable, Detail: "peergroup was reached (its warning came back), and another admission step refused the injected pod: " + msg,
 			Hints: []string{"member pods of this namespace would be refused the same way: see the message"}}
 	}
 	if strings.Contains(msg, "cannot create resource") {

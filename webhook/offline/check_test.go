@@ -16,30 +16,36 @@ import (
 func TestDiagnose(t *testing.T) {
 	injected := ProbePod("db", "g")
 	injected.Spec.InitContainers = []corev1.Container{{Name: contract.InitContainerName}}
+	reached := []string{`peergroup: container "probe" sets PEERGROUP_SEEDS_FILE to "peergroup-check"; kept as set, peergroup would have set "/var/run/peergroup/seeds"`}
 	for _, tc := range []struct {
-		name    string
-		pod     *corev1.Pod
-		err     error
-		outcome string
-		hint    string
+		name     string
+		pod      *corev1.Pod
+		err      error
+		warnings []string
+		outcome  string
+		hint     string
 	}{
-		{"injected", injected, nil, CheckReachable, ""},
-		{"admitted untouched", ProbePod("db", "g"), nil, CheckNotCalled, "is the chart installed?"},
-		{"timeout", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": context deadline exceeded`), CheckUnreachable, "GKE private clusters"},
-		{"refused", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://127.0.0.1:1/mutate-v1-pod": dial tcp 127.0.0.1:1: connect: connection refused`), CheckUnreachable, "no webhook pod is ready"},
-		{"no endpoints", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": no endpoints available for service "peergroup"`), CheckUnreachable, "no webhook pod is ready"},
-		{"untrusted certificate", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://…": tls: failed to verify certificate: x509: certificate signed by unknown authority`), CheckUnreachable, "caBundle"},
-		{"denied", nil, errors.New(`admission webhook "pod-label.peergroup.dev" denied the request: peergroup: …`), CheckDenied, ""},
-		{"forbidden", nil, errors.New(`pods is forbidden: User "u" cannot create resource "pods" in the namespace "db"`), CheckError, "permission to create pods"},
+		{"injected", injected, nil, nil, CheckReachable, ""},
+		{"admitted untouched", ProbePod("db", "g"), nil, nil, CheckNotCalled, "is the chart installed?"},
+		{"timeout", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": context deadline exceeded`), nil, CheckUnreachable, "GKE private clusters"},
+		{"refused", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://127.0.0.1:1/mutate-v1-pod": dial tcp 127.0.0.1:1: connect: connection refused`), nil, CheckUnreachable, "no webhook pod is ready"},
+		{"no endpoints", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": no endpoints available for service "peergroup"`), nil, CheckUnreachable, "no webhook pod is ready"},
+		{"untrusted certificate", nil, errors.New(`Internal error occurred: failed calling webhook "namespace-label.peergroup.dev": failed to call webhook: Post "https://…": tls: failed to verify certificate: x509: certificate signed by unknown authority`), nil, CheckUnreachable, "caBundle"},
+		{"denied", nil, errors.New(`admission webhook "pod-label.peergroup.dev" denied the request: peergroup: …`), nil, CheckDenied, ""},
+		{"forbidden", nil, errors.New(`pods is forbidden: User "u" cannot create resource "pods" in the namespace "db"`), nil, CheckError, "permission to create pods"},
 		// The URL carries ?timeout=…: only the transport error counts.
-		{"Service missing", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": service "peergroup" not found`), CheckUnreachable, "Service is missing"},
-		{"EOF", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://x/mutate-v1-pod?timeout=5s": EOF`), CheckUnreachable, "see README, Reachability"},
-		{"another webhook unreachable", nil, errors.New(`Internal error occurred: failed calling webhook "validate.kyverno.svc": failed to call webhook: Post "https://k/v?timeout=10s": dial tcp 10.0.0.1:443: connect: connection refused`), CheckOther, "that webhook's owner"},
-		{"another webhook denies", nil, errors.New(`admission webhook "validate.kyverno.svc-fail" denied the request: policy require-labels`), CheckOther, ""},
-		{"Pod Security refuses the injected pod", nil, errors.New(`pods "peergroup-check-ww4g7" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (containers "seed-discovery", "probe" must not …)`), CheckReachable, "refused the same way"},
+		{"Service missing", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": service "peergroup" not found`), nil, CheckUnreachable, "Service is missing"},
+		{"EOF", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://x/mutate-v1-pod?timeout=5s": EOF`), nil, CheckUnreachable, "see README, Reachability"},
+		{"another webhook unreachable", nil, errors.New(`Internal error occurred: failed calling webhook "validate.kyverno.svc": failed to call webhook: Post "https://k/v?timeout=10s": dial tcp 10.0.0.1:443: connect: connection refused`), nil, CheckOther, "that webhook's owner"},
+		{"another webhook denies", nil, errors.New(`admission webhook "validate.kyverno.svc-fail" denied the request: policy require-labels`), nil, CheckOther, ""},
+		{"Pod Security refuses the injected pod", nil, errors.New(`pods "peergroup-check-ww4g7" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (containers "seed-discovery", "probe" must not …)`), reached, CheckReachable, "refused the same way"},
+		// A refusal that names seed-discovery without peergroup's warning
+		// says nothing about peergroup (it once counted as reached).
+		{"a refusal naming seed-discovery, peergroup silent", nil, errors.New(`pods "peergroup-check-x" is forbidden: policy: images of container "seed-discovery" not allowed`), nil, CheckError, "does the namespace exist"},
+		{"a refusal after peergroup answered, naming nothing of it", nil, errors.New(`pods "peergroup-check-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1`), reached, CheckReachable, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Diagnose(tc.pod, tc.err)
+			r := Diagnose(tc.pod, tc.err, tc.warnings)
 			if r.Outcome != tc.outcome || (tc.hint != "" && !strings.Contains(strings.Join(r.Hints, "\n"), tc.hint)) {
 				t.Errorf("%+v, want outcome %s with a hint %q", r, tc.outcome, tc.hint)
 			}
