@@ -9,8 +9,6 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,20 +36,18 @@ func TestCheckReachability(t *testing.T) {
 	if r := offline.RunCheck(ctx, cluster.Config, "no-such-namespace", "reachable"); r.Outcome != offline.CheckError || !strings.Contains(r.Detail, "namespace no-such-namespace does not exist") {
 		t.Errorf("a missing namespace: %+v", r)
 	}
-	// A quota refuses the injected pod after peergroup answered: reachable,
+	// A validating policy refuses the injected pod after peergroup
+	// answered (validation runs after every mutating webhook): reachable,
 	// told by peergroup's warning, which the API server returns with the
-	// refusal.
-	quota := newNamespace(t, nil)
-	rq := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods", Namespace: quota}}
-	rq.Spec.Hard = corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}
-	if err := cluster.Client.Create(ctx, rq); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "the quota enforced", func() bool {
-		return cluster.Client.Create(ctx, plainPod(quota, "x", nil), client.DryRunAll) != nil
+	// refusal. The refusal's wording names nothing of peergroup.
+	refusing := newNamespace(t, map[string]string{"peergroup-check-test": "refuse"})
+	refusePodsIn(t, ctx, "peergroup-check-refuse", "peergroup-check-test", "refuse")
+	eventually(t, 10*time.Second, "the policy enforced", func() bool {
+		err := cluster.Client.Create(ctx, plainPod(refusing, "x", nil), client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "refused by the test's policy")
 	})
-	if r := offline.RunCheck(ctx, cluster.Config, quota, "reachable"); r.Outcome != offline.CheckReachable || !strings.Contains(r.Detail, "exceeded quota") {
-		t.Errorf("a quota refusing the injected pod: %+v", r)
+	if r := offline.RunCheck(ctx, cluster.Config, refusing, "reachable"); r.Outcome != offline.CheckReachable || !strings.Contains(r.Detail, "refused by the test's policy") {
+		t.Errorf("a policy refusing the injected pod: %+v", r)
 	}
 
 	closed := freeLoopbackPort(t)
@@ -81,6 +77,31 @@ func TestCheckReachability(t *testing.T) {
 			t.Errorf("%s: %+v, want unreachable with a hint %q", tc.group, r, tc.hint)
 		}
 		t.Logf("%s: %s", tc.group, r.Detail)
+	}
+}
+
+// refusePodsIn makes the API server refuse every pod created in the
+// namespaces labelled key=value, in the validating phase.
+func refusePodsIn(t *testing.T, ctx context.Context, name, key, value string) {
+	t.Helper()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	policy.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+	policy.Spec.MatchConstraints = &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+		RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+		},
+	}}}
+	policy.Spec.Validations = []admissionregistrationv1.Validation{{Expression: "false", Message: "refused by the test's policy"}}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	binding.Spec.PolicyName = name
+	binding.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	binding.Spec.MatchResources = &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{key: value}}}
+	for _, obj := range []client.Object{policy, binding} {
+		if err := cluster.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), obj) })
 	}
 }
 
