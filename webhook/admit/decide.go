@@ -86,6 +86,9 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		if err := checkLimitRanges(ic, ranges); err != nil {
 			return dec.deny(ReasonLimitRange, err)
 		}
+		if err := checkPodLimitRanges(pod, dec.Mutated, ranges); err != nil {
+			return dec.deny(ReasonLimitRange, err)
+		}
 	}
 	if err := checkServiceInputs(pod); err != nil {
 		return dec.deny(ReasonInvalidPod, err)

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -27,7 +28,26 @@ func (e *LimitRangeError) Error() string { return "peergroup: " + e.Detail }
 // LimitRange's Container defaults, then checks each LimitRange's
 // per-container min, max and maxLimitRequestRatio at its precision.
 func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
-	r := corev1.ResourceRequirements{Requests: ic.Resources.Requests.DeepCopy(), Limits: ic.Resources.Limits.DeepCopy()}
+	r := defaulted(ic.Resources, ranges)
+	for _, lr := range ranges {
+		for _, item := range lr.Spec.Limits {
+			if item.Type != corev1.LimitTypeContainer {
+				continue
+			}
+			if problem := limitRangeProblem(&r, item); problem != "" {
+				return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
+					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
+			}
+		}
+	}
+	return nil
+}
+
+// defaulted is a container's resources as LimitRanger judges them: a
+// missing request set from the limit (the API server's defaulting), then
+// what is still missing from every LimitRange's Container defaults.
+func defaulted(res corev1.ResourceRequirements, ranges []corev1.LimitRange) corev1.ResourceRequirements {
+	r := corev1.ResourceRequirements{Requests: res.Requests.DeepCopy(), Limits: res.Limits.DeepCopy()}
 	if r.Requests == nil {
 		r.Requests = corev1.ResourceList{}
 	}
@@ -43,18 +63,49 @@ func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 			}
 		}
 	}
+	return r
+}
+
+// checkPodLimitRanges applies the Pod-type items of the LimitRanges (min,
+// max and maxLimitRequestRatio of the pod's total, as LimitRanger sums it:
+// app containers and sidecars added, init containers at their peak) to the
+// mutated pod. Only a limit the injection breaks is peergroup's to report:
+// a pod that breaks it already is refused by the API server with its own
+// message about the user's containers.
+func checkPodLimitRanges(before, after *corev1.Pod, ranges []corev1.LimitRange) error {
 	for _, lr := range ranges {
 		for _, item := range lr.Spec.Limits {
-			if item.Type != corev1.LimitTypeContainer {
+			if item.Type != corev1.LimitTypePod {
 				continue
 			}
-			if problem := limitRangeProblem(&r, item); problem != "" {
-				return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
-					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
+			problem := podLimitProblem(after, ranges, item)
+			if problem == "" || podLimitProblem(before, ranges, item) != "" {
+				continue
 			}
+			return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s (type Pod) would reject the pod once the injected %s container is added: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) so the pod's total fits, or opt this pod out with the label %s=false",
+				Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
 		}
 	}
 	return nil
+}
+
+// podLimitProblem is what a Pod-type LimitRange item finds in the pod's
+// total, with every container defaulted as LimitRanger defaults it.
+func podLimitProblem(pod *corev1.Pod, ranges []corev1.LimitRange, item corev1.LimitRangeItem) string {
+	p := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers:     slices.Clone(pod.Spec.Containers),
+		InitContainers: slices.Clone(pod.Spec.InitContainers),
+		Resources:      pod.Spec.Resources,
+	}}
+	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+		for i := range cs {
+			cs[i].Resources = defaulted(cs[i].Resources, ranges)
+		}
+	}
+	// LimitRanger leaves the RuntimeClass's overhead out.
+	opts := resourcehelper.PodResourcesOptions{ExcludeOverhead: true}
+	total := corev1.ResourceRequirements{Requests: resourcehelper.PodRequests(p, opts), Limits: resourcehelper.PodLimits(p, opts)}
+	return limitRangeProblem(&total, item)
 }
 
 // fill sets what list lacks from defaults.

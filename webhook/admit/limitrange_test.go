@@ -47,7 +47,7 @@ func TestLimitRanges(t *testing.T) {
 		{"max at sub-milli precision rounds as LimitRanger does", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("99.9999m")}}, ""},
 		{"a max too large for milli-units compares in units", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceMemory: q("10Pi")}}, ""},
 		{"fits", corev1.LimitRangeItem{Max: corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")}, Min: corev1.ResourceList{corev1.ResourceCPU: q("10m")}, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("10")}}, ""},
-		{"pod-level items do not apply", corev1.LimitRangeItem{Type: corev1.LimitTypePod}, ""},
+		{"a Pod item the pod breaks without the injection is not ours to judge", corev1.LimitRangeItem{Type: corev1.LimitTypePod}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,5 +112,78 @@ func TestLimitRangeDefaultsBeforeChecks(t *testing.T) {
 	}}}}
 	if err := checkLimitRanges(limitOnly, []corev1.LimitRange{memRatio}); err != nil {
 		t.Errorf("a request taken from the limit: %v", err)
+	}
+}
+
+// Pod-type LimitRanges judge the pod's total, where the refreshing
+// sidecar adds to the app containers and a plain init container counts at
+// its peak: the case (max memory 256Mi per pod, an app at 256Mi)
+// is denied naming the LimitRange with refresh, and admitted without it;
+// a pod over the max before injection is the API server's to refuse.
+func TestPodLimitRanges(t *testing.T) {
+	q := resource.MustParse
+	lr := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "per-pod"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypePod, Max: corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("256Mi")},
+	}}}}
+	ratio := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "ratio"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypePod, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("1.5")},
+	}}}}
+	app := func(cpu, memory string, refresh bool) *corev1.Pod {
+		p := memberPod()
+		p.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourceMemory: q(memory)},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: q(cpu), corev1.ResourceMemory: q(memory)},
+		}
+		if refresh {
+			p.Annotations = map[string]string{contract.Refresh.Annotation: "30s"}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod
+		ranges []corev1.LimitRange
+		want   string // "" admits
+	}{
+		{"the sidecar adds to the app: over the pod's max", app("500m", "256Mi", true), []corev1.LimitRange{lr},
+			"LimitRange db/per-pod (type Pod) would reject the pod once the injected seed-discovery container is added: memory limit must be at most 256Mi (limit 288Mi)"},
+		{"an init container counts at its peak: fits", app("500m", "256Mi", false), []corev1.LimitRange{lr}, ""},
+		{"over the max before injection: the API server's to refuse", app("2", "1Gi", true), []corev1.LimitRange{lr}, ""},
+		// 1 + 0.1 limit over 1 + 0.01 request stays under 1.5 without the
+		// sidecar; the sidecar's 100m/10m brings the ratio to 1.089: fits.
+		{"a ratio the sidecar keeps", app("1", "64Mi", true), []corev1.LimitRange{ratio}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: &StaticServices{Known: true}, LimitRanges: StaticLimitRanges(tc.ranges)}).Decide(context.Background(), Request{
+				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: tc.pod,
+			})
+			if tc.want == "" {
+				if d.Verdict != VerdictInjected {
+					t.Fatalf("%s, want injected", summary(d))
+				}
+				return
+			}
+			if d.Verdict != VerdictDenied || d.Reason != ReasonLimitRange || !strings.Contains(d.Message, tc.want) || !strings.Contains(d.Message, "seedDiscovery.resources") {
+				t.Errorf("%s, want denied %q", summary(d), tc.want)
+			}
+		})
+	}
+}
+
+// maxLimitRequestRatio compares at milli precision, as LimitRanger does: a
+// ratio of 1.5 refuses 1.8 (rounding the bound to units would let 2 pass).
+func TestLimitRequestRatioBelowTwo(t *testing.T) {
+	q := resource.MustParse
+	lr := corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "r"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, MaxLimitRequestRatio: corev1.ResourceList{corev1.ResourceCPU: q("1.5")},
+	}}}}
+	for limit, want := range map[string]string{"180m": "cpu limit/request ratio must be at most 1500m (180m/100m)", "150m": ""} {
+		ic := &corev1.Container{Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: q("100m")}, Limits: corev1.ResourceList{corev1.ResourceCPU: q(limit)},
+		}}
+		err := checkLimitRanges(ic, []corev1.LimitRange{lr})
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("limit %s: %v, want %q", limit, err, want)
+		}
 	}
 }

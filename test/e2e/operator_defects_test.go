@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
@@ -121,4 +123,45 @@ func TestPortNameCheckedAgainstTheGroupsService(t *testing.T) {
 	if err := cluster.Client.Create(ctx, named("kept", "tcp-7000")); err != nil {
 		t.Fatalf("a port-name the Service carries: %v", err)
 	}
+}
+
+// A Pod-type LimitRange the refreshing sidecar would push the pod over:
+// denied by peergroup with the LimitRange's name and the chart value
+// (before, the API server refused it with a total the user never wrote,
+// and the group's Service was left behind); the same pod with a plain
+// init container fits, and is admitted.
+func TestPodLimitRangeNamedInDenial(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "per-pod"})
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "per-pod"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypePod, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+	}}}}
+	if err := cluster.Client.Create(ctx, lr); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name string, refresh bool) *corev1.Pod {
+		p := plainPod(ns, name, nil)
+		r := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("256Mi")}
+		p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: r, Limits: r}
+		if refresh {
+			p.Annotations = map[string]string{contract.Refresh.Annotation: "30s"}
+		}
+		return p
+	}
+	want := "LimitRange " + ns + "/per-pod (type Pod) would reject the pod once the injected seed-discovery container is added: memory limit must be at most 256Mi (limit 288Mi)"
+	eventually(t, 10*time.Second, "the LimitRange in the webhook's cache", func() bool {
+		err := cluster.Client.Create(ctx, pod("probe", true), client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), want)
+	})
+	if err := cluster.Client.Create(ctx, pod("sidecar", true)); err == nil || !strings.Contains(err.Error(), "seedDiscovery.resources") {
+		t.Fatalf("with the sidecar: %v, want %q and the chart value", err, want)
+	}
+	if got := services(t, ns); len(got) != 0 {
+		t.Fatalf("a denied pod left Services: %v", got)
+	}
+	plain := pod("init", false)
+	if err := cluster.Client.Create(ctx, plain); err != nil {
+		t.Fatalf("with the init container: %v", err)
+	}
+	requireInjected(t, plain)
 }
