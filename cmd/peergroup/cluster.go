@@ -238,6 +238,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	fs := newFlagSet("audit", stderr)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
+	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration whose entries decide which replacements peergroup is sent")
 	fix := fixFlags(fs)
 	kubeconfig, output := clusterFlags(fs)
 	cfg, positional, err := parse(fs, args)
@@ -274,10 +275,14 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := c.List(ctx, pods, opts...); err != nil {
 		return 2, fmt.Errorf("list pods: %w", err)
 	}
-	if fix.Fix {
-		return auditFix(ctx, c, auditState{Pods: pods.Items, NamespaceLabels: nsLabels, Config: *cfg, ListOptions: opts, Output: *output, Kubeconfig: *kubeconfig}, *fix, stdout)
+	cluster, err := auditLookUp(ctx, c, nsLabels, opts, *configName, stderr)
+	if err != nil {
+		return 2, err
 	}
-	findings := offline.Uninjected(pods.Items, nsLabels, *cfg)
+	if fix.Fix {
+		return auditFix(ctx, c, auditState{Pods: pods.Items, Cluster: cluster, Config: *cfg, Output: *output, Kubeconfig: *kubeconfig}, *fix, stdout)
+	}
+	findings := offline.Uninjected(pods.Items, cluster, *cfg)
 	if *output == "json" {
 		if findings == nil {
 			findings = []offline.Finding{}
@@ -292,6 +297,38 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// auditLookUp reads what the webhook decides with besides the pod: the
+// Services and LimitRanges of the namespaces audited, and the live webhook
+// configuration (a user who may not read it is told, and the entries are
+// not matched).
+func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[string]string, opts []client.ListOption, configName string, stderr io.Writer) (offline.AuditCluster, error) {
+	cluster := offline.AuditCluster{NamespaceLabels: nsLabels}
+	services := &corev1.ServiceList{}
+	if err := c.List(ctx, services, opts...); err != nil {
+		return cluster, fmt.Errorf("list services: %w", err)
+	}
+	limitRanges := &corev1.LimitRangeList{}
+	if err := c.List(ctx, limitRanges, opts...); err != nil {
+		return cluster, fmt.Errorf("list limitranges: %w", err)
+	}
+	cluster.Services, cluster.LimitRanges = append([]corev1.Service{}, services.Items...), append([]corev1.LimitRange{}, limitRanges.Items...)
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: configName}, mwc); {
+	case err == nil:
+		cluster.Webhooks = mwc
+	case apierrors.IsNotFound(err):
+		// Nothing sends a replacement to peergroup: none is recreated
+		// injected (as explain says it).
+		cluster.Webhooks = &admissionregistrationv1.MutatingWebhookConfiguration{}
+		cluster.Webhooks.Name = configName + " (not found: peergroup is not installed under this name, --webhook-config)"
+	case apierrors.IsForbidden(err):
+		fmt.Fprintf(stderr, "warning: cannot read MutatingWebhookConfiguration %s (%v): which pods it sends to peergroup is not checked\n", configName, err)
+	default:
+		return cluster, fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
+	}
+	return cluster, nil
 }
 
 func printFindings(w io.Writer, findings []offline.Finding, checked int) {

@@ -92,24 +92,20 @@ func (r fixResult) String() string {
 
 // auditState is what the audit read from the cluster, and how.
 type auditState struct {
-	Pods            []corev1.Pod
-	NamespaceLabels map[string]map[string]string
-	Config          admit.Config
-	// ListOptions narrowed the pods listed (-n); Services are listed alike.
-	ListOptions []client.ListOption
-	Output      string
+	Pods    []corev1.Pod
+	Cluster offline.AuditCluster
+	Config  admit.Config
+	Output  string
 	// Kubeconfig is --kubeconfig, for the eviction client.
 	Kubeconfig string
 }
 
-// auditFix audits with the Services looked up (no pod is evicted whose
-// replacement the webhook would deny) and evicts the findings.
+// auditFix evicts the findings whose replacement would be injected: the
+// audit decided so with what the webhook decides with, and before each
+// eviction the API server is asked (a dry-run create of the replacement)
+// whether it would admit the replacement injected.
 func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig, stdout io.Writer) (int, error) {
-	services := &corev1.ServiceList{}
-	if err := c.List(ctx, services, in.ListOptions...); err != nil {
-		return 2, fmt.Errorf("list services: %w", err)
-	}
-	findings := offline.UninjectedWithServices(in.Pods, in.NamespaceLabels, services.Items, in.Config)
+	findings := offline.Uninjected(in.Pods, in.Cluster, in.Config)
 	if len(findings) == 0 {
 		if in.Output == "json" {
 			fmt.Fprintln(stdout, "[]")
@@ -126,12 +122,13 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 	if err != nil {
 		return 2, err
 	}
+	admitted := replacementCheck(restCfg)
 	// Text is printed as each eviction is answered; JSON once, at the end.
 	report := func(r fixResult) { fmt.Fprintln(stdout, r) }
 	if in.Output == "json" {
 		report = func(fixResult) {}
 	}
-	results, err := fixFindings(ctx, evict, in.Pods, findings, cfg, report)
+	results, err := fixFindings(ctx, evict, admitted, in.Pods, findings, cfg, report)
 	if err != nil {
 		return 2, err
 	}
@@ -148,7 +145,7 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 // fixFindings evicts the pod of each finding in turn (a dry run unless
 // cfg.Evict) and reports each result as it comes. Only the findings' pods
 // are ever evicted. It stops when ctx is done.
-func fixFindings(ctx context.Context, evict evictFunc, pods []corev1.Pod, findings []offline.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
+func fixFindings(ctx context.Context, evict evictFunc, admitted replacementFunc, pods []corev1.Pod, findings []offline.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
 	byKey := make(map[client.ObjectKey]*corev1.Pod, len(pods))
 	for i := range pods {
 		byKey[client.ObjectKeyFromObject(&pods[i])] = &pods[i]
@@ -158,17 +155,24 @@ func fixFindings(ctx context.Context, evict evictFunc, pods []corev1.Pod, findin
 		if err := ctx.Err(); err != nil {
 			return results, fmt.Errorf("audit --fix stopped after %d of %d pods: %w", len(results), len(findings), err)
 		}
-		r := fixOne(ctx, evict, byKey[client.ObjectKey{Namespace: f.Namespace, Name: f.Pod}], f, cfg)
+		r := fixOne(ctx, evict, admitted, byKey[client.ObjectKey{Namespace: f.Namespace, Name: f.Pod}], f, cfg)
 		report(r)
 		results = append(results, r)
 	}
 	return results, nil
 }
 
-func fixOne(ctx context.Context, evict evictFunc, pod *corev1.Pod, f offline.Finding, cfg fixConfig) fixResult {
+func fixOne(ctx context.Context, evict evictFunc, admitted replacementFunc, pod *corev1.Pod, f offline.Finding, cfg fixConfig) fixResult {
 	r := fixResult{Finding: f}
 	if why := skipReason(pod, f, cfg.IncludeBare); why != "" {
 		r.Action, r.Detail = fixSkipped, why
+		return r
+	}
+	if why := admitted(ctx, pod); why != "" {
+		// The audit's decision and the API server's disagree (a policy,
+		// a quota, an unreachable webhook): evicting it would leave its
+		// controller without a pod, so it is reported for the user to act.
+		r.Action, r.Detail = fixBlocked, "its replacement would not be admitted injected: "+why
 		return r
 	}
 	r.Action, r.Detail = outcome(evict(ctx, pod, !cfg.Evict), !cfg.Evict)
@@ -194,6 +198,24 @@ func skipReason(pod *corev1.Pod, f offline.Finding, includeBare bool) string {
 		return "no controller (a bare pod): evicting it deletes it for good; --include-bare evicts it anyway"
 	}
 	return ""
+}
+
+// replacementFunc says why the API server would not admit the pod that
+// replaces pod, injected; "" when it would.
+type replacementFunc func(ctx context.Context, pod *corev1.Pod) string
+
+// replacementCheck dry-runs the pod's replacement through the API server
+// (every admission step, peergroup's webhook among them, as for the pod the
+// controller will create; nothing is stored, and peergroup creates no
+// Service for a dry run) and reads the outcome as `peergroup check` does.
+func replacementCheck(cfg *rest.Config) replacementFunc {
+	return func(ctx context.Context, pod *corev1.Pod) string {
+		r := offline.CheckReplacement(ctx, cfg, pod)
+		if r.Outcome == offline.CheckReachable {
+			return ""
+		}
+		return r.Outcome + ": " + r.Detail
+	}
 }
 
 // evictFunc evicts pod through the Eviction API; with dryRun the API

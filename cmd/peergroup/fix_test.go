@@ -181,7 +181,7 @@ func TestFixOnePod(t *testing.T) {
 			evict, calls := fakeEvict(map[string]error{tc.pod.Name: tc.answer})
 			f := offline.Finding{Namespace: "db", Pod: tc.pod.Name, Group: "g", Reason: "member of group g", Recreate: !tc.noRecreate}
 			var reported []fixResult
-			results, err := fixFindings(context.Background(), evict, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
+			results, err := fixFindings(context.Background(), evict, admitsAll, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +247,7 @@ func TestFixLinesSummaryAndExitCode(t *testing.T) {
 				findings = append(findings, finding(p.Name))
 			}
 			var out bytes.Buffer
-			results, err := fixFindings(context.Background(), evict, tc.pods, findings, tc.cfg, func(r fixResult) { out.WriteString(r.String() + "\n") })
+			results, err := fixFindings(context.Background(), evict, admitsAll, tc.pods, findings, tc.cfg, func(r fixResult) { out.WriteString(r.String() + "\n") })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -274,7 +274,7 @@ func TestFixStopsWhenInterrupted(t *testing.T) {
 	evict, calls := fakeEvict(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := fixFindings(ctx, evict, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
+	_, err := fixFindings(ctx, evict, admitsAll, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped after 0 of 1 pods") || len(*calls) != 0 {
 		t.Errorf("err %v, evictions %+v; want a stop before any eviction", err, *calls)
 	}
@@ -289,5 +289,32 @@ func TestFixFlagsNeedFix(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut.String(), "--yes and --include-bare need --fix") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
 		}
+	}
+}
+
+// admitsAll stands for an API server that admits every replacement injected.
+func admitsAll(context.Context, *corev1.Pod) string { return "" }
+
+// A replacement the API server would not admit injected (a policy, a
+// quota, an unreachable webhook) blocks the eviction: exit 3, the reason
+// printed, nothing evicted (issue 22.1: the pod was evicted and its
+// replacement refused).
+func TestFixBlockedByTheReplacementsAdmission(t *testing.T) {
+	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a", UID: "u",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "r", Controller: ptr.To(true)}}}}
+	evict, calls := fakeEvict(nil)
+	refuses := func(context.Context, *corev1.Pod) string { return "other: refused by a policy" }
+	results, err := fixFindings(context.Background(), evict, refuses, []corev1.Pod{pod}, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true}, func(fixResult) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Action != fixBlocked || !strings.Contains(results[0].Detail, "its replacement would not be admitted injected: other: refused by a policy") {
+		t.Fatalf("results %+v", results)
+	}
+	if len(*calls) != 0 {
+		t.Errorf("evicted: %+v", *calls)
+	}
+	if code := fixExitCode(results); code != exitRefused {
+		t.Errorf("exit %d, want %d", code, exitRefused)
 	}
 }

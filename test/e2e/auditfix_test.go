@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,7 +30,10 @@ import (
 // auditFixRules is the RBAC the README documents for peergroup audit
 // --fix; the CLI runs with exactly these.
 var auditFixRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "services"}, Verbs: []string{"list"}},
+	{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "services", "limitranges"}, Verbs: []string{"list"}},
+	{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get"}},
+	// The replacement's server-side dry run.
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}},
 	{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
 }
 
@@ -60,7 +64,7 @@ func TestAuditFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := kubeconfigWithRules(t, ctx, admin, ns, "auditfix", auditFixRules)
-	noEviction := kubeconfigWithRules(t, ctx, admin, ns, "auditfix-noevict", auditFixRules[:1])
+	noEviction := kubeconfigWithRules(t, ctx, admin, ns, "auditfix-noevict", auditFixRules[:3])
 	cli := func(kubeconfig string, args ...string) (int, string) {
 		cmd := exec.CommandContext(ctx, peergroup, append([]string{"audit", "--kubeconfig", kubeconfig, "-n", ns}, args...)...)
 		var out bytes.Buffer
@@ -221,6 +225,12 @@ func createAuditFixPods(t *testing.T, ctx context.Context, ns string) map[string
 	if err := cluster.Client.Update(ctx, nsObj); err != nil {
 		t.Fatal(err)
 	}
+	// The API server matches the namespaceSelector against its own
+	// namespace cache, which may not have the label yet.
+	eventually(t, 10*time.Second, "the namespace's label seen by the API server", func() bool {
+		probe := plainPod(ns, "probe", nil)
+		return cluster.Client.Create(ctx, probe, client.DryRunAll) == nil && initContainerCount(probe, contract.InitContainerName) == 1
+	})
 	injected := owned(plainPod(ns, "injected", map[string]string{"app": "members"}))
 	if err := cluster.Client.Create(ctx, injected); err != nil {
 		t.Fatal(err)
@@ -297,5 +307,82 @@ func requirePodsEvicted(t *testing.T, ctx context.Context, ns string, uids map[s
 		case !gone[name] && (pod.UID != uid || pod.DeletionTimestamp != nil):
 			t.Errorf("pod %s was touched: uid %s (created %s), deletionTimestamp %v", name, pod.UID, uid, pod.DeletionTimestamp)
 		}
+	}
+}
+
+// auditCLI runs the peergroup binary's audit in ns with kubeconfig and
+// returns its exit code and output.
+func auditCLI(t *testing.T, ctx context.Context, peergroup, kubeconfig, ns string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, peergroup, append([]string{"audit", "--kubeconfig", kubeconfig, "-n", ns}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run peergroup: %v", err)
+	}
+	t.Logf("peergroup audit %s: exit %d\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out.String())
+	return cmd.ProcessState.ExitCode(), out.String()
+}
+
+// audit --fix never evicts a member whose replacement would be refused:
+// under a LimitRange the injected container breaks (min cpu 50m, common in
+// multi-tenant clusters) the audit itself decides the replacement would
+// be denied, and skips it saying why; where the audit cannot know (a
+// validating policy refuses the pods), the replacement's dry run through
+// the API server is refused, and the pod is reported blocked (exit 3).
+// Before, --fix --yes evicted such a pod, printed "1 evicted", exited 0,
+// and the webhook denied the replacement.
+func TestAuditFixNeverEvictsARefusedReplacement(t *testing.T) {
+	ctx := testContext(t)
+	peergroup, err := framework.BuildBinary(ctx, "peergroup", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := cluster.WriteKubeconfig(admin); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(ns string)
+		code  int
+		line  string
+	}{
+		{"a LimitRange the injection breaks", func(ns string) {
+			lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tenant"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+				Type: corev1.LimitTypeContainer, Min: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")},
+			}}}}
+			if err := cluster.Client.Create(ctx, lr); err != nil {
+				t.Fatal(err)
+			}
+		}, 1, "/free: a new pod would not be injected either: member of group cassandra that the webhook would deny: peergroup: LimitRange "},
+		{"a policy refusing the replacement", func(ns string) {
+			nsObj := &corev1.Namespace{}
+			if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+				t.Fatal(err)
+			}
+			nsObj.Labels["audit-fix-test"] = "refuse"
+			if err := cluster.Client.Update(ctx, nsObj); err != nil {
+				t.Fatal(err)
+			}
+			refusePodsIn(t, ctx, ns+"-refuse", "audit-fix-test", "refuse")
+			eventually(t, 10*time.Second, "the policy enforced", func() bool {
+				return cluster.Client.Create(ctx, plainPod(ns, "x", nil), client.DryRunAll) != nil
+			})
+		}, 3, "/free: its replacement would not be admitted injected: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t, nil)
+			pods := createAuditFixPods(t, ctx, ns)
+			tc.setup(ns)
+			kubeconfig := kubeconfigWithRules(t, ctx, admin, ns, "auditfix", auditFixRules)
+			code, out := auditCLI(t, ctx, peergroup, kubeconfig, ns, "--fix", "--yes")
+			if code != tc.code || !strings.Contains(out, tc.line) || strings.Contains(out, "evicted "+ns) {
+				t.Errorf("exit %d, want %d, a line containing %q and no eviction:\n%s", code, tc.code, tc.line, out)
+			}
+			requirePodsEvicted(t, ctx, ns, pods, nil)
+		})
 	}
 }

@@ -1,9 +1,11 @@
 package offline
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,44 +30,64 @@ type Finding struct {
 	Recreate bool `json:"recreate"`
 }
 
+// AuditCluster is what the audit read of the cluster, so each pod is
+// decided with everything the webhook decides with. A nil field was not
+// looked up.
+type AuditCluster struct {
+	// NamespaceLabels maps a namespace to its labels.
+	NamespaceLabels map[string]map[string]string
+	// Services and LimitRanges of the pods' namespaces.
+	Services    []corev1.Service
+	LimitRanges []corev1.LimitRange
+	// Webhooks is the live MutatingWebhookConfiguration: a pod no entry
+	// would send to peergroup is not recreated injected.
+	Webhooks *admissionregistrationv1.MutatingWebhookConfiguration
+}
+
 // Uninjected asks the webhook's decision about each existing pod, as if it
-// were created now, and returns the members that lack the injection.
-// nsLabels maps a namespace to its labels. Services are not looked up, so
-// a non-headless Service is not reported here (explain reports it).
-func Uninjected(pods []corev1.Pod, nsLabels map[string]map[string]string, cfg admit.Config) []Finding {
-	return uninjected(pods, nsLabels, nil, cfg)
-}
-
-// UninjectedWithServices is Uninjected with the cluster's Services in the
-// pods' namespaces looked up, for audit --fix: it reports the same pods,
-// and a member whose group's Service exists and is not headless gets
-// Recreate false, since the webhook would deny the pod that replaces it.
-func UninjectedWithServices(pods []corev1.Pod, nsLabels map[string]map[string]string, services []corev1.Service, cfg admit.Config) []Finding {
-	index := make(map[client.ObjectKey]*corev1.Service, len(services))
-	for i := range services {
-		index[client.ObjectKeyFromObject(&services[i])] = &services[i]
+// were created now, and returns the members that lack the injection. The
+// LimitRanges of the pod's namespace take part in the decision (a member a
+// LimitRange would refuse is a finding the webhook would deny); the
+// Service and the webhook configuration, when looked up, only say whether
+// the pod replacing it would be injected (Finding.Recreate).
+func Uninjected(pods []corev1.Pod, cluster AuditCluster, cfg admit.Config) []Finding {
+	services := make(map[client.ObjectKey]*corev1.Service, len(cluster.Services))
+	for i := range cluster.Services {
+		services[client.ObjectKeyFromObject(&cluster.Services[i])] = &cluster.Services[i]
 	}
-	return uninjected(pods, nsLabels, index, cfg)
-}
-
-// uninjected decides each pod; services nil means not looked up.
-func uninjected(pods []corev1.Pod, nsLabels map[string]map[string]string, services map[client.ObjectKey]*corev1.Service, cfg admit.Config) []Finding {
+	ranges := map[string][]corev1.LimitRange{}
+	for _, lr := range cluster.LimitRanges {
+		ranges[lr.Namespace] = append(ranges[lr.Namespace], lr)
+	}
 	var out []Finding
 	for i := range pods {
 		pod := &pods[i]
-		d, _ := decide(pod, cfg, nsLabels[pod.Namespace], &admit.StaticServices{})
+		nsLabels := cluster.NamespaceLabels[pod.Namespace]
+		// Not nil, so the decision checks them (nil means not looked up).
+		nsRanges := append([]corev1.LimitRange{}, ranges[pod.Namespace]...)
+		d, _ := decide(pod, cfg, nsLabels, &admit.StaticServices{}, nsRanges...)
 		f, ok := finding(pod, d)
 		if !ok {
 			continue
 		}
-		if f.Recreate && services != nil {
+		if f.Recreate && cluster.Services != nil {
 			// Only the decision names the Service, so the pod is decided
-			// again with it known. The findings stay those of Uninjected:
-			// the Service only says whether a replacement would be denied.
+			// again with it known.
 			existing := services[client.ObjectKey{Namespace: pod.Namespace, Name: d.ServiceName}]
-			if again, _ := decide(pod, cfg, nsLabels[pod.Namespace], &admit.StaticServices{Existing: existing, Known: true}); !again.Allowed() {
+			if again, _ := decide(pod, cfg, nsLabels, &admit.StaticServices{Existing: existing, Known: true}, nsRanges...); !again.Allowed() {
 				f.Recreate = false
 				f.Reason += "; the webhook would deny the pod replacing it: " + again.Message
+			}
+		}
+		if f.Recreate && cluster.Webhooks != nil {
+			entries := matchEntries(cluster.Webhooks, pod, nsLabels)
+			if !slices.ContainsFunc(entries, func(e EntryMatch) bool { return e.Matches }) {
+				f.Recreate = false
+				var why []string
+				for _, e := range entries {
+					why = append(why, e.Name+": "+e.Why)
+				}
+				f.Reason += "; no entry of the webhook configuration " + cluster.Webhooks.Name + " would send the pod replacing it to peergroup (" + strings.Join(why, "; ") + ")"
 			}
 		}
 		out = append(out, f)

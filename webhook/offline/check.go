@@ -83,10 +83,7 @@ func reachedBy(warnings []string) bool {
 // that does not exist says nothing about the webhook), then the pod, with
 // the warnings the API server returned.
 func RunCheck(ctx context.Context, cfg *rest.Config, namespace, group string) CheckResult {
-	warnings := &warningLog{}
-	cfg = rest.CopyConfig(cfg)
-	cfg.WarningHandler = warnings
-	c, err := client.New(cfg, client.Options{})
+	c, warnings, err := warningClient(cfg)
 	if err != nil {
 		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("create a client: %v", err)}
 	}
@@ -101,6 +98,56 @@ func RunCheck(ctx context.Context, cfg *rest.Config, namespace, group string) Ch
 	pod := ProbePod(namespace, group)
 	err = c.Create(ctx, pod, client.DryRunAll)
 	return Diagnose(pod, err, warnings.all())
+}
+
+// CheckReplacement dry-runs the pod a controller would create in place of
+// pod (Replacement) through the API server and diagnoses the answer as
+// RunCheck does, except that any refusal is one: peergroup answering and a
+// later step refusing (outcome other) still leaves no pod.
+func CheckReplacement(ctx context.Context, cfg *rest.Config, pod *corev1.Pod) CheckResult {
+	c, warnings, err := warningClient(cfg)
+	if err != nil {
+		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("create a client: %v", err)}
+	}
+	repl := Replacement(pod)
+	err = c.Create(ctx, repl, client.DryRunAll)
+	r := Diagnose(repl, err, warnings.all())
+	if err != nil && r.Outcome != CheckUnreachable && r.Outcome != CheckDenied {
+		// The replacement carries no probe mark: whoever refused it, it
+		// is refused.
+		return CheckResult{Outcome: CheckOther, Detail: "the API server refuses it: " + err.Error()}
+	}
+	return r
+}
+
+// Replacement is the pod its controller would create in place of pod, as
+// near as the pod tells: its labels, annotations, owner and spec, without
+// what the API server and its admission steps set on the stored pod (node,
+// priority and overhead, which they compute again and refuse when given).
+func Replacement(pod *corev1.Pod) *corev1.Pod {
+	r := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
+	r.Namespace, r.Labels, r.Annotations = pod.Namespace, pod.Labels, pod.Annotations
+	r.GenerateName = pod.GenerateName
+	if r.GenerateName == "" {
+		r.GenerateName = pod.Name + "-"
+	}
+	for _, ref := range pod.OwnerReferences {
+		ref.BlockOwnerDeletion = nil // needs update on the owner's finalizers; irrelevant to a dry run
+		r.OwnerReferences = append(r.OwnerReferences, ref)
+	}
+	r.Spec = *pod.Spec.DeepCopy()
+	r.Spec.NodeName, r.Spec.Priority, r.Spec.PreemptionPolicy, r.Spec.Overhead = "", nil, nil, nil
+	r.Spec.EphemeralContainers = nil
+	return r
+}
+
+// warningClient is a client whose API server warnings are kept.
+func warningClient(cfg *rest.Config) (client.Client, *warningLog, error) {
+	warnings := &warningLog{}
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = warnings
+	c, err := client.New(cfg, client.Options{})
+	return c, warnings, err
 }
 
 // warningLog keeps the API server's warnings (rest.WarningHandler).

@@ -124,7 +124,7 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 				t.Errorf("explain: %s: %q (service %q), want %s: %q (service %q)", e.Verdict, e.Reason, e.ServiceState, tc.explain, tc.explainWhy, tc.serviceState)
 			}
 
-			findings := Uninjected([]corev1.Pod{*tc.pod}, map[string]map[string]string{"db": tc.nsLabels}, cfg)
+			findings := Uninjected([]corev1.Pod{*tc.pod}, AuditCluster{NamespaceLabels: map[string]map[string]string{"db": tc.nsLabels}}, cfg)
 			switch {
 			case tc.audit == "" && len(findings) > 0:
 				t.Errorf("audit reports %+v, want nothing", findings)
