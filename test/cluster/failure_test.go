@@ -113,7 +113,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	for _, n := range nsList.Items {
 		labels[n.Name] = n.Labels
 	}
-	findings := offline.Uninjected(all.Items, labels, admit.DefaultConfig())
+	findings := offline.Uninjected(all.Items, offline.AuditCluster{NamespaceLabels: labels}, admit.DefaultConfig())
 	var here []offline.Finding
 	for _, f := range findings {
 		if f.Namespace == ns {
