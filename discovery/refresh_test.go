@@ -2,9 +2,11 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +208,89 @@ func TestLoadDecision(t *testing.T) {
 	}
 	if _, _, err := LoadDecision(dir); err == nil || !strings.Contains(err.Error(), "previous decision") {
 		t.Errorf("corrupt discovery.json: %v", err)
+	}
+}
+
+// A StatefulSet's sidecar with seed-address=hostname: a new pod, named
+// only by its PTR record, reaches the peer files by its name within a few
+// rounds (the PTR lookup of an address without a name, and its answer
+// taken).
+func TestKeepNamesANewStatefulSetPod(t *testing.T) {
+	z := startZone(t, 0)
+	pod := func(i int) dnszone.Pod {
+		return dnszone.Pod{Hostname: fmt.Sprintf("cassandra-%d", i), IPs: addrList(fmt.Sprintf("127.0.0.%d", i+1))}
+	}
+	z.Set(fqdn, "", dnszone.Endpoints(pod(0), pod(1), pod(2))...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.PodName, c.SeedAddress, c.Refresh = "cassandra-1", contract.AddressHostname, 50*time.Millisecond
+	_, log, _ := keep(t, c)
+	name := func(i int) string { return fmt.Sprintf("cassandra-%d.%s\n", i, strings.TrimSuffix(fqdn, ".")) }
+	if got := readFile(t, c.OutputDir, contract.PeerHostsFileName); got != name(0)+name(1)+name(2) {
+		t.Fatalf("peer-hosts at the decision: %q", got)
+	}
+	z.Set(fqdn, "", dnszone.Endpoints(pod(0), pod(1), pod(2), pod(3))...)
+	deadline := time.Now().Add(2 * time.Second)
+	for readFile(t, c.OutputDir, contract.PeerHostsFileName) != name(0)+name(1)+name(2)+name(3) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new pod's name never reached peer-hosts: %q\n%s", readFile(t, c.OutputDir, contract.PeerHostsFileName), log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A view that does not change rewrites no file and logs no change.
+func TestKeepSteadyViewWritesNothing(t *testing.T) {
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.Refresh = 30 * time.Millisecond
+	stop, log, _ := keep(t, c)
+	stat := func(name string) time.Time {
+		info, err := os.Stat(filepath.Join(c.OutputDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ModTime()
+	}
+	files := []string{contract.DiscoveryFileName, contract.PeersFileName, contract.PeerHostsFileName}
+	before := map[string]time.Time{}
+	for _, f := range files {
+		before[f] = stat(f)
+	}
+	time.Sleep(400 * time.Millisecond) // at least 10 rounds
+	stop()
+	for _, f := range files {
+		if !stat(f).Equal(before[f]) {
+			t.Errorf("%s rewritten in a steady view", f)
+		}
+	}
+	if strings.Contains(log(), "peers changed") {
+		t.Errorf("a change logged in a steady view:\n%s", log())
+	}
+}
+
+// A pod whose port alone changed is a change of the peers (the host:port
+// files follow it); the same pods are none.
+func TestSamePods(t *testing.T) {
+	a := []Pod{{Hostname: "db-0", IPs: addrList("10.0.0.1"), Port: 7000}, {IPs: addrList("10.0.0.2"), Port: 7000}}
+	for _, tc := range []struct {
+		name string
+		edit func([]Pod)
+		same bool
+	}{
+		{"unchanged", func([]Pod) {}, true},
+		{"port", func(p []Pod) { p[1].Port = 7001 }, false},
+		{"hostname", func(p []Pod) { p[0].Hostname = "db-9" }, false},
+		{"address", func(p []Pod) { p[1].IPs = addrList("10.0.0.3") }, false},
+	} {
+		b := slices.Clone(a)
+		b[0].IPs, b[1].IPs = slices.Clone(a[0].IPs), slices.Clone(a[1].IPs)
+		tc.edit(b)
+		if got := samePods(a, b); got != tc.same {
+			t.Errorf("%s: samePods = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+	if samePods(a, a[:1]) {
+		t.Error("a pod gone is no change")
 	}
 }

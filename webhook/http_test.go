@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -63,5 +64,39 @@ func TestHTTPHandlerRefusesOtherKindsWithoutDecoding(t *testing.T) {
 	code, review, err := post(&HTTPHandler{Webhook: &admission.Webhook{Handler: h}}, reviewBody(svc, "CREATE"))
 	if err != nil || code != http.StatusBadRequest || review.Response.Allowed || !strings.Contains(review.Response.Result.Message, "not a v1 Pod") {
 		t.Fatalf("HTTP %d %v: %+v", code, err, review)
+	}
+}
+
+// The admission's deadline is 4/5 of the budget the API server states in
+// ?timeout=; without one (or a bad or non-positive one) only the request's
+// own context bounds it.
+func TestRequestContextTakesTheAPIServersBudget(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  time.Duration // 0: no deadline
+	}{
+		{"?timeout=5s", 4 * time.Second},
+		{"?timeout=10s", 8 * time.Second},
+		{"?timeout=1s", 800 * time.Millisecond},
+		{"", 0},
+		{"?timeout=soon", 0},
+		{"?timeout=0s", 0},
+		{"?timeout=-5s", 0},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/mutate-v1-pod"+tc.query, nil)
+		start := time.Now()
+		ctx, cancel := requestContext(r)
+		deadline, ok := ctx.Deadline()
+		cancel()
+		switch {
+		case tc.want == 0 && ok:
+			t.Errorf("%q: deadline in %s, want none", tc.query, deadline.Sub(start))
+		case tc.want != 0 && !ok:
+			t.Errorf("%q: no deadline, want %s", tc.query, tc.want)
+		case tc.want != 0:
+			if got := deadline.Sub(start); got < tc.want-50*time.Millisecond || got > tc.want+50*time.Millisecond {
+				t.Errorf("%q: deadline in %s, want %s", tc.query, got, tc.want)
+			}
+		}
 	}
 }

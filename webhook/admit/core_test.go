@@ -167,3 +167,31 @@ func TestConfigFlags(t *testing.T) {
 		t.Error("Excluded")
 	}
 }
+
+// GroupInCluster: a Service this admission created makes the group real;
+// an existing one only when it bears the group's own name, not one any
+// pod may name with peergroup.dev/service (which would let any number of
+// made-up group names through one Service).
+func TestGroupInCluster(t *testing.T) {
+	for _, tc := range []struct {
+		state   ServiceState
+		service string
+		want    bool
+	}{
+		{ServiceCreated, "cassandra", true},
+		{ServiceCreated, "other", true},
+		{ServiceExists, "cassandra", true},
+		{ServiceExists, "shared", false},
+		{ServiceNotHeadless, "cassandra", true},
+		{ServiceNotHeadless, "shared", false},
+		{ServiceMissing, "cassandra", false},
+		{ServiceFailed, "cassandra", false},
+		{ServiceUnknown, "cassandra", false},
+		{ServiceNotReached, "cassandra", false},
+	} {
+		d := Decision{Group: "cassandra", ServiceName: tc.service, Service: tc.state}
+		if got := d.GroupInCluster(); got != tc.want {
+			t.Errorf("Service %s named %s: GroupInCluster = %v, want %v", tc.state, tc.service, got, tc.want)
+		}
+	}
+}

@@ -172,3 +172,29 @@ func applyPatch(t *testing.T, pod *corev1.Pod, patch []byte) *corev1.Pod {
 	}
 	return patched
 }
+
+// Validate accepts every Secret name the API server accepts and refuses
+// the others, naming the flag.
+func TestConfigValidatePullSecretNames(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		ok    bool
+	}{
+		{nil, true},
+		{[]string{"regcred"}, true},
+		{[]string{"regcred", "mirror.example-2", strings.Repeat("a", 253)}, true},
+		{[]string{"RegCred"}, false},
+		{[]string{"regcred", "bad_name"}, false},
+		{[]string{strings.Repeat("a", 254)}, false},
+	} {
+		cfg := DefaultConfig()
+		cfg.ImagePullSecrets = tc.names
+		err := cfg.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: %v, want ok=%v", tc.names, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--seed-discovery-image-pull-secrets") {
+			t.Errorf("%q: %v does not name the flag", tc.names, err)
+		}
+	}
+}
