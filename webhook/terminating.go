@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,11 +49,17 @@ func Retiring(pod metav1.Object) bool {
 	return pod.GetDeletionTimestamp() != nil && pod.GetLabels()[contract.PeerLabel] == contract.PeerValue
 }
 
-// retirePatch sets the label, on the condition that the pod still carries
-// the value read (a JSON patch test), so a pod whose label someone else
-// changed meanwhile is left as it is.
-var retirePatch = []byte(`[{"op":"test","path":"/metadata/labels/peergroup.dev~1peer","value":"` + contract.PeerValue + `"},` +
-	`{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"` + contract.PeerTerminatingValue + `"}]`)
+// retirePatch sets the label on the pod read, on two conditions the API
+// server checks (JSON patch test operations): the pod is still the one
+// read (its UID: a StatefulSet's replacement has the same name, and the
+// cache may still hold the old pod), and still carries the value read, so
+// a pod whose label someone else changed meanwhile is left as it is.
+func retirePatch(uid types.UID) []byte {
+	test, _ := json.Marshal(string(uid))
+	return []byte(`[{"op":"test","path":"/metadata/uid","value":` + string(test) + `},` +
+		`{"op":"test","path":"/metadata/labels/peergroup.dev~1peer","value":"` + contract.PeerValue + `"},` +
+		`{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"` + contract.PeerTerminatingValue + `"}]`)
+}
 
 func (r *TerminatingPeers) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pod := PodMeta()
@@ -66,14 +73,18 @@ func (r *TerminatingPeers) Reconcile(ctx context.Context, req reconcile.Request)
 	// read may share its maps with the cache (DefaultUnsafeDisableDeepCopy).
 	target := PodMeta()
 	target.Namespace, target.Name = pod.Namespace, pod.Name
-	err := r.Client.Patch(ctx, target, client.RawPatch(types.JSONPatchType, retirePatch))
+	err := r.Client.Patch(ctx, target, client.RawPatch(types.JSONPatchType, retirePatch(pod.UID)))
 	switch {
 	case err == nil:
 		log.FromContext(ctx).Info("terminating peer left its group's DNS", "pod", req.NamespacedName, "label", contract.PeerLabel+"="+contract.PeerTerminatingValue)
 		return reconcile.Result{}, nil
-	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsConflict(err):
-		// Gone already, or its label changed under us (the failed test
-		// operation): nothing left to do for this pod.
+	case apierrors.IsNotFound(err):
+		return reconcile.Result{}, nil // gone already
+	case apierrors.IsInvalid(err), apierrors.IsConflict(err):
+		// A failed test operation (another pod by now, or its label
+		// changed under us), or a policy refusing the change: nothing
+		// left to do for this pod, but say so.
+		log.FromContext(ctx).Info("terminating peer not relabelled", "pod", req.NamespacedName, "reason", err.Error())
 		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{}, fmt.Errorf("relabel terminating peer %s: %w", req.NamespacedName, err)

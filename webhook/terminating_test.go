@@ -19,7 +19,7 @@ import (
 func TestTerminatingPeerLeavesTheGroupsDNS(t *testing.T) {
 	now := metav1.NewTime(time.Now())
 	pod := func(peer string, deleting bool) *corev1.Pod {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "m", Namespace: "db",
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "m", Namespace: "db", UID: "u1",
 			Labels: map[string]string{contract.GroupLabel: "g", "app": "x"}}}
 		if peer != "" {
 			p.Labels[contract.PeerLabel] = peer
@@ -90,5 +90,39 @@ func TestRetiring(t *testing.T) {
 		if got := Retiring(m); got != tc.want {
 			t.Errorf("Retiring(labels %v, deleting %v) = %v, want %v", tc.labels, tc.deleting, got, tc.want)
 		}
+	}
+}
+
+// staleCache answers Get from the informer cache and sends the rest to
+// the API server.
+type staleCache struct {
+	client.Client
+	cache client.Client
+}
+
+func (s staleCache) Get(ctx context.Context, k client.ObjectKey, o client.Object, opts ...client.GetOption) error {
+	return s.cache.Get(ctx, k, o, opts...)
+}
+
+// A StatefulSet's replacement has the old pod's name: while the cache
+// still holds the old, terminating pod, the patch must not land on the
+// new, running one (it would leave its group's DNS for good).
+func TestTerminatingPeerPatchTargetsThePodRead(t *testing.T) {
+	now := metav1.NewTime(time.Now())
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "db", UID: "old",
+		Labels:            map[string]string{contract.GroupLabel: "g", contract.PeerLabel: contract.PeerValue},
+		DeletionTimestamp: &now, Finalizers: []string{"test/hold"}}}
+	fresh := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "db", UID: "new",
+		Labels: map[string]string{contract.GroupLabel: "g", contract.PeerLabel: contract.PeerValue}}}
+	cache := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(old).Build()
+	api := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(fresh).Build()
+	r := &TerminatingPeers{Client: staleCache{Client: api, cache: cache}}
+	_, _ = r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "db-0"}})
+	got := &corev1.Pod{}
+	if err := api.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: "db-0"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels[contract.PeerLabel] != contract.PeerValue {
+		t.Errorf("the running replacement (uid %s) was relabelled %q", got.UID, got.Labels[contract.PeerLabel])
 	}
 }

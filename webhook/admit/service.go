@@ -184,14 +184,46 @@ func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
 		return err
 	}
 	name, ok := pod.Annotations[contract.PortName.Annotation]
-	if !ok || slices.ContainsFunc(have.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == name }) {
+	if !ok {
 		return nil
 	}
-	e := &PortNameNotInServiceError{Namespace: have.Namespace, Name: have.Name, PortName: name}
+	i := slices.IndexFunc(servicePorts(pod), func(p corev1.ServicePort) bool { return p.Name == name && p.Protocol == corev1.ProtocolTCP })
+	if i < 0 {
+		return nil // not a TCP port of the pod: Mutate denies that
+	}
+	want := servicePorts(pod)[i]
+	e := &PortNameNotInServiceError{Namespace: have.Namespace, Name: have.Name, PortName: name, PodPort: want.Port}
 	for _, p := range have.Spec.Ports {
 		e.Ports = append(e.Ports, fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP)))
+		if p.Name == name {
+			e.Found, e.Serves = true, cmp.Or(p.Protocol, corev1.ProtocolTCP) == corev1.ProtocolTCP && targetsPort(p, pod, want.Port)
+		}
+	}
+	if e.Found && e.Serves {
+		return nil
 	}
 	return e
+}
+
+// targetsPort reports whether a Service port leads to the pod's container
+// port number port: the endpoints (and so the SRV records of a headless
+// Service) carry the target port, a number or a container port's name,
+// defaulting to the Service port.
+func targetsPort(p corev1.ServicePort, pod *corev1.Pod, port int32) bool {
+	switch {
+	case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+		for _, c := range pod.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == p.TargetPort.StrVal {
+					return cp.ContainerPort == port
+				}
+			}
+		}
+		return false
+	case p.TargetPort.IntVal != 0:
+		return p.TargetPort.IntVal == port
+	}
+	return p.Port == port
 }
 
 // PortNameNotInServiceError denies a pod whose port-name the group's
@@ -200,7 +232,12 @@ func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
 type PortNameNotInServiceError struct {
 	Namespace, Name string
 	PortName        string
-	Ports           []string
+	// PodPort is the pod's TCP port of that name.
+	PodPort int32
+	Ports   []string
+	// Found: the Service has a port of that name; Serves: it is TCP and
+	// leads to PodPort.
+	Found, Serves bool
 }
 
 func (e *PortNameNotInServiceError) Error() string {
@@ -208,10 +245,14 @@ func (e *PortNameNotInServiceError) Error() string {
 	if len(e.Ports) > 0 {
 		have = strings.Join(e.Ports, ", ")
 	}
-	return fmt.Sprintf("peergroup: annotation %s is %s, but the group's Service %s/%s has no port of that name (its ports: %s); "+
-		"SRV records exist only for the Service's port names, so seed-discovery would find no peer. "+
+	problem := "has no port of that name"
+	if e.Found {
+		problem = fmt.Sprintf("has a port of that name, but not one that is TCP and leads to this pod's port %d", e.PodPort)
+	}
+	return fmt.Sprintf("peergroup: annotation %s is %s, but the group's Service %s/%s %s (its ports: %s); "+
+		"the SRV records _%s._tcp come from the Service's ports, so seed-discovery would find no peer, or the wrong port. "+
 		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
-		contract.PortName.Annotation, quote(e.PortName), e.Namespace, e.Name, have, contract.PortName.Annotation, e.Name)
+		contract.PortName.Annotation, quote(e.PortName), e.Namespace, e.Name, problem, have, Clip(e.PortName), contract.PortName.Annotation, e.Name)
 }
 
 // NotHeadlessError is the denial for a group whose Service exists with a

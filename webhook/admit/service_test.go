@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
@@ -153,9 +154,20 @@ func TestServiceIPFamilyPolicy(t *testing.T) {
 // all, is admitted. (Admitted before, seed-discovery asked for an SRV name
 // with no records and waited out its timeout.)
 func TestPortNameCheckedAgainstTheExistingService(t *testing.T) {
-	existing := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cassandra", Namespace: "db"}}
-	existing.Spec.ClusterIP = corev1.ClusterIPNone
-	existing.Spec.Ports = []corev1.ServicePort{{Name: "tcp-7000", Port: 7000, Protocol: corev1.ProtocolTCP}}
+	service := func(ports ...corev1.ServicePort) *corev1.Service {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cassandra", Namespace: "db"}}
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		svc.Spec.Ports = ports
+		return svc
+	}
+	// Made by the earlier servicePorts from [{7000}, {7001 named tcp-7000}]:
+	// the derived name took 7000.
+	old := service(corev1.ServicePort{Name: "tcp-7000", Port: 7000, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(7000)})
+	current := service(corev1.ServicePort{Name: "tcp-7000-2", Port: 7000, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(7000)},
+		corev1.ServicePort{Name: "tcp-7000", Port: 7001, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(7001)})
+	udp := service(corev1.ServicePort{Name: "gossip", Port: 7000, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(7000)})
+	// A Service of the user's own, its target a container port's name.
+	byName := service(corev1.ServicePort{Name: "gossip", Port: 17000, TargetPort: intstr.FromString("gossip")})
 	withPort := func(portName string) *corev1.Pod {
 		p := memberPod()
 		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "gossip", ContainerPort: 7000}, {Name: "tcp-7000", ContainerPort: 7001}}
@@ -165,28 +177,32 @@ func TestPortNameCheckedAgainstTheExistingService(t *testing.T) {
 		return p
 	}
 	for _, tc := range []struct {
+		name     string
 		portName string
 		existing *corev1.Service
 		want     Verdict
 		message  []string
 	}{
-		{"gossip", existing, VerdictDenied, []string{`peergroup.dev/port-name is "gossip"`, "Service db/cassandra has no port of that name", "its ports: tcp-7000 (7000/TCP)", "Changing a group's ports"}},
-		{"tcp-7000", existing, VerdictInjected, nil},
-		{"", existing, VerdictInjected, nil},
+		{"a name the Service lacks", "gossip", old, VerdictDenied, []string{`peergroup.dev/port-name is "gossip"`, "Service db/cassandra has no port of that name", "its ports: tcp-7000 (7000/TCP)", "Changing a group's ports"}},
+		{"the name on another port (an older Service)", "tcp-7000", old, VerdictDenied, []string{"has a port of that name, but not one that is TCP and leads to this pod's port 7001"}},
+		{"the name on a UDP port", "gossip", udp, VerdictDenied, []string{"not one that is TCP"}},
+		{"the name on the pod's port", "tcp-7000", current, VerdictInjected, nil},
+		{"a target port by name", "gossip", byName, VerdictInjected, nil},
+		{"no port-name", "", old, VerdictInjected, nil},
 		// No Service yet: checked against the pod (and created from it).
-		{"gossip", nil, VerdictInjected, nil},
+		{"no Service", "gossip", nil, VerdictInjected, nil},
 	} {
 		d := decideBoth(t, withPort(tc.portName), nil, tc.existing)
 		if d.Verdict != tc.want {
-			t.Errorf("port-name %q, Service %v: %s, want %s", tc.portName, tc.existing != nil, summary(d), tc.want)
+			t.Errorf("%s: %s, want %s", tc.name, summary(d), tc.want)
 		}
 		for _, m := range tc.message {
 			if !strings.Contains(d.Message, m) {
-				t.Errorf("port-name %q: message %q lacks %q", tc.portName, d.Message, m)
+				t.Errorf("%s: message %q lacks %q", tc.name, d.Message, m)
 			}
 		}
 		if tc.want == VerdictDenied && d.Reason != ReasonInvalidTuning {
-			t.Errorf("port-name %q: reason %s, want %s", tc.portName, d.Reason, ReasonInvalidTuning)
+			t.Errorf("%s: reason %s, want %s", tc.name, d.Reason, ReasonInvalidTuning)
 		}
 	}
 }

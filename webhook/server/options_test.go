@@ -84,7 +84,7 @@ func TestTrimCached(t *testing.T) {
 	}
 	trimmed := got.(*corev1.Service)
 	if trimmed.Name != "cassandra" || trimmed.Namespace != "db" || trimmed.Spec.ClusterIP != "None" || trimmed.Annotations != nil || trimmed.ManagedFields != nil ||
-		!reflect.DeepEqual(trimmed.Spec.Ports, []corev1.ServicePort{{Name: "gossip", Port: 1, Protocol: corev1.ProtocolTCP}}) {
+		!reflect.DeepEqual(trimmed.Spec.Ports, []corev1.ServicePort{{Name: "gossip", Port: 1, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(7)}}) {
 		t.Errorf("trimmed Service %+v", trimmed)
 	}
 	ns := &metav1.PartialObjectMetadata{}

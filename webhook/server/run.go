@@ -246,7 +246,7 @@ func trimCached(obj any) (any, error) {
 func trimPorts(ports []corev1.ServicePort) []corev1.ServicePort {
 	out := make([]corev1.ServicePort, len(ports))
 	for i, p := range ports {
-		out[i] = corev1.ServicePort{Name: p.Name, Port: p.Port, Protocol: p.Protocol}
+		out[i] = corev1.ServicePort{Name: p.Name, Port: p.Port, Protocol: p.Protocol, TargetPort: p.TargetPort}
 	}
 	return out
 }
