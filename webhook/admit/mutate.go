@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -534,9 +535,10 @@ func checkTuningFitsPod(pod *corev1.Pod, m Membership) error {
 				m.Service, quote(m.Service), quote(m.Service), quote(pod.Spec.Hostname), quote(pod.Spec.Subdomain))}
 	}
 	if pod.Annotations[contract.SeedAddressValue.Annotation] == string(contract.AddressHostname) {
-		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
-			// Every pod of a ReplicaSet, Job or DaemonSet has its template's
-			// hostname: one name for all, which names no pod.
+		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" && !indexedJobPod(pod, c) {
+			// Every pod of a ReplicaSet, a non-indexed Job or a DaemonSet
+			// has its template's hostname: one name for all, which names
+			// no pod.
 			return &InvalidTuningError{Annotation: contract.SeedAddressValue.Annotation, Value: string(contract.AddressHostname),
 				Rule: "ip for a pod created by a " + Clip(c.Kind) + ": its pods all share the template's spec.hostname, so their DNS names would be one; hostname needs a StatefulSet's pods, each named after itself"}
 		}
@@ -552,6 +554,14 @@ func checkTuningFitsPod(pod *corev1.Pod, m Membership) error {
 		}
 	}
 	return nil
+}
+
+// indexedJobPod reports whether pod is a pod of an Indexed Job, which the
+// Job controller names after itself: hostname <job>-<completion index>,
+// one per pod, as a StatefulSet does.
+func indexedJobPod(pod *corev1.Pod, owner *metav1.OwnerReference) bool {
+	index, ok := pod.Annotations[batchv1.JobCompletionIndexAnnotation]
+	return ok && owner.Kind == "Job" && pod.Spec.Hostname == owner.Name+"-"+index
 }
 
 // hasServicePort reports whether the Service built from pod (the first

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -260,6 +261,11 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "u", Controller: ptr.To(true)}}
 			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
 		}, `it must be ip for a pod created by a ReplicaSet: its pods all share the template's spec.hostname`, ReasonInvalidTuning},
+		{"hostname seeds for a non-indexed Job's pods", func(p *corev1.Pod) {
+			p.Spec.Hostname, p.Spec.Subdomain = "train", "cassandra"
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "train", UID: "u", Controller: ptr.To(true)}}
+			p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname"}
+		}, `it must be ip for a pod created by a Job`, ReasonInvalidTuning},
 		{"unknown seed address", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "dns"} },
 			`annotation peergroup.dev/seed-address value "dns" is invalid: it must be ip or hostname`, ReasonInvalidTuning},
 		{"refresh below its range", func(p *corev1.Pod) { p.Annotations = map[string]string{contract.Refresh.Annotation: "4s"} },
@@ -664,5 +670,24 @@ func TestMutatePodLevelResourcesSidecarFirst(t *testing.T) {
 	want := corev1.ResourceList{corev1.ResourceCPU: q("2m"), corev1.ResourceMemory: q("0")}
 	if ic.Name != contract.InitContainerName || !equality.Semantic.DeepEqual(ic.Resources.Requests, want) {
 		t.Errorf("%s requests %v, want %v", ic.Name, ic.Resources.Requests, want)
+	}
+}
+
+// An Indexed Job names each pod <job>-<index> (the pod-to-pod pattern of
+// MPI and PyTorch jobs): hostname seeds are admitted for its pods, as for
+// a StatefulSet's.
+func TestHostnameSeedsForIndexedJobPods(t *testing.T) {
+	p := twoContainerPod()
+	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
+	p.Spec.Hostname, p.Spec.Subdomain = "train-2", "cassandra"
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "train", UID: "u", Controller: ptr.To(true)}}
+	p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname", batchv1.JobCompletionIndexAnnotation: "2"}
+	if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictInjected {
+		t.Fatalf("%s, want injected", summary(d))
+	}
+	// A template's own hostname the controller did not write: denied.
+	p.Spec.Hostname = "train"
+	if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictDenied {
+		t.Fatalf("%s, want denied", summary(d))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -69,6 +70,16 @@ func asCreatedBy(pod *corev1.Pod, workload map[string]any) {
 	// carries (GetPodFromTemplate), so the template's are replaced.
 	ref.Name, ref.Controller = workloadName, ptr.To(true)
 	pod.OwnerReferences = []metav1.OwnerReference{ref}
+	if spec, _ := workload["spec"].(map[string]any); kind == "Job" && spec["completionMode"] == string(batchv1.IndexedCompletion) {
+		// The Job controller names each pod of an Indexed Job
+		// <job>-<index> and annotates its index; the first stands for
+		// them all.
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[batchv1.JobCompletionIndexAnnotation] = "0"
+		pod.Spec.Hostname = workloadName + "-0"
+	}
 	if kind == "StatefulSet" {
 		// The StatefulSet controller names each pod's host after the pod
 		// and its subdomain after serviceName (what seed-address=hostname

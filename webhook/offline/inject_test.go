@@ -201,6 +201,22 @@ func TestTemplatesDecidedAsTheirPods(t *testing.T) {
 	if e := Explain(ExplainInput{Pod: pod, Config: admit.DefaultConfig()}); e.Verdict != VerdictDenied || !strings.Contains(e.Reason, "ordinal0") {
 		t.Errorf("explain: %s: %s", e.Verdict, e.Reason)
 	}
+	// Hostname seeds: an Indexed Job names each pod <job>-<index>, a
+	// plain Job's pods share the template's name.
+	job := func(mode string) []byte {
+		return []byte("apiVersion: batch/v1\nkind: Job\nmetadata: {name: train, namespace: db}\nspec:\n  completionMode: " + mode + "\n  template:\n    metadata:\n      labels: {peergroup.dev/group: g}\n      annotations: {peergroup.dev/seed-address: hostname}\n    spec: {subdomain: g, restartPolicy: Never, containers: [{name: c, image: x}]}\n")
+	}
+	out, res, err := InjectManifests(job("Indexed"), OfflineOptions{Config: admit.DefaultConfig()})
+	if err != nil || len(res.Injected) != 1 {
+		t.Errorf("inject of an Indexed Job with hostname seeds: %v %v", res.Injected, err)
+	}
+	if strings.Contains(string(out), "hostname: train-0") || strings.Contains(string(out), "job-completion-index") {
+		t.Errorf("the controller's hostname or index written into the template:\n%s", out)
+	}
+	shared := strings.Replace(string(job("NonIndexed")), "subdomain: g,", "hostname: train, subdomain: g,", 1)
+	if _, _, err := InjectManifests([]byte(shared), OfflineOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "a pod created by a Job") {
+		t.Errorf("inject of a non-indexed Job with hostname seeds: %v", err)
+	}
 }
 
 // explain reads the namespace's LimitRanges as the webhook does.
