@@ -1,0 +1,106 @@
+package admit
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+// Values in messages are cut to maxQuoted bytes on a rune boundary: an
+// ASCII value keeps exactly maxQuoted bytes, a multi-byte one ends on a
+// whole rune, and short values stay whole.
+func TestHeadCutsOnARuneBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int // bytes of the head
+	}{
+		{strings.Repeat("a", 100), maxQuoted},
+		{strings.Repeat("é", 50), maxQuoted},     // 2-byte runes: 80 is a boundary
+		{strings.Repeat("€", 30), maxQuoted - 2}, // 3-byte runes: 78 is the last boundary
+	} {
+		h := head(tc.in)
+		if len(h) != tc.want || !utf8.ValidString(h) || !strings.HasPrefix(tc.in, h) {
+			t.Errorf("head of %d bytes of %q…: %d bytes %q, want %d valid bytes", len(tc.in), tc.in[:4], len(h), h, tc.want)
+		}
+		if c := Clip(tc.in); !strings.HasPrefix(c, h+"…") || !strings.HasSuffix(c, fmt.Sprintf("(%d bytes)", len(tc.in))) {
+			t.Errorf("Clip = %q", c)
+		}
+	}
+	if Clip("short") != "short" || quote("short") != `"short"` {
+		t.Error("a short value was cut")
+	}
+}
+
+// The envFrom warning names the variables peergroup added; a container
+// whose user set them all gets none.
+func TestEnvFromWarningOnlyForAddedVariables(t *testing.T) {
+	envFrom := []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}
+	p := memberPod()
+	p.Spec.Containers[0].EnvFrom = envFrom
+	_, warnings, err := Mutate(p, cassandra, DefaultConfig())
+	if err != nil || !strings.Contains(strings.Join(warnings, "\n"), "also takes env from envFrom") {
+		t.Fatalf("warnings %q, err %v: want the envFrom warning", warnings, err)
+	}
+	done := memberPod()
+	done.Spec.Containers[0].EnvFrom = envFrom
+	done.Spec.Containers[0].Env = appEnv(cassandra)
+	if _, warnings, err := Mutate(done, cassandra, DefaultConfig()); err != nil || strings.Contains(strings.Join(warnings, "\n"), "envFrom") {
+		t.Errorf("warnings %q, err %v: nothing was added, so no envFrom warning", warnings, err)
+	}
+}
+
+// An injected pod with every env var and the mount is complete: deciding
+// it again names no incomplete container; one container without them is
+// named.
+func TestInjectedPodIsComplete(t *testing.T) {
+	p := twoContainerPod()
+	out, _, err := Mutate(p, cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := incompleteContainers(out, cassandra); len(got) != 0 {
+		t.Errorf("incomplete containers of an injected pod: %v", got)
+	}
+	out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: "late", Image: "x"})
+	if got := incompleteContainers(out, cassandra); strings.Join(got, ",") != "late" {
+		t.Errorf("incomplete containers: %v, want late", got)
+	}
+}
+
+// spec.resources present but empty is no pod-level budget: the injected
+// container keeps its own resources.
+func TestEmptyPodLevelResourcesAreNone(t *testing.T) {
+	p := memberPod()
+	p.Spec.Resources = &corev1.ResourceRequirements{}
+	out, _, err := Mutate(p, cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := injectedContainer(out)
+	if ic == nil || len(ic.Resources.Requests) == 0 || len(ic.Resources.Limits) == 0 {
+		t.Fatalf("init container resources %+v, want the configured ones", ic)
+	}
+}
+
+// The init-container cache holds at most maxInitContainerEntries
+// encodings, whatever the number of distinct containers written.
+func TestInitContainerCacheBounded(t *testing.T) {
+	c := &InitContainerCache{}
+	var buf bytes.Buffer
+	for i := 0; i <= maxInitContainerEntries; i++ {
+		ic := corev1.Container{Name: contract.InitContainerName, Image: fmt.Sprintf("registry.example/sd:%d", i)}
+		if err := c.write(&buf, ic); err != nil {
+			t.Fatal(err)
+		}
+		buf.Reset()
+	}
+	if got := c.Len(); got != maxInitContainerEntries {
+		t.Errorf("%d entries cached after %d distinct containers, want %d", got, maxInitContainerEntries+1, maxInitContainerEntries)
+	}
+}
