@@ -58,7 +58,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	namespace := fs.String("namespace", "default", "with -f: the namespace the pod would be created in, when it has none")
 	nsGroup := fs.String("namespace-group", "", "offline: stands in for the namespace label peergroup.dev/group")
 	noCluster := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
-	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration to evaluate")
+	configName := fs.String("webhook-config", defaultWebhookConfig, "name of the MutatingWebhookConfiguration to evaluate (default: peergroup, else the one labelled app.kubernetes.io/name=peergroup)")
 	kubeconfig, output := clusterFlags(fs)
 	cfg, positional, err := parse(fs, args)
 	if err != nil {
@@ -137,15 +137,15 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 		}
 		in.NamespaceLabels = ns.Labels
 	}
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	switch err := c.Get(ctx, client.ObjectKey{Name: configName}, mwc); {
+	mwc, err := webhookConfig(ctx, c, configName)
+	switch {
 	case err == nil:
 		in.Webhooks = mwc
 	case apierrors.IsNotFound(err):
 		in.Webhooks = &admissionregistrationv1.MutatingWebhookConfiguration{}
 		in.Webhooks.Name = configName + " (not found: peergroup is not installed under this name)"
 	default:
-		return fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
+		return err
 	}
 	limitRanges := &corev1.LimitRangeList{}
 	if err := c.List(ctx, limitRanges, client.InNamespace(in.Pod.Namespace)); err != nil {
@@ -238,7 +238,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	fs := newFlagSet("audit", stderr)
 	namespace := fs.String("n", "", "only this namespace (default: all)")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
-	configName := fs.String("webhook-config", "peergroup", "name of the MutatingWebhookConfiguration whose entries decide which replacements peergroup is sent")
+	configName := fs.String("webhook-config", defaultWebhookConfig, "name of the MutatingWebhookConfiguration whose entries decide which replacements peergroup is sent (default: peergroup, else the one labelled app.kubernetes.io/name=peergroup)")
 	fix := fixFlags(fs)
 	kubeconfig, output := clusterFlags(fs)
 	cfg, positional, err := parse(fs, args)
@@ -314,8 +314,7 @@ func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[s
 		return cluster, fmt.Errorf("list limitranges: %w", err)
 	}
 	cluster.Services, cluster.LimitRanges = append([]corev1.Service{}, services.Items...), append([]corev1.LimitRange{}, limitRanges.Items...)
-	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	switch err := c.Get(ctx, client.ObjectKey{Name: configName}, mwc); {
+	switch mwc, err := webhookConfig(ctx, c, configName); {
 	case err == nil:
 		cluster.Webhooks = mwc
 	case apierrors.IsNotFound(err):
@@ -326,9 +325,44 @@ func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[s
 	case apierrors.IsForbidden(err):
 		fmt.Fprintf(stderr, "warning: cannot read MutatingWebhookConfiguration %s (%v): which pods it sends to peergroup is not checked\n", configName, err)
 	default:
-		return cluster, fmt.Errorf("read MutatingWebhookConfiguration %s: %w", configName, err)
+		return cluster, err
 	}
 	return cluster, nil
+}
+
+// defaultWebhookConfig is --webhook-config's default: the chart's name
+// for a release named peergroup.
+const defaultWebhookConfig = "peergroup"
+
+// webhookConfig reads the MutatingWebhookConfiguration name. The chart
+// names it after the release (`helm install pg` makes pg-peergroup), so
+// when the default name is not found, the one configuration labelled
+// app.kubernetes.io/name=peergroup is taken; several are an error that
+// asks for --webhook-config. A NotFound error means there is none.
+func webhookConfig(ctx context.Context, c client.Client, name string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	err := c.Get(ctx, client.ObjectKey{Name: name}, mwc)
+	if err == nil || !apierrors.IsNotFound(err) || name != defaultWebhookConfig {
+		if err != nil && !apierrors.IsNotFound(err) {
+			err = fmt.Errorf("read MutatingWebhookConfiguration %s: %w", name, err)
+		}
+		return mwc, err
+	}
+	list := &admissionregistrationv1.MutatingWebhookConfigurationList{}
+	if lerr := c.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/name": "peergroup"}); lerr != nil {
+		return nil, fmt.Errorf("list MutatingWebhookConfigurations labelled app.kubernetes.io/name=peergroup: %w", lerr)
+	}
+	switch len(list.Items) {
+	case 0:
+		return nil, err
+	case 1:
+		return &list.Items[0], nil
+	}
+	names := make([]string, len(list.Items))
+	for i, m := range list.Items {
+		names[i] = m.Name
+	}
+	return nil, fmt.Errorf("%d peergroup webhook configurations (%s): name one with --webhook-config", len(names), strings.Join(names, ", "))
 }
 
 func printFindings(w io.Writer, findings []offline.Finding, checked int) {

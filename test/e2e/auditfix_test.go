@@ -31,7 +31,7 @@ import (
 // --fix; the CLI runs with exactly these.
 var auditFixRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "services", "limitranges"}, Verbs: []string{"list"}},
-	{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get"}},
+	{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get", "list"}},
 	// The replacement's server-side dry run.
 	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}},
 	{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
