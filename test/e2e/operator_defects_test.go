@@ -8,9 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/test/framework"
 )
 
 // A member pod that starts terminating leaves its group's Service at once:
@@ -164,4 +166,59 @@ func TestPodLimitRangeNamedInDenial(t *testing.T) {
 		t.Fatalf("with the init container: %v", err)
 	}
 	requireInjected(t, plain)
+}
+
+// The webhook's ServiceAccount may patch pods only to take a terminating
+// peer out of DNS: the chart's ValidatingAdmissionPolicy refuses it every
+// other pod update (a stolen token cannot change running pods), and lets
+// the relabel through (TestTerminatingPeerLeavesItsService runs the
+// webhook under the same policy).
+func TestWebhookPodUpdatesNarrowed(t *testing.T) {
+	ctx := testContext(t)
+	ns := newNamespace(t, map[string]string{contract.GroupLabel: "guarded"})
+	asWebhook, err := client.New(framework.ServiceAccountConfig(cluster.Config, releaseNamespace, "peergroup"), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = "peergroup.dev/test-hold"
+	running := plainPod(ns, "running", nil)
+	leaving := plainPod(ns, "leaving", nil)
+	for _, p := range []*corev1.Pod{running, leaving} {
+		p.Finalizers = []string{hold}
+		if err := cluster.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { release(t, p, hold) })
+	}
+	patch := func(name, jsonPatch string) error {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		return asWebhook.Patch(ctx, p, client.RawPatch(types.JSONPatchType, []byte(jsonPatch)))
+	}
+	refused := []struct{ pod, patch, why string }{
+		{"running", `[{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"terminating"}]`, "relabels only pods that are terminating"},
+		{"running", `[{"op":"replace","path":"/spec/containers/0/image","value":"evil:1"}]`, "relabels only pods that are terminating"},
+	}
+	for _, r := range refused {
+		if err := patch(r.pod, r.patch); err == nil || !strings.Contains(err.Error(), r.why) {
+			t.Errorf("%s %s: %v, want refused: %q", r.pod, r.patch, err, r.why)
+		}
+	}
+	if err := cluster.Client.Delete(ctx, leaving); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ patch, why string }{
+		{`[{"op":"replace","path":"/spec/containers/0/image","value":"evil:1"}]`, "sets peergroup.dev/peer from"},
+		{`[{"op":"add","path":"/metadata/labels/app","value":"x"},{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"terminating"}]`, "changes no other label"},
+		{`[{"op":"add","path":"/metadata/annotations","value":{"a":"b"}},{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"terminating"}]`, "changes no annotation"},
+	} {
+		// The controller may have relabelled it already: then every one
+		// of these is refused for its label too.
+		if err := patch("leaving", r.patch); err == nil || !strings.Contains(err.Error(), "peergroup's webhook") {
+			t.Errorf("leaving %s: %v, want refused (%q)", r.patch, err, r.why)
+		}
+	}
+	eventually(t, 10*time.Second, "the terminating peer relabelled through the policy", func() bool {
+		p := &corev1.Pod{}
+		return cluster.Client.Get(ctx, client.ObjectKeyFromObject(leaving), p) == nil && p.Labels[contract.PeerLabel] == contract.PeerTerminatingValue
+	})
 }

@@ -483,12 +483,14 @@ func x509Pool(pemData []byte) *x509.CertPool {
 	return pool
 }
 
-// ApplyIdentity creates the chart's ServiceAccount and RBAC objects, so the
+// ApplyIdentity creates the chart's ServiceAccount and RBAC objects, and
+// the policy that narrows what its ServiceAccount may do to pods, so the
 // webhook can run with exactly those permissions (ServiceAccountConfig).
 func ApplyIdentity(ctx context.Context, c *Cluster, r *Rendered) error {
 	for _, obj := range r.Objects {
 		switch obj.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			if err := c.Client.Create(ctx, obj.DeepCopy()); err != nil {
 				return fmt.Errorf("create %s %s: %w", obj.GetKind(), obj.GetName(), err)
 			}
