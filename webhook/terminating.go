@@ -30,8 +30,10 @@ import (
 // peergroup.dev/peer=true and has a deletionTimestamp; every webhook
 // replica runs it, and the patch is idempotent, so no leader is needed.
 type TerminatingPeers struct {
-	// Client reads pod metadata from the cache and patches the API server.
-	Client client.Client
+	// Reader reads pod metadata from the peers' cache; Writer patches
+	// through the API server.
+	Reader client.Reader
+	Writer client.Writer
 }
 
 var _ reconcile.Reconciler = (*TerminatingPeers)(nil)
@@ -63,7 +65,7 @@ func retirePatch(uid types.UID) []byte {
 
 func (r *TerminatingPeers) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pod := PodMeta()
-	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
+	if err := r.Reader.Get(ctx, req.NamespacedName, pod); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !Retiring(pod) {
@@ -73,7 +75,7 @@ func (r *TerminatingPeers) Reconcile(ctx context.Context, req reconcile.Request)
 	// read may share its maps with the cache (DefaultUnsafeDisableDeepCopy).
 	target := PodMeta()
 	target.Namespace, target.Name = pod.Namespace, pod.Name
-	err := r.Client.Patch(ctx, target, client.RawPatch(types.JSONPatchType, retirePatch(pod.UID)))
+	err := r.Writer.Patch(ctx, target, client.RawPatch(types.JSONPatchType, retirePatch(pod.UID)))
 	switch {
 	case err == nil:
 		log.FromContext(ctx).Info("terminating peer left its group's DNS", "pod", req.NamespacedName, "label", contract.PeerLabel+"="+contract.PeerTerminatingValue)

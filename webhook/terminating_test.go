@@ -49,7 +49,7 @@ func TestTerminatingPeerLeavesTheGroupsDNS(t *testing.T) {
 				b = b.WithObjects(tc.pod)
 			}
 			c := b.Build()
-			r := &TerminatingPeers{Client: c}
+			r := &TerminatingPeers{Reader: c, Writer: c}
 			if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "m"}}); err != nil {
 				t.Fatalf("Reconcile: %v", err)
 			}
@@ -93,17 +93,6 @@ func TestRetiring(t *testing.T) {
 	}
 }
 
-// staleCache answers Get from the informer cache and sends the rest to
-// the API server.
-type staleCache struct {
-	client.Client
-	cache client.Client
-}
-
-func (s staleCache) Get(ctx context.Context, k client.ObjectKey, o client.Object, opts ...client.GetOption) error {
-	return s.cache.Get(ctx, k, o, opts...)
-}
-
 // A StatefulSet's replacement has the old pod's name: while the cache
 // still holds the old, terminating pod, the patch must not land on the
 // new, running one (it would leave its group's DNS for good).
@@ -116,7 +105,7 @@ func TestTerminatingPeerPatchTargetsThePodRead(t *testing.T) {
 		Labels: map[string]string{contract.GroupLabel: "g", contract.PeerLabel: contract.PeerValue}}}
 	cache := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(old).Build()
 	api := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(fresh).Build()
-	r := &TerminatingPeers{Client: staleCache{Client: api, cache: cache}}
+	r := &TerminatingPeers{Reader: cache, Writer: api}
 	_, _ = r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "db-0"}})
 	got := &corev1.Pod{}
 	if err := api.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: "db-0"}, got); err != nil {

@@ -20,16 +20,17 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -147,12 +148,7 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 			// Cache only what the webhook reads, so memory grows with the
 			// number of Services, not with their size.
 			DefaultTransform: trimCached,
-			// Of pods, only the metadata of peers (TerminatingPeers), so
-			// memory grows with the members of peer groups, not with the
-			// cluster's pods.
-			ByObject: map[client.Object]cache.ByObject{
-				webhook.PodMeta(): {Label: labels.SelectorFromSet(labels.Set{contract.PeerLabel: contract.PeerValue})},
-			},
+
 			// Invariant: nothing in the webhook writes to an object read
 			// from the cache, so a Get may hand out the cached object
 			// itself instead of a deep copy per admission.
@@ -173,14 +169,8 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 		}
 	}
 
-	// Terminating peers leave their group's DNS at once (every replica;
-	// the patch is idempotent).
-	err = ctrl.NewControllerManagedBy(mgr).Named("terminating-peers").
-		For(webhook.PodMeta(), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return webhook.Retiring(o) }))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptr.To(true)}).
-		Complete(&webhook.TerminatingPeers{Client: mgr.GetClient()})
-	if err != nil {
-		return nil, fmt.Errorf("add terminating-peers controller: %w", err)
+	if err := addTerminatingPeers(mgr, cfg, scheme); err != nil {
+		return nil, err
 	}
 
 	handler := &webhook.Handler{
@@ -213,6 +203,50 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 		return nil, fmt.Errorf("add readyz check: %w", err)
 	}
 	return mgr, nil
+}
+
+// addTerminatingPeers runs the controller that takes terminating peers out
+// of their group's DNS (webhook.TerminatingPeers) in every replica (the
+// patch is idempotent). It is best effort beside admission: its pod cache
+// is its own, so readiness never waits for it, and a controller that
+// cannot start (pods not readable: RBAC drift) is logged, never stops the
+// webhook. Of pods it caches only the metadata of peers, so memory grows
+// with the members of peer groups, not with the cluster's pods.
+func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme) error {
+	peers, err := cache.New(cfg, cache.Options{
+		Scheme:                       scheme,
+		DefaultTransform:             trimCached,
+		DefaultUnsafeDisableDeepCopy: ptr.To(true),
+		ByObject: map[client.Object]cache.ByObject{
+			webhook.PodMeta(): {Label: labels.SelectorFromSet(labels.Set{contract.PeerLabel: contract.PeerValue})},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create the peers' cache: %w", err)
+	}
+	c, err := controller.NewUnmanaged("terminating-peers", controller.Options{
+		Reconciler:              &webhook.TerminatingPeers{Reader: peers, Writer: mgr.GetClient()},
+		MaxConcurrentReconciles: 4,
+		SkipNameValidation:      ptr.To(true),
+		Logger:                  mgr.GetLogger().WithName("terminating-peers"),
+	})
+	if err != nil {
+		return fmt.Errorf("create the terminating-peers controller: %w", err)
+	}
+	retiring := predicate.NewTypedPredicateFuncs(func(o *metav1.PartialObjectMetadata) bool { return webhook.Retiring(o) })
+	if err := c.Watch(source.Kind(peers, webhook.PodMeta(), &handler.TypedEnqueueRequestForObject[*metav1.PartialObjectMetadata]{}, retiring)); err != nil {
+		return fmt.Errorf("watch peers: %w", err)
+	}
+	if err := mgr.Add(peers); err != nil {
+		return fmt.Errorf("add the peers' cache: %w", err)
+	}
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		if err := c.Start(ctx); err != nil {
+			mgr.GetLogger().Error(err, "terminating-peers controller stopped: terminating peers stay in their group's DNS until they are gone (does the webhook's RBAC allow list and watch on pods?)")
+			<-ctx.Done()
+		}
+		return nil
+	}))
 }
 
 // trimCached keeps, of a Service, its name, namespace, type, clusterIP and
