@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -225,13 +226,19 @@ func printExplanation(w io.Writer, e offline.Explanation, output string) error {
 }
 
 // isManifestArg reports whether explain's one argument is a file: "-",
-// an existing file, or a name ending in .yaml, .yml or .json.
+// an existing file, or, unless it reads as NAMESPACE/NAME (pod names may
+// end in .json), a name ending in .yaml, .yml or .json.
 func isManifestArg(arg string) bool {
-	if arg == "-" || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") || strings.HasSuffix(arg, ".json") {
+	if arg == "-" {
 		return true
 	}
-	info, err := os.Stat(arg)
-	return err == nil && info.Mode().IsRegular()
+	if info, err := os.Stat(arg); err == nil {
+		return info.Mode().IsRegular()
+	}
+	if ns, name, ok := strings.Cut(arg, "/"); ok && len(validation.IsDNS1123Label(ns)) == 0 && len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return false
+	}
+	return strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") || strings.HasSuffix(arg, ".json")
 }
 
 func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -50,5 +51,23 @@ func TestWebhookConfigFollowsTheRelease(t *testing.T) {
 				t.Errorf("err %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// explain's one argument: a file when it is "-", an existing file, or a
+// manifest name that cannot be NAMESPACE/NAME; a pod name may end in .json.
+func TestExplainArgument(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/pod.yaml"
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for arg, want := range map[string]bool{
+		"-": true, file: true, "pod.yaml": true, "missing.yml": true, "./pod.json": true,
+		"db/cassandra-0": false, "db/x.json": false, dir: false, "db/Pod.yaml": true,
+	} {
+		if got := isManifestArg(arg); got != want {
+			t.Errorf("isManifestArg(%q) = %v, want %v", arg, got, want)
+		}
 	}
 }
