@@ -226,3 +226,30 @@ func TestSharedHostnameNamesNoPod(t *testing.T) {
 		t.Errorf("ip mode: wait %q, seeds %v", wait, d.SeedHosts)
 	}
 }
+
+// Pods without DNS names in one family are counted as they are; only a
+// view with both families counts by one of them (Family set).
+func TestSingleStackViewCountsEveryAddress(t *testing.T) {
+	for _, ips := range [][]string{{"10.0.0.1", "10.0.0.2"}, {"fd00::1", "fd00::2"}} {
+		var peers []Peer
+		for _, s := range ips {
+			peers = append(peers, Peer{IP: ip(s)})
+		}
+		if g := GroupPods(peers); g.Family != "" || len(g.Uncounted) != 0 || len(g.Pods) != 2 {
+			t.Errorf("%v: family %q, uncounted %v, %d pods; want every address a pod", ips, g.Family, g.Uncounted, len(g.Pods))
+		}
+	}
+}
+
+// StatefulSet pods are ordered by ordinal, not by address: db-0 first
+// even at the higher IP.
+func TestOrdinalOrderBeatsAddresses(t *testing.T) {
+	g := GroupPods([]Peer{{IP: ip("10.0.0.9"), Hostname: "db-0"}, {IP: ip("10.0.0.5"), Hostname: "db-1"}, {IP: ip("10.0.0.1"), Hostname: "db-10"}})
+	var names []string
+	for _, p := range g.Pods {
+		names = append(names, p.Hostname)
+	}
+	if g.Order != OrderOrdinal || strings.Join(names, ",") != "db-0,db-1,db-10" {
+		t.Errorf("order %s: %v, want ordinal db-0,db-1,db-10", g.Order, names)
+	}
+}
