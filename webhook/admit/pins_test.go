@@ -2,6 +2,7 @@ package admit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -102,5 +103,29 @@ func TestInitContainerCacheBounded(t *testing.T) {
 	}
 	if got := c.Len(); got != maxInitContainerEntries {
 		t.Errorf("%d entries cached after %d distinct containers, want %d", got, maxInitContainerEntries+1, maxInitContainerEntries)
+	}
+}
+
+// An encoding of exactly maxCachedEncoding bytes is cached; one byte more
+// is not.
+func TestInitContainerCacheEncodingBound(t *testing.T) {
+	for _, extra := range []int{0, 1} {
+		ic := corev1.Container{Name: contract.InitContainerName, Image: "x"}
+		base, err := json.Marshal(ic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ic.Image += strings.Repeat("x", maxCachedEncoding-len(base)+extra)
+		if enc, _ := json.Marshal(ic); len(enc) != maxCachedEncoding+extra {
+			t.Fatalf("encoding of %d bytes, want %d", len(enc), maxCachedEncoding+extra)
+		}
+		c := &InitContainerCache{}
+		var buf bytes.Buffer
+		if err := c.write(&buf, ic); err != nil {
+			t.Fatal(err)
+		}
+		if want := 1 - extra; c.Len() != want {
+			t.Errorf("%d bytes: %d cached, want %d", maxCachedEncoding+extra, c.Len(), want)
+		}
 	}
 }
