@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -127,5 +128,35 @@ func TestInitContainerCacheEncodingBound(t *testing.T) {
 		if want := 1 - extra; c.Len() != want {
 			t.Errorf("%d bytes: %d cached, want %d", maxCachedEncoding+extra, c.Len(), want)
 		}
+	}
+}
+
+// A container with an env var of its own but none of peergroup's is
+// incomplete, even with the seeds mount.
+func TestContainerWithOtherEnvIsIncomplete(t *testing.T) {
+	out, _, err := Mutate(twoContainerPod(), cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: "partial", Image: "x",
+		Env:          []corev1.EnvVar{{Name: "FOO", Value: "1"}, {Name: "BAR", Value: "2"}},
+		VolumeMounts: []corev1.VolumeMount{{Name: contract.SeedsVolumeName, MountPath: contract.SeedsMountPath, ReadOnly: true}}})
+	if got := incompleteContainers(out, cassandra); strings.Join(got, ",") != "partial" {
+		t.Errorf("incomplete containers: %v, want partial", got)
+	}
+}
+
+// Pod-level limits alone are a pod-level budget: the injected container's
+// limits are cut to the pod's.
+func TestPodLevelLimitsAloneBoundTheInitContainer(t *testing.T) {
+	p := memberPod()
+	p.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}}
+	out, _, err := Mutate(p, cassandra, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := injectedContainer(out)
+	if q, ok := ic.Resources.Limits[corev1.ResourceCPU]; ok && q.Cmp(resource.MustParse("50m")) > 0 {
+		t.Errorf("init container cpu limit %s above the pod's 50m", q.String())
 	}
 }
