@@ -86,7 +86,7 @@ func (r *TerminatingPeers) Reconcile(ctx context.Context, req reconcile.Request)
 		// A failed test operation (another pod by now, or its label
 		// changed under us), or a policy refusing the change: nothing
 		// left to do for this pod, but say so.
-		log.FromContext(ctx).Info("terminating peer not relabelled", "pod", req.NamespacedName, "reason", err.Error())
+		log.FromContext(ctx).Info("terminating peer not relabelled: another pod by now, its label changed, or a policy refused", "pod", req.NamespacedName, "uid", pod.UID, "label", pod.Labels[contract.PeerLabel], "reason", err.Error())
 		return reconcile.Result{}, nil
 	}
 	return reconcile.Result{}, fmt.Errorf("relabel terminating peer %s: %w", req.NamespacedName, err)

@@ -356,7 +356,9 @@ func webhookConfig(ctx context.Context, c client.Client, name string) (*admissio
 		return mwc, err
 	}
 	list := &admissionregistrationv1.MutatingWebhookConfigurationList{}
-	if lerr := c.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/name": "peergroup"}); lerr != nil {
+	if lerr := c.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/name": "peergroup"}); apierrors.IsForbidden(lerr) {
+		return nil, err // not allowed to look further: as not found
+	} else if lerr != nil {
 		return nil, fmt.Errorf("list MutatingWebhookConfigurations labelled app.kubernetes.io/name=peergroup: %w", lerr)
 	}
 	switch len(list.Items) {

@@ -212,9 +212,11 @@ func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
 func targetsPort(p corev1.ServicePort, pod *corev1.Pod, port int32) bool {
 	switch {
 	case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+		// As the EndpointSlice controller resolves it: the container
+		// port of that name and of the Service port's protocol.
 		for _, c := range pod.Spec.Containers {
 			for _, cp := range c.Ports {
-				if cp.Name == p.TargetPort.StrVal {
+				if cp.Name == p.TargetPort.StrVal && cmp.Or(cp.Protocol, corev1.ProtocolTCP) == cmp.Or(p.Protocol, corev1.ProtocolTCP) {
 					return cp.ContainerPort == port
 				}
 			}

@@ -206,3 +206,21 @@ func TestPortNameCheckedAgainstTheExistingService(t *testing.T) {
 		}
 	}
 }
+
+// A named targetPort resolves as the EndpointSlice controller resolves it:
+// to the container port of that name and of the Service port's protocol.
+func TestTargetPortByNameMatchesTheProtocol(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cassandra", Namespace: "db"}}
+	svc.Spec.ClusterIP = corev1.ClusterIPNone
+	svc.Spec.Ports = []corev1.ServicePort{{Name: "peer", Port: 7000, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("p")}}
+	p := memberPod()
+	p.Annotations = map[string]string{contract.PortName.Annotation: "peer"}
+	p.Spec.Containers = []corev1.Container{
+		{Name: "a", Image: "x", Ports: []corev1.ContainerPort{{Name: "p", ContainerPort: 7000, Protocol: corev1.ProtocolUDP}}},
+		{Name: "b", Image: "x", Ports: []corev1.ContainerPort{{Name: "peer", ContainerPort: 7000}, {Name: "p", ContainerPort: 8000}}},
+	}
+	// The endpoints of "peer" go to 8000 (TCP p), not to the pod's 7000.
+	if d := decideBoth(t, p, nil, svc); d.Verdict != VerdictDenied {
+		t.Errorf("%s, want denied: the Service's peer leads to 8000", summary(d))
+	}
+}

@@ -111,12 +111,6 @@ func CheckReplacement(ctx context.Context, cfg *rest.Config, pod *corev1.Pod) Ch
 	}
 	repl := Replacement(pod)
 	err = c.Create(ctx, repl, client.DryRunAll)
-	if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota") {
-		// The pod it replaces still counts towards the quota; once it is
-		// evicted, it does not, and the controller's create is judged
-		// then.
-		return CheckResult{Outcome: CheckReachable, Detail: "not judged by the namespace's ResourceQuota, which still counts the pod it replaces: " + err.Error()}
-	}
 	r := Diagnose(repl, err, warnings.all())
 	if err != nil && r.Outcome != CheckUnreachable && r.Outcome != CheckDenied {
 		// The replacement carries no probe mark: whoever refused it, it

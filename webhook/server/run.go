@@ -215,6 +215,8 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme) error {
 	peers, err := cache.New(cfg, cache.Options{
 		Scheme:                       scheme,
+		HTTPClient:                   mgr.GetHTTPClient(),
+		Mapper:                       mgr.GetRESTMapper(),
 		DefaultTransform:             trimCached,
 		DefaultUnsafeDisableDeepCopy: ptr.To(true),
 		ByObject: map[client.Object]cache.ByObject{
@@ -228,6 +230,9 @@ func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.
 		Reconciler:              &webhook.TerminatingPeers{Reader: peers, Writer: mgr.GetClient()},
 		MaxConcurrentReconciles: 4,
 		SkipNameValidation:      ptr.To(true),
+		// Wait for the pods as long as it takes (RBAC repaired later, a
+		// slow API server at start): readiness does not depend on it.
+		CacheSyncTimeout: 365 * 24 * time.Hour,
 		Logger:                  mgr.GetLogger().WithName("terminating-peers"),
 	})
 	if err != nil {
