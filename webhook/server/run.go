@@ -233,7 +233,7 @@ func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.
 		// Wait for the pods as long as it takes (RBAC repaired later, a
 		// slow API server at start): readiness does not depend on it.
 		CacheSyncTimeout: 365 * 24 * time.Hour,
-		Logger:                  mgr.GetLogger().WithName("terminating-peers"),
+		Logger:           mgr.GetLogger().WithName("terminating-peers"),
 	})
 	if err != nil {
 		return fmt.Errorf("create the terminating-peers controller: %w", err)
