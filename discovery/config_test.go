@@ -377,3 +377,49 @@ func TestOperatorValues(t *testing.T) {
 		})
 	}
 }
+
+// The poll interval defaults to a quarter of the stable margin, within
+// 100ms..1s.
+func TestPollIntervalDefault(t *testing.T) {
+	for margin, want := range map[string]time.Duration{"2s": 500 * time.Millisecond, "1s": 250 * time.Millisecond, "10s": time.Second} {
+		c, err := loadWith(map[string]string{"PEERGROUP_STABLE_MARGIN": margin})
+		if err != nil || c.PollInterval != want {
+			t.Errorf("margin %s: poll interval %s (%v), want %s", margin, c.PollInterval, err, want)
+		}
+	}
+}
+
+// A bad cluster domain read from resolv.conf says how to set one; one set
+// by the env names only itself.
+func TestClusterDomainErrorNamesItsSource(t *testing.T) {
+	_, err := LoadConfig(nil, envMap(baseEnv), []byte("search db.svc.-bad- svc.-bad-\nnameserver 10.96.0.10\n"))
+	if err == nil || !strings.Contains(err.Error(), "resolv.conf search line") || !strings.Contains(err.Error(), "seedDiscovery.clusterDomain") {
+		t.Errorf("from resolv.conf: %v", err)
+	}
+	_, err = loadWith(map[string]string{"PEERGROUP_CLUSTER_DOMAIN": "-bad-"})
+	if err == nil || strings.Contains(err.Error(), "seedDiscovery.clusterDomain") {
+		t.Errorf("from the env: %v", err)
+	}
+}
+
+// The query name is checked once the Service and namespace are known: a
+// name past DNS's limits is a configuration error (exit 2), not 300 s of
+// failing queries.
+func TestQueryNameTooLong(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	_, err := loadWith(map[string]string{"PEERGROUP_SERVICE": long, "POD_NAMESPACE": long, "PEERGROUP_CLUSTER_DOMAIN": long + "." + long + "." + long})
+	if err == nil || !strings.Contains(err.Error(), "is not a valid DNS name") {
+		t.Errorf("a %d-character query name: %v", 4*64+4, err)
+	}
+}
+
+// A DNS server named by a host whose labels are at most 63 characters is
+// accepted; a longer label is not.
+func TestDNSServerLabelLength(t *testing.T) {
+	for label, ok := range map[string]bool{strings.Repeat("a", 63): true, strings.Repeat("a", 64): false} {
+		_, err := loadWith(nil, "--dns-server="+label+".example:53")
+		if (err == nil) != ok {
+			t.Errorf("a %d-character label: %v, want ok=%v", len(label), err, ok)
+		}
+	}
+}

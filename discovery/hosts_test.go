@@ -253,3 +253,14 @@ func TestOrdinalOrderBeatsAddresses(t *testing.T) {
 		t.Errorf("order %s: %v, want ordinal db-0,db-1,db-10", g.Order, names)
 	}
 }
+
+// An empty view has no port to take, and orders by address.
+func TestEmptyViewHostsAndOrder(t *testing.T) {
+	d := Decision{}
+	if wait := Hosts(&d, Addressing{Mode: contract.AddressIP}); wait != "" || d.Port != 0 {
+		t.Errorf("empty decision: wait %q, port %d", wait, d.Port)
+	}
+	if g := GroupPods(nil); g.Order != OrderIP {
+		t.Errorf("empty view ordered %q, want %q", g.Order, OrderIP)
+	}
+}
