@@ -294,3 +294,19 @@ func TestSamePods(t *testing.T) {
 		t.Error("a pod gone is no change")
 	}
 }
+
+// A reason to keep the files is logged once while it lasts, not every
+// round.
+func TestKeepLogsAReasonOnce(t *testing.T) {
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2")...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.Refresh = 30 * time.Millisecond
+	stop, log, _ := keep(t, c)
+	z.Set(fqdn, "", loopPeers("127.0.0.1")...) // without this pod
+	time.Sleep(400 * time.Millisecond)          // at least 10 rounds
+	stop()
+	if n := strings.Count(log(), "own IP [127.0.0.2] not in this view"); n != 1 {
+		t.Errorf("the reason logged %d times, want once:\n%s", n, log())
+	}
+}
