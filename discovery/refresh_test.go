@@ -310,3 +310,34 @@ func TestKeepLogsAReasonOnce(t *testing.T) {
 		t.Errorf("the reason logged %d times, want once:\n%s", n, log())
 	}
 }
+
+// An address whose pod changed without leaving the view (a quick IP
+// reuse) gets its new name when every name is asked again, every
+// renameRounds rounds.
+func TestKeepRenamesEveryRenameRounds(t *testing.T) {
+	z := startZone(t, 0)
+	pods := []dnszone.Pod{{Hostname: "cassandra-0", IPs: addrList("127.0.0.1")}, {Hostname: "cassandra-1", IPs: addrList("127.0.0.2")}, {Hostname: "cassandra-2", IPs: addrList("127.0.0.3")}}
+	z.Set(fqdn, "", dnszone.Endpoints(pods...)...)
+	c := testConfig(t, z, "127.0.0.2")
+	c.PodName, c.SeedAddress, c.Refresh = "cassandra-1", contract.AddressHostname, 10*time.Millisecond
+	_, log, _ := keep(t, c)
+	pods[2].Hostname = "cassandra-7"
+	z.Set(fqdn, "", dnszone.Endpoints(pods...)...)
+	deadline := time.Now().Add(5 * time.Second) // 60 rounds of at most 12 ms, with room
+	for !strings.Contains(readFile(t, c.OutputDir, contract.PeerHostsFileName), "cassandra-7.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new name never reached peer-hosts:\n%s", log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestListHosts(t *testing.T) {
+	ten := strings.Split("a b c d e f g h i j", " ")
+	if got := listHosts(ten); strings.Contains(got, "…") {
+		t.Errorf("ten hosts cut: %s", got)
+	}
+	if got := listHosts(append(ten, "k")); !strings.HasSuffix(got, " …") || strings.Contains(got, "k") {
+		t.Errorf("eleven hosts: %s", got)
+	}
+}
