@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -279,5 +280,58 @@ func BenchmarkSortIPs1000Baseline(b *testing.B) {
 	for b.Loop() {
 		s := slices.Clone(ips)
 		slices.SortFunc(s, func(a, b netip.Addr) int { return a.Compare(b) })
+	}
+}
+
+// A view is stable once seen twice, for the margin, and for longer than
+// the records' TTL — each bound exactly.
+func TestViewStableBounds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const margin, ttl = 5 * time.Second, time.Second
+	for _, tc := range []struct {
+		count  int
+		after  time.Duration
+		ttl    time.Duration
+		stable bool
+	}{
+		{2, margin, ttl, true},
+		{1, margin, ttl, false},
+		{2, margin - time.Nanosecond, ttl, false},
+		{2, margin, margin, false}, // must be longer than the TTL
+		{2, margin + time.Nanosecond, margin, true},
+	} {
+		v := view{since: t0, count: tc.count}
+		if _, ok := v.stable(t0.Add(tc.after), margin, tc.ttl); ok != tc.stable {
+			t.Errorf("count %d after %s, ttl %s: stable %v, want %v", tc.count, tc.after, tc.ttl, ok, tc.stable)
+		}
+	}
+}
+
+// Jitter spreads an interval over ±20 %.
+func TestJitterBounds(t *testing.T) {
+	const d = time.Second
+	var low, high bool
+	for range 2000 {
+		j := jitter(d)
+		if j < 800*time.Millisecond || j > 1200*time.Millisecond {
+			t.Fatalf("jitter(%s) = %s, outside ±20%%", d, j)
+		}
+		low, high = low || j < 900*time.Millisecond, high || j > 1100*time.Millisecond
+	}
+	if !low || !high {
+		t.Errorf("2000 jitters never left ±10%%: not spread")
+	}
+}
+
+func TestListIPs(t *testing.T) {
+	var peers []Peer
+	for i := 1; i <= 10; i++ {
+		peers = append(peers, Peer{IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})})
+	}
+	if got := listIPs(peers); strings.Contains(got, "…") {
+		t.Errorf("ten addresses cut: %s", got)
+	}
+	if got := listIPs(append(peers, Peer{IP: netip.MustParseAddr("10.0.0.11")})); !strings.HasSuffix(got, " …") {
+		t.Errorf("eleven addresses: %s", got)
 	}
 }
