@@ -304,7 +304,7 @@ func TestKeepLogsAReasonOnce(t *testing.T) {
 	c.Refresh = 30 * time.Millisecond
 	stop, log, _ := keep(t, c)
 	z.Set(fqdn, "", loopPeers("127.0.0.1")...) // without this pod
-	time.Sleep(400 * time.Millisecond)          // at least 10 rounds
+	time.Sleep(400 * time.Millisecond)         // at least 10 rounds
 	stop()
 	if n := strings.Count(log(), "own IP [127.0.0.2] not in this view"); n != 1 {
 		t.Errorf("the reason logged %d times, want once:\n%s", n, log())
