@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/test/framework"
@@ -149,14 +151,24 @@ func TestChartRBACIsNoBroader(t *testing.T) {
 	if err := as.Get(ctx, client.ObjectKeyFromObject(svc), &corev1.Service{}); err != nil {
 		t.Errorf("get service: %v", err)
 	}
+	// Listing pods is what the terminating-peers controller does.
+	if err := as.List(ctx, &corev1.PodList{}); err != nil {
+		t.Errorf("list pods: %v", err)
+	}
+	running := plainPod(ns)
+	running.Name = "running"
+	if err := lc.Client.Create(ctx, running); err != nil {
+		t.Fatal(err)
+	}
 	// Refused: everything else a compromised webhook could abuse.
 	svc.Labels = map[string]string{"changed": "yes"}
 	denied := map[string]error{
 		"update service": as.Update(ctx, svc.DeepCopy()),
 		"delete service": as.Delete(ctx, svc.DeepCopy()),
 		"create pod":     as.Create(ctx, plainPod(ns)),
+		"delete pod":     as.Delete(ctx, running.DeepCopy()),
+		"update pod":     as.Update(ctx, running.DeepCopy()),
 		"list secrets":   as.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)),
-		"list pods":      as.List(ctx, &corev1.PodList{}),
 		"update namespace": func() error {
 			n := &corev1.Namespace{}
 			if err := lc.Client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
@@ -170,6 +182,12 @@ func TestChartRBACIsNoBroader(t *testing.T) {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s as the chart's ServiceAccount: %v, want Forbidden", what, err)
 		}
+	}
+	// Patch is granted (the relabel of a terminating peer); the chart's
+	// policy refuses it anything else.
+	image := client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/containers/0/image","value":"evil:1"}]`))
+	if err := as.Patch(ctx, running.DeepCopy(), image); err == nil || !strings.Contains(err.Error(), "peergroup's webhook") {
+		t.Errorf("patch a running pod's image as the chart's ServiceAccount: %v, want refused by the chart's policy", err)
 	}
 }
 

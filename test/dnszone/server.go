@@ -84,13 +84,8 @@ type Server struct {
 
 // Start listens on a free 127.0.0.1 port for UDP and TCP.
 func Start(ttl uint32) (*Server, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := listenPair()
 	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s := &Server{Addr: pc.LocalAddr().String(), TTL: ttl, services: map[string][]Peer{}, ports: map[string]string{}, ptrQueries: map[string]int{}}
@@ -104,6 +99,25 @@ func Start(ttl uint32) (*Server, error) {
 	<-started
 	<-started
 	return s, nil
+}
+
+// listenPair binds one free port for UDP and TCP. The UDP port is chosen
+// by the kernel; the same TCP port may be held by another test's
+// connection, so a few ports are tried.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	var err error
+	for range 10 {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, nil, err
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+	}
+	return nil, nil, err
 }
 
 // Close stops both listeners.
