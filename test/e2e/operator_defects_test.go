@@ -194,6 +194,12 @@ func TestWebhookPodUpdatesNarrowed(t *testing.T) {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		return asWebhook.Patch(ctx, p, client.RawPatch(types.JSONPatchType, []byte(jsonPatch)))
 	}
+	// The API server takes a moment to load a policy created at start.
+	eventually(t, 15*time.Second, "the chart's pod-update policy loaded", func() bool {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "running"}}
+		err := asWebhook.Patch(ctx, p, client.RawPatch(types.JSONPatchType, []byte(`[{"op":"replace","path":"/spec/containers/0/image","value":"evil:1"}]`)), client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "peergroup's webhook")
+	})
 	refused := []struct{ pod, patch, why string }{
 		{"running", `[{"op":"replace","path":"/metadata/labels/peergroup.dev~1peer","value":"terminating"}]`, "relabels only pods that are terminating"},
 		{"running", `[{"op":"replace","path":"/spec/containers/0/image","value":"evil:1"}]`, "relabels only pods that are terminating"},
