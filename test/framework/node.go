@@ -33,6 +33,8 @@ const (
 	// RealNodeBridgeIP is the bridge's address: the host's side of the pod
 	// network, where CoreDNS serves the pods (the kubelet's clusterDNS).
 	RealNodeBridgeIP = "10.246.0.1"
+	// RealNodeBridgeMAC is the bridge's own address, locally administered.
+	RealNodeBridgeMAC = "02:70:67:00:00:01"
 	// RealNodeSubnet is the pod range (free on this machine: see ip route).
 	RealNodeSubnet = "10.246.0.0/24"
 	// RealNodeCgroup is the cgroup, in every hierarchy, holding containerd,
@@ -170,7 +172,12 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	}
 	say("real node: bridge %s %s/24 (no uplink, no NAT, no forwarding)", RealNodeBridge, RealNodeBridgeIP)
 	for _, args := range [][]string{
-		{"link", "add", RealNodeBridge, "type", "bridge"},
+		// A fixed MAC: a bridge without one takes the lowest MAC of its
+		// ports, so it changed when a full restart removed and added
+		// veths, and every pod's cached gateway MAC went stale: all of
+		// them lost CoreDNS (on the bridge address) until their neighbour
+		// entry expired, about 30 s (issue 22: 7-8 DNS timeouts in a row).
+		{"link", "add", "name", RealNodeBridge, "address", RealNodeBridgeMAC, "type", "bridge"},
 		{"addr", "add", RealNodeBridgeIP + "/24", "dev", RealNodeBridge},
 		{"link", "set", RealNodeBridge, "up"},
 	} {
