@@ -301,10 +301,9 @@ func (r *Runner) deadline(ctx context.Context, v *view) error {
 	case !v.observed:
 		return &ExitError{ExitDNSErrors, fmt.Errorf("no DNS answer for %s within %s: %v", r.Config.FQDN(), t, v.lastErr)}
 	case !v.selfSeen:
-		why := fmt.Sprintf("is the pod selected by the Service (labels %s, %s=%s)?", contract.GroupLabel, contract.PeerLabel, contract.PeerValue)
+		why := fmt.Sprintf("does the Service select the pod (labels %s, %s=%s)?", contract.GroupLabel, contract.PeerLabel, contract.PeerValue)
 		if r.Config.PortName != "" {
-			why = fmt.Sprintf("does the Service have a port named %q (SRV records exist only for the Service's port names), and does it select the pod (labels %s, %s=%s)?",
-				r.Config.PortName, contract.GroupLabel, contract.PeerLabel, contract.PeerValue)
+			why = fmt.Sprintf("does the Service have a port named %q (SRV records exist only for the Service's port names), and %s", r.Config.PortName, why)
 		}
 		return &ExitError{ExitNoSelf, fmt.Errorf("own IP %v never appeared in %s within %s: %s", r.Config.PodIPs, r.Config.Asked(), t, why)}
 	case v.lastWaiting != "":

@@ -143,8 +143,7 @@ func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, conf
 	case err == nil:
 		in.Webhooks = mwc
 	case apierrors.IsNotFound(err):
-		in.Webhooks = &admissionregistrationv1.MutatingWebhookConfiguration{}
-		in.Webhooks.Name = configName + " (not found: peergroup is not installed under this name)"
+		in.Webhooks = notInstalled(configName)
 	default:
 		return err
 	}
@@ -327,14 +326,21 @@ func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[s
 	case apierrors.IsNotFound(err):
 		// Nothing sends a replacement to peergroup: none is recreated
 		// injected (as explain says it).
-		cluster.Webhooks = &admissionregistrationv1.MutatingWebhookConfiguration{}
-		cluster.Webhooks.Name = configName + " (not found: peergroup is not installed under this name, --webhook-config)"
+		cluster.Webhooks = notInstalled(configName)
 	case apierrors.IsForbidden(err):
 		fmt.Fprintf(stderr, "warning: cannot read MutatingWebhookConfiguration %s (%v): which pods it sends to peergroup is not checked\n", configName, err)
 	default:
 		return cluster, err
 	}
 	return cluster, nil
+}
+
+// notInstalled stands for a webhook configuration that does not exist: it
+// has no entry, so no pod is sent to peergroup, and its name says why.
+func notInstalled(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	mwc.Name = name + " (not found: peergroup is not installed under this name, --webhook-config)"
+	return mwc
 }
 
 // defaultWebhookConfig is --webhook-config's default: the chart's name

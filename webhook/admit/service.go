@@ -187,11 +187,12 @@ func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
 	if !ok {
 		return nil
 	}
-	i := slices.IndexFunc(servicePorts(pod), func(p corev1.ServicePort) bool { return p.Name == name && p.Protocol == corev1.ProtocolTCP })
+	ports := servicePorts(pod)
+	i := slices.IndexFunc(ports, func(p corev1.ServicePort) bool { return p.Name == name && p.Protocol == corev1.ProtocolTCP })
 	if i < 0 {
 		return nil // not a TCP port of the pod: Mutate denies that
 	}
-	want := servicePorts(pod)[i]
+	want := ports[i]
 	e := &PortNameNotInServiceError{Namespace: have.Namespace, Name: have.Name, PortName: name, PodPort: want.Port}
 	for _, p := range have.Spec.Ports {
 		e.Ports = append(e.Ports, fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP)))

@@ -63,8 +63,10 @@ func Uninjected(pods []corev1.Pod, cluster AuditCluster, cfg admit.Config) []Fin
 	for i := range pods {
 		pod := &pods[i]
 		nsLabels := cluster.NamespaceLabels[pod.Namespace]
-		// Not nil, so the decision checks them (nil means not looked up).
-		nsRanges := append([]corev1.LimitRange{}, ranges[pod.Namespace]...)
+		nsRanges := ranges[pod.Namespace]
+		if nsRanges == nil {
+			nsRanges = []corev1.LimitRange{} // looked up, none: the decision checks them (nil means not looked up)
+		}
 		d, _ := decide(pod, cfg, nsLabels, &admit.StaticServices{}, nsRanges...)
 		f, ok := finding(pod, d)
 		if !ok {

@@ -148,7 +148,6 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 			// Cache only what the webhook reads, so memory grows with the
 			// number of Services, not with their size.
 			DefaultTransform: trimCached,
-
 			// Invariant: nothing in the webhook writes to an object read
 			// from the cache, so a Get may hand out the cached object
 			// itself instead of a deep copy per admission.
