@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,19 +23,76 @@ import (
 )
 
 // patchCABundle merges what this replica trusts (its Secret's bundle and
-// the CA of the pair it serves) into the caBundle of every webhook of the
-// configuration (MergeCABundle: it only adds, and drops only expired CAs),
-// and records what is live. A missing configuration is no error: nothing
-// calls the webhook then, and the watch patches it once it appears.
+// the CA of the pair it serves) into the caBundle of every webhook of both
+// configurations (MergeCABundle: it only adds, and drops only expired CAs),
+// and records what is live: the CAs every existing configuration trusts.
+// A missing configuration is no error: nothing calls the webhook through
+// it, and the watch patches it once it appears.
 func (k *Keeper) patchCABundle(ctx context.Context) error {
 	k.patchMu.Lock()
 	defer k.patchMu.Unlock()
 	known := k.known()
+	var lives [][]byte
+	for _, c := range k.configs() {
+		live, found, err := k.patchConfig(ctx, c, known)
+		if err != nil {
+			return err
+		}
+		if found {
+			lives = append(lives, live)
+		}
+	}
+	k.observe(commonCAs(lives), len(lives) == 0, k.cfg.Now())
+	return nil
+}
+
+// configKind is one kind of webhook configuration, as the keeper reads
+// and writes it.
+type configKind struct {
+	kind string
+	// get returns the configuration's client configs to read and set, and
+	// update writes them back; found is false when it does not exist.
+	get   func(ctx context.Context) (clients []*admissionregistrationv1.WebhookClientConfig, update func(context.Context) error, found bool, err error)
+	watch func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+func (k *Keeper) configs() []configKind {
+	name := k.cfg.WebhookConfigName
 	mwcs := k.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	var live []byte
-	found := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mwc, err := mwcs.Get(ctx, k.cfg.WebhookConfigName, metav1.GetOptions{})
+	vwcs := k.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	return []configKind{
+		{kind: "MutatingWebhookConfiguration", watch: mwcs.Watch,
+			get: func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
+				mwc, err := mwcs.Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return nil, nil, false, err
+				}
+				clients := make([]*admissionregistrationv1.WebhookClientConfig, len(mwc.Webhooks))
+				for i := range mwc.Webhooks {
+					clients[i] = &mwc.Webhooks[i].ClientConfig
+				}
+				return clients, func(ctx context.Context) error { _, err := mwcs.Update(ctx, mwc, metav1.UpdateOptions{}); return err }, true, nil
+			}},
+		{kind: "ValidatingWebhookConfiguration", watch: vwcs.Watch,
+			get: func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
+				vwc, err := vwcs.Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return nil, nil, false, err
+				}
+				clients := make([]*admissionregistrationv1.WebhookClientConfig, len(vwc.Webhooks))
+				for i := range vwc.Webhooks {
+					clients[i] = &vwc.Webhooks[i].ClientConfig
+				}
+				return clients, func(ctx context.Context) error { _, err := vwcs.Update(ctx, vwc, metav1.UpdateOptions{}); return err }, true, nil
+			}},
+	}
+}
+
+// patchConfig merges known into one configuration's caBundles and returns
+// what it trusts after.
+func (k *Keeper) patchConfig(ctx context.Context, c configKind, known []byte) (live []byte, found bool, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		clients, update, ok, err := c.get(ctx)
 		if apierrors.IsNotFound(err) {
 			found, live = false, nil
 			return nil
@@ -42,22 +100,40 @@ func (k *Keeper) patchCABundle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		found = true
-		live = MergeCABundle(liveCABundle(mwc), known, k.cfg.Now(), skew(k.cfg.Validity))
-		if !setCABundle(mwc, live) {
+		found = ok
+		live = MergeCABundle(liveCABundle(clients), known, k.cfg.Now(), skew(k.cfg.Validity))
+		if !setCABundle(clients, live) {
 			return nil
 		}
-		if _, err := mwcs.Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
+		if err := update(ctx); err != nil {
 			return err
 		}
-		k.log.Info("patched caBundle", "webhookConfiguration", k.cfg.WebhookConfigName, "webhooks", len(mwc.Webhooks), "caSerials", serials(live))
+		k.log.Info("patched caBundle", "kind", c.kind, "name", k.cfg.WebhookConfigName, "webhooks", len(clients), "caSerials", serials(live))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("patch caBundle of MutatingWebhookConfiguration %s: %w", k.cfg.WebhookConfigName, err)
+		return nil, false, fmt.Errorf("patch caBundle of %s %s: %w", c.kind, k.cfg.WebhookConfigName, err)
 	}
-	k.observe(live, !found, k.cfg.Now())
-	return nil
+	return live, found, nil
+}
+
+// commonCAs is the bundle of the CAs every one of bundles holds: what the
+// API server trusts whichever configuration it calls through.
+func commonCAs(bundles [][]byte) []byte {
+	if len(bundles) == 0 {
+		return nil
+	}
+	var out []byte
+	for _, c := range parseAll(bundles[0]) {
+		inAll := true
+		for _, b := range bundles[1:] {
+			inAll = inAll && slices.ContainsFunc(parseAll(b), func(o *x509.Certificate) bool { return bytes.Equal(o.Raw, c.Raw) })
+		}
+		if inAll {
+			out = append(out, encodeCert(c.Raw)...)
+		}
+	}
+	return out
 }
 
 // known is every CA this replica must keep trusted.
@@ -88,21 +164,21 @@ func (k *Keeper) observe(live []byte, noConfig bool, now time.Time) {
 }
 
 // liveCABundle is every CA in any webhook of the configuration.
-func liveCABundle(mwc *admissionregistrationv1.MutatingWebhookConfiguration) []byte {
+func liveCABundle(clients []*admissionregistrationv1.WebhookClientConfig) []byte {
 	var all []byte
-	for _, w := range mwc.Webhooks {
-		all = append(all, w.ClientConfig.CABundle...)
+	for _, c := range clients {
+		all = append(all, c.CABundle...)
 		all = append(all, '\n')
 	}
 	return all
 }
 
 // setCABundle sets every webhook's caBundle and reports whether one changed.
-func setCABundle(mwc *admissionregistrationv1.MutatingWebhookConfiguration, bundle []byte) bool {
+func setCABundle(clients []*admissionregistrationv1.WebhookClientConfig, bundle []byte) bool {
 	changed := false
-	for i := range mwc.Webhooks {
-		if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, bundle) {
-			mwc.Webhooks[i].ClientConfig.CABundle = bundle
+	for _, c := range clients {
+		if !bytes.Equal(c.CABundle, bundle) {
+			c.CABundle = bundle
 			changed = true
 		}
 	}
@@ -140,11 +216,13 @@ func (k *Keeper) servedTrusted(live []byte, now time.Time) bool {
 	return Validate(encodeCert(pair.Certificate[0]), live, k.names(), now, 0) == nil
 }
 
-// Start keeps things in step until ctx ends: it watches the webhook
-// configuration (a helm upgrade or a GitOps sync resets caBundle, another
+// Start keeps things in step until ctx ends: it watches both webhook
+// configurations (a helm upgrade or a GitOps sync resets caBundle, another
 // replica adds a CA) and re-reads the Secret every Resync for rotation.
 func (k *Keeper) Start(ctx context.Context) error {
-	go k.watchWebhookConfig(ctx)
+	for _, c := range k.configs() {
+		go k.watchWebhookConfig(ctx, c)
+	}
 	t := time.NewTicker(k.cfg.Resync)
 	defer t.Stop()
 	for {
@@ -159,12 +237,11 @@ func (k *Keeper) Start(ctx context.Context) error {
 	}
 }
 
-func (k *Keeper) watchWebhookConfig(ctx context.Context) {
-	mwcs := k.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+func (k *Keeper) watchWebhookConfig(ctx context.Context, c configKind) {
 	for ctx.Err() == nil {
-		w, err := mwcs.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + k.cfg.WebhookConfigName})
+		w, err := c.watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + k.cfg.WebhookConfigName})
 		if err != nil {
-			k.log.Error(err, "watch webhook configuration failed")
+			k.log.Error(err, "watch webhook configuration failed", "kind", c.kind)
 			select {
 			case <-ctx.Done():
 				return

@@ -257,3 +257,69 @@ func TestMergeCABundle(t *testing.T) {
 		t.Errorf("merge order matters: %v vs %v", serials(ab), serials(ba))
 	}
 }
+
+// Both of peergroup's configurations get the caBundle, so the API server
+// trusts the webhook in the mutating and in the validating phase; what
+// counts as live (for readiness and for serving a new CA) is only what
+// both trust.
+func TestKeeperPatchesBothConfigurations(t *testing.T) {
+	now := t0
+	client := fake.NewClientset(
+		&admissionregistrationv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "pg"},
+			Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "a.peergroup.dev"}},
+		},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "pg"},
+			Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "a.peergroup.dev"}, {Name: "b.peergroup.dev"}},
+		},
+		// Another product's configuration of the same name's kind: untouched.
+		&admissionregistrationv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "other"},
+			Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "x.example.com"}},
+		},
+	)
+	k := testKeeper(t, client, &now)
+	ctx := context.Background()
+	if err := k.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := client.CoreV1().Secrets("sys").Get(ctx, "pg-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := fromData(s.Data).CACert
+	vwc, _ := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "pg", metav1.GetOptions{})
+	for _, w := range vwc.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, ca) {
+			t.Errorf("validating entry %s caBundle not patched", w.Name)
+		}
+	}
+	other, _ := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "other", metav1.GetOptions{})
+	if len(other.Webhooks[0].ClientConfig.CABundle) != 0 {
+		t.Error("another configuration was patched")
+	}
+	if !bytes.Equal(k.live, ca) {
+		t.Errorf("live bundle is not the CA both trust")
+	}
+}
+
+// What is live is the CAs every configuration holds: one trusted by the
+// mutating configuration only is not live.
+func TestCommonCAs(t *testing.T) {
+	a, b := mustCA(t), mustCA(t)
+	for _, tc := range []struct {
+		name    string
+		bundles [][]byte
+		want    []byte
+	}{
+		{"none", nil, nil},
+		{"one configuration", [][]byte{append(append([]byte{}, a...), b...)}, append(append([]byte{}, a...), b...)},
+		{"both hold a, one holds b", [][]byte{append(append([]byte{}, a...), b...), a}, a},
+		{"nothing in common", [][]byte{a, b}, nil},
+	} {
+		if got := commonCAs(tc.bundles); !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: got %d bytes, want %d", tc.name, len(got), len(tc.want))
+		}
+	}
+}

@@ -24,6 +24,11 @@ import (
 // Path is where the API server sends pod admission reviews.
 const Path = "/mutate-v1-pod"
 
+// ValidatePath is where the API server sends the same pods again for
+// validation, after its own validation and LimitRanger: the group's Service
+// is created there (ValidatingHandler).
+const ValidatePath = "/validate-v1-pod"
+
 // Handler is the admission.Handler for pods: the request goes to
 // admit.Decider, and the answer, the metrics and the events are derived
 // from the Decision it returns.
@@ -51,6 +56,40 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	})
 	logDecision(ctx, req, d)
 	h.Metrics.observe(req.Namespace, d, time.Since(start))
+	if h.Events != nil && !dryRun && d.Pod != nil {
+		h.Events.record(ctx, req.Namespace, d)
+	}
+	return Response(d)
+}
+
+// ValidatingHandler is the admission.Handler of the validating phase: it
+// creates a missing Service of the pod's group (admit.Decider.Validate),
+// and reports that and refusals as Handler does.
+type ValidatingHandler struct {
+	Decider admit.Decider
+	Metrics *Metrics
+	Events  *Events
+	// Phase, when set, learns from each call that the API server sends
+	// pods to this phase.
+	Phase *ValidationWatch
+}
+
+var _ admission.Handler = (*ValidatingHandler)(nil)
+
+func (h *ValidatingHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	h.Phase.called()
+	dryRun := ptr.Deref(req.DryRun, false)
+	d := h.Decider.Validate(ctx, admit.Request{
+		Kind:        req.Kind,
+		SubResource: req.SubResource,
+		Namespace:   req.Namespace,
+		Operation:   req.Operation,
+		DryRun:      dryRun,
+		Pod:         decodedPod(req),
+		Raw:         req.Object.Raw,
+	})
+	logDecision(ctx, req, d)
+	h.Metrics.observeValidation(req.Namespace, d)
 	if h.Events != nil && !dryRun && d.Pod != nil {
 		h.Events.record(ctx, req.Namespace, d)
 	}

@@ -104,3 +104,24 @@ func (m *Metrics) observe(ns string, d admit.Decision, took time.Duration) {
 		m.servicesCreated.WithLabelValues(namespace, group).Inc()
 	}
 }
+
+// observeValidation counts what the validating phase adds: a created
+// Service, and a refusal (the pod was counted once already, as the
+// mutating phase answered; a refusal here is the pod's final answer).
+func (m *Metrics) observeValidation(ns string, d admit.Decision) {
+	if m == nil {
+		return
+	}
+	namespace, group := "", ""
+	if d.GroupInCluster() {
+		namespace, group = ns, d.Group
+	}
+	switch d.Verdict {
+	case admit.VerdictDenied, admit.VerdictErrored:
+		m.admissions.WithLabelValues(string(d.Verdict)).Inc()
+		m.denied.WithLabelValues(namespace, group, string(d.Reason)).Inc()
+	}
+	if d.Service == admit.ServiceCreated {
+		m.servicesCreated.WithLabelValues(namespace, group).Inc()
+	}
+}

@@ -64,6 +64,7 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 // until the API server uses it.
 func (b *bench) register(ctx context.Context, cfg string) error {
 	_ = b.cluster.Client.DeleteAllOf(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	_ = b.cluster.Client.DeleteAllOf(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{})
 	switch cfg {
 	case "no-op":
 		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.noop.url, b.noop.ca); err != nil {
@@ -176,7 +177,7 @@ func (b *bench) apiCalls(ctx context.Context) error {
 	if err := measure("reinvocation (registered twice)", "0", n, func() error { return createPods("calls-existing", n, false, "r") }); err != nil {
 		return err
 	}
-	_ = b.cluster.Client.Delete(ctx, second)
+	_ = second.Delete(ctx, b.cluster)
 	b.md("")
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -215,7 +216,7 @@ func TestOptionalObjects(t *testing.T) {
 			t.Errorf("%s rendered by default", kind)
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "MutatingWebhookConfiguration"} {
+	for _, kind := range []string{"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PodDisruptionBudget", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
 		if defaults.Find(kind, "") == nil {
 			t.Errorf("%s missing by default: %v", kind, defaults.Kinds())
 		}
@@ -255,7 +256,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		}
 		return strings.Join(out, "; ")
 	}
-	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [pods] <nil> [list watch patch]; [limitranges] <nil> [list watch]; [events] <nil> [create patch]; [mutatingwebhookconfigurations] [peergroup] [get watch update]" {
+	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [pods] <nil> [list watch patch]; [limitranges] <nil> [list watch]; [events] <nil> [create patch]; [validatingwebhookconfigurations] [peergroup] [list watch get update]; [mutatingwebhookconfigurations] [peergroup] [get watch update]" {
 		t.Errorf("ClusterRole rules: %s", got)
 	}
 	if got := rules("Role"); got != "[secrets] <nil> [create]; [secrets] [peergroup-tls] [get update]" {
@@ -263,7 +264,13 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	}
 	cm := render(t, modes["certManager"])
 	if cm.Find("Role", "") != nil || strings.Contains(fmt.Sprint(cm.Find("ClusterRole", "").Object), "mutatingwebhookconfigurations") {
-		t.Error("certManager mode must not grant Secret or webhook configuration access")
+		t.Error("certManager mode must not grant Secret or mutating webhook configuration access")
+	}
+	// Every mode reads its own validating configuration, by name, and no
+	// more (the caBundle belongs to cert-manager here).
+	r = cm
+	if got := rules("ClusterRole"); !strings.HasSuffix(got, "; [validatingwebhookconfigurations] [peergroup] [list watch]") {
+		t.Errorf("certManager ClusterRole rules: %s", got)
 	}
 }
 
@@ -447,5 +454,46 @@ func TestChartIsTheRelease(t *testing.T) {
 	}
 	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--seed-discovery-image="+want) {
 		t.Errorf("the chart injects another image than %s: %v", want, dep.Spec.Template.Spec.Containers[0].Args)
+	}
+}
+
+// The validating phase gets exactly the pods the mutating phase got: the
+// ValidatingWebhookConfiguration is the mutating one's entries with the
+// validating path, in every certificate mode (the caBundle, the
+// cert-manager annotation and the name included), and the webhook is told
+// its name in every mode.
+func TestValidatingConfigurationMirrorsMutating(t *testing.T) {
+	for name, values := range modes {
+		t.Run(name, func(t *testing.T) {
+			r := render(t, values)
+			mwc := webhookConfig(t, r)
+			u := r.Find("ValidatingWebhookConfiguration", "")
+			if u == nil {
+				t.Fatal("no ValidatingWebhookConfiguration")
+			}
+			got := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, got); err != nil {
+				t.Fatal(err)
+			}
+			want := framework.ValidatingFor(mwc, "")
+			got.TypeMeta = want.TypeMeta
+			if !equality.Semantic.DeepEqual(got, want) {
+				t.Errorf("validating configuration differs from the mutating one's entries:\n got %+v\nwant %+v", got, want)
+			}
+			if !webhook.CallsValidatePath(got) {
+				t.Error("the webhook would not recognise its validating configuration")
+			}
+			args, err := framework.DeploymentArgs(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := server.ParseFlags(args, func(string) string { return "peergroup-system" }, "v", &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Certs.WebhookConfigName != got.Name {
+				t.Errorf("--webhook-config-name %q, the configuration is %q", o.Certs.WebhookConfigName, got.Name)
+			}
+		})
 	}
 }

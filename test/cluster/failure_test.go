@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -64,11 +63,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	main := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := lc.Client.Get(ctx, client.ObjectKey{Name: "peergroup"}, main); err != nil {
-		t.Fatal(err)
-	}
-	if err := lc.Client.Delete(ctx, main); err != nil {
+	if err := framework.DeleteWebhook(ctx, lc.Cluster, "peergroup"); err != nil {
 		t.Fatal(err)
 	}
 	ignore, err := framework.RegisterWebhook(ctx, lc.Cluster, ignoring, hook.URL(), hook.CABundle, framework.NameSuffix("-ignore"))
@@ -77,7 +72,7 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	}
 	hook.Stop()
 	defer func() {
-		_ = lc.Client.Delete(context.Background(), ignore)
+		_ = ignore.Delete(context.Background(), lc.Cluster)
 		if err := hook.Restart(context.Background()); err != nil {
 			t.Errorf("restart webhook: %v", err)
 		}

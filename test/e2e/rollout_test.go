@@ -93,7 +93,7 @@ func TestRolloutWithoutRefusals(t *testing.T) {
 	defer lb.Close()
 
 	member := newNamespace(t, map[string]string{"peergroup.dev/group": "rollout"})
-	mwc, err := framework.RegisterWebhook(ctx, cluster, rendered, "https://"+lb.Addr()+webhook.Path, caBundle,
+	reg, err := framework.RegisterWebhook(ctx, cluster, rendered, "https://"+lb.Addr()+webhook.Path, caBundle,
 		framework.NameSuffix("-rollout"),
 		framework.Tweak(func(w *admissionregistrationv1.MutatingWebhook) {
 			w.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": member}}
@@ -101,7 +101,7 @@ func TestRolloutWithoutRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })
+	t.Cleanup(func() { _ = reg.Delete(context.Background(), cluster) })
 	if err := framework.WaitForInjection(ctx, cluster, member); err != nil {
 		t.Fatal(err)
 	}

@@ -304,7 +304,7 @@ func TestRegisteredTwiceDuplicatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Client.Delete(context.Background(), second)
+	defer second.Delete(context.Background(), cluster)
 	ns := newNamespace(t, map[string]string{"peergroup.dev/group": "cassandra"})
 	// Give the API server time to pick up the second configuration: wait
 	// until dry-run creates go through both (they are identical, so poll

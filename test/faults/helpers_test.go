@@ -27,9 +27,9 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// register registers the chart's webhook configuration, pointed at url and
+// register registers the chart's webhook configurations, pointed at url and
 // limited to namespaces labelled isolationLabel=id; tweak changes each entry.
-func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissionregistrationv1.MutatingWebhook)) {
+func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissionregistrationv1.MutatingWebhook), opts ...framework.RegisterOption) *framework.Registration {
 	t.Helper()
 	isolate := func(w *admissionregistrationv1.MutatingWebhook) {
 		if w.NamespaceSelector == nil {
@@ -40,12 +40,13 @@ func register(t *testing.T, id, url string, caBundle []byte, tweak func(*admissi
 		}
 		w.NamespaceSelector.MatchLabels[isolationLabel] = id
 	}
-	mwc, err := framework.RegisterWebhook(context.Background(), cluster, rendered, url, caBundle,
-		framework.NameSuffix("-"+id), framework.Tweak(isolate), framework.Tweak(tweak))
+	opts = append([]framework.RegisterOption{framework.NameSuffix("-" + id), framework.Tweak(isolate), framework.Tweak(tweak)}, opts...)
+	reg, err := framework.RegisterWebhook(context.Background(), cluster, rendered, url, caBundle, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })
+	t.Cleanup(func() { _ = reg.Delete(context.Background(), cluster) })
+	return reg
 }
 
 // namespace creates a namespace of test id, with a namespace group label

@@ -170,13 +170,13 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 	}
 	// Registered before the webhook runs (the keeper patches its caBundle),
 	// pointing nowhere until the webhook's port is known.
-	mwc, err := framework.RegisterWebhook(ctx, cluster, r, "https://127.0.0.1:1"+webhook.Path, nil, framework.Tweak(func(w *admissionregistrationv1.MutatingWebhook) {
+	reg, err := framework.RegisterWebhook(ctx, cluster, r, "https://127.0.0.1:1"+webhook.Path, nil, framework.Tweak(func(w *admissionregistrationv1.MutatingWebhook) {
 		w.NamespaceSelector.MatchLabels = map[string]string{isolationLabel: "rbac"}
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), mwc) })
+	t.Cleanup(func() { _ = reg.Delete(context.Background(), cluster) })
 
 	rec := &recorder{calls: map[apiCall]int{}}
 	sa := framework.ServiceAccountConfig(cluster.Config, ns, release+"-peergroup")
@@ -186,6 +186,7 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
+	mwc, vwc := reg.Mutating, reg.Validating
 	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +195,16 @@ func TestClusterRoleMatchesCodeCalls(t *testing.T) {
 		mwc.Webhooks[i].ClientConfig.URL = &u
 	}
 	if err := cluster.Client.Update(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(vwc), vwc); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vwc.Webhooks {
+		u := strings.TrimSuffix(w.URL(), webhook.Path) + webhook.ValidatePath
+		vwc.Webhooks[i].ClientConfig.URL = &u
+	}
+	if err := cluster.Client.Update(ctx, vwc); err != nil {
 		t.Fatal(err)
 	}
 	podNS := namespace(t, "rbac", "")

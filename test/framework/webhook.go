@@ -21,7 +21,10 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -395,19 +398,27 @@ func (w *Webhook) Addr() string { return "127.0.0.1:" + strconv.Itoa(w.Port) }
 type RegisterOption func(*registration)
 
 type registration struct {
-	nameSuffix string
-	tweaks     []func(*admissionregistrationv1.MutatingWebhook)
+	nameSuffix   string
+	mutatingOnly bool
+	tweaks       []func(*admissionregistrationv1.MutatingWebhook)
 }
 
-// NameSuffix appends suffix to the configuration's name, to register a
+// NameSuffix appends suffix to the configurations' names, to register a
 // second copy next to the first.
 func NameSuffix(suffix string) RegisterOption {
 	return func(r *registration) { r.nameSuffix += suffix }
 }
 
+// MutatingOnly registers the MutatingWebhookConfiguration alone, as an
+// installation without the validating phase (or before it) has it.
+func MutatingOnly() RegisterOption {
+	return func(r *registration) { r.mutatingOnly = true }
+}
+
 // Tweak applies tweak to each webhook entry after its clientConfig is set
 // (e.g. a narrower namespaceSelector); several apply in order, nil is
-// ignored.
+// ignored. The validating entries are made from the tweaked ones, so both
+// phases stay alike.
 func Tweak(tweak func(*admissionregistrationv1.MutatingWebhook)) RegisterOption {
 	return func(r *registration) {
 		if tweak != nil {
@@ -416,11 +427,37 @@ func Tweak(tweak func(*admissionregistrationv1.MutatingWebhook)) RegisterOption 
 	}
 }
 
-// RegisterWebhook creates the chart's MutatingWebhookConfiguration with
-// every selector and policy as rendered, but with each clientConfig pointing
-// at url (a 127.0.0.1 URL, never a Service reference: docs/design.md,
-// Testing without a cloud) and trusting caBundle.
-func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, opts ...RegisterOption) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+// Registration is what RegisterWebhook created.
+type Registration struct {
+	Mutating *admissionregistrationv1.MutatingWebhookConfiguration
+	// Validating is nil with MutatingOnly.
+	Validating *admissionregistrationv1.ValidatingWebhookConfiguration
+}
+
+// Delete removes both configurations (a missing one is no error).
+func (r *Registration) Delete(ctx context.Context, c *Cluster) error {
+	return DeleteWebhook(ctx, c, r.Mutating.Name)
+}
+
+// DeleteWebhook removes the configurations of both phases named name.
+func DeleteWebhook(ctx context.Context, c *Cluster, name string) error {
+	var errs []error
+	for _, obj := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		obj.SetName(name)
+		if err := c.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterWebhook creates the chart's MutatingWebhookConfiguration and
+// ValidatingWebhookConfiguration with every selector and policy as
+// rendered, but with each clientConfig pointing at url (a 127.0.0.1 URL,
+// never a Service reference: docs/design.md, Testing without a cloud) and
+// trusting caBundle; the validating entries at url with its path
+// webhook.Path replaced by webhook.ValidatePath.
+func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, caBundle []byte, opts ...RegisterOption) (*Registration, error) {
 	var reg registration
 	for _, o := range opts {
 		o(&reg)
@@ -437,10 +474,46 @@ func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, c
 			tweak(&mwc.Webhooks[i])
 		}
 	}
+	out := &Registration{Mutating: mwc}
+	if !reg.mutatingOnly {
+		if !strings.HasSuffix(url, webhook.Path) {
+			return nil, fmt.Errorf("register %s: the URL must end in %s, to derive the validating one", url, webhook.Path)
+		}
+		out.Validating = ValidatingFor(mwc, strings.TrimSuffix(url, webhook.Path)+webhook.ValidatePath)
+	}
 	if err := c.Client.Create(ctx, mwc); err != nil {
 		return nil, fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mwc.Name, err)
 	}
-	return mwc, nil
+	if out.Validating != nil {
+		if err := c.Client.Create(ctx, out.Validating); err != nil {
+			_ = c.Client.Delete(ctx, mwc)
+			return nil, fmt.Errorf("create ValidatingWebhookConfiguration %s: %w", mwc.Name, err)
+		}
+	}
+	return out, nil
+}
+
+// ValidatingFor is the ValidatingWebhookConfiguration the chart renders
+// beside mwc: the same name and entries, each calling url (nil: the same
+// clientConfig as the mutating entry, with the validating path), without a
+// reinvocationPolicy.
+func ValidatingFor(mwc *admissionregistrationv1.MutatingWebhookConfiguration, url string) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwc.Name, Labels: mwc.Labels, Annotations: mwc.Annotations}}
+	for _, m := range mwc.Webhooks {
+		cc := *m.ClientConfig.DeepCopy()
+		if url != "" {
+			u := url
+			cc.URL = &u
+		} else if cc.Service != nil {
+			cc.Service.Path = ptr.To(webhook.ValidatePath)
+		}
+		vwc.Webhooks = append(vwc.Webhooks, admissionregistrationv1.ValidatingWebhook{
+			Name: m.Name, ClientConfig: cc, Rules: m.Rules, FailurePolicy: m.FailurePolicy, MatchPolicy: m.MatchPolicy,
+			NamespaceSelector: m.NamespaceSelector, ObjectSelector: m.ObjectSelector, SideEffects: m.SideEffects,
+			TimeoutSeconds: m.TimeoutSeconds, AdmissionReviewVersions: m.AdmissionReviewVersions, MatchConditions: m.MatchConditions,
+		})
+	}
+	return vwc
 }
 
 // RenderedWebhookConfig is the chart's MutatingWebhookConfiguration, typed.

@@ -38,31 +38,27 @@ type Decider struct {
 	// InitContainers caches encoded init containers for PatchDirect; nil
 	// encodes each one.
 	InitContainers *InitContainerCache
+	// Validation, when set and in force, leaves a missing Service to the
+	// validating phase (Validate); nil: Decide creates it, as a webhook
+	// registered for the mutating phase only must.
+	Validation ValidationPhase
 }
 
 // Decide runs the admission: request checks → group → mutation → Service
 // → patch. The order is the contract: a non-CREATE is never decoded, a
 // non-member never touches the cluster, and a pod is denied before its
-// Service is created.
+// Service is created. With the validating phase in force the Service is
+// only checked here, and created by Validate.
 func (d *Decider) Decide(ctx context.Context, req Request) Decision {
-	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
-		return BadRequest(fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
-			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource))
-	}
-	if req.Operation != admissionv1.Create {
-		return Decision{Verdict: VerdictSkipped, Reason: ReasonNotCreate, Message: "peergroup only acts on CREATE"}
-	}
-	pod, err := requestPod(req)
-	if err != nil {
-		return BadRequest(err)
-	}
-	if err := CheckObjectKind(pod.TypeMeta); err != nil {
-		return BadRequest(err)
+	pod, dec, done := d.admittedPod(req)
+	if done {
+		return dec
 	}
 	if d.Config.Excluded(req.Namespace) {
 		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
 			Warnings: []string{fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)}}
 	}
+	var err error
 	dec, m, ok := d.member(ctx, req.Namespace, pod)
 	if !ok {
 		return dec
@@ -95,8 +91,12 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 	}
 	// Ensured even for an already injected pod (reinvocation, offline
 	// injection): a cache hit costs nothing and the Service must exist.
-	if dec = d.ensureService(ctx, req, m, dec); dec.Verdict != "" {
+	create := !req.DryRun && (d.Validation == nil || !d.Validation.InForce())
+	if dec = d.ensureService(ctx, req, m, dec, create); dec.Verdict != "" {
 		return dec
+	}
+	if !create && !req.DryRun && dec.Service == ServiceMissing {
+		dec.Service = ServiceDeferred
 	}
 	if injected {
 		dec.Marker = MarkerAnnotation
@@ -124,6 +124,54 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		return dec.fail(http.StatusInternalServerError, ReasonNone, err)
 	}
 	return dec
+}
+
+// Validate is the validating phase: the API server sends the pod as it is
+// about to be stored — mutated, and past its own validation and
+// LimitRanger — and a missing Service of the pod's group is created now,
+// still before the pod exists. A pod the API server refuses never gets
+// here, so it leaves no Service behind. Nothing else is decided again: a
+// member pod is allowed unless its Service cannot be used or created.
+func (d *Decider) Validate(ctx context.Context, req Request) Decision {
+	pod, dec, done := d.admittedPod(req)
+	if done {
+		return dec
+	}
+	if d.Config.Excluded(req.Namespace) {
+		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod}
+	}
+	dec, m, ok := d.member(ctx, req.Namespace, pod)
+	if !ok {
+		return dec
+	}
+	if err := checkServiceInputs(pod); err != nil {
+		return dec.deny(ReasonInvalidPod, err)
+	}
+	if dec = d.ensureService(ctx, req, m, dec, !req.DryRun); dec.Verdict != "" {
+		return dec
+	}
+	dec.Verdict = VerdictSkipped
+	return dec
+}
+
+// admittedPod checks what the request is and decodes its pod; done is
+// true when that already decides (not a pod, not a CREATE, unreadable).
+func (d *Decider) admittedPod(req Request) (*corev1.Pod, Decision, bool) {
+	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return nil, BadRequest(fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
+			req.Kind.Kind, req.Kind.Group, req.Kind.Version, req.SubResource)), true
+	}
+	if req.Operation != admissionv1.Create {
+		return nil, Decision{Verdict: VerdictSkipped, Reason: ReasonNotCreate, Message: "peergroup only acts on CREATE"}, true
+	}
+	pod, err := requestPod(req)
+	if err != nil {
+		return nil, BadRequest(err), true
+	}
+	if err := CheckObjectKind(pod.TypeMeta); err != nil {
+		return nil, BadRequest(err), true
+	}
+	return pod, Decision{}, false
 }
 
 // member resolves the pod's group; ok is false when the decision is made
@@ -166,13 +214,14 @@ func (d *Decider) member(ctx context.Context, namespace string, pod *corev1.Pod)
 }
 
 // ensureService records the Service's state, and decides (denied or
-// errored) when it cannot be used; otherwise the verdict stays empty.
-func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, dec Decision) Decision {
+// errored) when it cannot be used; otherwise the verdict stays empty. A
+// missing Service is created only when create is set.
+func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, dec Decision, create bool) Decision {
 	pod, ns := dec.Pod, req.Namespace // the closure captures these, not the whole Decision
 	desired := func() *corev1.Service { return DesiredService(pod, ns, m) }
 	key := client.ObjectKey{Namespace: req.Namespace, Name: m.Service}
 	usable := func(have *corev1.Service) error { return CheckExisting(have, pod) }
-	state, err := d.Services.Ensure(ctx, key, desired, usable, req.DryRun)
+	state, err := d.Services.Ensure(ctx, key, desired, usable, !create)
 	dec.Service = state
 	var conflict *NotHeadlessError
 	var noPort *PortNameNotInServiceError

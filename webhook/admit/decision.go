@@ -62,6 +62,9 @@ const (
 	ServiceCreated ServiceState = "created"
 	// ServiceMissing: it does not exist; a dry run creates nothing.
 	ServiceMissing ServiceState = "missing"
+	// ServiceDeferred: it does not exist, and the validating phase
+	// (Decider.Validate) creates it once the API server has accepted the pod.
+	ServiceDeferred ServiceState = "deferred"
 	// ServiceNotHeadless: it exists with a cluster IP: the pod is denied.
 	ServiceNotHeadless ServiceState = "not-headless"
 	// ServiceFailed: reading or creating it failed.

@@ -28,6 +28,13 @@ type ServiceEnsurer interface {
 	Ensure(ctx context.Context, key client.ObjectKey, desired func() *corev1.Service, usable func(have *corev1.Service) error, dryRun bool) (ServiceState, error)
 }
 
+// ValidationPhase says whether the API server sends member pods to the
+// validating phase too (Decider.Validate), so the mutating phase may leave
+// a missing Service to it.
+type ValidationPhase interface {
+	InForce() bool
+}
+
 // LimitRanges lists a namespace's LimitRanges.
 type LimitRanges interface {
 	LimitRanges(ctx context.Context, namespace string) ([]corev1.LimitRange, error)

@@ -124,6 +124,7 @@ func pullSecretWarnings(in ExplainInput) []string {
 var serviceStates = map[admit.ServiceState]string{
 	admit.ServiceUnknown:     "not looked up (offline)",
 	admit.ServiceMissing:     "will be created (headless)",
+	admit.ServiceDeferred:    "will be created (headless) once the API server accepts the pod",
 	admit.ServiceExists:      "exists, headless: used as is",
 	admit.ServiceNotHeadless: "exists and is not headless",
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/peergroup/peergroup/certs"
+	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
@@ -38,6 +39,10 @@ type Options struct {
 	// SelfSigned makes the webhook manage its own CA and certificate.
 	SelfSigned bool
 	Certs      certs.KeeperConfig
+	// ValidationSettle is how long peergroup's ValidatingWebhookConfiguration
+	// must have been seen before the mutating phase leaves a missing Service
+	// to the validating phase (webhook.ValidationWatch).
+	ValidationSettle time.Duration
 	// RestConfig, when set, is used instead of KUBECONFIG / in-cluster
 	// config; tests set it to run the server in-process.
 	RestConfig *rest.Config
@@ -63,7 +68,8 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&patchMode, "patch-mode", patchMode, "how the JSON patch is made: direct (operations written from the mutation; proven equal by a fuzz test) or diff (admission.PatchResponseFromRaw)")
 	fs.BoolVar(&o.SelfSigned, "self-signed", false, "create, store (Secret), rotate and inject (caBundle) the serving certificate")
 	fs.StringVar(&o.Certs.SecretName, "tls-secret-name", "", "selfSigned: Secret in the webhook's namespace holding CA and certificate")
-	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "selfSigned: MutatingWebhookConfiguration whose caBundle is kept in step")
+	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "name of peergroup's Mutating- and ValidatingWebhookConfiguration: Services are created at validation while the latter calls "+webhook.ValidatePath+"; selfSigned keeps both caBundles in step (empty: Services are created at mutation)")
+	fs.DurationVar(&o.ValidationSettle, "validation-settle", 10*time.Second, "how long the ValidatingWebhookConfiguration must have been seen, and called, before the mutating phase leaves a missing Service to it (every API server must have loaded it)")
 	fs.StringVar(&o.Certs.ServiceName, "service-name", "", "selfSigned: the webhook Service, for the certificate's DNS names")
 	fs.DurationVar(&o.Certs.Validity, "cert-validity", 8760*time.Hour, "selfSigned: serving certificate validity, 10s to 87600h and at least 8x --cert-resync-interval (renewed at two thirds; the CA lives 10x longer)")
 	fs.DurationVar(&o.Certs.Resync, "cert-resync-interval", time.Minute, "selfSigned: how often the Secret is re-read for rotation")
@@ -94,6 +100,9 @@ func (o Options) validate() error {
 	}
 	if o.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s must not be negative", o.ShutdownDelay))
+	}
+	if o.ValidationSettle < 0 {
+		errs = append(errs, fmt.Errorf("--validation-settle %s must not be negative", o.ValidationSettle))
 	}
 	if o.DrainTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("--drain-timeout %s must be at least 1s: admissions in flight need time to finish", o.DrainTimeout))

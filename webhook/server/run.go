@@ -11,13 +11,16 @@ import (
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -171,21 +174,29 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 	if err := addTerminatingPeers(mgr, cfg, scheme); err != nil {
 		return nil, err
 	}
-
-	handler := &webhook.Handler{
-		Decider: admit.Decider{
-			Config:         o.Mutation,
-			Namespaces:     &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
-			Services:       &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
-			InitContainers: &admit.InitContainerCache{},
-			LimitRanges:    &webhook.CachedLimitRanges{Cache: mgr.GetClient()},
-		},
-		Metrics: webhook.NewMetrics(metrics.Registry),
-		Events:  &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()},
+	phase, err := addValidationWatch(mgr, cfg, scheme, o)
+	if err != nil {
+		return nil, err
 	}
+
+	decider := admit.Decider{
+		Config:         o.Mutation,
+		Namespaces:     &webhook.CachedNamespaceLabels{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Services:       &webhook.ClusterServiceEnsurer{Cache: mgr.GetClient(), Live: mgr.GetAPIReader(), Writer: mgr.GetClient()},
+		InitContainers: &admit.InitContainerCache{},
+		LimitRanges:    &webhook.CachedLimitRanges{Cache: mgr.GetClient()},
+	}
+	if phase != nil {
+		decider.Validation = phase
+	}
+	counters, events := webhook.NewMetrics(metrics.Registry), &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(webhook.Path, sd.wrap(&webhook.HTTPHandler{
-		Webhook:   &admission.Webhook{Handler: handler},
+		Webhook:   &admission.Webhook{Handler: &webhook.Handler{Decider: decider, Metrics: counters, Events: events}},
+		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
+	}))
+	mgr.GetWebhookServer().Register(webhook.ValidatePath, sd.wrap(&webhook.HTTPHandler{
+		Webhook:   &admission.Webhook{Handler: &webhook.ValidatingHandler{Decider: decider, Metrics: counters, Events: events, Phase: phase}},
 		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
 	}))
 
@@ -251,6 +262,50 @@ func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.
 		}
 		return nil
 	}))
+}
+
+// addValidationWatch follows peergroup's ValidatingWebhookConfiguration
+// (--webhook-config-name; none: nil, and Services are created at
+// mutation) in a cache of its own, like the terminating peers': readiness
+// never waits for it, and while it cannot read the configuration (RBAC
+// drift) the mutating phase keeps creating Services, the safe side.
+func addValidationWatch(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, o Options) (*webhook.ValidationWatch, error) {
+	name := o.Certs.WebhookConfigName
+	if name == "" {
+		return nil, nil
+	}
+	configs, err := cache.New(cfg, cache.Options{
+		Scheme:     scheme,
+		HTTPClient: mgr.GetHTTPClient(),
+		Mapper:     mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{
+			// By name: RBAC then limits list and watch to this one.
+			&admissionregistrationv1.ValidatingWebhookConfiguration{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the webhook configuration cache: %w", err)
+	}
+	inf, err := configs.GetInformer(context.Background(), &admissionregistrationv1.ValidatingWebhookConfiguration{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watch ValidatingWebhookConfiguration %s: %w", name, err)
+	}
+	w := &webhook.ValidationWatch{Settle: o.ValidationSettle}
+	log := mgr.GetLogger().WithName("validation-phase").WithValues("validatingWebhookConfiguration", name)
+	observe := func(obj any) {
+		if vwc, ok := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration); ok {
+			w.Observe(vwc)
+			log.V(1).Info("seen", "callsValidatePath", webhook.CallsValidatePath(vwc))
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+		DeleteFunc: func(any) { w.Forget(); log.Info("gone: Services are created at mutation") },
+	}); err != nil {
+		return nil, fmt.Errorf("watch ValidatingWebhookConfiguration %s: %w", name, err)
+	}
+	return w, mgr.Add(configs)
 }
 
 // trimCached keeps, of a Service, its name, namespace, type, clusterIP and

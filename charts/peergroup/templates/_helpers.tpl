@@ -80,12 +80,79 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- join "," $names }}
 {{- end }}
 
+{{/*
+The two webhook entries, the same in the MutatingWebhookConfiguration and
+the ValidatingWebhookConfiguration (so the API server sends the same pods
+to both phases; the webhook relies on it). Called with
+(dict "root" . "path" PATH "mutating" BOOL).
+- pods carrying the group label (objectSelector), in any namespace but the
+  excluded ones;
+- every pod in namespaces carrying it (namespaceSelector), the pod's own
+  label winning when both are set.
+Opted-out pods (peergroup.dev/inject=false) match neither. The second entry
+does not exclude pods that carry the group label: peergroup stamps that
+label on namespace members, and on reinvocation the API server checks the
+selectors against the object as it is then, so an entry excluding the label
+would never be reinvoked, and a container another webhook added after
+peergroup would stay without the env and the seeds mount. A pod with its
+own label in a labelled namespace is sent by both entries; the second call
+finds it injected and answers with an empty patch (and, validating, finds
+its Service).
+*/}}
+{{- define "peergroup.webhookEntries" -}}
+{{- $root := .root }}
+{{- $excluded := include "peergroup.excludedNamespaces" $root | fromJsonArray }}
+{{- $caBundle := "" }}
+{{- if eq $root.Values.certificates.mode "provided" }}
+{{- $caBundle = required "certificates.provided.caBundle is required when certificates.mode is provided" $root.Values.certificates.provided.caBundle }}
+{{- end -}}
+- name: pod-label.peergroup.dev
+  {{- include "peergroup.clientConfig" (dict "root" $root "caBundle" $caBundle "path" .path) | nindent 2 }}
+  {{- include "peergroup.webhookCommon" (dict "root" $root "mutating" .mutating) | nindent 2 }}
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values: {{ toJson $excluded }}
+  objectSelector:
+    matchExpressions:
+      - key: peergroup.dev/group
+        operator: Exists
+      - key: peergroup.dev/inject
+        operator: NotIn
+        values: ["false"]
+- name: namespace-label.peergroup.dev
+  {{- include "peergroup.clientConfig" (dict "root" $root "caBundle" $caBundle "path" .path) | nindent 2 }}
+  {{- include "peergroup.webhookCommon" (dict "root" $root "mutating" .mutating) | nindent 2 }}
+  namespaceSelector:
+    matchExpressions:
+      - key: peergroup.dev/group
+        operator: Exists
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values: {{ toJson $excluded }}
+  objectSelector:
+    matchExpressions:
+      - key: peergroup.dev/inject
+        operator: NotIn
+        values: ["false"]
+{{- end }}
+
+{{/*
+What both phases share. sideEffects NoneOnDryRun: the validating phase
+creates the group's Service, never for a dry run; the mutating phase creates
+it too while the validating configuration is not in force (webhook
+ValidationWatch). reinvocationPolicy exists for the mutating phase only.
+*/}}
 {{- define "peergroup.webhookCommon" -}}
+{{- $v := .root.Values.webhook -}}
 admissionReviewVersions: ["v1"]
 sideEffects: NoneOnDryRun
-failurePolicy: {{ .Values.webhook.failurePolicy }}
-timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
-reinvocationPolicy: {{ .Values.webhook.reinvocationPolicy }}
+failurePolicy: {{ $v.failurePolicy }}
+timeoutSeconds: {{ $v.timeoutSeconds }}
+{{- if .mutating }}
+reinvocationPolicy: {{ $v.reinvocationPolicy }}
+{{- end }}
 matchPolicy: Equivalent
 rules:
   - apiGroups: [""]
@@ -96,16 +163,17 @@ rules:
 {{- end }}
 
 {{/*
-The clientConfig of both webhook entries: the chart's webhook Service on
-443, and the caBundle when the chart knows it (provided mode; the other
-modes have it injected). Called with (dict "root" . "caBundle" $caBundle).
+The clientConfig of a webhook entry: the chart's webhook Service on 443 at
+path, and the caBundle when the chart knows it (provided mode; the other
+modes have it injected). Called with (dict "root" . "caBundle" $caBundle
+"path" PATH).
 */}}
 {{- define "peergroup.clientConfig" -}}
 clientConfig:
   service:
     name: {{ include "peergroup.fullname" .root }}
     namespace: {{ .root.Release.Namespace }}
-    path: /mutate-v1-pod
+    path: {{ .path }}
     port: 443
   {{- with .caBundle }}
   caBundle: {{ . }}
