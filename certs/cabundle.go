@@ -50,6 +50,9 @@ func (k *Keeper) patchCABundle(ctx context.Context) error {
 // and writes it.
 type configKind struct {
 	kind string
+	// optional: a configuration the webhook may not be allowed to read
+	// (the validating one, under RBAC from before it existed).
+	optional bool
 	// get returns the configuration's client configs to read and set, and
 	// update writes them back; found is false when it does not exist.
 	get   func(ctx context.Context) (clients []*admissionregistrationv1.WebhookClientConfig, update func(context.Context) error, found bool, err error)
@@ -73,7 +76,7 @@ func (k *Keeper) configs() []configKind {
 				}
 				return clients, func(ctx context.Context) error { _, err := mwcs.Update(ctx, mwc, metav1.UpdateOptions{}); return err }, true, nil
 			}},
-		{kind: "ValidatingWebhookConfiguration", watch: vwcs.Watch,
+		{kind: "ValidatingWebhookConfiguration", watch: vwcs.Watch, optional: true,
 			get: func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
 				vwc, err := vwcs.Get(ctx, name, metav1.GetOptions{})
 				if err != nil {
@@ -94,6 +97,13 @@ func (k *Keeper) patchConfig(ctx context.Context, c configKind, known []byte) (l
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		clients, update, ok, err := c.get(ctx)
 		if apierrors.IsNotFound(err) {
+			found, live = false, nil
+			return nil
+		}
+		if apierrors.IsForbidden(err) && c.optional {
+			// RBAC from before the validating configuration: it cannot be
+			// kept, and must not keep the mutating one's from counting.
+			k.log.Info("cannot read the webhook configuration: its caBundle is not kept (does the webhook's RBAC allow get and update on it?)", "kind", c.kind, "name", k.cfg.WebhookConfigName, "reason", err.Error())
 			found, live = false, nil
 			return nil
 		}
@@ -242,10 +252,14 @@ func (k *Keeper) watchWebhookConfig(ctx context.Context, c configKind) {
 		w, err := c.watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + k.cfg.WebhookConfigName})
 		if err != nil {
 			k.log.Error(err, "watch webhook configuration failed", "kind", c.kind)
+			retry := 2 * time.Second
+			if apierrors.IsForbidden(err) {
+				retry = time.Minute // RBAC is not repaired in seconds; the resync patches meanwhile
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(2 * time.Second):
+			case <-time.After(retry):
 			}
 			continue
 		}

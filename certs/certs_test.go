@@ -323,3 +323,41 @@ func TestCommonCAs(t *testing.T) {
 		}
 	}
 }
+
+// RBAC from before the validating configuration (get forbidden), or a
+// validating configuration without entries, must not keep the mutating
+// configuration's CA from counting as live: readiness would never pass.
+func TestKeeperWithoutTheValidatingConfiguration(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*fake.Clientset)
+	}{
+		{"forbidden", func(c *fake.Clientset) {
+			c.PrependReactor("get", "validatingwebhookconfigurations", func(clienttesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewForbidden(admissionregistrationv1.Resource("validatingwebhookconfigurations"), "pg", errors.New("RBAC"))
+			})
+		}},
+		{"no entries", func(c *fake.Clientset) {
+			_, _ = c.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(),
+				&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "pg"}}, metav1.CreateOptions{})
+		}},
+		{"missing", func(*fake.Clientset) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			client := fake.NewClientset(&admissionregistrationv1.MutatingWebhookConfiguration{
+				ObjectMeta: metav1.ObjectMeta{Name: "pg"},
+				Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "a.peergroup.dev"}},
+			})
+			tc.setup(client)
+			k := testKeeper(t, client, &now)
+			if err := k.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mwc, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), "pg", metav1.GetOptions{})
+			if len(k.live) == 0 || !bytes.Equal(k.live, mwc.Webhooks[0].ClientConfig.CABundle) {
+				t.Errorf("live bundle %d bytes, want the mutating configuration's", len(k.live))
+			}
+		})
+	}
+}

@@ -61,6 +61,16 @@ func (e *Events) record(ctx context.Context, namespace string, d admit.Decision)
 	}
 }
 
+// storedWithoutService reports a Service MissingServices created for a
+// member pod that was stored without it.
+func (e *Events) storedWithoutService(ctx context.Context, pod *corev1.Pod, d admit.Decision) {
+	if e == nil {
+		return
+	}
+	e.Recorder.Eventf(e.regarding(ctx, pod.Namespace, pod), nil, corev1.EventTypeNormal, EventServiceCreated, "CreateService",
+		"created headless Service %s/%s for peer group %s: member pod %s was stored without it", pod.Namespace, d.ServiceName, d.Group, pod.Name)
+}
+
 // regarding is the pod's controller, else its first owner, else its
 // namespace.
 func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Pod) *corev1.ObjectReference {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/peergroup/peergroup/webhook/admit"
 )
@@ -39,6 +40,7 @@ type ValidationWatch struct {
 
 	mu       sync.Mutex
 	since    time.Time // when the current configuration was first seen usable; zero: none
+	uid      types.UID // the configuration seen since then
 	calledAt time.Time // the last validating call
 }
 
@@ -65,8 +67,10 @@ func (w *ValidationWatch) Observe(vwc *admissionregistrationv1.ValidatingWebhook
 	switch {
 	case !CallsValidatePath(vwc):
 		w.since = time.Time{}
-	case w.since.IsZero():
-		w.since = w.now()
+	case w.since.IsZero() || vwc.UID != w.uid:
+		// A new object (deleted and created again while the watch was
+		// away) is as new to the API server as a first one.
+		w.since, w.uid = w.now(), vwc.UID
 	}
 }
 
@@ -95,8 +99,10 @@ func (w *ValidationWatch) now() time.Time {
 }
 
 // CallsValidatePath reports whether the configuration has both of the
-// chart's entries and each of them sends pods to ValidatePath (by Service
-// path or by URL).
+// chart's entries, each sending pods to ValidatePath (by Service path or
+// by URL) with failurePolicy Fail and no matchConditions: a validating
+// call that may be skipped (Ignore, a condition) would let a pod whose
+// Service was left to it be stored without one.
 func CallsValidatePath(vwc *admissionregistrationv1.ValidatingWebhookConfiguration) bool {
 	if vwc == nil {
 		return false
@@ -104,7 +110,8 @@ func CallsValidatePath(vwc *admissionregistrationv1.ValidatingWebhookConfigurati
 	want := map[string]bool{EntryPodLabel: false, EntryNamespaceLabel: false}
 	for _, e := range vwc.Webhooks {
 		if _, ours := want[e.Name]; ours {
-			want[e.Name] = clientPath(e.ClientConfig) == ValidatePath
+			fails := e.FailurePolicy == nil || *e.FailurePolicy == admissionregistrationv1.Fail // the API's default is Fail
+			want[e.Name] = clientPath(e.ClientConfig) == ValidatePath && fails && len(e.MatchConditions) == 0
 		}
 	}
 	return want[EntryPodLabel] && want[EntryNamespaceLabel]

@@ -26,6 +26,20 @@ func validatingConfig(entries map[string]admissionregistrationv1.WebhookClientCo
 	return vwc
 }
 
+func usableConfig() *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return validatingConfig(map[string]admissionregistrationv1.WebhookClientConfig{
+		EntryPodLabel: byService(ptr.To(ValidatePath)), EntryNamespaceLabel: byService(ptr.To(ValidatePath))})
+}
+
+func withEntry(vwc *admissionregistrationv1.ValidatingWebhookConfiguration, name string, change func(*admissionregistrationv1.ValidatingWebhook)) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	for i := range vwc.Webhooks {
+		if vwc.Webhooks[i].Name == name {
+			change(&vwc.Webhooks[i])
+		}
+	}
+	return vwc
+}
+
 func byService(path *string) admissionregistrationv1.WebhookClientConfig {
 	return admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "sys", Name: "peergroup", Path: path}}
 }
@@ -55,6 +69,15 @@ func TestCallsValidatePath(t *testing.T) {
 			EntryPodLabel: byURL("https://[::1" + ValidatePath), EntryNamespaceLabel: byURL("https://127.0.0.1" + ValidatePath)}), false},
 		{"no clientConfig", validatingConfig(map[string]admissionregistrationv1.WebhookClientConfig{
 			EntryPodLabel: {}, EntryNamespaceLabel: byService(ptr.To(ValidatePath))}), false},
+		{"failurePolicy Ignore", withEntry(usableConfig(), EntryNamespaceLabel, func(e *admissionregistrationv1.ValidatingWebhook) {
+			e.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+		}), false},
+		{"failurePolicy Fail", withEntry(usableConfig(), EntryNamespaceLabel, func(e *admissionregistrationv1.ValidatingWebhook) {
+			e.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+		}), true},
+		{"a matchCondition", withEntry(usableConfig(), EntryPodLabel, func(e *admissionregistrationv1.ValidatingWebhook) {
+			e.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "never", Expression: "false"}}
+		}), false},
 	} {
 		if got := CallsValidatePath(tc.vwc); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -98,6 +121,12 @@ func TestValidationWatchInForce(t *testing.T) {
 	step("deleted", 0, w.Forget, false)
 	step("recreated, called at once", 0, func() { w.Observe(usable); w.called() }, false)
 	step("settled again", 10*time.Second, nil, true)
+	// Deleted and created again while the watch was away: the informer
+	// reports an update of an object with another UID.
+	recreated := usable.DeepCopy()
+	recreated.UID = "second"
+	step("recreated unseen", 0, func() { w.Observe(recreated) }, false)
+	step("called, settled", 10*time.Second, w.called, true)
 }
 
 // The validating handler creates the Service, answers without a patch,

@@ -256,7 +256,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		}
 		return strings.Join(out, "; ")
 	}
-	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [pods] <nil> [list watch patch]; [limitranges] <nil> [list watch]; [events] <nil> [create patch]; [validatingwebhookconfigurations] [peergroup] [list watch get update]; [mutatingwebhookconfigurations] [peergroup] [get watch update]" {
+	if got := rules("ClusterRole"); got != "[services] <nil> [get list watch create]; [namespaces] <nil> [get list watch]; [pods] <nil> [get list watch patch]; [limitranges] <nil> [list watch]; [events] <nil> [create patch]; [validatingwebhookconfigurations] [peergroup] [list watch get update]; [mutatingwebhookconfigurations] [peergroup] [get watch update]" {
 		t.Errorf("ClusterRole rules: %s", got)
 	}
 	if got := rules("Role"); got != "[secrets] <nil> [create]; [secrets] [peergroup-tls] [get update]" {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,6 +150,19 @@ func pointAt(t *testing.T, release, url, namespace string) {
 		mwc.Webhooks[i].NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": namespace}
 	}
 	if err := cluster.Client.Update(context.Background(), mwc); err != nil {
+		t.Fatal(err)
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := cluster.Client.Get(context.Background(), client.ObjectKey{Name: fullname(release)}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	validateURL := strings.TrimSuffix(url, webhook.Path) + webhook.ValidatePath
+	for i := range vwc.Webhooks {
+		vwc.Webhooks[i].ClientConfig.Service = nil
+		vwc.Webhooks[i].ClientConfig.URL = &validateURL
+		vwc.Webhooks[i].NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": namespace}
+	}
+	if err := cluster.Client.Update(context.Background(), vwc); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,9 +26,11 @@ import (
 
 // installRelease renders the chart with default values (selfSigned) plus
 // overrides for release in a new namespace and creates every object, as
-// `helm install` would. Nothing calls the webhook by the Service reference
-// it renders: tests rewrite clientConfig to the loopback URL before any
-// member pod is created, and delete the configuration when done.
+// `helm install` would, but with the webhook configurations calling no
+// Service: each entry is created pointing at a closed loopback port and
+// selecting no namespace (a Service reference would make the API server
+// dial a cluster IP, which leads off this machine), until pointAt gives it
+// the webhook's URL and the test's namespace. They are deleted when done.
 func installRelease(t *testing.T, release string, values map[string]any) (*framework.Rendered, string) {
 	t.Helper()
 	ctx := testContext(t)
@@ -38,10 +40,11 @@ func installRelease(t *testing.T, release string, values map[string]any) (*frame
 		t.Fatal(err)
 	}
 	for _, obj := range r.Objects {
-		if err := cluster.Client.Create(ctx, obj.DeepCopy()); err != nil {
+		obj = callingNoService(t, obj)
+		if err := cluster.Client.Create(ctx, obj); err != nil {
 			t.Fatalf("create %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
-		if obj.GetKind() == "MutatingWebhookConfiguration" {
+		if kind := obj.GetKind(); kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration" {
 			name := obj.GetName()
 			t.Cleanup(func() {
 				u := &unstructured.Unstructured{}
@@ -52,6 +55,33 @@ func installRelease(t *testing.T, release string, values map[string]any) (*frame
 		}
 	}
 	return r, ns
+}
+
+// callingNoService is a copy of obj; a webhook configuration's entries
+// call a closed loopback port instead of the chart's Service and select no
+// namespace, until pointAt points them at the test's webhook.
+func callingNoService(t *testing.T, obj *unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	obj = obj.DeepCopy()
+	if kind := obj.GetKind(); kind != "MutatingWebhookConfiguration" && kind != "ValidatingWebhookConfiguration" {
+		return obj
+	}
+	hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+	for _, h := range hooks {
+		hook := h.(map[string]any)
+		path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path")
+		hook["clientConfig"] = map[string]any{"url": "https://127.0.0.1:1" + path}
+		sel, _ := hook["namespaceSelector"].(map[string]any)
+		if sel == nil {
+			sel = map[string]any{}
+		}
+		sel["matchLabels"] = map[string]any{"kubernetes.io/metadata.name": "none-until-pointat"}
+		hook["namespaceSelector"] = sel
+	}
+	if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+		t.Fatal(err)
+	}
+	return obj
 }
 
 func fullname(release string) string { return release + "-peergroup" }

@@ -227,7 +227,7 @@ func installForCluster(t *testing.T, release string) (*framework.Rendered, strin
 		}
 	}
 	for _, obj := range r.Objects {
-		if err := cluster.Client.Create(context.Background(), obj.DeepCopy()); err != nil {
+		if err := cluster.Client.Create(context.Background(), callingNoService(t, obj)); err != nil {
 			t.Fatalf("create %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
 		if obj.GetNamespace() == "" {

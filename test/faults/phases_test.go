@@ -1,16 +1,25 @@
 package faults
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
+	"github.com/peergroup/peergroup/webhook"
 )
 
 // Issue 22 item 2: a member pod the API server refuses after admission —
@@ -122,4 +131,79 @@ func configName(t *testing.T, id string) string {
 		t.Fatal(err)
 	}
 	return mwc.Name + "-" + id
+}
+
+// The webhook expects a validating call that the API server never makes —
+// its configuration deleted or changed a moment before the webhook's watch
+// saw it, or an API server of an HA control plane not having loaded it: the
+// mutating phase left the Service to validation, and the pod is stored
+// without it. The missing-services controller creates it within moments
+// (seed-discovery waits for its own pod in DNS meanwhile). Staged here
+// with a validating configuration the webhook recognises but that selects
+// no namespace, and one validating call posted directly.
+func TestStoredMemberWithoutServiceGetsIt(t *testing.T) {
+	ctx := testContext(t)
+	const id = "backstop"
+	name := configName(t, id)
+	hook := startHook(t, cluster.Config, "--webhook-config-name="+name, "--validation-settle=0s")
+	reg := register(t, id, hook.URL(), hook.CABundle, nil, framework.MutatingOnly())
+	decoy := framework.ValidatingFor(reg.Mutating, strings.TrimSuffix(hook.URL(), webhook.Path)+webhook.ValidatePath)
+	for i := range decoy.Webhooks {
+		decoy.Webhooks[i].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{isolationLabel: "nothing-has-this"}}
+	}
+	if err := cluster.Client.Create(ctx, decoy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), decoy) })
+	ns := namespace(t, id, "")
+	// One validating call, as the API server would make once it loaded the
+	// configuration: a dry run, which creates nothing.
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"version":"v1","kind":"Pod"},` +
+		`"resource":{"version":"v1","resource":"pods"},"namespace":"` + ns + `","operation":"CREATE","dryRun":true,` +
+		`"object":{"metadata":{"name":"probe","labels":{"peergroup.dev/group":"probe"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`
+	validateURL := strings.TrimSuffix(hook.URL(), webhook.Path) + webhook.ValidatePath
+	// Each attempt: one validating call, then a member pod of a new group
+	// (with an owner, so the Events land in the namespace). The pod must
+	// find its Service within 10 s whoever made it; the backstop's Event
+	// says when the mutating phase had left it to validation.
+	for i := range 20 {
+		resp, err := hook.TLSClient().Post(validateURL, "application/json", bytes.NewBufferString(review))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("validating call: HTTP %d", resp.StatusCode)
+		}
+		group := fmt.Sprintf("lone-%d", i)
+		p := memberPod(ns, group+"-0", group)
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: group, UID: types.UID(group + "-uid"), Controller: ptr.To(true)}}
+		if err := cluster.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		svc := &corev1.Service{}
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if err = cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: group}, svc); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("pod %s stored without its Service, and the Service was not created within 10 s: %v", p.Name, err)
+		}
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Labels[contract.GroupLabel] != group {
+			t.Fatalf("Service %s is not the group's headless Service: %+v", group, svc.Spec)
+		}
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			list := &eventsv1.EventList{}
+			if err := cluster.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range list.Items {
+				if e.Regarding.Name == group && e.Reason == webhook.EventServiceCreated && strings.Contains(e.Note, "was stored without it") {
+					return // created by the backstop: the case this test stages
+				}
+			}
+		}
+	}
+	t.Fatal("in 20 attempts the mutating phase never left a Service to validation: the staging failed")
 }

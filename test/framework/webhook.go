@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/server"
 )
@@ -494,9 +495,10 @@ func RegisterWebhook(ctx context.Context, c *Cluster, r *Rendered, url string, c
 }
 
 // ValidatingFor is the ValidatingWebhookConfiguration the chart renders
-// beside mwc: the same name and entries, each calling url (nil: the same
+// beside mwc: the same name and entries, each calling url (empty: the same
 // clientConfig as the mutating entry, with the validating path), without a
-// reinvocationPolicy.
+// reinvocationPolicy, the namespace-label entry only for pods without the
+// group label.
 func ValidatingFor(mwc *admissionregistrationv1.MutatingWebhookConfiguration, url string) *admissionregistrationv1.ValidatingWebhookConfiguration {
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mwc.Name, Labels: mwc.Labels, Annotations: mwc.Annotations}}
 	for _, m := range mwc.Webhooks {
@@ -507,9 +509,15 @@ func ValidatingFor(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ur
 		} else if cc.Service != nil {
 			cc.Service.Path = ptr.To(webhook.ValidatePath)
 		}
+		objects := m.ObjectSelector.DeepCopy()
+		if m.Name == webhook.EntryNamespaceLabel && objects != nil {
+			// No reinvocation here: every member carries the group label
+			// by now and is sent by the pod-label entry alone.
+			objects.MatchExpressions = append(objects.MatchExpressions, metav1.LabelSelectorRequirement{Key: contract.GroupLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
+		}
 		vwc.Webhooks = append(vwc.Webhooks, admissionregistrationv1.ValidatingWebhook{
 			Name: m.Name, ClientConfig: cc, Rules: m.Rules, FailurePolicy: m.FailurePolicy, MatchPolicy: m.MatchPolicy,
-			NamespaceSelector: m.NamespaceSelector, ObjectSelector: m.ObjectSelector, SideEffects: m.SideEffects,
+			NamespaceSelector: m.NamespaceSelector, ObjectSelector: objects, SideEffects: m.SideEffects,
 			TimeoutSeconds: m.TimeoutSeconds, AdmissionReviewVersions: m.AdmissionReviewVersions, MatchConditions: m.MatchConditions,
 		})
 	}

@@ -116,6 +116,15 @@ func TestHelmInstallForReal(t *testing.T) {
 		if len(mwcs.Items) != 0 {
 			t.Errorf("webhook configuration left after uninstall: %s", mwcs.Items[0].Name)
 		}
+		vwcs := &admissionregistrationv1.ValidatingWebhookConfigurationList{}
+		if err := lc.Client.List(ctx, vwcs); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vwcs.Items {
+			if v.Name == release+"-peergroup" || v.Name == release {
+				t.Errorf("validating webhook configuration left after uninstall: %s", v.Name)
+			}
+		}
 		deadline := time.Now().Add(time.Minute)
 		for {
 			secrets := &corev1.SecretList{}
@@ -165,6 +174,15 @@ func requireWebhookFromChart(t *testing.T, ctx context.Context, lc *framework.Lo
 	}
 	if len(caBundle(t, ctx, lc)) == 0 {
 		t.Error("the webhook did not patch its caBundle")
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := lc.Client.Get(ctx, client.ObjectKey{Name: release}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range vwc.Webhooks {
+		if len(w.ClientConfig.CABundle) == 0 {
+			t.Errorf("validating entry %s has no caBundle: the validating phase would refuse every member pod", w.Name)
+		}
 	}
 }
 

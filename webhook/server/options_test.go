@@ -93,13 +93,19 @@ func TestTrimCached(t *testing.T) {
 	if m := got.(*metav1.PartialObjectMetadata); m.Labels["peergroup.dev/group"] != "cassandra" || m.Annotations != nil {
 		t.Errorf("trimmed namespace %+v", m)
 	}
-	// A peer pod's metadata keeps its deletionTimestamp (TerminatingPeers).
+	// A peer pod's metadata keeps its deletionTimestamp (TerminatingPeers),
+	// its creationTimestamp and the Service annotation (MissingServices).
 	now := metav1.Now()
 	pod := &metav1.PartialObjectMetadata{}
-	pod.Name, pod.DeletionTimestamp, pod.Annotations = "m", &now, map[string]string{"a": "b"}
+	pod.Name, pod.DeletionTimestamp, pod.CreationTimestamp, pod.Annotations = "m", &now, now, map[string]string{"a": "b"}
 	got, _ = trimCached(pod)
-	if m := got.(*metav1.PartialObjectMetadata); m.DeletionTimestamp == nil || m.Annotations != nil {
+	if m := got.(*metav1.PartialObjectMetadata); m.DeletionTimestamp == nil || m.CreationTimestamp != now || m.Annotations != nil {
 		t.Errorf("trimmed pod metadata %+v", m)
+	}
+	pod.Annotations = map[string]string{"a": "b", "peergroup.dev/service": "shared"}
+	got, _ = trimCached(pod)
+	if m := got.(*metav1.PartialObjectMetadata); !reflect.DeepEqual(m.Annotations, map[string]string{"peergroup.dev/service": "shared"}) {
+		t.Errorf("trimmed pod annotations %v", m.Annotations)
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -171,9 +172,6 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 		}
 	}
 
-	if err := addTerminatingPeers(mgr, cfg, scheme); err != nil {
-		return nil, err
-	}
 	phase, err := addValidationWatch(mgr, cfg, scheme, o)
 	if err != nil {
 		return nil, err
@@ -190,6 +188,9 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 		decider.Validation = phase
 	}
 	counters, events := webhook.NewMetrics(metrics.Registry), &webhook.Events{Recorder: mgr.GetEventRecorder("peergroup-webhook"), Namespaces: mgr.GetClient()}
+	if err := addPeerControllers(mgr, cfg, scheme, decider, events); err != nil {
+		return nil, err
+	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(webhook.Path, sd.wrap(&webhook.HTTPHandler{
 		Webhook:   &admission.Webhook{Handler: &webhook.Handler{Decider: decider, Metrics: counters, Events: events}},
@@ -215,14 +216,17 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 	return mgr, nil
 }
 
-// addTerminatingPeers runs the controller that takes terminating peers out
-// of their group's DNS (webhook.TerminatingPeers) in every replica (the
-// patch is idempotent). It is best effort beside admission: its pod cache
-// is its own, so readiness never waits for it, and a controller that
-// cannot start (pods not readable: RBAC drift) is logged, never stops the
-// webhook. Of pods it caches only the metadata of peers, so memory grows
-// with the members of peer groups, not with the cluster's pods.
-func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme) error {
+// addPeerControllers runs, in every replica (both act idempotently), the
+// controllers that watch member pods: terminating-peers takes terminating
+// peers out of their group's DNS (webhook.TerminatingPeers), and
+// missing-services creates the Service of a new member stored without one
+// (webhook.MissingServices). They are best effort beside admission: their
+// pod cache is their own, so readiness never waits for it, and a
+// controller that cannot start (pods not readable: RBAC drift) is logged,
+// never stops the webhook. Of pods it caches only the metadata of peers,
+// so memory grows with the members of peer groups, not with the cluster's
+// pods.
+func addPeerControllers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.Scheme, decider admit.Decider, events *webhook.Events) error {
 	peers, err := cache.New(cfg, cache.Options{
 		Scheme:                       scheme,
 		HTTPClient:                   mgr.GetHTTPClient(),
@@ -236,28 +240,40 @@ func addTerminatingPeers(mgr manager.Manager, cfg *rest.Config, scheme *runtime.
 	if err != nil {
 		return fmt.Errorf("create the peers' cache: %w", err)
 	}
-	c, err := controller.NewUnmanaged("terminating-peers", controller.Options{
-		Reconciler:              &webhook.TerminatingPeers{Reader: peers, Writer: mgr.GetClient()},
+	if err := mgr.Add(peers); err != nil {
+		return fmt.Errorf("add the peers' cache: %w", err)
+	}
+	retiring := predicate.NewTypedPredicateFuncs(func(o *metav1.PartialObjectMetadata) bool { return webhook.Retiring(o) })
+	if err := addPeerController(mgr, peers, "terminating-peers", &webhook.TerminatingPeers{Reader: peers, Writer: mgr.GetClient()}, retiring,
+		"terminating peers stay in their group's DNS until they are gone"); err != nil {
+		return err
+	}
+	const window = time.Minute
+	young := predicate.NewTypedPredicateFuncs(func(o *metav1.PartialObjectMetadata) bool { return webhook.Young(o, window, time.Now()) })
+	missing := &webhook.MissingServices{Reader: peers, Services: mgr.GetClient(), Live: mgr.GetAPIReader(), Decider: decider, Events: events, Window: window}
+	return addPeerController(mgr, peers, "missing-services", missing, young,
+		"a member stored without its Service (a validating configuration changed under an admission) waits until another member's admission creates it")
+}
+
+func addPeerController(mgr manager.Manager, peers cache.Cache, name string, r reconcile.Reconciler, p predicate.TypedPredicate[*metav1.PartialObjectMetadata], without string) error {
+	c, err := controller.NewUnmanaged(name, controller.Options{
+		Reconciler:              r,
 		MaxConcurrentReconciles: 4,
 		SkipNameValidation:      ptr.To(true),
 		// Wait for the pods as long as it takes (RBAC repaired later, a
 		// slow API server at start): readiness does not depend on it.
 		CacheSyncTimeout: 365 * 24 * time.Hour,
-		Logger:           mgr.GetLogger().WithName("terminating-peers"),
+		Logger:           mgr.GetLogger().WithName(name),
 	})
 	if err != nil {
-		return fmt.Errorf("create the terminating-peers controller: %w", err)
+		return fmt.Errorf("create the %s controller: %w", name, err)
 	}
-	retiring := predicate.NewTypedPredicateFuncs(func(o *metav1.PartialObjectMetadata) bool { return webhook.Retiring(o) })
-	if err := c.Watch(source.Kind(peers, webhook.PodMeta(), &handler.TypedEnqueueRequestForObject[*metav1.PartialObjectMetadata]{}, retiring)); err != nil {
-		return fmt.Errorf("watch peers: %w", err)
-	}
-	if err := mgr.Add(peers); err != nil {
-		return fmt.Errorf("add the peers' cache: %w", err)
+	if err := c.Watch(source.Kind(peers, webhook.PodMeta(), &handler.TypedEnqueueRequestForObject[*metav1.PartialObjectMetadata]{}, p)); err != nil {
+		return fmt.Errorf("watch peers for %s: %w", name, err)
 	}
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if err := c.Start(ctx); err != nil {
-			mgr.GetLogger().Error(err, "terminating-peers controller stopped: terminating peers stay in their group's DNS until they are gone (does the webhook's RBAC allow list and watch on pods?)")
+			mgr.GetLogger().Error(err, name+" controller stopped: "+without+" (does the webhook's RBAC allow list and watch on pods?)")
 			<-ctx.Done()
 		}
 		return nil
@@ -309,8 +325,9 @@ func addValidationWatch(mgr manager.Manager, cfg *rest.Config, scheme *runtime.S
 }
 
 // trimCached keeps, of a Service, its name, namespace, type, clusterIP and
-// port names (all that Ensure reads), of a namespace its name and labels, and of a
-// LimitRange its name and spec.
+// port names (all that Ensure reads), of a namespace its name and labels, of a
+// LimitRange its name and spec, and of a peer pod its name, labels, times
+// and Service annotation.
 func trimCached(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
@@ -326,11 +343,12 @@ func trimCached(obj any) (any, error) {
 			Spec:       o.Spec,
 		}, nil
 	case *metav1.PartialObjectMetadata:
-		return &metav1.PartialObjectMetadata{
-			TypeMeta: o.TypeMeta,
-			ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels,
-				DeletionTimestamp: o.DeletionTimestamp},
-		}, nil
+		meta := metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels,
+			CreationTimestamp: o.CreationTimestamp, DeletionTimestamp: o.DeletionTimestamp}
+		if svc, ok := o.Annotations[contract.ServiceAnnotation]; ok {
+			meta.Annotations = map[string]string{contract.ServiceAnnotation: svc}
+		}
+		return &metav1.PartialObjectMetadata{TypeMeta: o.TypeMeta, ObjectMeta: meta}, nil
 	}
 	return obj, nil
 }

@@ -96,8 +96,10 @@ selectors against the object as it is then, so an entry excluding the label
 would never be reinvoked, and a container another webhook added after
 peergroup would stay without the env and the seeds mount. A pod with its
 own label in a labelled namespace is sent by both entries; the second call
-finds it injected and answers with an empty patch (and, validating, finds
-its Service).
+finds it injected and answers with an empty patch. The validating phase has
+no reinvocation, and there the namespace entry takes only pods without the
+group label: the mutating phase stamped it on every member, so each pod is
+sent once (one Service create, one count), by the pod-label entry.
 */}}
 {{- define "peergroup.webhookEntries" -}}
 {{- $root := .root }}
@@ -105,6 +107,15 @@ its Service).
 {{- $caBundle := "" }}
 {{- if eq $root.Values.certificates.mode "provided" }}
 {{- $caBundle = required "certificates.provided.caBundle is required when certificates.mode is provided" $root.Values.certificates.provided.caBundle }}
+{{- else if and (eq $root.Values.certificates.mode "selfSigned") (not .mutating) }}
+{{- /* An upgrade that adds the validating configuration: until a new
+replica patches it, it would trust nothing and refuse every member pod.
+The live mutating configuration's bundle is what the running replicas
+serve with. (helm template, GitOps: no lookup, nothing rendered.) */}}
+{{- $live := lookup "admissionregistration.k8s.io/v1" "MutatingWebhookConfiguration" "" (include "peergroup.fullname" $root) }}
+{{- if $live }}
+{{- range $live.webhooks }}{{ if and (not $caBundle) .clientConfig.caBundle }}{{ $caBundle = .clientConfig.caBundle }}{{ end }}{{ end }}
+{{- end }}
 {{- end -}}
 - name: pod-label.peergroup.dev
   {{- include "peergroup.clientConfig" (dict "root" $root "caBundle" $caBundle "path" .path) | nindent 2 }}
@@ -136,6 +147,10 @@ its Service).
       - key: peergroup.dev/inject
         operator: NotIn
         values: ["false"]
+      {{- if not .mutating }}
+      - key: peergroup.dev/group
+        operator: DoesNotExist
+      {{- end }}
 {{- end }}
 
 {{/*
