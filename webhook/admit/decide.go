@@ -71,7 +71,7 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		dec.Mutated, dec.Warnings, err = Complete(pod, m, d.Config)
 	}
 	if err != nil {
-		return dec.deny(denialReason(err), err)
+		return dec.deny(reasonOf(err), err)
 	}
 	if !injected && d.LimitRanges != nil {
 		ranges, err := d.LimitRanges.LimitRanges(ctx, req.Namespace)
@@ -80,14 +80,14 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		}
 		ic := injectedContainer(dec.Mutated) // last, or first with init-first
 		if err := checkLimitRanges(ic, ranges); err != nil {
-			return dec.deny(ReasonLimitRange, err)
+			return dec.deny(reasonOf(err), err)
 		}
 		if err := checkPodLimitRanges(pod, dec.Mutated, ranges); err != nil {
-			return dec.deny(ReasonLimitRange, err)
+			return dec.deny(reasonOf(err), err)
 		}
 	}
 	if err := checkServiceInputs(pod); err != nil {
-		return dec.deny(ReasonInvalidPod, err)
+		return dec.deny(reasonOf(err), err)
 	}
 	// Ensured even for an already injected pod (reinvocation, offline
 	// injection): a cache hit costs nothing and the Service must exist.
@@ -145,7 +145,7 @@ func (d *Decider) Validate(ctx context.Context, req Request) Decision {
 		return dec
 	}
 	if err := checkServiceInputs(pod); err != nil {
-		return dec.deny(ReasonInvalidPod, err)
+		return dec.deny(reasonOf(err), err)
 	}
 	if dec = d.ensureService(ctx, req, m, dec, !req.DryRun); dec.Verdict != "" {
 		return dec
@@ -199,7 +199,7 @@ func (d *Decider) member(ctx context.Context, namespace string, pod *corev1.Pod)
 	m, err := ResolveGroup(pod, nsLabels)
 	if err != nil {
 		dec.Group = pod.Labels[contract.GroupLabel]
-		return dec.deny(ReasonInvalidName, err), m, false
+		return dec.deny(reasonOf(err), err), m, false
 	}
 	if !m.Member() {
 		reason := ReasonNotMember
@@ -223,14 +223,13 @@ func (d *Decider) ensureService(ctx context.Context, req Request, m Membership, 
 	usable := func(have *corev1.Service) error { return CheckExisting(have, pod) }
 	state, err := d.Services.Ensure(ctx, key, desired, usable, !create)
 	dec.Service = state
-	var conflict *NotHeadlessError
-	var noPort *PortNameNotInServiceError
+	var denial *Denial
 	switch {
-	case errors.As(err, &conflict):
-		dec.Service = ServiceNotHeadless
-		return dec.deny(ReasonServiceNotHeadless, err)
-	case errors.As(err, &noPort):
-		return dec.deny(ReasonInvalidTuning, err)
+	case errors.As(err, &denial):
+		if denial.Reason == ReasonServiceNotHeadless {
+			dec.Service = ServiceNotHeadless
+		}
+		return dec.deny(denial.Reason, err)
 	case apierrors.IsInvalid(err):
 		// The Service the pod asks for is one the API server refuses (a
 		// RequireDualStack policy on a single-stack cluster): the pod's
@@ -266,25 +265,14 @@ func BadRequest(err error) Decision {
 	return Decision{}.fail(http.StatusBadRequest, ReasonBadRequest, err)
 }
 
-func denialReason(err error) Reason {
-	var tuning *InvalidTuningError
-	var collision *CollisionError
-	var unsupportedOS *UnsupportedOSError
-	var unsupportedDNS *UnsupportedDNSError
-	var invalidPod *InvalidPodError
-	switch {
-	case errors.As(err, &unsupportedDNS):
-		return ReasonUnsupportedDNS
-	case errors.As(err, &invalidPod):
-		return ReasonInvalidPod
-	case errors.As(err, &tuning):
-		return ReasonInvalidTuning
-	case errors.As(err, &collision):
-		return ReasonCollision
-	case errors.As(err, &unsupportedOS):
-		return ReasonUnsupportedOS
+// reasonOf is the reason of the Denial err is; every check returns one,
+// so anything else is the webhook's own failure to decide.
+func reasonOf(err error) Reason {
+	var denial *Denial
+	if errors.As(err, &denial) {
+		return denial.Reason
 	}
-	return ReasonInvalidName
+	return ReasonInvalidPod
 }
 
 // CheckObjectKind refuses an object that says it is something else than a

@@ -1,7 +1,6 @@
 package admit
 
 import (
-	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,18 +32,13 @@ type Membership struct {
 // Member reports whether the pod joins a group.
 func (m Membership) Member() bool { return m.Group != "" }
 
-// InvalidNameError is returned for a group or Service name that is not a
-// DNS-1035 label. Its message quotes the value and the rule, because the user
-// sees it verbatim in `kubectl apply` output.
-type InvalidNameError struct {
-	What   string // "pod label peergroup.dev/group", "annotation peergroup.dev/service", ...
-	Value  string
-	Detail []string
-}
-
-func (e *InvalidNameError) Error() string {
-	return fmt.Sprintf("peergroup: %s value %s is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
-		e.What, quote(e.Value), strings.Join(e.Detail, "; "))
+// invalidName refuses a group or Service name that is not a DNS-1035
+// label. The message quotes the value and the rule, because the user sees
+// it verbatim in `kubectl apply` output. what is "pod label
+// peergroup.dev/group", "annotation peergroup.dev/service", ...
+func invalidName(what, value string, problems []string) *Denial {
+	return deny(ReasonInvalidName, "%s value %s is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
+		what, quote(value), strings.Join(problems, "; "))
 }
 
 // ResolveGroup decides whether a pod is a peer-group member. The pod's own
@@ -67,12 +61,12 @@ func ResolveGroup(pod *corev1.Pod, nsLabels map[string]string) (Membership, erro
 		if m.Source == SourceNamespace {
 			what = "namespace label " + contract.GroupLabel
 		}
-		return Membership{}, &InvalidNameError{What: what, Value: m.Group, Detail: errs}
+		return Membership{}, invalidName(what, m.Group, errs)
 	}
 	m.Service = m.Group
 	if s, ok := pod.Annotations[contract.ServiceAnnotation]; ok {
 		if errs := validation.IsDNS1035Label(s); len(errs) > 0 {
-			return Membership{}, &InvalidNameError{What: "annotation " + contract.ServiceAnnotation, Value: s, Detail: errs}
+			return Membership{}, invalidName("annotation "+contract.ServiceAnnotation, s, errs)
 		}
 		m.Service = s
 	}

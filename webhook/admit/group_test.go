@@ -47,9 +47,9 @@ func TestResolveGroup(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := ResolveGroup(tc.pod, tc.ns)
 			if tc.wantErr != "" {
-				var invalid *InvalidNameError
-				if !errors.As(err, &invalid) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "DNS-1035") {
-					t.Fatalf("error = %v, want InvalidNameError containing %q", err, tc.wantErr)
+				var invalid *Denial
+				if !errors.As(err, &invalid) || invalid.Reason != ReasonInvalidName || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "DNS-1035") {
+					t.Fatalf("error = %v, want an invalid-name Denial containing %q", err, tc.wantErr)
 				}
 				return
 			}

@@ -13,14 +13,6 @@ import (
 	"github.com/peergroup/peergroup/contract"
 )
 
-// LimitRangeError refuses a pod whose injected init container a LimitRange
-// of its namespace would reject: the API server's own message would be
-// about a container the user never wrote, and would not say which setting
-// to change.
-type LimitRangeError struct{ Detail string }
-
-func (e *LimitRangeError) Error() string { return "peergroup: " + e.Detail }
-
 // checkLimitRanges applies the LimitRanger admission plugin's rules to the
 // injected init container as the API server will (plugin/pkg/admission/
 // limitranger in Kubernetes): the API server first sets a missing request
@@ -35,8 +27,8 @@ func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 				continue
 			}
 			if problem := limitRangeProblem(&r, item); problem != "" {
-				return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
-					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
+				return deny(ReasonLimitRange, "LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
+					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
 			}
 		}
 	}
@@ -82,8 +74,8 @@ func checkPodLimitRanges(before, after *corev1.Pod, ranges []corev1.LimitRange) 
 			if problem == "" || podLimitProblem(before, ranges, item) != "" {
 				continue
 			}
-			return &LimitRangeError{fmt.Sprintf("LimitRange %s/%s (type Pod) would reject the pod once the injected %s container is added: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) so the pod's total fits, or opt this pod out with the label %s=false",
-				Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)}
+			return deny(ReasonLimitRange, "LimitRange %s/%s (type Pod) would reject the pod once the injected %s container is added: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) so the pod's total fits, or opt this pod out with the label %s=false",
+				Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
 		}
 	}
 	return nil

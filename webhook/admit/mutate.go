@@ -43,30 +43,6 @@ func injectedContainer(pod *corev1.Pod) *corev1.Container {
 	return nil
 }
 
-// CollisionError reports a pod field that already uses a name or path the
-// injection needs, with something else behind it.
-type CollisionError struct{ Detail string }
-
-func (e *CollisionError) Error() string { return "peergroup: " + e.Detail }
-
-// UnsupportedOSError refuses a member pod that is to run on another OS than
-// Linux: seed-discovery is a Linux binary, and the API server rejects its
-// Linux security context in a pod whose spec.os is not linux. Refusing
-// says so at once, instead of a validation error about a container the
-// user never wrote, or an init container failing on the node.
-type UnsupportedOSError struct{ Detail string }
-
-func (e *UnsupportedOSError) Error() string { return "peergroup: " + e.Detail }
-
-// InvalidTuningError reports an out-of-range tuning annotation.
-type InvalidTuningError struct {
-	Annotation, Value, Rule string
-}
-
-func (e *InvalidTuningError) Error() string {
-	return fmt.Sprintf("peergroup: annotation %s value %s is invalid: it must be %s", e.Annotation, quote(e.Value), e.Rule)
-}
-
 // Mutate returns a copy of pod with everything a member of m's group needs
 // (docs/design.md, "What a member pod gets"). It performs no I/O, so the
 // webhook, the CLI and the tests share one implementation. The warnings are
@@ -366,7 +342,7 @@ func TuningEnv(annotations map[string]string) ([]corev1.EnvVar, error) {
 			continue
 		}
 		if !t.Valid(v) {
-			return nil, &InvalidTuningError{Annotation: t.Annotation, Value: v, Rule: t.Rule}
+			return nil, invalidTuning(t.Annotation, v, t.Rule)
 		}
 		out = append(out, corev1.EnvVar{Name: t.Env, Value: v})
 	}
@@ -529,28 +505,24 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 func checkTuningFitsPod(pod *corev1.Pod, m Membership) error {
 	if pod.Annotations[contract.SeedAddressValue.Annotation] == string(contract.AddressHostname) &&
 		(pod.Spec.Hostname == "" || pod.Spec.Subdomain != m.Service) {
-		return &InvalidTuningError{Annotation: contract.SeedAddressValue.Annotation, Value: string(contract.AddressHostname),
-			Rule: fmt.Sprintf("ip for this pod: hostname needs a stable DNS name <pod>.%s.<namespace>.svc, which only a pod with spec.hostname and spec.subdomain %s has "+
-				"(a StatefulSet's pod with serviceName %s; this pod has hostname %s and subdomain %s)",
-				m.Service, quote(m.Service), quote(m.Service), quote(pod.Spec.Hostname), quote(pod.Spec.Subdomain))}
+		return invalidTuning(contract.SeedAddressValue.Annotation, string(contract.AddressHostname), fmt.Sprintf("ip for this pod: hostname needs a stable DNS name <pod>.%s.<namespace>.svc, which only a pod with spec.hostname and spec.subdomain %s has "+
+			"(a StatefulSet's pod with serviceName %s; this pod has hostname %s and subdomain %s)",
+			m.Service, quote(m.Service), quote(m.Service), quote(pod.Spec.Hostname), quote(pod.Spec.Subdomain)))
 	}
 	if pod.Annotations[contract.SeedAddressValue.Annotation] == string(contract.AddressHostname) {
 		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" && !indexedJobPod(pod, c) {
 			// Every pod of a ReplicaSet, a non-indexed Job or a DaemonSet
 			// has its template's hostname: one name for all, which names
 			// no pod.
-			return &InvalidTuningError{Annotation: contract.SeedAddressValue.Annotation, Value: string(contract.AddressHostname),
-				Rule: "ip for a pod created by a " + Clip(c.Kind) + ": its pods all share the template's spec.hostname, so their DNS names would be one; hostname needs a StatefulSet's pods, each named after itself"}
+			return invalidTuning(contract.SeedAddressValue.Annotation, string(contract.AddressHostname), "ip for a pod created by a "+Clip(c.Kind)+": its pods all share the template's spec.hostname, so their DNS names would be one; hostname needs a StatefulSet's pods, each named after itself")
 		}
 	}
 	if name, ok := pod.Annotations[contract.PortName.Annotation]; ok && !hasServicePort(pod, name) {
-		return &InvalidTuningError{Annotation: contract.PortName.Annotation, Value: name,
-			Rule: "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _" + Clip(name) + "._tcp of the Service, which exist only for a TCP port the Service names so)"}
+		return invalidTuning(contract.PortName.Annotation, name, "the name of a TCP port of one of the pod's containers, the first with its number (seed-discovery queries the SRV records _"+Clip(name)+"._tcp of the Service, which exist only for a TCP port the Service names so)")
 	}
 	if pod.Annotations[contract.FoundingValue.Annotation] == string(contract.FoundOrdinal0) {
 		if c := metav1.GetControllerOfNoCopy(pod); c != nil && c.Kind != "StatefulSet" {
-			return &InvalidTuningError{Annotation: contract.FoundingValue.Annotation, Value: string(contract.FoundOrdinal0),
-				Rule: "lowest or never for a pod created by a " + Clip(c.Kind) + ": ordinal0 needs StatefulSet pods, whose hostnames end in their ordinal"}
+			return invalidTuning(contract.FoundingValue.Annotation, string(contract.FoundOrdinal0), "lowest or never for a pod created by a "+Clip(c.Kind)+": ordinal0 needs StatefulSet pods, whose hostnames end in their ordinal")
 		}
 	}
 	return nil
@@ -579,20 +551,14 @@ func hasServicePort(pod *corev1.Pod, name string) bool {
 // server that knows the Service.
 func checkDNS(pod *corev1.Pod) error {
 	if pod.Spec.DNSPolicy == corev1.DNSDefault {
-		return &UnsupportedDNSError{fmt.Sprintf("the pod sets dnsPolicy Default, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: use dnsPolicy ClusterFirst (or ClusterFirstWithHostNet with hostNetwork), or opt this pod out with the label %s=false", contract.InjectLabel)}
+		return deny(ReasonUnsupportedDNS, "the pod sets dnsPolicy Default, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: use dnsPolicy ClusterFirst (or ClusterFirstWithHostNet with hostNetwork), or opt this pod out with the label %s=false", contract.InjectLabel)
 	}
 	if pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && pod.Spec.DNSPolicy != corev1.DNSNone {
-		return &UnsupportedDNSError{fmt.Sprintf("the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
-			Clip(cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst")), contract.InjectLabel)}
+		return deny(ReasonUnsupportedDNS, "the pod uses hostNetwork with dnsPolicy %s, so it resolves with the node's resolv.conf and seed-discovery cannot reach the cluster DNS: set dnsPolicy: ClusterFirstWithHostNet, or opt this pod out with the label %s=false",
+			Clip(cmp.Or(string(pod.Spec.DNSPolicy), "ClusterFirst")), contract.InjectLabel)
 	}
 	return nil
 }
-
-// UnsupportedDNSError refuses a member pod whose DNS settings keep
-// seed-discovery from the cluster DNS.
-type UnsupportedDNSError struct{ Detail string }
-
-func (e *UnsupportedDNSError) Error() string { return "peergroup: " + e.Detail }
 
 // checkOS refuses pods that declare another OS than Linux, by spec.os, by
 // the kubernetes.io/os node selector, or by a required node affinity none
@@ -600,15 +566,15 @@ func (e *UnsupportedDNSError) Error() string { return "peergroup: " + e.Detail }
 func checkOS(pod *corev1.Pod) error {
 	const fix = "the seed-discovery init container runs on Linux only: run the group's pods on Linux nodes, or opt this pod out with the label " + contract.InjectLabel + "=false"
 	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
-		return &UnsupportedOSError{fmt.Sprintf("the pod sets spec.os.name %s; %s", quote(string(pod.Spec.OS.Name)), fix)}
+		return deny(ReasonUnsupportedOS, "the pod sets spec.os.name %s; %s", quote(string(pod.Spec.OS.Name)), fix)
 	}
 	for _, key := range osLabels {
 		if os, ok := pod.Spec.NodeSelector[key]; ok && os != string(corev1.Linux) {
-			return &UnsupportedOSError{fmt.Sprintf("the pod selects nodes with %s=%s; %s", key, Clip(os), fix)}
+			return deny(ReasonUnsupportedOS, "the pod selects nodes with %s=%s; %s", key, Clip(os), fix)
 		}
 	}
 	if terms := requiredNodeTerms(pod); len(terms) > 0 && !slices.ContainsFunc(terms, admitsLinux) {
-		return &UnsupportedOSError{fmt.Sprintf("the pod's required node affinity admits no node with %s=linux; %s", corev1.LabelOSStable, fix)}
+		return deny(ReasonUnsupportedOS, "the pod's required node affinity admits no node with %s=linux; %s", corev1.LabelOSStable, fix)
 	}
 	return nil
 }
@@ -655,17 +621,17 @@ func admitsLinux(term corev1.NodeSelectorTerm) bool {
 func checkCollisions(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == contract.InitContainerName {
-			return &CollisionError{fmt.Sprintf("the pod already has an init container named %q that is not peergroup's (it does not mount the %s volume); peergroup needs that name for its init container: rename yours", contract.InitContainerName, contract.SeedsVolumeName)}
+			return deny(ReasonCollision, "the pod already has an init container named %q that is not peergroup's (it does not mount the %s volume); peergroup needs that name for its init container: rename yours", contract.InitContainerName, contract.SeedsVolumeName)
 		}
 	}
 	for _, c := range pod.Spec.Containers {
 		if c.Name == contract.InitContainerName {
-			return &CollisionError{fmt.Sprintf("the pod already has a container named %q; container names are unique across init and app containers and peergroup needs that name for its init container: rename the container", contract.InitContainerName)}
+			return deny(ReasonCollision, "the pod already has a container named %q; container names are unique across init and app containers and peergroup needs that name for its init container: rename the container", contract.InitContainerName)
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == contract.SeedsVolumeName && v.EmptyDir == nil {
-			return &CollisionError{fmt.Sprintf("the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", contract.SeedsVolumeName)}
+			return deny(ReasonCollision, "the pod already has a volume named %q that is not an emptyDir; peergroup needs that name for the seeds volume: rename the volume", contract.SeedsVolumeName)
 		}
 	}
 	return checkMounts(pod)
@@ -680,11 +646,11 @@ func checkMounts(pod *corev1.Pod) error {
 			inside := p == contract.SeedsMountPath || strings.HasPrefix(p, contract.SeedsMountPath+"/")
 			switch {
 			case m.Name != contract.SeedsVolumeName && inside:
-				return &CollisionError{fmt.Sprintf("container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), Clip(m.MountPath), contract.SeedsMountPath)}
+				return deny(ReasonCollision, "container %s already mounts volume %s at %s, where peergroup mounts the seeds volume (%s): move that mount", quote(c.Name), quote(m.Name), Clip(m.MountPath), contract.SeedsMountPath)
 			case m.Name == contract.SeedsVolumeName && (m.SubPath != "" || m.SubPathExpr != ""):
-				return &CollisionError{fmt.Sprintf("container %s mounts only a subPath of the %q volume; the app must see the whole seeds directory at %s: remove the subPath, or rename your volume", quote(c.Name), contract.SeedsVolumeName, contract.SeedsMountPath)}
+				return deny(ReasonCollision, "container %s mounts only a subPath of the %q volume; the app must see the whole seeds directory at %s: remove the subPath, or rename your volume", quote(c.Name), contract.SeedsVolumeName, contract.SeedsMountPath)
 			case m.Name == contract.SeedsVolumeName && p != contract.SeedsMountPath:
-				return &CollisionError{fmt.Sprintf("container %s mounts a volume named %q at %s; peergroup needs that name for the seeds volume, which it mounts read-only at %s (where %s points): rename your volume", quote(c.Name), contract.SeedsVolumeName, quote(m.MountPath), contract.SeedsMountPath, contract.EnvSeedsFile)}
+				return deny(ReasonCollision, "container %s mounts a volume named %q at %s; peergroup needs that name for the seeds volume, which it mounts read-only at %s (where %s points): rename your volume", quote(c.Name), contract.SeedsVolumeName, quote(m.MountPath), contract.SeedsMountPath, contract.EnvSeedsFile)
 			}
 		}
 	}
@@ -717,7 +683,7 @@ func initFirst(annotations map[string]string) (bool, error) {
 		return false, nil
 	}
 	if v != "true" && v != "false" {
-		return false, &InvalidTuningError{Annotation: contract.InitFirstAnnotation, Value: v, Rule: `"true" or "false"`}
+		return false, invalidTuning(contract.InitFirstAnnotation, v, `"true" or "false"`)
 	}
 	return v == "true", nil
 }

@@ -285,7 +285,7 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
 			}
-			if got := denialReason(err); got != tc.wantReason {
+			if got := reasonOf(err); got != tc.wantReason {
 				t.Errorf("denial reason %q, want %q", got, tc.wantReason)
 			}
 			// The same pod through the whole decision, on the whole pod

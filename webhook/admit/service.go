@@ -62,7 +62,7 @@ func checkIPFamilyPolicy(pod *corev1.Pod) error {
 	if !ok || slices.Contains(ipFamilyPolicies, corev1.IPFamilyPolicy(v)) {
 		return nil
 	}
-	return &InvalidTuningError{Annotation: contract.IPFamilyPolicyAnnotation, Value: v, Rule: "SingleStack, PreferDualStack or RequireDualStack (spec.ipFamilyPolicy of the group's Service)"}
+	return invalidTuning(contract.IPFamilyPolicyAnnotation, v, "SingleStack, PreferDualStack or RequireDualStack (spec.ipFamilyPolicy of the group's Service)")
 }
 
 // servicePorts gives each distinct (port, protocol) of the pod's containers
@@ -119,25 +119,16 @@ func servicePorts(pod *corev1.Pod) []corev1.ServicePort {
 	return ports
 }
 
-// InvalidPodError refuses a pod the API server would reject anyway, in a
-// field the group's Service is built from. Refusing it here, before the
-// Service is created, keeps a rejected pod from leaving a Service behind
-// (whose ports, taken from the first pod, would then be wrong for good),
-// and gives the user the pod's own error instead of a Service's.
-type InvalidPodError struct{ Detail string }
-
-func (e *InvalidPodError) Error() string { return "peergroup: the pod is invalid: " + e.Detail }
-
 // checkServiceInputs applies the API server's own rules to the pod fields
 // DesiredService reads.
 func checkServiceInputs(pod *corev1.Pod) error {
 	if len(pod.Spec.Containers) == 0 {
-		return &InvalidPodError{"spec.containers is empty; a pod needs at least one container"}
+		return invalidPod("spec.containers is empty; a pod needs at least one container")
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			if problem := portProblem(p); problem != "" {
-				return &InvalidPodError{fmt.Sprintf("container %s port %d: %s", quote(c.Name), p.ContainerPort, problem)}
+				return invalidPod("container %s port %d: %s", quote(c.Name), p.ContainerPort, problem)
 			}
 		}
 	}
@@ -172,7 +163,13 @@ func CheckHeadless(have *corev1.Service) error {
 	if IsHeadless(have) {
 		return nil
 	}
-	return &NotHeadlessError{Namespace: have.Namespace, Name: have.Name, Type: have.Spec.Type, ClusterIP: have.Spec.ClusterIP}
+	what := "clusterIP " + have.Spec.ClusterIP
+	if have.Spec.Type == corev1.ServiceTypeExternalName {
+		what = "type ExternalName: it has no endpoints"
+	}
+	return deny(ReasonServiceNotHeadless, "Service %s/%s exists and is not headless (%s); seed discovery needs a headless Service (clusterIP: None) so DNS returns one address per peer. "+
+		"Fix: set the pod annotation %s to the name of a headless Service (peergroup creates it if missing), or delete or replace Service %s with clusterIP: None",
+		have.Namespace, have.Name, what, contract.ServiceAnnotation, have.Name)
 }
 
 // CheckExisting returns the denial for a member pod whose group's Service
@@ -193,17 +190,37 @@ func CheckExisting(have *corev1.Service, pod *corev1.Pod) error {
 		return nil // not a TCP port of the pod: Mutate denies that
 	}
 	want := ports[i]
-	e := &PortNameNotInServiceError{Namespace: have.Namespace, Name: have.Name, PortName: name, PodPort: want.Port}
+	var listed []string
+	found, serves := false, false
 	for _, p := range have.Spec.Ports {
-		e.Ports = append(e.Ports, fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP)))
+		listed = append(listed, fmt.Sprintf("%s (%d/%s)", p.Name, p.Port, cmp.Or(p.Protocol, corev1.ProtocolTCP)))
 		if p.Name == name {
-			e.Found, e.Serves = true, cmp.Or(p.Protocol, corev1.ProtocolTCP) == corev1.ProtocolTCP && targetsPort(p, pod, want.Port)
+			found, serves = true, cmp.Or(p.Protocol, corev1.ProtocolTCP) == corev1.ProtocolTCP && targetsPort(p, pod, want.Port)
 		}
 	}
-	if e.Found && e.Serves {
+	if found && serves {
 		return nil
 	}
-	return e
+	return portNameNotInService(have, name, want.Port, listed, found)
+}
+
+// portNameNotInService denies a pod whose port-name the group's existing
+// Service does not carry (found false), or carries on another port or
+// protocol. The Service's ports came from the pod that created it and are
+// never changed (docs/design.md, Decisions).
+func portNameNotInService(have *corev1.Service, name string, podPort int32, listed []string, found bool) *Denial {
+	ports := "none"
+	if len(listed) > 0 {
+		ports = strings.Join(listed, ", ")
+	}
+	problem := "has no port of that name"
+	if found {
+		problem = fmt.Sprintf("has a port of that name, but not one that is TCP and leads to this pod's port %d", podPort)
+	}
+	return deny(ReasonInvalidTuning, "annotation %s is %s, but the group's Service %s/%s %s (its ports: %s); "+
+		"the SRV records _%s._tcp come from the Service's ports, so seed-discovery would find no peer, or the wrong port. "+
+		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
+		contract.PortName.Annotation, quote(name), have.Namespace, have.Name, problem, ports, Clip(name), contract.PortName.Annotation, have.Name)
 }
 
 // targetsPort reports whether a Service port leads to the pod's container
@@ -227,51 +244,4 @@ func targetsPort(p corev1.ServicePort, pod *corev1.Pod, port int32) bool {
 		return p.TargetPort.IntVal == port
 	}
 	return p.Port == port
-}
-
-// PortNameNotInServiceError denies a pod whose port-name the group's
-// existing Service does not carry. The Service's ports came from the pod
-// that created it and are never changed (docs/design.md, Decisions).
-type PortNameNotInServiceError struct {
-	Namespace, Name string
-	PortName        string
-	// PodPort is the pod's TCP port of that name.
-	PodPort int32
-	Ports   []string
-	// Found: the Service has a port of that name; Serves: it is TCP and
-	// leads to PodPort.
-	Found, Serves bool
-}
-
-func (e *PortNameNotInServiceError) Error() string {
-	have := "none"
-	if len(e.Ports) > 0 {
-		have = strings.Join(e.Ports, ", ")
-	}
-	problem := "has no port of that name"
-	if e.Found {
-		problem = fmt.Sprintf("has a port of that name, but not one that is TCP and leads to this pod's port %d", e.PodPort)
-	}
-	return fmt.Sprintf("peergroup: annotation %s is %s, but the group's Service %s/%s %s (its ports: %s); "+
-		"the SRV records _%s._tcp come from the Service's ports, so seed-discovery would find no peer, or the wrong port. "+
-		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
-		contract.PortName.Annotation, quote(e.PortName), e.Namespace, e.Name, problem, have, Clip(e.PortName), contract.PortName.Annotation, e.Name)
-}
-
-// NotHeadlessError is the denial for a group whose Service exists with a
-// cluster IP.
-type NotHeadlessError struct {
-	Namespace, Name string
-	Type            corev1.ServiceType
-	ClusterIP       string
-}
-
-func (e *NotHeadlessError) Error() string {
-	what := "clusterIP " + e.ClusterIP
-	if e.Type == corev1.ServiceTypeExternalName {
-		what = "type ExternalName: it has no endpoints"
-	}
-	return fmt.Sprintf("peergroup: Service %s/%s exists and is not headless (%s); seed discovery needs a headless Service (clusterIP: None) so DNS returns one address per peer. "+
-		"Fix: set the pod annotation %s to the name of a headless Service (peergroup creates it if missing), or delete or replace Service %s with clusterIP: None",
-		e.Namespace, e.Name, what, contract.ServiceAnnotation, e.Name)
 }
