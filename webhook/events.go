@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/internal/clip"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
@@ -44,9 +45,9 @@ func (e *Events) record(ctx context.Context, namespace string, d admit.Decision)
 		return // most admissions: nothing to report, and nothing to build
 	}
 	pod := d.Pod
-	name := admit.Clip(pod.Name)
+	name := clip.String(pod.Name)
 	if name == "" {
-		name = admit.Clip(pod.GenerateName) + "<generated>"
+		name = clip.String(pod.GenerateName) + "<generated>"
 	}
 	switch {
 	case created:
@@ -82,7 +83,7 @@ func (e *Events) regarding(ctx context.Context, namespace string, pod *corev1.Po
 		o := owners[0]
 		// From the pod as sent, before the API server validates it: cut,
 		// so a huge value cannot make the Event itself invalid.
-		return &corev1.ObjectReference{APIVersion: admit.Clip(o.APIVersion), Kind: admit.Clip(o.Kind), Name: admit.Clip(o.Name), Namespace: namespace, UID: types.UID(admit.Clip(string(o.UID)))}
+		return &corev1.ObjectReference{APIVersion: clip.String(o.APIVersion), Kind: clip.String(o.Kind), Name: clip.String(o.Name), Namespace: namespace, UID: types.UID(clip.String(string(o.UID)))}
 	}
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: namespace}
 	if e.Namespaces != nil {

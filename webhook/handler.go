@@ -18,6 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/peergroup/peergroup/internal/clip"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
@@ -141,7 +142,7 @@ func decodedPod(req admission.Request) *corev1.Pod {
 }
 
 func logger(ctx context.Context, req admission.Request, d admit.Decision) logr.Logger {
-	name := admit.Clip(req.Name) // the API server has not validated it yet
+	name := clip.String(req.Name) // the API server has not validated it yet
 	if name == "" {
 		name = "(generated)"
 	}

@@ -17,6 +17,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/peergroup/peergroup/internal/clip"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
@@ -140,7 +141,7 @@ func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, er
 		return nil, fmt.Errorf("request body is not a JSON AdmissionReview: %w", err)
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", admit.Clip(review.APIVersion), admit.Clip(review.Kind))
+		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", clip.String(review.APIVersion), clip.String(review.Kind))
 	}
 	if review.Request == nil {
 		return nil, errors.New("AdmissionReview has no request")
@@ -148,7 +149,7 @@ func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, er
 	if review.Request.UID == "" {
 		return nil, errors.New("AdmissionReview request has no uid")
 	}
-	if err := admit.CheckObjectKind(objectTypeMeta(review.Request.Object)); err != nil {
+	if err := checkObjectKind(objectTypeMeta(review.Request.Object)); err != nil {
 		return nil, err
 	}
 	return review, nil
@@ -171,4 +172,16 @@ func objectTypeMeta(obj runtime.RawExtension) metav1.TypeMeta {
 	tm := metav1.TypeMeta{}
 	_ = json.Unmarshal(obj.Raw, &tm) // a body that is not an object fails later, with its own message
 	return tm
+}
+
+// checkObjectKind refuses an object that says it is something else than a
+// v1 Pod: the decoders read a pod's fields from any JSON object, so a
+// review of kind Pod carrying, say, a Service with the group label would
+// otherwise be decided as a pod. An object that names no kind is taken as
+// the pod the review says it is.
+func checkObjectKind(tm metav1.TypeMeta) error {
+	if (tm.APIVersion == "" || tm.APIVersion == "v1") && (tm.Kind == "" || tm.Kind == "Pod") {
+		return nil
+	}
+	return fmt.Errorf("the review's object is apiVersion %s kind %s, not a v1 Pod", clip.Quote(tm.APIVersion), clip.Quote(tm.Kind))
 }

@@ -100,3 +100,19 @@ func TestRequestContextTakesTheAPIServersBudget(t *testing.T) {
 		}
 	}
 }
+
+// The object must be the v1 Pod the review says it is, or name no kind.
+func TestCheckObjectKind(t *testing.T) {
+	for _, tc := range []struct {
+		apiVersion, kind string
+		ok               bool
+	}{
+		{"", "", true}, {"v1", "Pod", true}, {"", "Pod", true}, {"v1", "", true},
+		{"v1", "Service", false}, {"apps/v1", "Pod", false}, {"apps/v1", "", false}, {"", "Service", false},
+	} {
+		err := checkObjectKind(metav1.TypeMeta{APIVersion: tc.apiVersion, Kind: tc.kind})
+		if (err == nil) != tc.ok {
+			t.Errorf("%q %q: %v, want ok=%v", tc.apiVersion, tc.kind, err, tc.ok)
+		}
+	}
+}

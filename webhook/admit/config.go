@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/listflag"
 )
 
 // Config is everything the decision needs besides the pod and the cluster.
@@ -139,20 +140,9 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) (finish func()) {
 	return func() {
 		c.SeedDiscoveryCommand = strings.Fields(cmd)
 		c.ImagePullPolicy = corev1.PullPolicy(pull)
-		c.ExcludedNamespaces = SplitList(excluded)
-		c.ImagePullSecrets = SplitList(secrets)
+		c.ExcludedNamespaces = listflag.Split(excluded)
+		c.ImagePullSecrets = listflag.Split(secrets)
 	}
-}
-
-// SplitList splits a comma-separated flag value, dropping blanks.
-func SplitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // resourceListFlag parses "cpu=10m,memory=16Mi"; each use replaces the
@@ -173,7 +163,7 @@ func (f *resourceListFlag) String() string {
 
 func (f *resourceListFlag) Set(s string) error {
 	list := corev1.ResourceList{}
-	for _, kv := range SplitList(s) {
+	for _, kv := range listflag.Split(s) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return fmt.Errorf("%q is not name=quantity", kv)

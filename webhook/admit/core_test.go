@@ -18,21 +18,6 @@ import (
 	"github.com/peergroup/peergroup/contract"
 )
 
-func TestCheckObjectKind(t *testing.T) {
-	for _, tc := range []struct {
-		apiVersion, kind string
-		ok               bool
-	}{
-		{"", "", true}, {"v1", "Pod", true}, {"", "Pod", true}, {"v1", "", true},
-		{"v1", "Service", false}, {"apps/v1", "Pod", false}, {"apps/v1", "", false}, {"", "Service", false},
-	} {
-		err := CheckObjectKind(metav1.TypeMeta{APIVersion: tc.apiVersion, Kind: tc.kind})
-		if (err == nil) != tc.ok {
-			t.Errorf("%q %q: %v, want ok=%v", tc.apiVersion, tc.kind, err, tc.ok)
-		}
-	}
-}
-
 // Requests that reach Decide without a decoded pod: the raw object is
 // decoded, and a missing or broken one is a bad request (400).
 func TestDecideDecodesRaw(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -168,9 +167,6 @@ func (d *Decider) admittedPod(req Request) (*corev1.Pod, Decision, bool) {
 	if err != nil {
 		return nil, BadRequest(err), true
 	}
-	if err := CheckObjectKind(pod.TypeMeta); err != nil {
-		return nil, BadRequest(err), true
-	}
 	return pod, Decision{}, false
 }
 
@@ -273,18 +269,6 @@ func reasonOf(err error) Reason {
 		return denial.Reason
 	}
 	return ReasonInvalidPod
-}
-
-// CheckObjectKind refuses an object that says it is something else than a
-// v1 Pod: the decoders read a pod's fields from any JSON object, so a
-// review of kind Pod carrying, say, a Service with the group label would
-// otherwise be decided as a pod. An object that names no kind is taken as
-// the pod the review says it is.
-func CheckObjectKind(tm metav1.TypeMeta) error {
-	if (tm.APIVersion == "" || tm.APIVersion == "v1") && (tm.Kind == "" || tm.Kind == "Pod") {
-		return nil
-	}
-	return fmt.Errorf("the review's object is apiVersion %s kind %s, not a v1 Pod", quote(tm.APIVersion), quote(tm.Kind))
 }
 
 // requestPod is the pod under admission: already decoded (the HTTP edge's

@@ -1,6 +1,10 @@
 package admit
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/peergroup/peergroup/internal/clip"
+)
 
 // Denial is why a pod is refused, made where the check fails (as
 // apimachinery's field.Invalid is): Reason is the metrics reason and
@@ -20,7 +24,7 @@ func deny(reason Reason, format string, args ...any) *Denial {
 
 // invalidTuning refuses an annotation value outside its rule.
 func invalidTuning(annotation, value, rule string) *Denial {
-	return deny(ReasonInvalidTuning, "annotation %s value %s is invalid: it must be %s", annotation, quote(value), rule)
+	return deny(ReasonInvalidTuning, "annotation %s value %s is invalid: it must be %s", annotation, clip.Quote(value), rule)
 }
 
 // invalidPod refuses a pod the API server would reject anyway, in a field

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/clip"
 )
 
 // Source says where a pod's group came from.
@@ -38,7 +39,7 @@ func (m Membership) Member() bool { return m.Group != "" }
 // peergroup.dev/group", "annotation peergroup.dev/service", ...
 func invalidName(what, value string, problems []string) *Denial {
 	return deny(ReasonInvalidName, "%s value %s is invalid: it must be a DNS-1035 label (lowercase letters, digits and '-', at most 63 characters, starting with a letter and ending with a letter or digit): %s",
-		what, quote(value), strings.Join(problems, "; "))
+		what, clip.Quote(value), strings.Join(problems, "; "))
 }
 
 // ResolveGroup decides whether a pod is a peer-group member. The pod's own

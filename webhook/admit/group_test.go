@@ -88,7 +88,4 @@ func TestMessagesCutHugeValues(t *testing.T) {
 	if d.Verdict != VerdictDenied || len(d.Message) > 1024 || !strings.Contains(d.Message, "(1048576 bytes)") {
 		t.Fatalf("%s: %d-byte message", d.Verdict, len(d.Message))
 	}
-	if q := quote(strings.Repeat("x", maxQuoted)); q != `"`+strings.Repeat("x", maxQuoted)+`"` {
-		t.Errorf("a value of exactly the bound is quoted whole: %s", q)
-	}
 }

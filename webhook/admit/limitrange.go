@@ -11,6 +11,7 @@ import (
 	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/clip"
 )
 
 // checkLimitRanges applies the LimitRanger admission plugin's rules to the
@@ -28,7 +29,7 @@ func checkLimitRanges(ic *corev1.Container, ranges []corev1.LimitRange) error {
 			}
 			if problem := limitRangeProblem(&r, item); problem != "" {
 				return deny(ReasonLimitRange, "LimitRange %s/%s would reject the injected %s init container: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) to fit it, or opt this pod out with the label %s=false",
-					Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
+					clip.String(lr.Namespace), clip.String(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
 			}
 		}
 	}
@@ -75,7 +76,7 @@ func checkPodLimitRanges(before, after *corev1.Pod, ranges []corev1.LimitRange) 
 				continue
 			}
 			return deny(ReasonLimitRange, "LimitRange %s/%s (type Pod) would reject the pod once the injected %s container is added: %s; set the chart value seedDiscovery.resources (webhook flags --seed-discovery-requests and --seed-discovery-limits) so the pod's total fits, or opt this pod out with the label %s=false",
-				Clip(lr.Namespace), Clip(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
+				clip.String(lr.Namespace), clip.String(lr.Name), contract.InitContainerName, problem, contract.InjectLabel)
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/internal/clip"
 )
 
 // DesiredService is the headless Service a member pod of m needs in
@@ -128,7 +129,7 @@ func checkServiceInputs(pod *corev1.Pod) error {
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			if problem := portProblem(p); problem != "" {
-				return invalidPod("container %s port %d: %s", quote(c.Name), p.ContainerPort, problem)
+				return invalidPod("container %s port %d: %s", clip.Quote(c.Name), p.ContainerPort, problem)
 			}
 		}
 	}
@@ -142,14 +143,14 @@ func portProblem(p corev1.ContainerPort) string {
 	}
 	if p.Name != "" {
 		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
-			return fmt.Sprintf("name %s is not a valid port name: %s", quote(p.Name), strings.Join(errs, "; "))
+			return fmt.Sprintf("name %s is not a valid port name: %s", clip.Quote(p.Name), strings.Join(errs, "; "))
 		}
 	}
 	switch p.Protocol {
 	case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
 		return ""
 	}
-	return fmt.Sprintf("protocol %s must be TCP, UDP or SCTP", quote(string(p.Protocol)))
+	return fmt.Sprintf("protocol %s must be TCP, UDP or SCTP", clip.Quote(string(p.Protocol)))
 }
 
 // IsHeadless reports whether svc gives one DNS record per pod.
@@ -220,7 +221,7 @@ func portNameNotInService(have *corev1.Service, name string, podPort int32, list
 	return deny(ReasonInvalidTuning, "annotation %s is %s, but the group's Service %s/%s %s (its ports: %s); "+
 		"the SRV records _%s._tcp come from the Service's ports, so seed-discovery would find no peer, or the wrong port. "+
 		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
-		contract.PortName.Annotation, quote(name), have.Namespace, have.Name, problem, ports, Clip(name), contract.PortName.Annotation, have.Name)
+		contract.PortName.Annotation, clip.Quote(name), have.Namespace, have.Name, problem, ports, clip.String(name), contract.PortName.Annotation, have.Name)
 }
 
 // targetsPort reports whether a Service port leads to the pod's container

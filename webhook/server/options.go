@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/peergroup/peergroup/certs"
+	"github.com/peergroup/peergroup/internal/listflag"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
 )
@@ -83,7 +84,7 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	}
 	finishMutation()
 	o.Mutation.PatchMode = admit.PatchMode(patchMode)
-	o.Certs.ExtraSANs = admit.SplitList(sans)
+	o.Certs.ExtraSANs = listflag.Split(sans)
 	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
 	o.Certs.Namespace = o.Namespace

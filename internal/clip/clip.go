@@ -1,4 +1,7 @@
-package admit
+// Package clip cuts a user's value for a message, a log line or an Event:
+// admission runs before the API server validates a pod, so a label,
+// annotation or name may be megabytes long.
+package clip
 
 import (
 	"fmt"
@@ -12,18 +15,18 @@ import (
 // validates the pod, so a label, annotation or name may be megabytes long.
 const maxQuoted = 80
 
-// quote is %q of s cut to maxQuoted bytes, followed by the whole length
+// Quote is %q of s cut to maxQuoted bytes, followed by the whole length
 // when it was cut.
-func quote(s string) string {
+func Quote(s string) string {
 	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(head(s)), len(s))
 }
 
-// Clip is s cut like quote, for values a message or a log line prints
+// String is s cut like Quote, for values a message or a log line prints
 // bare.
-func Clip(s string) string {
+func String(s string) string {
 	if len(s) <= maxQuoted {
 		return s
 	}
