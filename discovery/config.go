@@ -73,12 +73,6 @@ func (c Config) Asked() string {
 // SRVName is the SRV record name of a Service's named TCP port.
 func SRVName(fqdn, portName string) string { return "_" + portName + "._tcp." + fqdn }
 
-// ConfigError is exit code 2.
-type ConfigError struct{ Err error }
-
-func (e *ConfigError) Error() string { return "configuration: " + e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
-
 // LoadConfig reads env (getenv), then flags (args), then the resolv.conf
 // content for what is still missing (cluster domain, DNS server).
 func LoadConfig(args []string, getenv func(string) string, resolvConf []byte) (Config, error) {

@@ -2,17 +2,10 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
-
-	"github.com/peergroup/peergroup/contract"
 )
 
 // Keep is the refreshing sidecar's life after the first decision d: every
@@ -171,41 +164,4 @@ func listHosts(hosts []string) string {
 		return fmt.Sprint(hosts[:10]) + " …"
 	}
 	return fmt.Sprint(hosts)
-}
-
-// Decided reports whether dir holds a decision: the seeds file, written
-// last. The sidecar's startup probe runs it, so the app starts only after
-// the first decision.
-func Decided(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, contract.SeedsFileName))
-	return err == nil
-}
-
-// Forget removes the seeds file, so Decided is false until the next
-// decision.
-func Forget(dir string) error {
-	if err := os.Remove(filepath.Join(dir, contract.SeedsFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove the earlier seeds: %w", err)
-	}
-	return nil
-}
-
-// LoadDecision reads the decision a previous run of this pod's sidecar
-// wrote, so a restarted sidecar goes on refreshing instead of deciding
-// again (its seeds must not change). ok is false when there is none.
-func LoadDecision(dir string) (d Decision, ok bool, err error) {
-	if !Decided(dir) {
-		return Decision{}, false, nil
-	}
-	b, err := os.ReadFile(filepath.Join(dir, contract.DiscoveryFileName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Decision{}, false, nil
-	}
-	if err != nil {
-		return Decision{}, false, fmt.Errorf("read the previous decision: %w", err)
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		return Decision{}, false, fmt.Errorf("read the previous decision in %s: %w", contract.DiscoveryFileName, err)
-	}
-	return d, true, nil
 }

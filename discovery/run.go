@@ -2,15 +2,12 @@ package discovery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,48 +15,15 @@ import (
 	"time"
 
 	"github.com/peergroup/peergroup/contract"
-	"github.com/peergroup/peergroup/internal/atomicfile"
 )
 
-// Exit codes (docs/design.md, seed-discovery).
 const (
-	ExitOK           = 0
-	ExitInterrupted  = 1
-	ExitConfig       = 2
-	ExitNoSelf       = 3
-	ExitNotStable    = 4
-	ExitDNSErrors    = 5
-	ExitNotWritable  = 6
 	maxBackoff       = 5 * time.Second
 	probeTimeout     = 500 * time.Millisecond
 	probeConcurrency = 32
 )
 
 var errDeadline = errors.New("seed-discovery deadline")
-
-// ExitError carries the process exit code with the reason.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string { return e.Err.Error() }
-func (e *ExitError) Unwrap() error { return e.Err }
-
-// Code maps an error from LoadConfig or Run to the exit code.
-func Code(err error) int {
-	var exit *ExitError
-	var cfg *ConfigError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &exit):
-		return exit.Code
-	case errors.As(err, &cfg):
-		return ExitConfig
-	}
-	return ExitInterrupted
-}
 
 // Runner observes, decides and writes. Log gets one line per change.
 type Runner struct {
@@ -350,79 +314,4 @@ func joinIPs(ips []netip.Addr, sep string) string {
 		s[i] = ip.String()
 	}
 	return strings.Join(s, sep)
-}
-
-// Write stores the decision, each file atomically (README, "Seed files"):
-// the peer files and discovery.json (writePeers), then the seed files:
-// `seeds`, one comma-separated line (ready for CASSANDRA_SEEDS), `seed-hosts`
-// one host per line, and with a port `seed-hostports` (host:port per line)
-// and `seed-jgroups` (host[port],…). A host is an IP, or a pod's DNS name
-// with seed-address=hostname (Hosts fills them in).
-func Write(dir string, d Decision) error {
-	if err := writePeers(dir, d); err != nil {
-		return err
-	}
-	files := []namedFile{{contract.SeedHostsFileName, lines(d.SeedHosts)}}
-	if d.Port > 0 {
-		files = append(files,
-			namedFile{contract.SeedHostPortsFileName, lines(hostPorts(d.SeedHosts, d.Port))},
-			namedFile{contract.SeedJGroupsFileName, []byte(jgroups(d.SeedHosts, d.Port) + "\n")})
-	}
-	// Last: an app waiting for `seeds` finds the others already there.
-	files = append(files, namedFile{contract.SeedsFileName, []byte(strings.Join(d.SeedHosts, ",") + "\n")})
-	return writeFiles(dir, files)
-}
-
-// writePeers stores what the refreshing sidecar keeps current: `peers`, one
-// pod per line in order (its addresses comma-separated, so one address per
-// line in a single-stack group; its DNS name with seed-address=hostname),
-// `peer-hosts` one host per line, with a port `peer-hostports`, and
-// discovery.json.
-func writePeers(dir string, d Decision) error {
-	peers := make([]string, len(d.Peers))
-	for i, p := range d.Peers {
-		peers[i] = joinIPs(p.IPs, ",")
-	}
-	if d.Address == contract.AddressHostname {
-		peers = d.PeerHosts // one name per pod
-	}
-	doc, err := json.MarshalIndent(d, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", contract.DiscoveryFileName, err)
-	}
-	// discovery.json first: whoever sees a peer file changed finds the
-	// document that explains it.
-	files := []namedFile{
-		{contract.DiscoveryFileName, append(doc, '\n')},
-		{contract.PeersFileName, lines(peers)},
-		{contract.PeerHostsFileName, lines(d.PeerHosts)},
-	}
-	if d.Port > 0 {
-		files = append(files, namedFile{contract.PeerHostPortsFileName, lines(hostPorts(d.PeerHosts, d.Port))})
-	}
-	return writeFiles(dir, files)
-}
-
-type namedFile struct {
-	name string
-	data []byte
-}
-
-func writeFiles(dir string, files []namedFile) error {
-	for _, f := range files {
-		// Readable by the app containers, whatever user they run as.
-		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".writable-*")
-	if err != nil {
-		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
-	}
-	f.Close()
-	return os.Remove(f.Name())
 }

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -55,8 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	r := &discovery.Runner{Config: cfg, Resolver: &discovery.Resolver{Server: cfg.DNSServer}, Log: stderr}
-	d, decidedBefore := previousDecision(cfg, stderr)
-	if !decidedBefore {
+	d, resumed := r.Resume()
+	if !resumed {
 		d, err = r.Run(ctx)
 	}
 	if err == nil && cfg.Refresh > 0 {
@@ -66,40 +65,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		report(stderr, cfg.TerminationLog, err)
 	}
 	return err
-}
-
-// previousDecision is what a restarted sidecar decided before (the seeds
-// volume outlives its container): its seeds stay. A plain init container
-// decides again each time it runs, as it always has. So does a sidecar
-// whose pod has a new address (its sandbox was recreated, and every init
-// container runs again) and one whose earlier decision cannot be read:
-// seeds for an address the pod no longer has, or a document it cannot
-// trust, would be worse than a new decision.
-func previousDecision(cfg discovery.Config, stderr io.Writer) (discovery.Decision, bool) {
-	if cfg.Refresh == 0 {
-		return discovery.Decision{}, false
-	}
-	d, ok, err := discovery.LoadDecision(cfg.OutputDir)
-	again := ""
-	switch {
-	case err != nil:
-		again = err.Error()
-	case ok && !slices.Contains(cfg.PodIPs, d.Self):
-		again = fmt.Sprintf("the earlier decision was made as %s, and this pod is now %v", d.Self, cfg.PodIPs)
-	}
-	if again != "" {
-		// Until the new decision, the startup probe must not pass on the
-		// old seeds.
-		if err := discovery.Forget(cfg.OutputDir); err != nil {
-			again += fmt.Sprintf(" (and %v)", err)
-		}
-		fmt.Fprintf(stderr, "seed-discovery: deciding again: %s\n", again)
-		return discovery.Decision{}, false
-	}
-	if ok {
-		fmt.Fprintf(stderr, "seed-discovery: restarted: keeping the decision made as %s (role %s, seeds %s)\n", d.Self, d.Role, strings.Join(d.SeedHosts, ","))
-	}
-	return d, ok
 }
 
 // decidedAt is the index of the `decided` subcommand, after any flags of
