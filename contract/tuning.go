@@ -59,7 +59,7 @@ var (
 	// observation (two DNS queries, A and AAAA, or one SRV) per interval
 	// per pod, so 5s keeps a pod at 0.4 queries/s on average (0.5 at most,
 	// with the jitter), plus a TCP retry per query for groups too large for
-	// one UDP answer and the PTR queries names need (README, "Refreshing
+	// one UDP answer and the PTR queries names need (docs/applications.md, "Refreshing
 	// peers"); an hour is as slow as a refresh is still worth running for.
 	RefreshRange = DurationRange{5 * time.Second, time.Hour}
 )
@@ -115,7 +115,7 @@ func tuning(name, rule string, check func(string) bool) Tuning {
 	return Tuning{Name: name, Annotation: Domain + "/" + name, Env: env, Rule: rule + fmt.Sprintf(", at most %d characters", MaxTuningLength), check: bounded}
 }
 
-// The tuning values (README, "seed-discovery").
+// The tuning values (docs/applications.md, "seed-discovery").
 var (
 	SeedCount     = tuning("seed-count", fmt.Sprintf("an integer from %d to %d", SeedCountRange.Min, SeedCountRange.Max), intIn(SeedCountRange))
 	ExpectedPeers = tuning("expected-peers", fmt.Sprintf("an integer from %d to %d", ExpectedPeersRange.Min, ExpectedPeersRange.Max), intIn(ExpectedPeersRange))
@@ -137,7 +137,7 @@ var (
 		return s == string(AddressIP) || s == string(AddressHostname)
 	})
 	// Refresh turns seed-discovery into a native sidecar that keeps the
-	// peer files current after its first decision (README, "Refreshing peers").
+	// peer files current after its first decision (docs/applications.md, "Refreshing peers").
 	Refresh = tuning("refresh", fmt.Sprintf("a Go duration from %s to %s (e.g. 30s)", fmtDuration(RefreshRange.Min), fmtDuration(RefreshRange.Max)), durationIn(RefreshRange))
 )
 

@@ -57,7 +57,7 @@ func renderKinds(t *testing.T, values map[string]any, apiVersions ...string) []s
 	return kinds
 }
 
-// The caBundle guard (README, GitOps) is rendered in selfSigned mode on
+// The caBundle guard (docs/install.md, GitOps) is rendered in selfSigned mode on
 // API servers serving MutatingAdmissionPolicy v1, and nowhere else.
 func TestCABundleGuardRenderedWhereServed(t *testing.T) {
 	const mapV1 = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"

@@ -168,7 +168,7 @@ func TestGitOpsCABundleResets(t *testing.T) {
 // Bounds of the unguarded replace: on this 2-core machine the webhook's
 // watch re-patched within 12-30 ms (median; 50 ms at most) and the load
 // (two workers, 800-1050 creates in 20 s) had 2, 6 and 9 pods refused for
-// 10 resets in three runs (README, GitOps). The bounds leave room for a loaded
+// 10 resets in three runs (docs/install.md, GitOps). The bounds leave room for a loaded
 // machine while still failing a keeper that re-patched only at its resync
 // (a minute) or a load refused for another reason.
 const (

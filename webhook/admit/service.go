@@ -220,7 +220,7 @@ func portNameNotInService(have *corev1.Service, name string, podPort int32, list
 	}
 	return deny(ReasonInvalidTuning, "annotation %s is %s, but the group's Service %s/%s %s (its ports: %s); "+
 		"the SRV records _%s._tcp come from the Service's ports, so seed-discovery would find no peer, or the wrong port. "+
-		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (README, \"Changing a group's ports\")",
+		"Fix: set %s to one of the Service's port names, or delete Service %s so peergroup creates it again from the next member's ports (docs/applications.md, \"Changing a group's ports\")",
 		contract.PortName.Annotation, clip.Quote(name), have.Namespace, have.Name, problem, ports, clip.String(name), contract.PortName.Annotation, have.Name)
 }
 

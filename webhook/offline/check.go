@@ -246,7 +246,7 @@ func unreachableHints(msg string) []string {
 	switch {
 	case strings.Contains(lower, "x509") || strings.Contains(lower, "certificate"):
 		return []string{
-			"the serving certificate is not trusted by the caBundle: in selfSigned mode the webhook patches it itself (is something resetting it? README, GitOps); in certManager mode check cert-manager's cainjector; in provided mode, certificates.provided.caBundle",
+			"the serving certificate is not trusted by the caBundle: in selfSigned mode the webhook patches it itself (is something resetting it? docs/install.md, GitOps); in certManager mode check cert-manager's cainjector; in provided mode, certificates.provided.caBundle",
 		}
 	case strings.Contains(lower, "no endpoints available") || strings.Contains(lower, "connection refused"):
 		return []string{
@@ -257,9 +257,9 @@ func unreachableHints(msg string) []string {
 	case strings.Contains(lower, "deadline exceeded") || strings.Contains(lower, "i/o timeout") || strings.Contains(lower, "client.timeout exceeded") || strings.Contains(lower, "no route to host"):
 		return []string{
 			"the control plane cannot reach the webhook pods on their port: on GKE private clusters its firewall allows only 443 and 10250 to nodes by default: set webhook.port=10250 (not with hostNetwork: that is the kubelet's port), or add a firewall rule for the webhook port",
-			"on EKS with a custom CNI (Calico, Cilium overlay) the control plane cannot reach pod IPs: set hostNetwork=true with free ports (README, Reachability)",
+			"on EKS with a custom CNI (Calico, Cilium overlay) the control plane cannot reach pod IPs: set hostNetwork=true with free ports (docs/install.md, Reachability)",
 			"a NetworkPolicy in the release namespace must allow ingress to the webhook port from the control plane (networkPolicy.webhookFrom)",
 		}
 	}
-	return []string{"see README, Reachability"}
+	return []string{"see docs/install.md, Reachability"}
 }

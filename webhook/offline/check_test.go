@@ -35,7 +35,7 @@ func TestDiagnose(t *testing.T) {
 		{"forbidden", nil, errors.New(`pods is forbidden: User "u" cannot create resource "pods" in the namespace "db"`), nil, CheckError, "permission to create pods"},
 		// The URL carries ?timeout=…: only the transport error counts.
 		{"Service missing", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://peergroup.peergroup-system.svc:443/mutate-v1-pod?timeout=5s": service "peergroup" not found`), nil, CheckUnreachable, "Service is missing"},
-		{"EOF", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://x/mutate-v1-pod?timeout=5s": EOF`), nil, CheckUnreachable, "see README, Reachability"},
+		{"EOF", nil, errors.New(`Internal error occurred: failed calling webhook "pod-label.peergroup.dev": failed to call webhook: Post "https://x/mutate-v1-pod?timeout=5s": EOF`), nil, CheckUnreachable, "see docs/install.md, Reachability"},
 		{"another webhook unreachable", nil, errors.New(`Internal error occurred: failed calling webhook "validate.kyverno.svc": failed to call webhook: Post "https://k/v?timeout=10s": dial tcp 10.0.0.1:443: connect: connection refused`), nil, CheckOther, "that webhook's owner"},
 		{"another webhook denies", nil, errors.New(`admission webhook "validate.kyverno.svc-fail" denied the request: policy require-labels`), nil, CheckOther, ""},
 		{"Pod Security refuses the injected pod", nil, errors.New(`pods "peergroup-check-ww4g7" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (containers "seed-discovery", "probe" must not …)`), reached, CheckReachable, "refused the same way"},

@@ -18,7 +18,7 @@ import (
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-// Options is the webhook process configuration (README, "Webhook flags").
+// Options is the webhook process configuration (docs/install.md, "Webhook flags").
 type Options struct {
 	Host                   string
 	Port                   int
@@ -27,7 +27,7 @@ type Options struct {
 	HealthProbeBindAddress string
 	// ShutdownDelay is how long the server keeps serving after SIGTERM,
 	// with readiness failing; DrainTimeout bounds the admissions in flight
-	// after that (README, "Upgrades without refusals").
+	// after that (docs/install.md, "Upgrades without refusals").
 	ShutdownDelay time.Duration
 	DrainTimeout  time.Duration
 	// Namespace is the webhook's own namespace (POD_NAMESPACE); its pods are

@@ -10,7 +10,7 @@ import (
 	"github.com/go-logr/logr"
 )
 
-// shutdown is the webhook's graceful stop (README, "Upgrades without
+// shutdown is the webhook's graceful stop (docs/install.md, "Upgrades without
 // refusals"). On SIGTERM the pod is still in its Service's endpoints, and
 // the API server still holds keep-alive connections to it, so the server
 // must not stop accepting at once:
