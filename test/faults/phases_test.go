@@ -55,10 +55,15 @@ func TestRefusedPodLeavesNoService(t *testing.T) {
 		return err == nil
 	}
 	// The webhook relies on the validating phase once it has seen its
-	// configuration and a call through it; until then it creates Services
-	// in the mutating phase, as before.
+	// configuration and a call through it since; until then it creates
+	// Services in the mutating phase, as before. A refused pod never
+	// reaches the validating phase, so each round first sends a valid
+	// pod's server-side dry run, which does (and creates nothing).
 	inForce := false
 	for i := 0; i < 40 && !inForce; i++ {
+		if err := cluster.Client.Create(ctx, memberPod(ns, "probe", "probe"), client.DryRunAll); err != nil {
+			t.Fatal(err)
+		}
 		group := "warmup-" + string(rune('a'+i%26)) + strings.Repeat("w", i/26)
 		if err := refused(group, labelTooLong); err == nil {
 			t.Fatal("a pod with a 64-character label value was admitted")
