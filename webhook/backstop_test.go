@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/peergroup/peergroup/contract"
-	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // A new member stored without its Service gets it; an old one, a
@@ -44,7 +43,7 @@ func TestMissingServices(t *testing.T) {
 		objs = append(objs, p)
 	}
 	c := newFakeClient(objs...)
-	base := testHandler(admit.StaticNamespaceLabels(nil), c)
+	base := testHandler(staticNamespaces(nil), c)
 	r := &MissingServices{Reader: c, Services: c, Live: c, Decider: base.Decider, Window: time.Minute, Now: func() time.Time { return now }}
 	for _, name := range []string{"fresh", "old", "leaving", "named", "outsider", "gone"} {
 		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: name}}); err != nil {

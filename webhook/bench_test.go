@@ -68,7 +68,7 @@ func BenchmarkHandler(b *testing.B) {
 // otherwise.
 func cachedGroupHandler() *Handler {
 	cache := cacheLike{&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "cassandra"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}}}
-	handler := testHandler(admit.StaticNamespaceLabels(nil), nil)
+	handler := testHandler(staticNamespaces(nil), nil)
 	handler.Decider.Services = &ClusterServiceEnsurer{Cache: cache, Live: cache}
 	return handler
 }

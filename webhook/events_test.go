@@ -50,7 +50,7 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 
 	rec := &fakeRecorder{}
 	reg := prometheus.NewRegistry()
-	h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient(nonHeadless))
+	h := testHandler(staticNamespaces(nil), newFakeClient(nonHeadless))
 	h.Metrics = NewMetrics(reg)
 	h.Events = &Events{Recorder: rec}
 
@@ -126,7 +126,7 @@ func TestEventsAndMetricsPerGroup(t *testing.T) {
 // A failed Service create is reported as such, with the cause.
 func TestEventOnServiceCreateFailure(t *testing.T) {
 	rec := &fakeRecorder{}
-	h := testHandler(admit.StaticNamespaceLabels(nil), failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services=0"))))
+	h := testHandler(staticNamespaces(nil), failingCreates(apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "cassandra", errors.New("exceeded quota: services=0"))))
 	h.Events = &Events{Recorder: rec}
 	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
 	req := podRequest(raw, admissionv1.Create, false)

@@ -84,9 +84,9 @@ func (memServices) Ensure(context.Context, client.ObjectKey, func() *corev1.Serv
 }
 
 func fuzzServer(nsGroup string) *HTTPHandler {
-	ns := admit.StaticNamespaceLabels(nil)
+	ns := staticNamespaces(nil)
 	if nsGroup != "" {
-		ns = admit.StaticNamespaceLabels{contract.GroupLabel: nsGroup}
+		ns = staticNamespaces{contract.GroupLabel: nsGroup}
 	}
 	h := testHandler(ns, nil)
 	h.Decider.Services = memServices{}

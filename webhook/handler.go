@@ -1,9 +1,10 @@
 // Package webhook is peergroup's admission webhook as the API server sees
-// it: the HTTP edge (http.go), the admission.Handler that turns a request
-// into an admit.Decision and the Decision into a response (handler.go), the
-// Decision's metrics and events, and the informer-backed ports the
-// decision reads the cluster through (cluster.go). Every rule lives in
-// webhook/admit.
+// it: the HTTP edge (HTTPHandler), the admission.Handlers that turn a request
+// into an admit.Decision and the Decision into a response (Handler for the
+// mutating phase, ValidatingHandler for the validating one), the
+// Decision's metrics and events, the informer-backed ports the decision
+// reads the cluster through, and the controllers that watch member pods
+// (TerminatingPeers, MissingServices). Every rule lives in webhook/admit.
 package webhook
 
 import (

@@ -30,9 +30,9 @@ import (
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under test/fixtures/mutate")
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/mutate")
 
-const fixtureDir = "../test/fixtures/mutate"
+const fixtureDir = "testdata/mutate"
 
 type fixture struct {
 	NamespaceLabels map[string]string `json:"namespaceLabels"`
@@ -119,7 +119,7 @@ func TestGoldenFixtures(t *testing.T) {
 			}
 			raw := []byte(fx.Pod)
 			c := newFakeClient()
-			resp := handle(testHandler(admit.StaticNamespaceLabels(fx.NamespaceLabels), c), podRequest(raw, admissionv1.Create, false))
+			resp := handle(testHandler(staticNamespaces(fx.NamespaceLabels), c), podRequest(raw, admissionv1.Create, false))
 			got := golden{Allowed: resp.Allowed, Warnings: resp.Warnings}
 			if resp.Result != nil {
 				got.Message = resp.Result.Message
@@ -165,7 +165,7 @@ func TestGoldenFixtures(t *testing.T) {
 func TestHandlerIsIdempotent(t *testing.T) {
 	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x","ports":[{"containerPort":9042}]}]}}`)
 	c := newFakeClient()
-	h := testHandler(admit.StaticNamespaceLabels(nil), c)
+	h := testHandler(staticNamespaces(nil), c)
 	first := handle(h, podRequest(raw, admissionv1.Create, false))
 	if !first.Allowed || len(first.Patch) == 0 {
 		t.Fatalf("first pass: %+v", first)
@@ -179,7 +179,7 @@ func TestHandlerIsIdempotent(t *testing.T) {
 func TestHandlerDryRunCreatesNothing(t *testing.T) {
 	raw := []byte(`{"metadata":{"name":"p","labels":{"peergroup.dev/group":"cassandra"}},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
 	c := newFakeClient()
-	resp := handle(testHandler(admit.StaticNamespaceLabels(nil), c), podRequest(raw, admissionv1.Create, true))
+	resp := handle(testHandler(staticNamespaces(nil), c), podRequest(raw, admissionv1.Create, true))
 	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Fatalf("dry-run must still mutate: %+v", resp)
 	}
@@ -230,7 +230,7 @@ func TestHandlerOutcomes(t *testing.T) {
 			}
 			ns := tc.ns
 			if ns == nil {
-				ns = admit.StaticNamespaceLabels(nil)
+				ns = staticNamespaces(nil)
 			}
 			resp := handle(testHandler(ns, c), tc.req)
 			if resp.Allowed != tc.allowed || resp.Result.Code != tc.code || !strings.Contains(resp.Result.Message, tc.message) || (len(resp.Patch) > 0) != tc.patched {
@@ -269,4 +269,13 @@ func racingCreate() client.Client {
 			return apierrors.NewAlreadyExists(schema.GroupResource{Resource: "services"}, svc.Name)
 		},
 	})
+}
+
+// staticNamespaces gives every namespace the same labels.
+type staticNamespaces map[string]string
+
+func (s staticNamespaces) Labels(context.Context, string) (map[string]string, error) { return s, nil }
+
+func (s staticNamespaces) FreshLabels(ctx context.Context, ns string) (map[string]string, error) {
+	return s.Labels(ctx, ns)
 }

@@ -27,7 +27,7 @@ func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
 	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: &areq})
 	var pods []*corev1.Pod
 	for _, mode := range []admit.PatchMode{admit.PatchDirect, admit.PatchDiff} {
-		h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient())
+		h := testHandler(staticNamespaces(nil), newFakeClient())
 		h.Decider.Config.PatchMode = mode
 		srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: mode == admit.PatchDirect}
 		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
@@ -59,7 +59,7 @@ func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
 // not a v1 Pod is refused at the edge all the same.
 func TestHTTPHandlerRefusesOtherKindsWithoutDecoding(t *testing.T) {
 	svc := []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"peergroup.dev/group":"g"}},"spec":{"clusterIP":"10.0.0.1"}}`)
-	h := testHandler(admit.StaticNamespaceLabels(nil), newFakeClient())
+	h := testHandler(staticNamespaces(nil), newFakeClient())
 	h.Decider.Config.PatchMode = admit.PatchDiff
 	code, review, err := post(&HTTPHandler{Webhook: &admission.Webhook{Handler: h}}, reviewBody(svc, "CREATE"))
 	if err != nil || code != http.StatusBadRequest || review.Response.Allowed || !strings.Contains(review.Response.Result.Message, "not a v1 Pod") {

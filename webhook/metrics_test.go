@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/peergroup/peergroup/contract"
-	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // noServices is a Service cache that holds nothing.
@@ -42,7 +41,7 @@ func TestDistinctGroupsDoNotGrowMetrics(t *testing.T) {
 	// derived logger until a real one is set, which the server does first.
 	ctx := logf.IntoContext(context.Background(), logr.Discard())
 	reg := prometheus.NewRegistry()
-	h := testHandler(admit.StaticNamespaceLabels(nil), nil)
+	h := testHandler(staticNamespaces(nil), nil)
 	h.Decider.Services = &ClusterServiceEnsurer{Cache: noServices{}, Live: noServices{}}
 	h.Metrics = NewMetrics(reg)
 	admitGroup := func(group string) admission.Response {
@@ -110,7 +109,7 @@ func TestGroupsThroughOneServiceDoNotGrowMetrics(t *testing.T) {
 	ctx := logf.IntoContext(context.Background(), logr.Discard())
 	existing := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "kubernetes"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}}
 	c := newFakeClient(existing)
-	h := testHandler(admit.StaticNamespaceLabels(nil), c)
+	h := testHandler(staticNamespaces(nil), c)
 	h.Metrics = NewMetrics(prometheus.NewRegistry())
 	for i := range 200 {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{contract.GroupLabel: fmt.Sprintf("g%d", i)}, Annotations: map[string]string{contract.ServiceAnnotation: "kubernetes"}}}

@@ -139,7 +139,7 @@ func TestValidatingHandler(t *testing.T) {
 	watch := &ValidationWatch{}
 	base := testHandler(nil, c)
 	h := &ValidatingHandler{Decider: base.Decider, Metrics: NewMetrics(reg), Events: &Events{Recorder: rec}, Phase: watch}
-	h.Decider.Namespaces = admit.StaticNamespaceLabels(nil)
+	h.Decider.Namespaces = staticNamespaces(nil)
 	watch.Observe(validatingConfig(map[string]admissionregistrationv1.WebhookClientConfig{
 		EntryPodLabel: byService(ptr.To(ValidatePath)), EntryNamespaceLabel: byService(ptr.To(ValidatePath))}))
 	raw := []byte(`{"metadata":{"name":"db-0","labels":{"peergroup.dev/group":"db"}},"spec":{"containers":[{"name":"c","image":"x","ports":[{"name":"peer","containerPort":7000}]}]}}`)

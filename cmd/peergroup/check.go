@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/peergroup/peergroup/webhook/offline"
+	"github.com/peergroup/peergroup/probe"
 )
 
 // check dry-runs a member pod through the API server and says whether the
@@ -36,20 +36,20 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	// Server-side dry run: the webhook answers (peergroup creates no
 	// Service for a dry run: sideEffects NoneOnDryRun) and nothing is
 	// stored.
-	result := offline.RunCheck(ctx, cfg, *namespace, *group)
+	result := probe.Run(ctx, cfg, *namespace, *group)
 	if err := printCheck(stdout, result, *output); err != nil {
 		return 2, err
 	}
 	switch result.Outcome {
-	case offline.CheckReachable:
+	case probe.Reachable:
 		return 0, nil
-	case offline.CheckError:
+	case probe.Error:
 		return 2, nil
 	}
 	return 1, nil
 }
 
-func printCheck(w io.Writer, r offline.CheckResult, output string) error {
+func printCheck(w io.Writer, r probe.Result, output string) error {
 	if output == "json" {
 		return writeJSON(w, r)
 	}

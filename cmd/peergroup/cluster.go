@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/inspect"
 	"github.com/peergroup/peergroup/webhook/admit"
-	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // loadConfig reads KUBECONFIG (or --kubeconfig) the way kubectl does.
@@ -87,14 +87,14 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return 2, err
 		}
-		if pod, err = offline.PodFromManifest(in); err != nil {
+		if pod, err = inspect.PodFromManifest(in); err != nil {
 			return 2, err
 		}
 		if pod.Namespace == "" {
 			pod.Namespace = *namespace
 		}
 	}
-	input := offline.ExplainInput{Pod: pod, Config: *cfg}
+	input := inspect.ExplainInput{Pod: pod, Config: *cfg}
 	if *nsGroup != "" {
 		input.NamespaceLabels = map[string]string{contract.GroupLabel: *nsGroup}
 	}
@@ -118,11 +118,11 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 2, err
 		}
 	}
-	e := offline.Explain(input)
+	e := inspect.Explain(input)
 	if err := printExplanation(stdout, e, *output); err != nil {
 		return 2, err
 	}
-	if e.Verdict == offline.VerdictDenied {
+	if e.Verdict == inspect.VerdictDenied {
 		return 1, nil
 	}
 	return 0, nil
@@ -130,7 +130,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // lookUp fills in what the cluster knows: namespace labels (unless given),
 // the webhook configuration, and the group's Service.
-func lookUp(ctx context.Context, c client.Client, in *offline.ExplainInput, configName string, haveNSLabels bool) error {
+func lookUp(ctx context.Context, c client.Client, in *inspect.ExplainInput, configName string, haveNSLabels bool) error {
 	if !haveNSLabels {
 		ns := &corev1.Namespace{}
 		if err := c.Get(ctx, client.ObjectKey{Name: in.Pod.Namespace}, ns); err != nil && !apierrors.IsNotFound(err) {
@@ -196,7 +196,7 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
-func printExplanation(w io.Writer, e offline.Explanation, output string) error {
+func printExplanation(w io.Writer, e inspect.Explanation, output string) error {
 	if err := checkOutput(output); err != nil {
 		return err
 	}
@@ -288,10 +288,10 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if fix.Fix {
 		return auditFix(ctx, c, auditState{Pods: pods.Items, Cluster: cluster, Config: *cfg, Output: *output, Kubeconfig: *kubeconfig}, *fix, stdout)
 	}
-	findings := offline.Uninjected(pods.Items, cluster, *cfg)
+	findings := inspect.Uninjected(pods.Items, cluster, *cfg)
 	if *output == "json" {
 		if findings == nil {
-			findings = []offline.Finding{}
+			findings = []inspect.Finding{}
 		}
 		if err := writeJSON(stdout, findings); err != nil {
 			return 2, err
@@ -309,8 +309,8 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 // Services and LimitRanges of the namespaces audited, and the live webhook
 // configuration (a user who may not read it is told, and the entries are
 // not matched).
-func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[string]string, opts []client.ListOption, configName string, stderr io.Writer) (offline.AuditCluster, error) {
-	cluster := offline.AuditCluster{NamespaceLabels: nsLabels}
+func auditLookUp(ctx context.Context, c client.Client, nsLabels map[string]map[string]string, opts []client.ListOption, configName string, stderr io.Writer) (inspect.AuditCluster, error) {
+	cluster := inspect.AuditCluster{NamespaceLabels: nsLabels}
 	services := &corev1.ServiceList{}
 	if err := c.List(ctx, services, opts...); err != nil {
 		return cluster, fmt.Errorf("list services: %w", err)
@@ -380,12 +380,12 @@ func webhookConfig(ctx context.Context, c client.Client, name string) (*admissio
 	return nil, fmt.Errorf("%d peergroup webhook configurations (%s): name one with --webhook-config", len(names), strings.Join(names, ", "))
 }
 
-func printFindings(w io.Writer, findings []offline.Finding, checked int) {
+func printFindings(w io.Writer, findings []inspect.Finding, checked int) {
 	if len(findings) == 0 {
 		fmt.Fprintf(w, "%d pods checked: every group member carries the injection\n", checked)
 		return
 	}
-	byNS := map[string][]offline.Finding{}
+	byNS := map[string][]inspect.Finding{}
 	for _, f := range findings {
 		byNS[f.Namespace] = append(byNS[f.Namespace], f)
 	}

@@ -17,8 +17,9 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/inspect"
+	"github.com/peergroup/peergroup/probe"
 	"github.com/peergroup/peergroup/webhook/admit"
-	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // Exit codes of audit --fix besides 0 (nothing left uninjected) and 2
@@ -75,7 +76,7 @@ const (
 
 // fixResult is one finding and what --fix did with it.
 type fixResult struct {
-	offline.Finding
+	inspect.Finding
 	Action fixAction `json:"action"`
 	// Detail is the API server's answer (blocked, failed) or why the pod
 	// was skipped.
@@ -93,7 +94,7 @@ func (r fixResult) String() string {
 // auditState is what the audit read from the cluster, and how.
 type auditState struct {
 	Pods    []corev1.Pod
-	Cluster offline.AuditCluster
+	Cluster inspect.AuditCluster
 	Config  admit.Config
 	Output  string
 	// Kubeconfig is --kubeconfig, for the eviction client.
@@ -105,7 +106,7 @@ type auditState struct {
 // eviction the API server is asked (a dry-run create of the replacement)
 // whether it would admit the replacement injected.
 func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig, stdout io.Writer) (int, error) {
-	findings := offline.Uninjected(in.Pods, in.Cluster, in.Config)
+	findings := inspect.Uninjected(in.Pods, in.Cluster, in.Config)
 	if len(findings) == 0 {
 		if in.Output == "json" {
 			fmt.Fprintln(stdout, "[]")
@@ -145,7 +146,7 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 // fixFindings evicts the pod of each finding in turn (a dry run unless
 // cfg.Evict) and reports each result as it comes. Only the findings' pods
 // are ever evicted. It stops when ctx is done.
-func fixFindings(ctx context.Context, evict evictFunc, admitted replacementFunc, pods []corev1.Pod, findings []offline.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
+func fixFindings(ctx context.Context, evict evictFunc, admitted replacementFunc, pods []corev1.Pod, findings []inspect.Finding, cfg fixConfig, report func(fixResult)) ([]fixResult, error) {
 	byKey := make(map[client.ObjectKey]*corev1.Pod, len(pods))
 	for i := range pods {
 		byKey[client.ObjectKeyFromObject(&pods[i])] = &pods[i]
@@ -162,7 +163,7 @@ func fixFindings(ctx context.Context, evict evictFunc, admitted replacementFunc,
 	return results, nil
 }
 
-func fixOne(ctx context.Context, evict evictFunc, admitted replacementFunc, pod *corev1.Pod, f offline.Finding, cfg fixConfig) fixResult {
+func fixOne(ctx context.Context, evict evictFunc, admitted replacementFunc, pod *corev1.Pod, f inspect.Finding, cfg fixConfig) fixResult {
 	r := fixResult{Finding: f}
 	if why := skipReason(pod, f, cfg.IncludeBare); why != "" {
 		r.Action, r.Detail = fixSkipped, why
@@ -180,7 +181,7 @@ func fixOne(ctx context.Context, evict evictFunc, admitted replacementFunc, pod 
 }
 
 // skipReason says why the finding's pod is not evicted; "" evicts it.
-func skipReason(pod *corev1.Pod, f offline.Finding, includeBare bool) string {
+func skipReason(pod *corev1.Pod, f inspect.Finding, includeBare bool) string {
 	switch {
 	case pod == nil:
 		return "not among the pods listed" // cannot happen: findings come from the list
@@ -210,8 +211,8 @@ type replacementFunc func(ctx context.Context, pod *corev1.Pod) string
 // Service for a dry run) and reads the outcome as `peergroup check` does.
 func replacementCheck(cfg *rest.Config) replacementFunc {
 	return func(ctx context.Context, pod *corev1.Pod) string {
-		r := offline.CheckReplacement(ctx, cfg, pod)
-		if r.Outcome == offline.CheckReachable {
+		r := probe.Replacement(ctx, cfg, pod)
+		if r.Outcome == probe.Reachable {
 			return ""
 		}
 		return r.Outcome + ": " + r.Detail

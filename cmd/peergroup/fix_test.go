@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/peergroup/peergroup/webhook/offline"
+	"github.com/peergroup/peergroup/inspect"
 )
 
 // evictionCall is one eviction fixFindings asked for.
@@ -179,9 +179,9 @@ func TestFixOnePod(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			evict, calls := fakeEvict(map[string]error{tc.pod.Name: tc.answer})
-			f := offline.Finding{Namespace: "db", Pod: tc.pod.Name, Group: "g", Reason: "member of group g", Recreate: !tc.noRecreate}
+			f := inspect.Finding{Namespace: "db", Pod: tc.pod.Name, Group: "g", Reason: "member of group g", Recreate: !tc.noRecreate}
 			var reported []fixResult
-			results, err := fixFindings(context.Background(), evict, admitsAll, []corev1.Pod{tc.pod}, []offline.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
+			results, err := fixFindings(context.Background(), evict, admitsAll, []corev1.Pod{tc.pod}, []inspect.Finding{f}, tc.cfg, func(r fixResult) { reported = append(reported, r) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,8 +216,8 @@ func TestFixLinesSummaryAndExitCode(t *testing.T) {
 		}
 		return p
 	}
-	finding := func(name string) offline.Finding {
-		return offline.Finding{Namespace: "db", Pod: name, Group: "g", Reason: "member of group g", Recreate: true}
+	finding := func(name string) inspect.Finding {
+		return inspect.Finding{Namespace: "db", Pod: name, Group: "g", Reason: "member of group g", Recreate: true}
 	}
 	cases := []struct {
 		name    string
@@ -242,7 +242,7 @@ func TestFixLinesSummaryAndExitCode(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			evict, _ := fakeEvict(tc.answers)
-			var findings []offline.Finding
+			var findings []inspect.Finding
 			for _, p := range tc.pods {
 				findings = append(findings, finding(p.Name))
 			}
@@ -274,7 +274,7 @@ func TestFixStopsWhenInterrupted(t *testing.T) {
 	evict, calls := fakeEvict(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := fixFindings(ctx, evict, admitsAll, pods, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
+	_, err := fixFindings(ctx, evict, admitsAll, pods, []inspect.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true, IncludeBare: true}, func(fixResult) {})
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped after 0 of 1 pods") || len(*calls) != 0 {
 		t.Errorf("err %v, evictions %+v; want a stop before any eviction", err, *calls)
 	}
@@ -297,14 +297,14 @@ func admitsAll(context.Context, *corev1.Pod) string { return "" }
 
 // A replacement the API server would not admit injected (a policy, a
 // quota, an unreachable webhook) blocks the eviction: exit 3, the reason
-// printed, nothing evicted (issue 22.1: the pod was evicted and its
+// printed, nothing evicted (before: the pod was evicted and its
 // replacement refused).
 func TestFixBlockedByTheReplacementsAdmission(t *testing.T) {
 	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "a", UID: "u",
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs", UID: "r", Controller: ptr.To(true)}}}}
 	evict, calls := fakeEvict(nil)
 	refuses := func(context.Context, *corev1.Pod) string { return "other: refused by a policy" }
-	results, err := fixFindings(context.Background(), evict, refuses, []corev1.Pod{pod}, []offline.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true}, func(fixResult) {})
+	results, err := fixFindings(context.Background(), evict, refuses, []corev1.Pod{pod}, []inspect.Finding{{Namespace: "db", Pod: "a", Recreate: true}}, fixConfig{Fix: true, Evict: true}, func(fixResult) {})
 	if err != nil {
 		t.Fatal(err)
 	}

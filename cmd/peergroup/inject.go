@@ -8,9 +8,9 @@ import (
 	"os"
 	"slices"
 
+	"github.com/peergroup/peergroup/inspect"
 	"github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/webhook/admit"
-	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 func newFlagSet(command string, stderr io.Writer) *flag.FlagSet {
@@ -95,7 +95,7 @@ func inject(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, res, err := offline.InjectManifests(in, offline.OfflineOptions{Config: *cfg, NamespaceGroup: *nsGroup, DefaultNamespace: *namespace})
+	out, res, err := inspect.InjectManifests(in, inspect.InjectOptions{Config: *cfg, NamespaceGroup: *nsGroup, DefaultNamespace: *namespace})
 	if err != nil {
 		return err
 	}

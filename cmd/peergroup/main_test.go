@@ -15,11 +15,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/inspect"
 	"github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook"
 	"github.com/peergroup/peergroup/webhook/admit"
-	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // The CLI against a real kube-apiserver: audit finds exactly the
@@ -58,8 +58,8 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 		p.Spec.Containers = []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}
 		return p
 	}
-	injectedYAML, _, err := offline.InjectManifests([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: db}\nspec: {containers: [{name: c, image: registry.example/app:1}]}\n"),
-		offline.OfflineOptions{Config: admit.DefaultConfig(), NamespaceGroup: "cassandra"})
+	injectedYAML, _, err := inspect.InjectManifests([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: db}\nspec: {containers: [{name: c, image: registry.example/app:1}]}\n"),
+		inspect.InjectOptions{Config: admit.DefaultConfig(), NamespaceGroup: "cassandra"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 			t.Errorf("audit: exit %d\n%s%s", code, out, stderr)
 		}
 		code, out, _ = cli("", "audit", "--kubeconfig", kubeconfig, "-n", "apps", "--output", "json")
-		var findings []offline.Finding
+		var findings []inspect.Finding
 		if err := json.Unmarshal([]byte(out), &findings); err != nil || code != 1 || len(findings) != 1 || findings[0].Pod != "labelled" || findings[0].Group != "akka" {
 			t.Errorf("audit -n apps --output json: exit %d %v\n%s", code, err, out)
 		}
@@ -150,7 +150,7 @@ func TestCLIAgainstAPIServer(t *testing.T) {
 		if err := cluster.Client.Delete(ctx, existing); err != nil {
 			t.Fatal(err)
 		}
-		inputs := []string{"../../docs/examples/cassandra-statefulset.yaml", "../../docs/examples/akka-deployment.yaml", "../../test/fixtures/inject/cronjob.yaml", "../../test/fixtures/inject/list.yaml"}
+		inputs := []string{"../../docs/examples/cassandra-statefulset.yaml", "../../docs/examples/akka-deployment.yaml", "../../inspect/testdata/inject/cronjob.yaml", "../../inspect/testdata/inject/list.yaml"}
 		for _, in := range inputs {
 			code, out, stderr := cli("", "inject", "-f", in)
 			if code != 0 {

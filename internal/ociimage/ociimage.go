@@ -2,7 +2,7 @@
 // one layer of files laid out as an image expects them, and a config
 // (entrypoint, user, env), written with go-containerregistry. The product
 // image (`make image`: one image per architecture under an OCI index,
-// written as an OCI layout and as an archive, see multiarch.go) and the
+// written as an OCI layout and as an archive: Index, WriteLayout) and the
 // single-platform images of the real-node tests (the product image for this
 // machine, NATS, the pause container) come from here.
 package ociimage

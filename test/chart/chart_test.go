@@ -433,7 +433,7 @@ func TestHostNetwork(t *testing.T) {
 
 // The chart deploys the release this tree is: its appVersion and image
 // repository are the ones the binaries report and the CLI's inject writes
-// by default (issue 22.9: inject wrote :dev while the chart deployed 0.1.0).
+// by default (inject once wrote :dev while the chart deployed 0.1.0).
 func TestChartIsTheRelease(t *testing.T) {
 	r := render(t, nil)
 	var dep *appsv1.Deployment

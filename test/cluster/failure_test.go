@@ -11,9 +11,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/peergroup/peergroup/inspect"
 	"github.com/peergroup/peergroup/test/framework"
 	"github.com/peergroup/peergroup/webhook/admit"
-	"github.com/peergroup/peergroup/webhook/offline"
 )
 
 // 4a. failurePolicy Fail (the default): while the webhook is down, member
@@ -110,8 +110,8 @@ func TestWebhookDownIgnorePolicyIsReported(t *testing.T) {
 	for _, n := range nsList.Items {
 		labels[n.Name] = n.Labels
 	}
-	findings := offline.Uninjected(all.Items, offline.AuditCluster{NamespaceLabels: labels}, admit.DefaultConfig())
-	var here []offline.Finding
+	findings := inspect.Uninjected(all.Items, inspect.AuditCluster{NamespaceLabels: labels}, admit.DefaultConfig())
+	var here []inspect.Finding
 	for _, f := range findings {
 		if f.Namespace == ns {
 			here = append(here, f)

@@ -1,6 +1,6 @@
 // Command demo shows peergroup's main job. Where the machine can run a real
 // node (root, cgroups, runc) it runs the README's "Use it" on one
-// (realnode.go) and ends with real NATS servers in one cluster. Otherwise it
+// and ends with real NATS servers in one cluster. Otherwise it
 // says why and shows the simulated walkthrough: every component real and
 // on loopback: kube-apiserver, etcd,
 // kube-controller-manager, kube-scheduler (built from source), kwok as the

@@ -41,7 +41,7 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 }
 
 // The documented examples are workloads the API server accepts
-// (server-side dry-run; their pods need a controller, issue 5).
+// (server-side dry-run; their pods need a controller).
 func TestExamplesAccepted(t *testing.T) {
 	ctx := testContext(t)
 	ns := newNamespace(t, nil)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/contract"
-	"github.com/peergroup/peergroup/webhook/offline"
+	"github.com/peergroup/peergroup/probe"
 )
 
 // `peergroup check` against the real API server: the chart's webhook is
@@ -25,15 +25,15 @@ import (
 func TestCheckReachability(t *testing.T) {
 	ctx := testContext(t)
 	ns := newNamespace(t, nil)
-	probe := func(group string) offline.CheckResult {
+	check := func(group string) probe.Result {
 		t.Helper()
-		return offline.RunCheck(ctx, cluster.Config, ns, group)
+		return probe.Run(ctx, cluster.Config, ns, group)
 	}
-	if r := probe("reachable"); r.Outcome != offline.CheckReachable {
+	if r := check("reachable"); r.Outcome != probe.Reachable {
 		t.Fatalf("the chart's webhook: %+v", r)
 	}
 	// A namespace that does not exist is the check's error, not "reachable".
-	if r := offline.RunCheck(ctx, cluster.Config, "no-such-namespace", "reachable"); r.Outcome != offline.CheckError || !strings.Contains(r.Detail, "namespace no-such-namespace does not exist") {
+	if r := probe.Run(ctx, cluster.Config, "no-such-namespace", "reachable"); r.Outcome != probe.Error || !strings.Contains(r.Detail, "namespace no-such-namespace does not exist") {
 		t.Errorf("a missing namespace: %+v", r)
 	}
 	// A validating policy refuses the injected pod after peergroup
@@ -46,7 +46,7 @@ func TestCheckReachability(t *testing.T) {
 		err := cluster.Client.Create(ctx, plainPod(refusing, "x", nil), client.DryRunAll)
 		return err != nil && strings.Contains(err.Error(), "refused by the test's policy")
 	})
-	if r := offline.RunCheck(ctx, cluster.Config, refusing, "reachable"); r.Outcome != offline.CheckReachable || !strings.Contains(r.Detail, "refused by the test's policy") {
+	if r := probe.Run(ctx, cluster.Config, refusing, "reachable"); r.Outcome != probe.Reachable || !strings.Contains(r.Detail, "refused by the test's policy") {
 		t.Errorf("a policy refusing the injected pod: %+v", r)
 	}
 
@@ -72,8 +72,8 @@ func TestCheckReachability(t *testing.T) {
 		{"no-answer", silent.Addr().String(), "GKE private clusters"},
 	} {
 		brokenWebhook(t, ctx, tc.group, tc.addr)
-		r := probe(tc.group)
-		if r.Outcome != offline.CheckUnreachable || !strings.Contains(r.Detail, "failed calling webhook") || !strings.Contains(strings.Join(r.Hints, "\n"), tc.hint) {
+		r := check(tc.group)
+		if r.Outcome != probe.Unreachable || !strings.Contains(r.Detail, "failed calling webhook") || !strings.Contains(strings.Join(r.Hints, "\n"), tc.hint) {
 			t.Errorf("%s: %+v, want unreachable with a hint %q", tc.group, r, tc.hint)
 		}
 		t.Logf("%s: %s", tc.group, r.Detail)

@@ -23,7 +23,7 @@ import (
 	"github.com/peergroup/peergroup/webhook"
 )
 
-// 8. Upgrades without refusals (issue 17). Two replicas of the webhook
+// 8. Upgrades without refusals. Two replicas of the webhook
 // binary, run as processes with the chart's Deployment args, behind one
 // loopback address that forwards new connections only to replicas whose
 // /readyz passes, polled every second: kube-proxy applies endpoint changes

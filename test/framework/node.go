@@ -176,7 +176,7 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 		// ports, so it changed when a full restart removed and added
 		// veths, and every pod's cached gateway MAC went stale: all of
 		// them lost CoreDNS (on the bridge address) until their neighbour
-		// entry expired, about 30 s (issue 22: 7-8 DNS timeouts in a row).
+		// entry expired, about 30 s (7-8 DNS timeouts in a row before the fixed MAC).
 		{"link", "add", "name", RealNodeBridge, "address", RealNodeBridgeMAC, "type", "bridge"},
 		{"addr", "add", RealNodeBridgeIP + "/24", "dev", RealNodeBridge},
 		{"link", "set", RealNodeBridge, "up"},

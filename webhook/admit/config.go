@@ -39,7 +39,7 @@ type Config struct {
 	// kube-system), even if a webhook configuration sends their pods here.
 	ExcludedNamespaces []string
 	// PatchMode: PatchDiff (the reference) or PatchDirect (proven
-	// equivalent, fastpath.go); empty means PatchDiff.
+	// equivalent, the fast path); empty means PatchDiff.
 	PatchMode PatchMode
 	// FixedIDs sets runAsUser and runAsGroup 65532 on the init container.
 	// Off, they are left to the platform: OpenShift's restricted-v2 SCC
@@ -60,7 +60,7 @@ const (
 	// PatchDiff marshals the mutated pod and diffs it with the request
 	// (admission.PatchResponseFromRaw): the reference implementation.
 	PatchDiff PatchMode = "diff"
-	// PatchDirect writes the operations Mutate implies (fastpath.go); the
+	// PatchDirect writes the operations Mutate implies (the fast path); the
 	// benchmark justifies it and the equivalence tests beside it prove it
 	// yields the same pod as PatchDiff.
 	PatchDirect PatchMode = "direct"

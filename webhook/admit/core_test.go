@@ -21,7 +21,7 @@ import (
 // Requests that reach Decide without a decoded pod: the raw object is
 // decoded, and a missing or broken one is a bad request (400).
 func TestDecideDecodesRaw(t *testing.T) {
-	d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: &StaticServices{}}
+	d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: &staticServices{}}
 	req := func(raw string) Request {
 		return Request{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Raw: []byte(raw)}
 	}
@@ -58,7 +58,7 @@ func TestServiceFailures(t *testing.T) {
 		{context.DeadlineExceeded, "within the webhook's budget"},
 		{fmt.Errorf("quota exceeded"), "cannot ensure headless Service db/g for group g: quota exceeded"},
 	} {
-		d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: failingServices{tc.err}}).Decide(context.Background(), Request{
+		d := (&Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: failingServices{tc.err}}).Decide(context.Background(), Request{
 			Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create,
 			Pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{contract.GroupLabel: "g"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}},
 		})

@@ -5,7 +5,7 @@
 // pure functions (ResolveGroup, Mutate, DesiredService); the cluster is
 // reached only through two small ports (NamespaceLabels, ServiceEnsurer),
 // which the webhook backs with informer caches and the CLI with what it
-// looked up. fastpath.go makes the same decision cheap. docs/design.md,
+// looked up. The fast path (AdmittedPod, PatchDirect) makes the same decision cheap. docs/design.md,
 // "The admission decision", walks through it.
 package admit
 

@@ -63,14 +63,14 @@ func TestEveryRefusalReason(t *testing.T) {
 			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 70000})
 		}), true)},
 		ReasonLimitRange: {func() *Decider {
-			return &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: &recordingServices{}, LimitRanges: tiny}
+			return &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: &recordingServices{}, LimitRanges: tiny}
 		}, podRequest(member(nil), true)},
 		ReasonServiceNotHeadless: {func() *Decider {
-			return &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil),
+			return &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil),
 				Services: &recordingServices{existing: map[client.ObjectKey]*corev1.Service{{Namespace: "db", Name: "cassandra"}: notHeadless}}}
 		}, podRequest(member(nil), false)},
 		ReasonServiceCreateFailed: {func() *Decider {
-			return &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: failingServices{errors.New("quota")}}
+			return &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: failingServices{errors.New("quota")}}
 		}, podRequest(member(nil), false)},
 		ReasonNamespaceLookup: {func() *Decider {
 			return &Decider{Config: DefaultConfig(), Namespaces: failingNamespaces{}, Services: &recordingServices{}}
@@ -87,7 +87,7 @@ func TestEveryRefusalReason(t *testing.T) {
 			t.Errorf("reason %q has no row: add a pod that is refused for it", reason)
 			continue
 		}
-		d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: &recordingServices{}}
+		d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: &recordingServices{}}
 		if row.decider != nil {
 			d = row.decider()
 		}

@@ -51,8 +51,8 @@ func decideOn(pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Serv
 }
 
 func decideOnWith(cfg Config, pod *corev1.Pod, nsLabels map[string]string, existing *corev1.Service) (Decision, *corev1.Service) {
-	services := &StaticServices{Existing: existing, Known: true}
-	d := (&Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: services}).Decide(context.Background(), Request{
+	services := &staticServices{Existing: existing, Known: true}
+	d := (&Decider{Config: cfg, Namespaces: staticNamespaces(nsLabels), Services: services}).Decide(context.Background(), Request{
 		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: pod,
 	})
 	return d, services.Desired

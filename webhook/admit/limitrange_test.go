@@ -64,8 +64,8 @@ func TestLimitRanges(t *testing.T) {
 				pod.Annotations = map[string]string{contract.InitFirstAnnotation: "true"}
 				pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: q(cpu)}}}}
 			}
-			services := &StaticServices{Known: true}
-			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: services, LimitRanges: StaticLimitRanges{lr}}).Decide(context.Background(), Request{
+			services := &staticServices{Known: true}
+			d := (&Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: services, LimitRanges: staticLimitRanges{lr}}).Decide(context.Background(), Request{
 				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: pod,
 			})
 			if tc.want == "" {
@@ -154,7 +154,7 @@ func TestPodLimitRanges(t *testing.T) {
 		{"a ratio the sidecar keeps", app("1", "64Mi", true), []corev1.LimitRange{ratio}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := (&Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: &StaticServices{Known: true}, LimitRanges: StaticLimitRanges(tc.ranges)}).Decide(context.Background(), Request{
+			d := (&Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: &staticServices{Known: true}, LimitRanges: staticLimitRanges(tc.ranges)}).Decide(context.Background(), Request{
 				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: "CREATE", DryRun: true, Pod: tc.pod,
 			})
 			if tc.want == "" {

@@ -45,7 +45,7 @@ func injectedContainer(pod *corev1.Pod) *corev1.Container {
 // injected.
 //
 // Mutate, ResolveGroup and DesiredService may read only the pod fields that
-// AdmittedPod (fastpath.go) decodes: reading another field means adding it
+// AdmittedPod (the fast path) decodes: reading another field means adding it
 // there, and the table tests, which run every case on the whole pod and on
 // its AdmittedPod projection, fail until it is added.
 func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {

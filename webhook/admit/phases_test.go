@@ -65,7 +65,7 @@ func TestMutatingPhaseLeavesTheServiceToValidation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svcs := &recordingServices{}
-			d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: svcs, Validation: tc.validation}
+			d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: svcs, Validation: tc.validation}
 			got := d.Decide(context.Background(), podRequest(memberPod(), tc.dryRun))
 			if got.Verdict != VerdictInjected || got.Service != tc.wantState || len(svcs.created) != tc.wantCreated {
 				t.Errorf("%s; created %d, want %s and %d", summary(got), len(svcs.created), tc.wantState, tc.wantCreated)
@@ -77,7 +77,7 @@ func TestMutatingPhaseLeavesTheServiceToValidation(t *testing.T) {
 	// force.
 	notHeadless := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cassandra", Namespace: "db"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}}
 	svcs := &recordingServices{existing: map[client.ObjectKey]*corev1.Service{{Namespace: "db", Name: "cassandra"}: notHeadless}}
-	d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: svcs, Validation: phase(true)}
+	d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: svcs, Validation: phase(true)}
 	if got := d.Decide(context.Background(), podRequest(memberPod(), false)); got.Verdict != VerdictDenied || got.Reason != ReasonServiceNotHeadless {
 		t.Errorf("not headless, validating phase in force: %s", summary(got))
 	}
@@ -89,7 +89,7 @@ func TestMutatingPhaseLeavesTheServiceToValidation(t *testing.T) {
 // member pod is allowed untouched.
 func TestValidatingPhaseCreatesTheService(t *testing.T) {
 	svcs := &recordingServices{}
-	d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: svcs, Validation: phase(true)}
+	d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: svcs, Validation: phase(true)}
 	mutated := d.Decide(context.Background(), podRequest(memberPod(), false))
 	if mutated.Mutated == nil || len(svcs.created) != 0 {
 		t.Fatalf("mutating phase: %s, created %d", summary(mutated), len(svcs.created))
@@ -146,7 +146,7 @@ func TestValidatingPhaseRefusals(t *testing.T) {
 		{"invalid Service input", &recordingServices{}, podRequest(badPort, false), ReasonInvalidPod, "Not_A_Name"},
 		{"not a pod", &recordingServices{}, Request{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, Operation: admissionv1.Create}, ReasonBadRequest, "only v1 Pod"},
 	} {
-		d := &Decider{Config: DefaultConfig(), Namespaces: StaticNamespaceLabels(nil), Services: tc.svcs}
+		d := &Decider{Config: DefaultConfig(), Namespaces: staticNamespaces(nil), Services: tc.svcs}
 		got := d.Validate(context.Background(), tc.req)
 		if got.Allowed() || got.Reason != tc.reason || !strings.Contains(got.Message, tc.want) {
 			t.Errorf("%s: %s", tc.name, summary(got))

@@ -138,7 +138,7 @@ func TestInitContainerCacheKeepsIDsApart(t *testing.T) {
 	}
 	for _, order := range [][]func() *corev1.Pod{{root, memberPod}, {memberPod, root}} {
 		svc := DesiredService(memberPod(), "db", cassandra)
-		d := &Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nil), Services: &StaticServices{Existing: svc, Known: true}, InitContainers: &InitContainerCache{}}
+		d := &Decider{Config: cfg, Namespaces: staticNamespaces(nil), Services: &staticServices{Existing: svc, Known: true}, InitContainers: &InitContainerCache{}}
 		for _, make := range order {
 			p := make()
 			dec := d.Decide(context.Background(), Request{Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "db", Operation: admissionv1.Create, DryRun: true, Pod: p})

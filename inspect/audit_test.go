@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"strings"
@@ -55,7 +55,7 @@ func TestFindingRecreate(t *testing.T) {
 	// An injected pod whose Service is not headless is no finding: the
 	// Service is looked up for the findings only.
 	injectedPod := pod(member, injected, withPeergroupInit, func(p *corev1.Pod) {
-		d, _ := decide(p, admit.DefaultConfig(), nil, &admit.StaticServices{})
+		d, _ := decide(p, admit.DefaultConfig(), nil, &StaticServices{})
 		*p = *d.Mutated
 	})
 	if f := Uninjected([]corev1.Pod{injectedPod}, AuditCluster{Services: service("10.0.0.9")}, admit.DefaultConfig()); len(f) != 0 {
@@ -78,7 +78,7 @@ func TestFindingRecreate(t *testing.T) {
 // LimitRange the init container breaks (min cpu 50m, its request 10m)
 // makes the member one the webhook would deny, and a configuration whose
 // entries would not send the replacement leaves it uninjected; neither is
-// recreated (issue 22.1: --fix evicted such a member and the webhook
+// recreated (before: --fix evicted such a member and the webhook
 // denied its replacement).
 func TestAuditDecidesAsTheWebhook(t *testing.T) {
 	p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "p", Labels: map[string]string{contract.GroupLabel: "cassandra"}}}

@@ -1,9 +1,9 @@
-// Package offline is the back end of the peergroup CLI: inject (the
+// Package inspect is the back end of the peergroup CLI: inject (the
 // webhook's injection applied to manifests), explain (why a pod would or
 // would not be injected) and audit (members running without the
 // injection). Each decides through admit.Decider with offline stand-ins
 // for the cluster, so it never holds a rule of its own.
-package offline
+package inspect
 
 import (
 	"bytes"
@@ -23,8 +23,8 @@ import (
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-// OfflineOptions configure InjectManifests.
-type OfflineOptions struct {
+// InjectOptions configure InjectManifests.
+type InjectOptions struct {
 	Config admit.Config
 	// NamespaceGroup stands in for the namespace label peergroup.dev/group
 	// of every namespace the manifests land in.
@@ -67,7 +67,7 @@ var templatePaths = map[string][]string{
 // no member is copied byte for byte, and input without any member is
 // returned unchanged. An error (invalid group, collision, bad tuning)
 // names the object and changes nothing.
-func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, error) {
+func InjectManifests(in []byte, opts InjectOptions) ([]byte, InjectResult, error) {
 	res := InjectResult{}
 	docs, err := splitDocuments(in)
 	if err != nil {
@@ -135,7 +135,7 @@ func InjectManifests(in []byte, opts OfflineOptions) ([]byte, InjectResult, erro
 // injector injects one stream's objects, collecting what it did and the
 // Services the webhook would create (one per namespace and name).
 type injector struct {
-	opts     OfflineOptions
+	opts     InjectOptions
 	res      *InjectResult
 	services map[string]*corev1.Service
 }
@@ -163,7 +163,7 @@ func (in *injector) object(obj map[string]any) (bool, error) {
 	if namespace != "" {
 		what = kind + "/" + namespace + "/" + name
 	}
-	d, svc := decide(pod, in.opts.Config, namespaceLabels(in.opts.NamespaceGroup), &admit.StaticServices{})
+	d, svc := decide(pod, in.opts.Config, namespaceLabels(in.opts.NamespaceGroup), &StaticServices{})
 	switch {
 	case !d.Allowed():
 		return false, fmt.Errorf("%s: %s", what, d.Message)

@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 // decide runs the webhook's decision on pod as a dry-run CREATE, with
 // nsLabels and services standing in for the informer caches. It returns
 // services too, which holds the Service the webhook would create.
-func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, services *admit.StaticServices, limitRanges ...corev1.LimitRange) (admit.Decision, *admit.StaticServices) {
+func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, services *StaticServices, limitRanges ...corev1.LimitRange) (admit.Decision, *StaticServices) {
 	// The direct patch: offline there is no raw object to diff against.
 	cfg.PatchMode = admit.PatchDirect
-	d := &admit.Decider{Config: cfg, Namespaces: admit.StaticNamespaceLabels(nsLabels), Services: services}
+	d := &admit.Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: services}
 	if limitRanges != nil {
-		d.LimitRanges = admit.StaticLimitRanges(limitRanges)
+		d.LimitRanges = StaticLimitRanges(limitRanges)
 	}
 	return d.Decide(context.Background(), admit.Request{
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},

@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 	}
 	// A pod as an earlier version injected it: everything but the peer label.
 	injectedBefore := func() *corev1.Pod {
-		d, _ := decide(pod(member, nil), admit.DefaultConfig(), nil, &admit.StaticServices{})
+		d, _ := decide(pod(member, nil), admit.DefaultConfig(), nil, &StaticServices{})
 		p := d.Mutated
 		delete(p.Labels, contract.PeerLabel)
 		return p
@@ -111,7 +111,7 @@ func TestVerdictsFollowTheWebhook(t *testing.T) {
 				// Injections carry no reason label in the metrics; the
 				// decision's own reason (none, or completed) is pinned below.
 				reason = tc.reason
-				if d, _ := decide(tc.pod, cfg, tc.nsLabels, &admit.StaticServices{Existing: tc.service, Known: true}); d.Reason != tc.reason {
+				if d, _ := decide(tc.pod, cfg, tc.nsLabels, &StaticServices{Existing: tc.service, Known: true}); d.Reason != tc.reason {
 					t.Errorf("decision reason %s, want %s", d.Reason, tc.reason)
 				}
 			}
@@ -148,7 +148,7 @@ func handlerVerdict(t *testing.T, cfg admit.Config, pod *corev1.Pod, nsLabels ma
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
 	reg := prometheus.NewRegistry()
 	h := &webhook.Handler{
-		Decider: admit.Decider{Config: cfg, Namespaces: admit.StaticNamespaceLabels(nsLabels), Services: &webhook.ClusterServiceEnsurer{Cache: c, Live: c, Writer: c}},
+		Decider: admit.Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: &webhook.ClusterServiceEnsurer{Cache: c, Live: c, Writer: c}},
 		Metrics: webhook.NewMetrics(reg),
 	}
 	raw, err := runtime.Encode(clientgoscheme.Codecs.LegacyCodec(corev1.SchemeGroupVersion), pod)

@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"slices"
@@ -67,7 +67,7 @@ func Uninjected(pods []corev1.Pod, cluster AuditCluster, cfg admit.Config) []Fin
 		if nsRanges == nil {
 			nsRanges = []corev1.LimitRange{} // looked up, none: the decision checks them (nil means not looked up)
 		}
-		d, _ := decide(pod, cfg, nsLabels, &admit.StaticServices{}, nsRanges...)
+		d, _ := decide(pod, cfg, nsLabels, &StaticServices{}, nsRanges...)
 		f, ok := finding(pod, d)
 		if !ok {
 			continue
@@ -76,7 +76,7 @@ func Uninjected(pods []corev1.Pod, cluster AuditCluster, cfg admit.Config) []Fin
 			// Only the decision names the Service, so the pod is decided
 			// again with it known.
 			existing := services[client.ObjectKey{Namespace: pod.Namespace, Name: d.ServiceName}]
-			if again, _ := decide(pod, cfg, nsLabels, &admit.StaticServices{Existing: existing, Known: true}, nsRanges...); !again.Allowed() {
+			if again, _ := decide(pod, cfg, nsLabels, &StaticServices{Existing: existing, Known: true}, nsRanges...); !again.Allowed() {
 				f.Recreate = false
 				f.Reason += "; the webhook would deny the pod replacing it: " + again.Message
 			}

@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"fmt"
@@ -73,7 +73,7 @@ func Explain(in ExplainInput) Explanation {
 	if in.Webhooks != nil {
 		e.Entries = matchEntries(in.Webhooks, pod, in.NamespaceLabels)
 	}
-	d, _ := decide(pod, in.Config, in.NamespaceLabels, &admit.StaticServices{Existing: in.Service, Known: in.ServiceKnown}, in.LimitRanges...)
+	d, _ := decide(pod, in.Config, in.NamespaceLabels, &StaticServices{Existing: in.Service, Known: in.ServiceKnown}, in.LimitRanges...)
 	member := d.ServiceName != ""
 	if member {
 		e.Group, e.Source, e.Service = d.Group, d.Source, d.ServiceName

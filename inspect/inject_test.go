@@ -1,4 +1,4 @@
-package offline
+package inspect
 
 import (
 	"bytes"
@@ -19,9 +19,9 @@ import (
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under test/fixtures/inject")
+var update = flag.Bool("update", false, "rewrite the golden files under inspect/testdata/inject")
 
-const injectFixtureDir = "../../test/fixtures/inject"
+const injectFixtureDir = "testdata/inject"
 
 // TestInjectGolden runs `peergroup inject`'s library over real-world
 // manifests and compares the output, as objects, with the golden files
@@ -32,8 +32,8 @@ func TestInjectGolden(t *testing.T) {
 		injected             []string
 		services             int
 	}{
-		{"cassandra-statefulset", "../../docs/examples/cassandra-statefulset.yaml", "", []string{"StatefulSet/cassandra"}, 1},
-		{"akka-deployment", "../../docs/examples/akka-deployment.yaml", "", []string{"Deployment/akka"}, 1},
+		{"cassandra-statefulset", "../docs/examples/cassandra-statefulset.yaml", "", []string{"StatefulSet/cassandra"}, 1},
+		{"akka-deployment", "../docs/examples/akka-deployment.yaml", "", []string{"Deployment/akka"}, 1},
 		{"cronjob", injectFixtureDir + "/cronjob.yaml", "", []string{"CronJob/db/cassandra-repair"}, 1},
 		{"list", injectFixtureDir + "/list.yaml", "", []string{"StatefulSet/search/es"}, 1},
 		{"redis-pod-namespace-group", injectFixtureDir + "/redis-pod.json", "redis", []string{"Pod/redis-0"}, 1},
@@ -46,7 +46,7 @@ func TestInjectGolden(t *testing.T) {
 			}
 			cfg := admit.DefaultConfig()
 			cfg.Version = "0.1.0"
-			out, res, err := InjectManifests(in, OfflineOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
+			out, res, err := InjectManifests(in, InjectOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestInjectGolden(t *testing.T) {
 			}
 			// The output is the webhook's own result: injecting it again
 			// changes nothing.
-			again, res2, err := InjectManifests(out, OfflineOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
+			again, res2, err := InjectManifests(out, InjectOptions{Config: cfg, NamespaceGroup: tc.nsGroup, DefaultNamespace: "default"})
 			if err != nil || !bytes.Equal(again, out) || len(res2.Injected) != 0 {
 				t.Errorf("injecting the output again changed it (%v, injected %v)", err, res2.Injected)
 			}
@@ -101,13 +101,13 @@ func TestInjectLeavesNonMembersByteIdentical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, res, err := InjectManifests(in, OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
+	out, res, err := InjectManifests(in, InjectOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 	if err != nil || !bytes.Equal(in, out) || len(res.Injected) != 0 {
 		t.Errorf("non-members changed (%v):\n%s", err, out)
 	}
 	// In a mixed stream, the untouched documents keep their bytes too.
 	mixed := append(append([]byte{}, in...), []byte("---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c, image: x}]}\n")...)
-	out, _, err = InjectManifests(mixed, OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
+	out, _, err = InjectManifests(mixed, InjectOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestInjectErrorsNameTheObject(t *testing.T) {
 		"\tnot: [yaml":                  "document 1",
 	}
 	for in, want := range cases {
-		out, _, err := InjectManifests([]byte(in), OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
+		out, _, err := InjectManifests([]byte(in), InjectOptions{Config: admit.DefaultConfig(), DefaultNamespace: "default"})
 		if err == nil || !strings.Contains(err.Error(), want) || out != nil {
 			t.Errorf("%q: %v, want an error containing %q and no output", in, err, want)
 		}
@@ -156,7 +156,7 @@ func TestInjectKeepsEveryDocument(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			out, res, err := InjectManifests([]byte(tc.in), OfflineOptions{Config: admit.DefaultConfig(), DefaultNamespace: "db"})
+			out, res, err := InjectManifests([]byte(tc.in), InjectOptions{Config: admit.DefaultConfig(), DefaultNamespace: "db"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,16 +182,16 @@ func TestTemplatesDecidedAsTheirPods(t *testing.T) {
 	workload := func(kind string) []byte {
 		return []byte("apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: w, namespace: db}\nspec:\n  template:\n    metadata:\n      labels: {peergroup.dev/group: g}\n      annotations: {peergroup.dev/founding: ordinal0}\n    spec: {containers: [{name: c, image: x}]}\n")
 	}
-	if _, _, err := InjectManifests(workload("Deployment"), OfflineOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "ordinal0 needs StatefulSet pods") {
+	if _, _, err := InjectManifests(workload("Deployment"), InjectOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "ordinal0 needs StatefulSet pods") {
 		t.Errorf("inject of a Deployment with ordinal0: %v", err)
 	}
-	if _, res, err := InjectManifests(workload("StatefulSet"), OfflineOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
+	if _, res, err := InjectManifests(workload("StatefulSet"), InjectOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
 		t.Errorf("inject of a StatefulSet with ordinal0: %v %v", res.Injected, err)
 	}
 	// A reference written into the template is not what the controller
 	// sets: the StatefulSet's pods still come from the StatefulSet.
 	stray := strings.Replace(string(workload("StatefulSet")), "      labels:", "      ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: x, uid: u, controller: true}]\n      labels:", 1)
-	if _, res, err := InjectManifests([]byte(stray), OfflineOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
+	if _, res, err := InjectManifests([]byte(stray), InjectOptions{Config: admit.DefaultConfig()}); err != nil || len(res.Injected) != 1 {
 		t.Errorf("a StatefulSet template carrying a stray controller reference: %v %v", res.Injected, err)
 	}
 	pod, err := PodFromManifest(workload("Deployment"))
@@ -206,7 +206,7 @@ func TestTemplatesDecidedAsTheirPods(t *testing.T) {
 	job := func(mode string) []byte {
 		return []byte("apiVersion: batch/v1\nkind: Job\nmetadata: {name: train, namespace: db}\nspec:\n  completionMode: " + mode + "\n  template:\n    metadata:\n      labels: {peergroup.dev/group: g}\n      annotations: {peergroup.dev/seed-address: hostname}\n    spec: {subdomain: g, restartPolicy: Never, containers: [{name: c, image: x}]}\n")
 	}
-	out, res, err := InjectManifests(job("Indexed"), OfflineOptions{Config: admit.DefaultConfig()})
+	out, res, err := InjectManifests(job("Indexed"), InjectOptions{Config: admit.DefaultConfig()})
 	if err != nil || len(res.Injected) != 1 {
 		t.Errorf("inject of an Indexed Job with hostname seeds: %v %v", res.Injected, err)
 	}
@@ -214,7 +214,7 @@ func TestTemplatesDecidedAsTheirPods(t *testing.T) {
 		t.Errorf("the controller's hostname or index written into the template:\n%s", out)
 	}
 	shared := strings.Replace(string(job("NonIndexed")), "subdomain: g,", "hostname: train, subdomain: g,", 1)
-	if _, _, err := InjectManifests([]byte(shared), OfflineOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "a pod created by a Job") {
+	if _, _, err := InjectManifests([]byte(shared), InjectOptions{Config: admit.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "a pod created by a Job") {
 		t.Errorf("inject of a non-indexed Job with hostname seeds: %v", err)
 	}
 }

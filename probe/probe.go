@@ -1,4 +1,9 @@
-package offline
+// Package probe asks the API server what it would do with a pod, by a
+// server-side dry run, and reads the answer: whether it can call the
+// webhook (`peergroup check`), and whether it would admit, injected, the
+// replacement of a pod `peergroup audit --fix` is about to evict. It never
+// decides anything itself; the API server and the webhook do.
+package probe
 
 import (
 	"context"
@@ -20,16 +25,16 @@ import (
 
 // The outcomes of `peergroup check`.
 const (
-	CheckReachable   = "reachable"   // the API server called peergroup and the pod was injected
-	CheckNotCalled   = "not called"  // the API server admitted a member pod without calling peergroup
-	CheckUnreachable = "unreachable" // the API server could not call the webhook
-	CheckDenied      = "denied"      // peergroup answered and refused the probe pod
-	CheckOther       = "other"       // another webhook or admission step refused the probe pod
-	CheckError       = "error"       // the dry run failed for another reason (RBAC, namespace missing)
+	Reachable   = "reachable"   // the API server called peergroup and the pod was injected
+	NotCalled   = "not called"  // the API server admitted a member pod without calling peergroup
+	Unreachable = "unreachable" // the API server could not call the webhook
+	Denied      = "denied"      // peergroup answered and refused the probe pod
+	Other       = "other"       // another webhook or admission step refused the probe pod
+	Error       = "error"       // the dry run failed for another reason (RBAC, namespace missing)
 )
 
-// CheckResult is what `peergroup check` found, with what to do about it.
-type CheckResult struct {
+// Result is what `peergroup check` found, with what to do about it.
+type Result struct {
 	Outcome string   `json:"outcome"`
 	Detail  string   `json:"detail"`
 	Hints   []string `json:"hints,omitempty"`
@@ -37,7 +42,7 @@ type CheckResult struct {
 
 // ProbePod is the member pod `peergroup check` dry-runs: one container, the
 // group label, so both of the chart's webhook entries would send it.
-func ProbePod(namespace, group string) *corev1.Pod {
+func Pod(namespace, group string) *corev1.Pod {
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -82,20 +87,20 @@ func reachedBy(warnings []string) bool {
 // and diagnoses the answer: the namespace first (a dry run in a namespace
 // that does not exist says nothing about the webhook), then the pod, with
 // the warnings the API server returned.
-func RunCheck(ctx context.Context, cfg *rest.Config, namespace, group string) CheckResult {
+func Run(ctx context.Context, cfg *rest.Config, namespace, group string) Result {
 	c, warnings, err := warningClient(cfg)
 	if err != nil {
-		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("create a client: %v", err)}
+		return Result{Outcome: Error, Detail: fmt.Sprintf("create a client: %v", err)}
 	}
 	ns := &corev1.Namespace{}
 	switch err := c.Get(ctx, client.ObjectKey{Name: namespace}, ns); {
 	case apierrors.IsNotFound(err):
-		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("namespace %s does not exist, so a pod there says nothing about the webhook", namespace),
+		return Result{Outcome: Error, Detail: fmt.Sprintf("namespace %s does not exist, so a pod there says nothing about the webhook", namespace),
 			Hints: []string{"run with -n and a namespace where member pods are created"}}
 	case err != nil && !apierrors.IsForbidden(err):
-		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("read namespace %s: %v", namespace, err)}
+		return Result{Outcome: Error, Detail: fmt.Sprintf("read namespace %s: %v", namespace, err)}
 	}
-	pod := ProbePod(namespace, group)
+	pod := Pod(namespace, group)
 	err = c.Create(ctx, pod, client.DryRunAll)
 	return Diagnose(pod, err, warnings.all())
 }
@@ -104,18 +109,18 @@ func RunCheck(ctx context.Context, cfg *rest.Config, namespace, group string) Ch
 // pod (Replacement) through the API server and diagnoses the answer as
 // RunCheck does, except that any refusal is one: peergroup answering and a
 // later step refusing (outcome other) still leaves no pod.
-func CheckReplacement(ctx context.Context, cfg *rest.Config, pod *corev1.Pod) CheckResult {
+func Replacement(ctx context.Context, cfg *rest.Config, pod *corev1.Pod) Result {
 	c, warnings, err := warningClient(cfg)
 	if err != nil {
-		return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("create a client: %v", err)}
+		return Result{Outcome: Error, Detail: fmt.Sprintf("create a client: %v", err)}
 	}
-	repl := Replacement(pod)
+	repl := ReplacementPod(pod)
 	err = c.Create(ctx, repl, client.DryRunAll)
 	r := Diagnose(repl, err, warnings.all())
-	if err != nil && r.Outcome != CheckUnreachable && r.Outcome != CheckDenied {
+	if err != nil && r.Outcome != Unreachable && r.Outcome != Denied {
 		// The replacement carries no probe mark: whoever refused it, it
 		// is refused.
-		return CheckResult{Outcome: CheckOther, Detail: "the API server refuses it: " + err.Error()}
+		return Result{Outcome: Other, Detail: "the API server refuses it: " + err.Error()}
 	}
 	return r
 }
@@ -124,7 +129,7 @@ func CheckReplacement(ctx context.Context, cfg *rest.Config, pod *corev1.Pod) Ch
 // near as the pod tells: its labels, annotations, owner and spec, without
 // what the API server and its admission steps set on the stored pod (node,
 // priority and overhead, which they compute again and refuse when given).
-func Replacement(pod *corev1.Pod) *corev1.Pod {
+func ReplacementPod(pod *corev1.Pod) *corev1.Pod {
 	r := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
 	r.Namespace, r.Labels, r.Annotations = pod.Namespace, pod.Labels, pod.Annotations
 	r.GenerateName = pod.GenerateName
@@ -190,14 +195,14 @@ func webhookIn(msg, prefix string) (string, bool) {
 // webhook "<name>": …` with the transport's error, which says where the
 // path breaks. Whether peergroup answered is read from its warning about
 // the probe's mark, never from the wording of another step's refusal.
-func Diagnose(admitted *corev1.Pod, err error, warnings []string) CheckResult {
+func Diagnose(admitted *corev1.Pod, err error, warnings []string) Result {
 	if err == nil {
 		for _, c := range admitted.Spec.InitContainers {
 			if c.Name == contract.InitContainerName {
-				return CheckResult{Outcome: CheckReachable, Detail: "the API server called peergroup and the probe pod came back injected (dry run: nothing was created)"}
+				return Result{Outcome: Reachable, Detail: "the API server called peergroup and the probe pod came back injected (dry run: nothing was created)"}
 			}
 		}
-		return CheckResult{Outcome: CheckNotCalled, Detail: "the API server admitted a member pod without the injection: no webhook entry sent it to peergroup",
+		return Result{Outcome: NotCalled, Detail: "the API server admitted a member pod without the injection: no webhook entry sent it to peergroup",
 			Hints: []string{
 				"is the chart installed? kubectl get mutatingwebhookconfigurations -l app.kubernetes.io/name=peergroup",
 				"is the namespace excluded (the release namespace, kube-system, webhook.excludedNamespaces)?",
@@ -207,28 +212,28 @@ func Diagnose(admitted *corev1.Pod, err error, warnings []string) CheckResult {
 	msg := err.Error()
 	if name, ok := webhookIn(msg, "failed calling webhook"); ok {
 		if !peergroupWebhook(name) {
-			return CheckResult{Outcome: CheckOther, Detail: fmt.Sprintf("another webhook, %q, could not be called, and the API server refused the pod for it before peergroup's answer counted: %s", name, msg),
+			return Result{Outcome: Other, Detail: fmt.Sprintf("another webhook, %q, could not be called, and the API server refused the pod for it before peergroup's answer counted: %s", name, msg),
 				Hints: []string{"that webhook's owner must fix it (or its failurePolicy); peergroup's own reachability is unknown until then"}}
 		}
-		return CheckResult{Outcome: CheckUnreachable, Detail: "the API server could not call the webhook: " + msg, Hints: unreachableHints(msg)}
+		return Result{Outcome: Unreachable, Detail: "the API server could not call the webhook: " + msg, Hints: unreachableHints(msg)}
 	}
 	if name, ok := webhookIn(msg, "admission webhook"); ok && strings.Contains(msg, "denied the request") {
 		if peergroupWebhook(name) {
-			return CheckResult{Outcome: CheckDenied, Detail: "peergroup was reached and refused the probe pod: " + msg}
+			return Result{Outcome: Denied, Detail: "peergroup was reached and refused the probe pod: " + msg}
 		}
-		return CheckResult{Outcome: CheckOther, Detail: fmt.Sprintf("another webhook, %q, refused the probe pod: %s", name, msg)}
+		return Result{Outcome: Other, Detail: fmt.Sprintf("another webhook, %q, refused the probe pod: %s", name, msg)}
 	}
 	if reachedBy(warnings) {
 		// Pod Security, a quota, a policy judged the injected pod: peergroup
 		// answered, and another admission step refused what it made.
-		return CheckResult{Outcome: CheckReachable, Detail: "peergroup was reached (its warning came back), and another admission step refused the injected pod: " + msg,
+		return Result{Outcome: Reachable, Detail: "peergroup was reached (its warning came back), and another admission step refused the injected pod: " + msg,
 			Hints: []string{"member pods of this namespace would be refused the same way: see the message"}}
 	}
 	if strings.Contains(msg, "cannot create resource") {
-		return CheckResult{Outcome: CheckError, Detail: "the dry run was not allowed: " + msg,
+		return Result{Outcome: Error, Detail: "the dry run was not allowed: " + msg,
 			Hints: []string{"the check needs permission to create pods in the namespace (a server-side dry run)"}}
 	}
-	return CheckResult{Outcome: CheckError, Detail: fmt.Sprintf("the dry run failed before any webhook answered: %s", msg),
+	return Result{Outcome: Error, Detail: fmt.Sprintf("the dry run failed before any webhook answered: %s", msg),
 		Hints: []string{"does the namespace exist? an admission step before the webhooks refused the probe pod"}}
 }
 
