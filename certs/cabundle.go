@@ -60,34 +60,39 @@ type configKind struct {
 }
 
 func (k *Keeper) configs() []configKind {
-	name := k.cfg.WebhookConfigName
 	mwcs := k.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	vwcs := k.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 	return []configKind{
 		{kind: "MutatingWebhookConfiguration", watch: mwcs.Watch,
-			get: func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
-				mwc, err := mwcs.Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return nil, nil, false, err
+			get: getter(k.cfg.WebhookConfigName, mwcs.Get, mwcs.Update, func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+				out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+				for i := range c.Webhooks {
+					out[i] = &c.Webhooks[i].ClientConfig
 				}
-				clients := make([]*admissionregistrationv1.WebhookClientConfig, len(mwc.Webhooks))
-				for i := range mwc.Webhooks {
-					clients[i] = &mwc.Webhooks[i].ClientConfig
-				}
-				return clients, func(ctx context.Context) error { _, err := mwcs.Update(ctx, mwc, metav1.UpdateOptions{}); return err }, true, nil
-			}},
+				return out
+			})},
 		{kind: "ValidatingWebhookConfiguration", watch: vwcs.Watch, optional: true,
-			get: func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
-				vwc, err := vwcs.Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return nil, nil, false, err
+			get: getter(k.cfg.WebhookConfigName, vwcs.Get, vwcs.Update, func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+				out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+				for i := range c.Webhooks {
+					out[i] = &c.Webhooks[i].ClientConfig
 				}
-				clients := make([]*admissionregistrationv1.WebhookClientConfig, len(vwc.Webhooks))
-				for i := range vwc.Webhooks {
-					clients[i] = &vwc.Webhooks[i].ClientConfig
-				}
-				return clients, func(ctx context.Context) error { _, err := vwcs.Update(ctx, vwc, metav1.UpdateOptions{}); return err }, true, nil
-			}},
+				return out
+			})},
+	}
+}
+
+// getter is configKind.get for one kind: read the configuration named
+// name, hand out its client configs, write it back on update.
+func getter[T any](name string, get func(context.Context, string, metav1.GetOptions) (T, error), update func(context.Context, T, metav1.UpdateOptions) (T, error),
+	clients func(T) []*admissionregistrationv1.WebhookClientConfig) func(context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
+	return func(ctx context.Context) ([]*admissionregistrationv1.WebhookClientConfig, func(context.Context) error, bool, error) {
+		cfg, err := get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, false, err
+		}
+		write := func(ctx context.Context) error { _, err := update(ctx, cfg, metav1.UpdateOptions{}); return err }
+		return clients(cfg), write, true, nil
 	}
 }
 

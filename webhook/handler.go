@@ -47,15 +47,7 @@ var _ admission.Handler = (*Handler)(nil)
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	dryRun := ptr.Deref(req.DryRun, false)
-	d := h.Decider.Decide(ctx, admit.Request{
-		Kind:        req.Kind,
-		SubResource: req.SubResource,
-		Namespace:   req.Namespace,
-		Operation:   req.Operation,
-		DryRun:      dryRun,
-		Pod:         decodedPod(req),
-		Raw:         req.Object.Raw,
-	})
+	d := h.Decider.Decide(ctx, admitRequest(req))
 	logDecision(ctx, req, d)
 	h.Metrics.observe(req.Namespace, d, time.Since(start))
 	if h.Events != nil && !dryRun && d.Pod != nil {
@@ -81,15 +73,7 @@ var _ admission.Handler = (*ValidatingHandler)(nil)
 func (h *ValidatingHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	h.Phase.called()
 	dryRun := ptr.Deref(req.DryRun, false)
-	d := h.Decider.Validate(ctx, admit.Request{
-		Kind:        req.Kind,
-		SubResource: req.SubResource,
-		Namespace:   req.Namespace,
-		Operation:   req.Operation,
-		DryRun:      dryRun,
-		Pod:         decodedPod(req),
-		Raw:         req.Object.Raw,
-	})
+	d := h.Decider.Validate(ctx, admitRequest(req))
 	logDecision(ctx, req, d)
 	h.Metrics.observeValidation(req.Namespace, d)
 	if h.Events != nil && !dryRun && d.Pod != nil {
@@ -132,6 +116,19 @@ func logDecision(ctx context.Context, req admission.Request, d admit.Decision) {
 	}
 	if d.Verdict == admit.VerdictInjected && logf.FromContext(ctx).V(1).Enabled() {
 		logger(ctx, req, d).V(1).Info("injected")
+	}
+}
+
+// admitRequest is the admission as the decision sees it.
+func admitRequest(req admission.Request) admit.Request {
+	return admit.Request{
+		Kind:        req.Kind,
+		SubResource: req.SubResource,
+		Namespace:   req.Namespace,
+		Operation:   req.Operation,
+		DryRun:      ptr.Deref(req.DryRun, false),
+		Pod:         decodedPod(req),
+		Raw:         req.Object.Raw,
 	}
 }
 

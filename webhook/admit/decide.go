@@ -53,10 +53,6 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 	if done {
 		return dec
 	}
-	if d.Config.Excluded(req.Namespace) {
-		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
-			Warnings: []string{fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)}}
-	}
 	var err error
 	dec, m, ok := d.member(ctx, req.Namespace, pod)
 	if !ok {
@@ -134,10 +130,8 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 func (d *Decider) Validate(ctx context.Context, req Request) Decision {
 	pod, dec, done := d.admittedPod(req)
 	if done {
+		dec.Warnings = nil // said once, in the mutating phase
 		return dec
-	}
-	if d.Config.Excluded(req.Namespace) {
-		return Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod}
 	}
 	dec, m, ok := d.member(ctx, req.Namespace, pod)
 	if !ok {
@@ -154,7 +148,8 @@ func (d *Decider) Validate(ctx context.Context, req Request) Decision {
 }
 
 // admittedPod checks what the request is and decodes its pod; done is
-// true when that already decides (not a pod, not a CREATE, unreadable).
+// true when that already decides (not a pod, not a CREATE, unreadable, an
+// excluded namespace).
 func (d *Decider) admittedPod(req Request) (*corev1.Pod, Decision, bool) {
 	if req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return nil, BadRequest(fmt.Errorf("peergroup mutates only v1 Pod objects, got %s %s/%s subresource %q",
@@ -166,6 +161,10 @@ func (d *Decider) admittedPod(req Request) (*corev1.Pod, Decision, bool) {
 	pod, err := requestPod(req)
 	if err != nil {
 		return nil, BadRequest(err), true
+	}
+	if d.Config.Excluded(req.Namespace) {
+		return pod, Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
+			Warnings: []string{fmt.Sprintf("peergroup: pods in namespace %s are never injected", req.Namespace)}}, true
 	}
 	return pod, Decision{}, false
 }

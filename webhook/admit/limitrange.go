@@ -112,52 +112,55 @@ func fill(list, defaults corev1.ResourceList) {
 
 func limitRangeProblem(r *corev1.ResourceRequirements, item corev1.LimitRangeItem) string {
 	var problems []string
-	for _, name := range slices.Sorted(maps.Keys(item.Min)) {
-		min := item.Min[name]
-		req, hasReq := r.Requests[name]
-		lim, hasLim := r.Limits[name]
-		rv, lv, mv := enforcedValues(req, lim, min)
+	say := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	eachBound(r, item.Min, func(name corev1.ResourceName, min, req, lim resource.Quantity, hasReq, hasLim bool, rv, lv, mv int64) {
 		switch {
 		case !hasReq:
-			problems = append(problems, fmt.Sprintf("%s must be at least %s (no request)", name, min.String()))
+			say("%s must be at least %s (no request)", name, min.String())
 		case rv < mv:
-			problems = append(problems, fmt.Sprintf("%s must be at least %s (request %s)", name, min.String(), req.String()))
+			say("%s must be at least %s (request %s)", name, min.String(), req.String())
 		case hasLim && lv < mv:
-			problems = append(problems, fmt.Sprintf("%s must be at least %s (limit %s)", name, min.String(), lim.String()))
+			say("%s must be at least %s (limit %s)", name, min.String(), lim.String())
 		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(item.Max)) {
-		max := item.Max[name]
-		req, hasReq := r.Requests[name]
-		lim, hasLim := r.Limits[name]
-		rv, lv, mv := enforcedValues(req, lim, max)
+	})
+	eachBound(r, item.Max, func(name corev1.ResourceName, max, req, lim resource.Quantity, hasReq, hasLim bool, rv, lv, mv int64) {
 		switch {
 		case !hasLim:
-			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (no limit)", name, max.String()))
+			say("%s limit must be at most %s (no limit)", name, max.String())
 		case lv > mv:
-			problems = append(problems, fmt.Sprintf("%s limit must be at most %s (limit %s)", name, max.String(), lim.String()))
+			say("%s limit must be at most %s (limit %s)", name, max.String(), lim.String())
 		case hasReq && rv > mv:
-			problems = append(problems, fmt.Sprintf("%s request must be at most %s (request %s)", name, max.String(), req.String()))
+			say("%s request must be at most %s (request %s)", name, max.String(), req.String())
 		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(item.MaxLimitRequestRatio)) {
-		ratio := item.MaxLimitRequestRatio[name]
-		req, hasReq := r.Requests[name]
-		lim, hasLim := r.Limits[name]
-		rv, lv, _ := enforcedValues(req, lim, ratio)
+	})
+	eachBound(r, item.MaxLimitRequestRatio, func(name corev1.ResourceName, ratio, req, lim resource.Quantity, hasReq, hasLim bool, rv, lv, _ int64) {
 		if !hasReq || rv == 0 || !hasLim || lv == 0 {
-			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (request and limit must both be set)", name, ratio.String()))
-			continue
+			say("%s limit/request ratio must be at most %s (request and limit must both be set)", name, ratio.String())
+			return
 		}
 		observed, enforced := float64(lv)/float64(rv), float64(ratio.Value())
 		if ratio.Value() <= resource.MaxMilliValue {
 			observed, enforced = observed*1000, float64(ratio.MilliValue())
 		}
 		if observed > enforced {
-			problems = append(problems, fmt.Sprintf("%s limit/request ratio must be at most %s (%s/%s)", name, ratio.String(), lim.String(), req.String()))
+			say("%s limit/request ratio must be at most %s (%s/%s)", name, ratio.String(), lim.String(), req.String())
 		}
-	}
+	})
 	return strings.Join(problems, "; ")
+}
+
+// eachBound calls check for each resource bounded in bounds, in name
+// order, with the container's request and limit of it and the three
+// values as LimitRanger compares them (enforcedValues).
+func eachBound(r *corev1.ResourceRequirements, bounds corev1.ResourceList,
+	check func(name corev1.ResourceName, bound, req, lim resource.Quantity, hasReq, hasLim bool, rv, lv, bv int64)) {
+	for _, name := range slices.Sorted(maps.Keys(bounds)) {
+		bound := bounds[name]
+		req, hasReq := r.Requests[name]
+		lim, hasLim := r.Limits[name]
+		rv, lv, bv := enforcedValues(req, lim, bound)
+		check(name, bound, req, lim, hasReq, hasLim, rv, lv, bv)
+	}
 }
 
 // enforcedValues are request, limit and the LimitRange's bound at one
