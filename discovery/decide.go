@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -56,20 +55,9 @@ type Peer struct {
 	Port uint16 `json:"port,omitempty"`
 }
 
-// Pod is one member of the group: the addresses DNS gives for it. A group
-// is counted, ordered and seeded in pods, never in addresses, so a
-// dual-stack pod is one peer (GroupPods).
-type Pod struct {
-	// Hostname is the pod's DNS hostname when DNS names it, else the
-	// IP-based name of its one address, or empty.
-	Hostname string `json:"hostname,omitempty"`
-	// IPs in IP byte order (IPv4 first); never empty, at most one per
-	// family.
-	IPs []netip.Addr `json:"ips"`
-	// Port is the SRV record's port of the pod's first address (0 without
-	// a port name).
-	Port uint16 `json:"port,omitempty"`
-}
+// Pod is one member of the group (contract.DiscoveredPod: the document's
+// schema belongs to the contract).
+type Pod = contract.DiscoveredPod
 
 // Inputs is one stable view plus this pod's identity and tuning.
 type Inputs struct {
@@ -86,40 +74,9 @@ type Inputs struct {
 	Live map[netip.Addr]bool
 }
 
-// Decision is what seed-discovery writes.
-type Decision struct {
-	Role string `json:"role"`
-	// Self is this pod's first address (in POD_IPS order) that DNS gave.
-	Self netip.Addr `json:"self"`
-	// Seeds holds every address DNS gives for each of the first seed-count
-	// pods, pod by pod (a dual-stack seed with a DNS hostname contributes
-	// its IPv4 and its IPv6 address; a pod counted by one family, its
-	// address of that family). Joining a live cluster, only the seed pods'
-	// addresses that answered.
-	Seeds []netip.Addr `json:"seeds"`
-	// Peers are the pods in the order seeds were drawn from.
-	Peers []Pod `json:"peers"`
-	// Uncounted are addresses DNS gave that belong to no known pod: the
-	// other family of a dual-stack group whose pods DNS does not name
-	// (GroupPods). They are never counted and never seeds.
-	Uncounted []netip.Addr `json:"uncounted,omitempty"`
-	// Order is OrderOrdinal or OrderIP.
-	Order string `json:"order"`
-	// Queries is how many DNS messages this pod sent until it decided
-	// (set by Runner; Decide does not know), and until the last refresh
-	// with the refreshing sidecar.
-	Queries int64 `json:"queries,omitempty"`
-	// SeedHosts and PeerHosts are what the host files list (Hosts): the
-	// seeds' and the peers' addresses, or their DNS names with
-	// seed-address=hostname. Port is the port the host:port files use.
-	Address   contract.SeedAddress `json:"address"`
-	SeedHosts []string             `json:"seedHosts"`
-	PeerHosts []string             `json:"peerHosts"`
-	Port      int                  `json:"port,omitempty"`
-	// Refreshed is when the refreshing sidecar last rewrote the peer files
-	// (zero until it does).
-	Refreshed *time.Time `json:"refreshed,omitempty"`
-}
+// Decision is what seed-discovery decided and writes to discovery.json
+// (contract.Discovery).
+type Decision = contract.Discovery
 
 // Decide is pure: the same view gives the same seeds on every pod. When it
 // cannot decide yet it returns the reason to keep waiting.

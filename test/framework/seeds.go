@@ -9,9 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/peergroup/peergroup/contract"
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/peergroup/peergroup/discovery"
 )
 
 // BuildBinary builds ./cmd/<name> into dir and returns its path.
@@ -28,7 +27,7 @@ func BuildBinary(ctx context.Context, name, dir string) (string, error) {
 // SeedDiscoveryRun is one local run of a pod's seed-discovery init container.
 type SeedDiscoveryRun struct {
 	Pod      string
-	Decision discovery.Decision
+	Decision contract.Discovery
 	Seeds    string
 	Log      string
 	Err      error
