@@ -19,12 +19,7 @@ import (
 	"github.com/peergroup/peergroup/test/framework"
 )
 
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t *testing.T) context.Context { return framework.TestContext(t, 5*time.Minute) }
 
 func newNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()

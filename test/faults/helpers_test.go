@@ -21,11 +21,7 @@ import (
 // namespaces.
 const isolationLabel = "faults.peergroup.dev/test"
 
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
+func testContext(t *testing.T) context.Context { return framework.TestContext(t, 3*time.Minute) }
 
 // register registers the chart's webhook configurations, pointed at url and
 // limited to namespaces labelled isolationLabel=id; tweak changes each entry.

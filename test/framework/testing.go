@@ -9,12 +9,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 var namespaceCounter atomic.Int32
+
+// TestContext is a context for one test, cancelled when it ends or after
+// timeout, whichever comes first.
+func TestContext(t testing.TB, timeout time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 // NewTestNamespace creates a namespace named after the running test, so a
 // failure's objects are easy to find.
