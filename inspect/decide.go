@@ -17,8 +17,6 @@ import (
 // nsLabels and services standing in for the informer caches. It returns
 // services too, which holds the Service the webhook would create.
 func decide(pod *corev1.Pod, cfg admit.Config, nsLabels map[string]string, services *StaticServices, limitRanges ...corev1.LimitRange) (admit.Decision, *StaticServices) {
-	// The direct patch: offline there is no raw object to diff against.
-	cfg.PatchMode = admit.PatchDirect
 	d := &admit.Decider{Config: cfg, Namespaces: StaticNamespaceLabels(nsLabels), Services: services}
 	if limitRanges != nil {
 		d.LimitRanges = StaticLimitRanges(limitRanges)

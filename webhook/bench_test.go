@@ -89,7 +89,7 @@ func (c cacheLike) List(context.Context, client.ObjectList, ...client.ListOption
 // decoded, handled, and the answer encoded.
 func BenchmarkHTTPHandler(b *testing.B) {
 	raw, _ := json.Marshal(benchPod())
-	h := &HTTPHandler{Webhook: &admission.Webhook{Handler: cachedGroupHandler()}, DecodePod: true}
+	h := &HTTPHandler{Webhook: &admission.Webhook{Handler: cachedGroupHandler()}}
 	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
 	review, _ := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},

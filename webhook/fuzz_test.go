@@ -90,7 +90,7 @@ func fuzzServer(nsGroup string) *HTTPHandler {
 	}
 	h := testHandler(ns, nil)
 	h.Decider.Services = memServices{}
-	return &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: true}
+	return &HTTPHandler{Webhook: &admission.Webhook{Handler: h}}
 }
 
 func post(h http.Handler, body []byte) (int, *admissionv1.AdmissionReview, error) {

@@ -9,7 +9,9 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -47,7 +49,7 @@ var _ admission.Handler = (*Handler)(nil)
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	dryRun := ptr.Deref(req.DryRun, false)
-	d := h.Decider.Decide(ctx, admitRequest(req))
+	d := decide(ctx, req, h.Decider.Decide)
 	logDecision(ctx, req, d)
 	h.Metrics.observe(req.Namespace, d, time.Since(start))
 	if h.Events != nil && !dryRun && d.Pod != nil {
@@ -73,7 +75,7 @@ var _ admission.Handler = (*ValidatingHandler)(nil)
 func (h *ValidatingHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	h.Phase.called()
 	dryRun := ptr.Deref(req.DryRun, false)
-	d := h.Decider.Validate(ctx, admitRequest(req))
+	d := decide(ctx, req, h.Decider.Validate)
 	logDecision(ctx, req, d)
 	h.Metrics.observeValidation(req.Namespace, d)
 	if h.Events != nil && !dryRun && d.Pod != nil {
@@ -119,24 +121,41 @@ func logDecision(ctx context.Context, req admission.Request, d admit.Decision) {
 	}
 }
 
-// admitRequest is the admission as the decision sees it.
-func admitRequest(req admission.Request) admit.Request {
-	return admit.Request{
+// decide hands the admission to one phase of the decision, with the pod
+// the review carries.
+func decide(ctx context.Context, req admission.Request, phase func(context.Context, admit.Request) admit.Decision) admit.Decision {
+	pod, err := requestPod(req)
+	if err != nil {
+		return admit.BadRequest(err)
+	}
+	return phase(ctx, admit.Request{
 		Kind:        req.Kind,
 		SubResource: req.SubResource,
 		Namespace:   req.Namespace,
 		Operation:   req.Operation,
 		DryRun:      ptr.Deref(req.DryRun, false),
-		Pod:         decodedPod(req),
-		Raw:         req.Object.Raw,
-	}
+		Pod:         pod,
+	})
 }
 
-// decodedPod is the pod the HTTP edge already decoded (HTTPHandler.DecodePod),
-// or nil to let the decision decode the raw object.
-func decodedPod(req admission.Request) *corev1.Pod {
-	pod, _ := req.Object.Object.(*corev1.Pod)
-	return pod
+// requestPod is the pod the HTTP edge decoded with the review, or, for a
+// request built elsewhere (controller-runtime's own server, tests), the
+// one its raw object holds; nil without an object.
+func requestPod(req admission.Request) (*corev1.Pod, error) {
+	if pod, ok := req.Object.Object.(*corev1.Pod); ok {
+		return pod, nil
+	}
+	if len(req.Object.Raw) == 0 {
+		return nil, nil
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	if err := checkObjectKind(pod.TypeMeta); err != nil {
+		return nil, err
+	}
+	return pod, nil
 }
 
 func logger(ctx context.Context, req admission.Request, d admit.Decision) logr.Logger {

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/peergroup/peergroup/internal/clip"
-	"github.com/peergroup/peergroup/webhook/admit"
 )
 
 // MaxRequestBytes bounds an AdmissionReview body: two objects of at most
@@ -36,11 +35,6 @@ const MaxRequestBytes = 7 << 20
 // recovery, response completion).
 type HTTPHandler struct {
 	Webhook *admission.Webhook
-	// DecodePod decodes request.object in the same pass as the review,
-	// and only the pod fields the decision reads (admit.AdmittedPod),
-	// instead of keeping raw bytes for a second, full decode. Only for
-	// handlers that need no raw object (admit.PatchDirect).
-	DecodePod bool
 }
 
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +62,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", MaxRequestBytes))
 		return
 	}
-	review, err := decodeReview(body, h.DecodePod)
+	review, err := decodeReview(body)
 	if err != nil {
 		fail(http.StatusBadRequest, err)
 		return
@@ -109,36 +103,32 @@ func readBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// podReview is an AdmissionReview whose object is decoded as the part of
-// a pod the decision reads (admit.AdmittedPod); the outer Object field
-// shadows the embedded RawExtension.
+// podReview is an AdmissionReview whose object is decoded as a pod in the
+// same pass as the review, instead of kept as raw bytes for a second
+// decode; the outer Object field shadows the embedded RawExtension.
 type podReview struct {
 	metav1.TypeMeta `json:",inline"`
 	Request         *struct {
 		admissionv1.AdmissionRequest
-		Object *admit.AdmittedPod `json:"object,omitempty"`
+		Object *corev1.Pod `json:"object,omitempty"`
 	} `json:"request,omitempty"`
 }
 
-func decodeReview(body []byte, decodePod bool) (*admissionv1.AdmissionReview, error) {
+func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
 	if len(body) == 0 {
 		return nil, errors.New("request body is empty: expected an admission.k8s.io/v1 AdmissionReview")
 	}
 	review := &admissionv1.AdmissionReview{}
-	if decodePod {
-		pr := &podReview{}
-		if err := json.Unmarshal(body, pr); err != nil {
-			return nil, fmt.Errorf("request body is not a JSON AdmissionReview with a pod: %w", err)
+	pr := &podReview{}
+	if err := json.Unmarshal(body, pr); err != nil {
+		return nil, fmt.Errorf("request body is not a JSON AdmissionReview with a pod: %w", err)
+	}
+	review.TypeMeta = pr.TypeMeta
+	if pr.Request != nil {
+		review.Request = &pr.Request.AdmissionRequest
+		if pr.Request.Object != nil {
+			review.Request.Object.Object = pr.Request.Object
 		}
-		review.TypeMeta = pr.TypeMeta
-		if pr.Request != nil {
-			review.Request = &pr.Request.AdmissionRequest
-			if pr.Request.Object != nil {
-				review.Request.Object.Object = pr.Request.Object.Pod()
-			}
-		}
-	} else if err := json.Unmarshal(body, review); err != nil {
-		return nil, fmt.Errorf("request body is not a JSON AdmissionReview: %w", err)
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
 		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion %q kind %q", clip.String(review.APIVersion), clip.String(review.Kind))
@@ -164,14 +154,12 @@ func writeReview(w http.ResponseWriter, code int, review admissionv1.AdmissionRe
 }
 
 // objectTypeMeta is the apiVersion and kind the request's object gives
-// itself, from the decoded pod or, without one, from the raw bytes.
+// itself (none without an object).
 func objectTypeMeta(obj runtime.RawExtension) metav1.TypeMeta {
 	if pod, ok := obj.Object.(*corev1.Pod); ok {
 		return pod.TypeMeta
 	}
-	tm := metav1.TypeMeta{}
-	_ = json.Unmarshal(obj.Raw, &tm) // a body that is not an object fails later, with its own message
-	return tm
+	return metav1.TypeMeta{}
 }
 
 // checkObjectKind refuses an object that says it is something else than a

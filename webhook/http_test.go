@@ -19,48 +19,45 @@ import (
 	"github.com/peergroup/peergroup/webhook/admit"
 )
 
-// The one-pass decode (DecodePod, direct patch) and the reference path
-// (raw object, diff patch) answer with patches that yield the same pod.
-func TestHTTPHandlerDecodeModesAgree(t *testing.T) {
+// The HTTP edge's answer, applied to the pod as sent, yields the pod
+// Mutate makes: the review decoded in one pass, the direct patch.
+func TestHTTPHandlerPatchYieldsTheMutatedPod(t *testing.T) {
 	raw, _ := json.Marshal(benchPod())
 	areq := podRequest(raw, admissionv1.Create, false).AdmissionRequest
 	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: &areq})
-	var pods []*corev1.Pod
-	for _, mode := range []admit.PatchMode{admit.PatchDirect, admit.PatchDiff} {
-		h := testHandler(staticNamespaces(nil), newFakeClient())
-		h.Decider.Config.PatchMode = mode
-		srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}, DecodePod: mode == admit.PatchDirect}
-		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
-		out := admissionv1.AdmissionReview{}
-		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || !out.Response.Allowed || out.Response.UID != "uid-1" {
-			t.Fatalf("%s: %d %s", mode, rec.Code, rec.Body)
-		}
-		patch, err := jsonpatch.DecodePatch(out.Response.Patch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		patched, err := patch.Apply(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pod := &corev1.Pod{}
-		_ = json.Unmarshal(patched, pod)
-		pods = append(pods, pod)
+	h := testHandler(staticNamespaces(nil), newFakeClient())
+	srv := &HTTPHandler{Webhook: &admission.Webhook{Handler: h}}
+	req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	out := admissionv1.AdmissionReview{}
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || !out.Response.Allowed || out.Response.UID != "uid-1" {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
-	if !admit.IsInjected(pods[0]) || !equality.Semantic.DeepEqual(pods[0], pods[1]) {
-		t.Error("decode modes disagree")
+	patch, err := jsonpatch.DecodePatch(out.Response.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := patch.Apply(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	_ = json.Unmarshal(patched, got)
+	want, _, err := admit.Mutate(benchPod(), admit.Membership{Group: "cassandra", Service: "cassandra", Source: admit.SourcePod}, h.Decider.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !admit.IsInjected(got) || !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("the patched pod is not the mutated pod")
 	}
 }
 
-// Without the fast path's decode (PatchDiff), an object that says it is
-// not a v1 Pod is refused at the edge all the same.
-func TestHTTPHandlerRefusesOtherKindsWithoutDecoding(t *testing.T) {
+// An object that says it is not a v1 Pod is refused at the edge.
+func TestHTTPHandlerRefusesOtherKinds(t *testing.T) {
 	svc := []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","labels":{"peergroup.dev/group":"g"}},"spec":{"clusterIP":"10.0.0.1"}}`)
 	h := testHandler(staticNamespaces(nil), newFakeClient())
-	h.Decider.Config.PatchMode = admit.PatchDiff
 	code, review, err := post(&HTTPHandler{Webhook: &admission.Webhook{Handler: h}}, reviewBody(svc, "CREATE"))
 	if err != nil || code != http.StatusBadRequest || review.Response.Allowed || !strings.Contains(review.Response.Result.Message, "not a v1 Pod") {
 		t.Fatalf("HTTP %d %v: %+v", code, err, review)

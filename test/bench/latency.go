@@ -36,11 +36,11 @@ var workloads = []workload{
 
 // latencyConfigs are the webhook configurations compared, in the order the
 // first round registers them.
-var latencyConfigs = []string{"none", "no-op", "one-label", "same-patch", "peergroup", "peergroup-diff"}
+var latencyConfigs = []string{"none", "no-op", "one-label", "same-patch", "peergroup"}
 
 // mutates tells which configurations must come back with the pod injected.
 func mutates(cfg string) bool {
-	return cfg == "same-patch" || cfg == "peergroup" || cfg == "peergroup-diff"
+	return cfg == "same-patch" || cfg == "peergroup"
 }
 
 // perConfig is one workload's series, by configuration.
@@ -180,10 +180,10 @@ func postReview(ctx context.Context, c *http.Client, url string, review []byte) 
 func (b *bench) reportLatency(series map[string]perConfig, hookSum, hookCount, requests map[string]float64) {
 	b.md("## 2. Pod CREATE latency through kube-apiserver")
 	b.md("")
-	b.md("%d rounds; in each, the configurations take turns in rotated order, and under each %d creates and %d server-side dry-run creates of each workload (%d samples per cell). \"none\": no webhook; \"no-op\": the no-op server; \"one-label\": the no-op server answering with a one-label patch (what any mutation costs the API server); \"same-patch\": the no-op server answering with peergroup's own patch for that pod, recorded beforehand (what the injected fields cost the API server, with none of peergroup's code on the path); \"peergroup, diff patch\": peergroup with `--patch-mode=diff` (admission.PatchResponseFromRaw, the straightforward handler).",
+	b.md("%d rounds; in each, the configurations take turns in rotated order, and under each %d creates and %d server-side dry-run creates of each workload (%d samples per cell). \"none\": no webhook; \"no-op\": the no-op server; \"one-label\": the no-op server answering with a one-label patch (what any mutation costs the API server); \"same-patch\": the no-op server answering with peergroup's own patch for that pod, recorded beforehand (what the injected fields cost the API server, with none of peergroup's code on the path).",
 		b.o.rounds, b.o.createsPerRnd, b.o.createsPerRnd, b.o.rounds*b.o.createsPerRnd)
 	b.md("")
-	titles := map[string]string{"peergroup": "**peergroup**", "peergroup-diff": "peergroup, diff patch"}
+	titles := map[string]string{"peergroup": "**peergroup**"}
 	for _, w := range workloads {
 		s := series[w.key]
 		b.md("### %s", w.title)
@@ -221,8 +221,8 @@ func (b *bench) reportLatency(series map[string]perConfig, hookSum, hookCount, r
 		}
 		return strconv.FormatFloat(hookCount[cfg]/requests[cfg], 'f', 2, 64)
 	}
-	b.md("The API server's own `apiserver_admission_webhook_admission_duration_seconds` (the call, the response and applying the patch), mean over the same requests: no-op %.2f ms, one-label %.2f ms, same-patch %.2f ms, peergroup %.2f ms (%s the same patch), peergroup with the diff patch %.2f ms. Webhook calls per request: no-op %s, same-patch %s, peergroup %s (a mutation makes the API server run the whole admission chain once more; peergroup's `reinvocationPolicy: IfNeeded` does not add a second call).",
-		mean("no-op"), mean("one-label"), mean("same-patch"), mean("peergroup"), ratio(mean("peergroup"), mean("same-patch")), mean("peergroup-diff"),
+	b.md("The API server's own `apiserver_admission_webhook_admission_duration_seconds` (the call, the response and applying the patch), mean over the same requests: no-op %.2f ms, one-label %.2f ms, same-patch %.2f ms, peergroup %.2f ms (%s the same patch). Webhook calls per request: no-op %s, same-patch %s, peergroup %s (a mutation makes the API server run the whole admission chain once more; peergroup's `reinvocationPolicy: IfNeeded` does not add a second call).",
+		mean("no-op"), mean("one-label"), mean("same-patch"), mean("peergroup"), ratio(mean("peergroup"), mean("same-patch")),
 		calls("no-op"), calls("same-patch"), calls("peergroup"))
 	b.md("")
 }

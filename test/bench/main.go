@@ -69,7 +69,6 @@ type bench struct {
 	clientset kubernetes.Interface
 	rendered  *framework.Rendered
 	pg        *framework.Webhook
-	pgDiff    *framework.Webhook
 	noop      *process
 	oneLabel  *process
 	// samePatch answers each latency workload with peergroup's own patch
@@ -156,15 +155,6 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.pg.Stop()
-	diffLogs, err := os.Create(filepath.Join(b.work, "peergroup-diff.log"))
-	if err != nil {
-		return err
-	}
-	defer diffLogs.Close()
-	if b.pgDiff, err = framework.StartWebhook(ctx, b.cluster, b.rendered, release, framework.Process(pgBin, saKubeconfig, diffLogs), framework.Args("--patch-mode=diff")); err != nil {
-		return err
-	}
-	defer b.pgDiff.Stop()
 	if b.noop, err = startNoop(ctx, noopBin, b.work); err != nil {
 		return err
 	}

@@ -25,36 +25,32 @@ func (b *bench) handlerThroughput(ctx context.Context) error {
 	b.say("handler throughput: peergroup vs no-op, c = 1, 4, 16")
 	body := b.body
 	// One real admission first: the Service then exists and is cached.
-	for _, w := range []*framework.Webhook{b.pg, b.pgDiff} {
-		if r := hammer(ctx, keepAliveClient(w.CABundle, 1), w.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
-			return fmt.Errorf("peergroup answered nothing")
-		}
+	if r := hammer(ctx, keepAliveClient(b.pg.CABundle, 1), b.pg.URL(), body, 1, 200*time.Millisecond); r.count == 0 {
+		return fmt.Errorf("peergroup answered nothing")
 	}
 	time.Sleep(time.Second)
 	// Ten rounds: with five, one noisy second moved a ratio by 0.05.
 	const rounds = 10
 	b.md("## 1. Handler throughput over TLS on loopback")
 	b.md("")
-	b.md("%d rounds of %s per side and concurrency, sides in rotated order; kept-alive connections; the Cassandra pod of an existing group, as the API server encodes it for a webhook (defaults and managedFields included; taken from a server-side dry-run create). \"diff patch\" is the same binary with `--patch-mode=diff` (admission.PatchResponseFromRaw), the straightforward handler.", rounds, b.o.handlerRound)
+	b.md("%d rounds of %s per side and concurrency, sides in rotated order; kept-alive connections; the Cassandra pod of an existing group, as the API server encodes it for a webhook (defaults and managedFields included; taken from a server-side dry-run create).", rounds, b.o.handlerRound)
 	b.md("")
-	b.md("| concurrency | no-op req/s | peergroup req/s | **ratio** | peergroup (diff patch) req/s | ratio | no-op p50 / p99 | peergroup p50 / p99 | failures |")
-	b.md("|---|---|---|---|---|---|---|---|---|")
+	b.md("| concurrency | no-op req/s | peergroup req/s | **ratio** | no-op p50 / p99 | peergroup p50 / p99 | failures |")
+	b.md("|---|---|---|---|---|---|---|")
 	for _, c := range []int{1, 4, 16} {
-		var pg, diff, noop result
-		pgc, diffc, noopc := keepAliveClient(b.pg.CABundle, c), keepAliveClient(b.pgDiff.CABundle, c), keepAliveClient(b.noop.ca, c)
+		var pg, noop result
+		pgc, noopc := keepAliveClient(b.pg.CABundle, c), keepAliveClient(b.noop.ca, c)
 		sides := []func(){
 			func() { noop.add(hammer(ctx, noopc, b.noop.url, body, c, b.o.handlerRound)) },
 			func() { pg.add(hammer(ctx, pgc, b.pg.URL(), body, c, b.o.handlerRound)) },
-			func() { diff.add(hammer(ctx, diffc, b.pgDiff.URL(), body, c, b.o.handlerRound)) },
 		}
 		for r := range rounds {
 			for i := range sides {
 				sides[(i+r)%len(sides)]()
 			}
 		}
-		b.md("| %d | %.0f | %.0f | **%s** | %.0f | %s | %s / %s | %s / %s | %d |", c, noop.rate(), pg.rate(), ratio(pg.rate(), noop.rate()),
-			diff.rate(), ratio(diff.rate(), noop.rate()),
-			ms(noop.pct(50)), ms(noop.pct(99)), ms(pg.pct(50)), ms(pg.pct(99)), pg.failures+noop.failures+diff.failures)
+		b.md("| %d | %.0f | %.0f | **%s** | %s / %s | %s / %s | %d |", c, noop.rate(), pg.rate(), ratio(pg.rate(), noop.rate()),
+			ms(noop.pct(50)), ms(noop.pct(99)), ms(pg.pct(50)), ms(pg.pct(99)), pg.failures+noop.failures)
 	}
 	b.md("")
 	return nil
@@ -80,11 +76,6 @@ func (b *bench) register(ctx context.Context, cfg string) error {
 		}
 	case "peergroup":
 		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pg.URL(), b.pg.CABundle); err != nil {
-			return err
-		}
-		return framework.WaitForInjection(ctx, b.cluster, "default")
-	case "peergroup-diff":
-		if _, err := framework.RegisterWebhook(ctx, b.cluster, b.rendered, b.pgDiff.URL(), b.pgDiff.CABundle); err != nil {
 			return err
 		}
 		return framework.WaitForInjection(ctx, b.cluster, "default")

@@ -52,7 +52,7 @@ func TestCompleteInjectedPods(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := injectedPod(t)
 			tc.modify(p)
-			d := decideBoth(t, p, nil, nil)
+			d := decideT(t, p, nil, nil)
 			if d.Verdict != tc.verdict || d.Reason != tc.reason || !slices.Equal(d.Incomplete, tc.incomplete) {
 				t.Fatalf("%s, incomplete %v; want %s %s %v", summary(d), d.Incomplete, tc.verdict, tc.reason, tc.incomplete)
 			}
@@ -73,7 +73,7 @@ func TestCompleteInjectedPods(t *testing.T) {
 				}
 			}
 			// Completing is idempotent: the result needs nothing more.
-			if again := decideBoth(t, out, nil, nil); again.Verdict != VerdictSkipped {
+			if again := decideT(t, out, nil, nil); again.Verdict != VerdictSkipped {
 				t.Errorf("a completed pod decided again: %s", summary(again))
 			}
 		})

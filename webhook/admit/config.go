@@ -38,9 +38,6 @@ type Config struct {
 	// ExcludedNamespaces never get injected (the webhook's own namespace and
 	// kube-system), even if a webhook configuration sends their pods here.
 	ExcludedNamespaces []string
-	// PatchMode: PatchDiff (the reference) or PatchDirect (proven
-	// equivalent, the fast path); empty means PatchDiff.
-	PatchMode PatchMode
 	// FixedIDs sets runAsUser and runAsGroup 65532 on the init container.
 	// Off, they are left to the platform: OpenShift's restricted-v2 SCC
 	// assigns a UID from the namespace's range and rejects a fixed one
@@ -52,19 +49,6 @@ type Config struct {
 	// a private registry.
 	ImagePullSecrets []string
 }
-
-// PatchMode selects how the JSON patch is produced.
-type PatchMode string
-
-const (
-	// PatchDiff marshals the mutated pod and diffs it with the request
-	// (admission.PatchResponseFromRaw): the reference implementation.
-	PatchDiff PatchMode = "diff"
-	// PatchDirect writes the operations Mutate implies (the fast path); the
-	// benchmark justifies it and the equivalence tests beside it prove it
-	// yields the same pod as PatchDiff.
-	PatchDirect PatchMode = "direct"
-)
 
 // DefaultConfig returns the defaults the chart also documents.
 func DefaultConfig() Config {
@@ -84,7 +68,6 @@ func DefaultConfig() Config {
 			},
 		},
 		ExcludedNamespaces: []string{"kube-system"},
-		PatchMode:          PatchDirect,
 		FixedIDs:           true,
 	}
 }

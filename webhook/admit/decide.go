@@ -5,13 +5,13 @@
 // pure functions (ResolveGroup, Mutate, DesiredService); the cluster is
 // reached only through two small ports (NamespaceLabels, ServiceEnsurer),
 // which the webhook backs with informer caches and the CLI with what it
-// looked up. The fast path (AdmittedPod, PatchDirect) makes the same decision cheap. docs/design.md,
-// "The admission decision", walks through it.
+// looked up. The JSON patch is written directly (DirectPatch), with
+// jsonpatch as its oracle in the tests. docs/design.md, "The admission
+// decision", walks through it.
 package admit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -34,7 +33,7 @@ type Decider struct {
 	// LimitRanges, when set, are checked against the injected init
 	// container; offline, without a cluster, they are not known.
 	LimitRanges LimitRanges
-	// InitContainers caches encoded init containers for PatchDirect; nil
+	// InitContainers caches encoded init containers for the patch; nil
 	// encodes each one.
 	InitContainers *InitContainerCache
 	// Validation, when set and in force, leaves a missing Service to the
@@ -115,8 +114,8 @@ func (d *Decider) Decide(ctx context.Context, req Request) Decision {
 		// names: it must not take one of the cache's bounded entries.
 		cache = nil
 	}
-	if dec.Patch, err = d.patch(req.Raw, pod, dec.Mutated, cache); err != nil {
-		return dec.fail(http.StatusInternalServerError, ReasonNone, err)
+	if dec.Patch, err = directPatch(pod, dec.Mutated, cache); err != nil {
+		return dec.fail(http.StatusInternalServerError, ReasonNone, fmt.Errorf("build JSON patch: %w", err))
 	}
 	return dec
 }
@@ -158,9 +157,9 @@ func (d *Decider) admittedPod(req Request) (*corev1.Pod, Decision, bool) {
 	if req.Operation != admissionv1.Create {
 		return nil, Decision{Verdict: VerdictSkipped, Reason: ReasonNotCreate, Message: "peergroup only acts on CREATE"}, true
 	}
-	pod, err := requestPod(req)
-	if err != nil {
-		return nil, BadRequest(err), true
+	pod := req.Pod
+	if pod == nil {
+		return nil, BadRequest(errors.New("admission request has no object")), true
 	}
 	if d.Config.Excluded(req.Namespace) {
 		return pod, Decision{Verdict: VerdictSkipped, Reason: ReasonExcludedNamespace, Pod: pod,
@@ -268,48 +267,4 @@ func reasonOf(err error) Reason {
 		return denial.Reason
 	}
 	return ReasonInvalidPod
-}
-
-// requestPod is the pod under admission: already decoded (the HTTP edge's
-// AdmittedPod, or a caller's pod), or decoded from the raw object.
-func requestPod(req Request) (*corev1.Pod, error) {
-	if req.Pod != nil {
-		return req.Pod, nil
-	}
-	if len(req.Raw) == 0 {
-		return nil, errors.New("admission request has no object")
-	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Raw, pod); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	return pod, nil
-}
-
-// patch is the JSON patch turning in into out, by the configured mode.
-func (d *Decider) patch(raw []byte, in, out *corev1.Pod, cache *InitContainerCache) ([]byte, error) {
-	if d.Config.PatchMode == PatchDirect {
-		patch, err := directPatch(in, out, cache)
-		if err == nil {
-			return patch, nil
-		}
-		// Never expected from Mutate's output. The diff below is the safe
-		// answer, but only with the raw object: a pod decoded by the fast
-		// path has none, and a diff against nothing would be wrong.
-		if len(raw) == 0 {
-			return nil, fmt.Errorf("build JSON patch: %w", err)
-		}
-	}
-	mutated, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("encode mutated pod: %w", err)
-	}
-	resp := admission.PatchResponseFromRaw(raw, mutated)
-	if !resp.Allowed {
-		return nil, errors.New(resp.Result.Message)
-	}
-	if len(resp.Patches) == 0 {
-		return nil, nil
-	}
-	return json.Marshal(resp.Patches)
 }

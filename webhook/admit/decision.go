@@ -89,10 +89,9 @@ type Request struct {
 	Namespace   string
 	Operation   admissionv1.Operation
 	DryRun      bool
-	// Pod is the decoded pod; when nil, Raw is decoded.
+	// Pod is the pod under admission, decoded by the caller (the HTTP edge,
+	// or the CLI from a manifest); nil is a bad request.
 	Pod *corev1.Pod
-	// Raw is the pod as the API server sent it; PatchDiff needs it.
-	Raw []byte
 }
 
 // Decision is everything one admission decided. The webhook's response,

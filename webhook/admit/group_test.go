@@ -84,7 +84,7 @@ func TestMessagesCutHugeValues(t *testing.T) {
 		t.Fatalf("%d-byte message: %.200v", len(err.Error()), err)
 	}
 	pod = podWith(map[string]string{contract.GroupLabel: "g"}, map[string]string{contract.SeedCount.Annotation: huge})
-	d := decideBoth(t, pod, nil, nil)
+	d := decideT(t, pod, nil, nil)
 	if d.Verdict != VerdictDenied || len(d.Message) > 1024 || !strings.Contains(d.Message, "(1048576 bytes)") {
 		t.Fatalf("%s: %d-byte message", d.Verdict, len(d.Message))
 	}

@@ -43,11 +43,6 @@ func injectedContainer(pod *corev1.Pod) *corev1.Container {
 // webhook, the CLI and the tests share one implementation. The warnings are
 // for user values left in place that differ from what would have been
 // injected.
-//
-// Mutate, ResolveGroup and DesiredService may read only the pod fields that
-// AdmittedPod (the fast path) decodes: reading another field means adding it
-// there, and the table tests, which run every case on the whole pod and on
-// its AdmittedPod projection, fail until it is added.
 func Mutate(pod *corev1.Pod, m Membership, cfg Config) (*corev1.Pod, []string, error) {
 	tuning, err := TuningEnv(pod.Annotations)
 	if err != nil {

@@ -288,10 +288,9 @@ func TestMutateRejectsBadInput(t *testing.T) {
 			if got := reasonOf(err); got != tc.wantReason {
 				t.Errorf("denial reason %q, want %q", got, tc.wantReason)
 			}
-			// The same pod through the whole decision, on the whole pod
-			// and as the fast path decodes it.
+			// The same pod through the whole decision.
 			p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
-			if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictDenied || d.Reason != tc.wantReason || d.Message != err.Error() {
+			if d := decideT(t, p, nil, nil); d.Verdict != VerdictDenied || d.Reason != tc.wantReason || d.Message != err.Error() {
 				t.Errorf("decision %s, want denied %s %q", summary(d), tc.wantReason, err)
 			}
 		})
@@ -377,7 +376,7 @@ func TestMutateAcceptsLinuxAndReusedSeedsVolume(t *testing.T) {
 			p := twoContainerPod()
 			modify(p)
 			p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
-			if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictInjected {
+			if d := decideT(t, p, nil, nil); d.Verdict != VerdictInjected {
 				t.Errorf("decision %s, want injected", summary(d))
 			}
 		})
@@ -391,7 +390,7 @@ func TestMutateWarnsAboutEnvFrom(t *testing.T) {
 	p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
 	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: contract.EnvSeedsFile, Value: contract.SeedsFile}}
 	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
-	d := decideBoth(t, p, nil, nil)
+	d := decideT(t, p, nil, nil)
 	want := `peergroup: container "cassandra" also takes env from envFrom; the variables peergroup adds (CASSANDRA_SERVICE, POD_NAMESPACE) take precedence over the same names there`
 	if d.Verdict != VerdictInjected || len(d.Warnings) != 1 || d.Warnings[0] != want {
 		t.Errorf("warnings %q, want [%q]", d.Warnings, want)
@@ -443,7 +442,7 @@ func TestMutateKeepsGuaranteedPodsGuaranteed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.pod.Labels = map[string]string{contract.GroupLabel: "cassandra"}
-			d := decideBoth(t, tc.pod, nil, nil)
+			d := decideT(t, tc.pod, nil, nil)
 			if d.Verdict != VerdictInjected {
 				t.Fatalf("%s", summary(d))
 			}
@@ -478,7 +477,7 @@ func TestMutatePodLevelResources(t *testing.T) {
 		Requests: corev1.ResourceList{corev1.ResourceCPU: q("5m")},
 		Limits:   corev1.ResourceList{corev1.ResourceCPU: q("50m"), corev1.ResourceMemory: q("20Mi")},
 	}
-	d := decideBoth(t, p, nil, nil)
+	d := decideT(t, p, nil, nil)
 	if d.Verdict != VerdictInjected {
 		t.Fatal(summary(d))
 	}
@@ -502,7 +501,7 @@ func TestDNSPolicyCutInDenial(t *testing.T) {
 	p := twoContainerPod()
 	p.Labels = map[string]string{contract.GroupLabel: "cassandra"}
 	p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSPolicy(strings.Repeat("x", 1<<20))
-	if d := decideBoth(t, p, nil, nil); d.Reason != ReasonUnsupportedDNS || len(d.Message) > 1024 {
+	if d := decideT(t, p, nil, nil); d.Reason != ReasonUnsupportedDNS || len(d.Message) > 1024 {
 		t.Errorf("%s, %d-byte message", d.Reason, len(d.Message))
 	}
 }
@@ -577,7 +576,7 @@ func TestMutateSeedOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := memberPod()
 			tc.modify(p)
-			d := decideBoth(t, p, nil, nil)
+			d := decideT(t, p, nil, nil)
 			if d.Verdict != VerdictInjected {
 				t.Fatalf("decision %s", summary(d))
 			}
@@ -640,7 +639,7 @@ func TestMutatePodLevelResourcesSidecar(t *testing.T) {
 			p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m"), corev1.ResourceMemory: q("16Mi")}}
 			p.Spec.Containers[0].Resources.Requests = tc.app
 			p.Spec.InitContainers = []corev1.Container{{Name: "proxy", RestartPolicy: &always, Resources: corev1.ResourceRequirements{Requests: tc.sidecar}}, {Name: "migrate", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m")}}}}
-			d := decideBoth(t, p, nil, nil)
+			d := decideT(t, p, nil, nil)
 			if d.Verdict != VerdictInjected {
 				t.Fatal(summary(d))
 			}
@@ -662,7 +661,7 @@ func TestMutatePodLevelResourcesSidecarFirst(t *testing.T) {
 	p.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("20m"), corev1.ResourceMemory: q("16Mi")}}
 	p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: q("4m")}
 	p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("18m"), corev1.ResourceMemory: q("16Mi")}}}}
-	d := decideBoth(t, p, nil, nil)
+	d := decideT(t, p, nil, nil)
 	if d.Verdict != VerdictInjected {
 		t.Fatal(summary(d))
 	}
@@ -682,12 +681,12 @@ func TestHostnameSeedsForIndexedJobPods(t *testing.T) {
 	p.Spec.Hostname, p.Spec.Subdomain = "train-2", "cassandra"
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "train", UID: "u", Controller: ptr.To(true)}}
 	p.Annotations = map[string]string{contract.SeedAddressValue.Annotation: "hostname", batchv1.JobCompletionIndexAnnotation: "2"}
-	if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictInjected {
+	if d := decideT(t, p, nil, nil); d.Verdict != VerdictInjected {
 		t.Fatalf("%s, want injected", summary(d))
 	}
 	// A template's own hostname the controller did not write: denied.
 	p.Spec.Hostname = "train"
-	if d := decideBoth(t, p, nil, nil); d.Verdict != VerdictDenied {
+	if d := decideT(t, p, nil, nil); d.Verdict != VerdictDenied {
 		t.Fatalf("%s, want denied", summary(d))
 	}
 }

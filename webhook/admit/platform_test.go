@@ -20,7 +20,7 @@ func TestFixedIDs(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.FixedIDs = fixed
 		p := memberPod()
-		d := decideBothWith(t, cfg, p, nil, nil)
+		d := decideWith(t, cfg, p, nil, nil)
 		if d.Verdict != VerdictInjected {
 			t.Fatal(summary(d))
 		}
@@ -37,7 +37,7 @@ func TestFixedIDs(t *testing.T) {
 	for _, uid := range []int64{0, 1000} {
 		p := memberPod()
 		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
-		d := decideBothWith(t, cfg, p, nil, nil)
+		d := decideWith(t, cfg, p, nil, nil)
 		sc := injectedContainer(d.Mutated).SecurityContext
 		if pinned := sc.RunAsUser != nil && *sc.RunAsUser == 65532; pinned != (uid == 0) {
 			t.Errorf("pod runAsUser %d: container runAsUser %v", uid, sc.RunAsUser)
@@ -74,7 +74,7 @@ func TestImagePullSecrets(t *testing.T) {
 			for _, n := range tc.have {
 				p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
 			}
-			d := decideBothWith(t, cfg, p, nil, nil)
+			d := decideWith(t, cfg, p, nil, nil)
 			if d.Verdict != VerdictInjected {
 				t.Fatal(summary(d))
 			}
@@ -116,11 +116,11 @@ func TestCompleteAddsPullSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.ImagePullSecrets = []string{"regcred"}
-	d := decideBothWith(t, cfg, injected, nil, nil)
+	d := decideWith(t, cfg, injected, nil, nil)
 	if d.Reason != ReasonCompleted || secretNames(d.Mutated.Spec.ImagePullSecrets) != "regcred" {
 		t.Fatalf("%s", summary(d))
 	}
-	if again := decideBothWith(t, cfg, d.Mutated, nil, nil); again.Reason != ReasonAlreadyInjected {
+	if again := decideWith(t, cfg, d.Mutated, nil, nil); again.Reason != ReasonAlreadyInjected {
 		t.Errorf("with the secret: %s", summary(again))
 	}
 }

@@ -118,7 +118,7 @@ func TestInvalidPodDeniedBeforeItsService(t *testing.T) {
 				if injected {
 					pod.Annotations = map[string]string{contract.InjectedAnnotation: "v"}
 				}
-				d := decideBoth(t, pod, nil, nil)
+				d := decideT(t, pod, nil, nil)
 				if d.Verdict != VerdictDenied || d.Reason != ReasonInvalidPod || !strings.Contains(d.Message, tc.want) || d.Service != ServiceNotReached {
 					t.Errorf("injected=%v: %s, want denied invalid-pod %q with the Service not reached", injected, summary(d), tc.want)
 				}
@@ -192,7 +192,7 @@ func TestPortNameCheckedAgainstTheExistingService(t *testing.T) {
 		// No Service yet: checked against the pod (and created from it).
 		{"no Service", "gossip", nil, VerdictInjected, nil},
 	} {
-		d := decideBoth(t, withPort(tc.portName), nil, tc.existing)
+		d := decideT(t, withPort(tc.portName), nil, tc.existing)
 		if d.Verdict != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, summary(d), tc.want)
 		}
@@ -220,7 +220,7 @@ func TestTargetPortByNameMatchesTheProtocol(t *testing.T) {
 		{Name: "b", Image: "x", Ports: []corev1.ContainerPort{{Name: "peer", ContainerPort: 7000}, {Name: "p", ContainerPort: 8000}}},
 	}
 	// The endpoints of "peer" go to 8000 (TCP p), not to the pod's 7000.
-	if d := decideBoth(t, p, nil, svc); d.Verdict != VerdictDenied {
+	if d := decideT(t, p, nil, svc); d.Verdict != VerdictDenied {
 		t.Errorf("%s, want denied: the Service's peer leads to 8000", summary(d))
 	}
 }

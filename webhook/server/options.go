@@ -65,8 +65,6 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 15*time.Second, "after the shutdown delay, wait at most this long for admissions in flight; at least the webhook's timeoutSeconds")
 	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity")
 	finishMutation := admit.RegisterFlags(fs, &o.Mutation)
-	patchMode := string(admit.PatchDirect)
-	fs.StringVar(&patchMode, "patch-mode", patchMode, "how the JSON patch is made: direct (operations written from the mutation; proven equal by a fuzz test) or diff (admission.PatchResponseFromRaw)")
 	fs.BoolVar(&o.SelfSigned, "self-signed", false, "create, store (Secret), rotate and inject (caBundle) the serving certificate")
 	fs.StringVar(&o.Certs.SecretName, "tls-secret-name", "", "selfSigned: Secret in the webhook's namespace holding CA and certificate")
 	fs.StringVar(&o.Certs.WebhookConfigName, "webhook-config-name", "", "name of peergroup's Mutating- and ValidatingWebhookConfiguration: Services are created at validation while the latter calls "+webhook.ValidatePath+"; selfSigned keeps both caBundles in step (empty: Services are created at mutation)")
@@ -83,7 +81,6 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 		return Options{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	finishMutation()
-	o.Mutation.PatchMode = admit.PatchMode(patchMode)
 	o.Certs.ExtraSANs = listflag.Split(sans)
 	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
@@ -110,9 +107,6 @@ func (o Options) validate() error {
 	}
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir must not be empty"))
-	}
-	if m := o.Mutation.PatchMode; m != admit.PatchDirect && m != admit.PatchDiff {
-		errs = append(errs, fmt.Errorf("--patch-mode %q must be direct or diff", m))
 	}
 	// Checked whatever the mode: a value the keeper cannot keep (a CA
 	// lifetime past time.Duration, a certificate expiring between two

@@ -193,12 +193,10 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, err
 	}
 	// GetWebhookServer also adds the server to the manager's runnables.
 	mgr.GetWebhookServer().Register(webhook.Path, sd.wrap(&webhook.HTTPHandler{
-		Webhook:   &admission.Webhook{Handler: &webhook.Handler{Decider: decider, Metrics: counters, Events: events}},
-		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
+		Webhook: &admission.Webhook{Handler: &webhook.Handler{Decider: decider, Metrics: counters, Events: events}},
 	}))
 	mgr.GetWebhookServer().Register(webhook.ValidatePath, sd.wrap(&webhook.HTTPHandler{
-		Webhook:   &admission.Webhook{Handler: &webhook.ValidatingHandler{Decider: decider, Metrics: counters, Events: events, Phase: phase}},
-		DecodePod: o.Mutation.PatchMode == admit.PatchDirect,
+		Webhook: &admission.Webhook{Handler: &webhook.ValidatingHandler{Decider: decider, Metrics: counters, Events: events, Phase: phase}},
 	}))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

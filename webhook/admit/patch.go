@@ -1,15 +1,15 @@
 package admit
 
-// The fast path: three pieces that make an admission cheap, each proven
-// equal to the straightforward way by the tests in fastpath_test.go.
-//   - AdmittedPod decodes only the pod fields the decision reads;
-//   - DirectPatch writes the operations Mutate implies instead of diffing
-//     two encoded pods (PatchDiff, admission.PatchResponseFromRaw);
-//   - InitContainerCache reuses the encoded init container of a group.
-// Keep in sync: a new pod field read by ResolveGroup, Mutate or
-// DesiredService must be added to AdmittedPod, and a new kind of change made
-// by Mutate must be written by DirectPatch. The table tests run every case
-// through both paths and fail until it is.
+// The patch: DirectPatch writes the RFC 6902 operations Mutate implies,
+// instead of encoding the mutated pod and diffing it with the request's
+// (admission.PatchResponseFromRaw, gomodules.xyz/jsonpatch/v2), which
+// measured 13-19 % slower at the p50 of a pod CREATE through kube-apiserver
+// (test/bench/RESULTS.md, section 10; docs/design.md, "The patch").
+// jsonpatch stays the oracle: the equivalence tests and
+// FuzzPatchEquivalence apply both patches to the same pod and demand the
+// same result, so a new kind of change made by Mutate fails them until
+// DirectPatch writes it. InitContainerCache reuses the encoded init
+// container of a group.
 
 import (
 	"bytes"
@@ -25,111 +25,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/peergroup/peergroup/contract"
 )
-
-// AdmittedPod is every pod field the decision reads (ResolveGroup, Mutate,
-// DesiredService, the direct patch, the webhook's Events) and nothing else.
-// A pod as the API server sends it is mostly fields peergroup never reads
-// (defaults, managedFields, probes, resources, security contexts); decoding
-// into AdmittedPod skips them instead of building them.
-// FuzzAdmittedPodEquivalence proves the decision from this decode equals
-// the decision from the whole pod.
-type AdmittedPod struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        struct {
-		Name            string                  `json:"name,omitempty"`
-		GenerateName    string                  `json:"generateName,omitempty"`
-		Namespace       string                  `json:"namespace,omitempty"`
-		Labels          map[string]string       `json:"labels,omitempty"`
-		Annotations     map[string]string       `json:"annotations,omitempty"`
-		OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
-		Containers     []admittedContainer          `json:"containers,omitempty"`
-		InitContainers []admittedContainer          `json:"initContainers,omitempty"`
-		Volumes        []admittedVolume             `json:"volumes,omitempty"`
-		OS             *corev1.PodOS                `json:"os,omitempty"`
-		NodeSelector   map[string]string            `json:"nodeSelector,omitempty"`
-		Affinity       *admittedAffinity            `json:"affinity,omitempty"`
-		HostNetwork    bool                         `json:"hostNetwork,omitempty"`
-		DNSPolicy      corev1.DNSPolicy             `json:"dnsPolicy,omitempty"`
-		Resources      *corev1.ResourceRequirements `json:"resources,omitempty"`
-		Hostname       string                       `json:"hostname,omitempty"`
-		Subdomain      string                       `json:"subdomain,omitempty"`
-		// ImagePullSecrets: the configured ones are added unless there.
-		ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
-		// SecurityContext.RunAsUser: a pod pinning root gets fixed IDs.
-		SecurityContext *struct {
-			RunAsUser *int64 `json:"runAsUser,omitempty"`
-		} `json:"securityContext,omitempty"`
-	} `json:"spec"`
-}
-
-// admittedAffinity is the required node affinity, which can confine a pod
-// to nodes of another OS.
-type admittedAffinity struct {
-	NodeAffinity *struct {
-		Required *corev1.NodeSelector `json:"requiredDuringSchedulingIgnoredDuringExecution,omitempty"`
-	} `json:"nodeAffinity,omitempty"`
-}
-
-type admittedContainer struct {
-	Name         string                      `json:"name"`
-	Ports        []corev1.ContainerPort      `json:"ports,omitempty"`
-	Env          []corev1.EnvVar             `json:"env,omitempty"`
-	EnvFrom      []corev1.EnvFromSource      `json:"envFrom,omitempty"`
-	VolumeMounts []corev1.VolumeMount        `json:"volumeMounts,omitempty"`
-	Resources    corev1.ResourceRequirements `json:"resources,omitempty"`
-	// RestartPolicy marks a user's sidecar, whose requests share the pod's
-	// budget with the injected sidecar's.
-	RestartPolicy *corev1.ContainerRestartPolicy `json:"restartPolicy,omitempty"`
-}
-
-type admittedVolume struct {
-	Name     string                       `json:"name"`
-	EmptyDir *corev1.EmptyDirVolumeSource `json:"emptyDir,omitempty"`
-}
-
-// Pod is a corev1.Pod holding the admitted fields.
-func (a *AdmittedPod) Pod() *corev1.Pod {
-	p := &corev1.Pod{TypeMeta: a.TypeMeta}
-	m := &a.Metadata
-	p.Name, p.GenerateName, p.Namespace = m.Name, m.GenerateName, m.Namespace
-	p.Labels, p.Annotations, p.OwnerReferences = m.Labels, m.Annotations, m.OwnerReferences
-	p.Spec.Containers = containers(a.Spec.Containers)
-	p.Spec.InitContainers = containers(a.Spec.InitContainers)
-	p.Spec.OS, p.Spec.NodeSelector = a.Spec.OS, a.Spec.NodeSelector
-	p.Spec.HostNetwork, p.Spec.DNSPolicy, p.Spec.Resources = a.Spec.HostNetwork, a.Spec.DNSPolicy, a.Spec.Resources
-	p.Spec.Hostname, p.Spec.Subdomain = a.Spec.Hostname, a.Spec.Subdomain
-	p.Spec.ImagePullSecrets = a.Spec.ImagePullSecrets
-	if a.Spec.SecurityContext != nil {
-		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: a.Spec.SecurityContext.RunAsUser}
-	}
-	if a.Spec.Affinity != nil && a.Spec.Affinity.NodeAffinity != nil {
-		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: a.Spec.Affinity.NodeAffinity.Required}}
-	}
-	if a.Spec.Volumes != nil {
-		p.Spec.Volumes = make([]corev1.Volume, len(a.Spec.Volumes))
-		for i, v := range a.Spec.Volumes {
-			p.Spec.Volumes[i].Name, p.Spec.Volumes[i].EmptyDir = v.Name, v.EmptyDir
-		}
-	}
-	return p
-}
-
-func containers(in []admittedContainer) []corev1.Container {
-	if in == nil {
-		return nil
-	}
-	out := make([]corev1.Container, len(in))
-	for i, c := range in {
-		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports, Env: c.Env, EnvFrom: c.EnvFrom, VolumeMounts: c.VolumeMounts, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
-	}
-	return out
-}
 
 // DirectPatch returns RFC 6902 operations for the fields Mutate changes:
 // labels, annotations, each container's env and volumeMounts, volumes and

@@ -10,14 +10,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/fixtures"
 )
 
-// applyBoth patches raw with the reference (diff) and the direct patch and
-// returns both results decoded, as the API server would store them.
+// applyBoth patches raw with the oracle's patch (jsonpatch's diff) and the
+// direct patch and returns both results decoded, as the API server would
+// store them.
 func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod, ok bool) {
 	in := &corev1.Pod{}
 	if err := json.Unmarshal(raw, in); err != nil {
@@ -27,23 +29,32 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 	if err != nil {
 		return nil, nil, false
 	}
-	apply := func(mode PatchMode) *corev1.Pod {
-		d := &Decider{Config: Config{PatchMode: mode}}
-		fallback := raw
-		if mode == PatchDirect {
-			fallback = nil // as with the fast path's decode: no raw object to fall back on
-		}
-		p, err := d.patch(fallback, in, out, &sharedInitCache)
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
-		}
+	// The oracle: the diff of the two encoded pods, as
+	// admission.PatchResponseFromRaw (gomodules.xyz/jsonpatch/v2) makes it.
+	mutated, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := admission.PatchResponseFromRaw(raw, mutated)
+	if !resp.Allowed {
+		t.Fatalf("oracle: %s", resp.Result.Message)
+	}
+	diff, err := json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	directOps, err := directPatch(in, out, &sharedInitCache)
+	if err != nil {
+		t.Fatalf("direct: %v", err)
+	}
+	apply := func(name string, p []byte) *corev1.Pod {
 		patch, err := jsonpatch.DecodePatch(p)
 		if err != nil {
-			t.Fatalf("%s: decode patch: %v", mode, err)
+			t.Fatalf("%s: decode patch: %v", name, err)
 		}
 		patched, err := patch.Apply(raw)
 		if err != nil {
-			t.Fatalf("%s: apply: %v\npatch %s\nraw %s", mode, err, p, raw)
+			t.Fatalf("%s: apply: %v\npatch %s\nraw %s", name, err, p, raw)
 		}
 		pod := &corev1.Pod{}
 		if err := json.Unmarshal(patched, pod); err != nil {
@@ -51,7 +62,7 @@ func applyBoth(t testing.TB, raw []byte, m Membership) (ref, direct *corev1.Pod,
 		}
 		return pod
 	}
-	return apply(PatchDiff), apply(PatchDirect), true
+	return apply("oracle", diff), apply("direct", directOps), true
 }
 
 var fuzzGroup = Membership{Group: "cassandra", Service: "cassandra", Source: SourceNamespace}
@@ -97,7 +108,7 @@ func TestPatchEquivalence(t *testing.T) {
 		if !equality.Semantic.DeepEqual(ref, direct) {
 			a, _ := yaml.Marshal(ref)
 			b, _ := yaml.Marshal(direct)
-			t.Errorf("direct patch differs from the diff for %s\ndiff:\n%s\ndirect:\n%s", raw, a, b)
+			t.Errorf("direct patch differs from the oracle's for %s\noracle:\n%s\ndirect:\n%s", raw, a, b)
 		}
 	}
 	if checked < 5 {
@@ -131,48 +142,6 @@ func FuzzPatchEquivalence(f *testing.F) {
 // cover cache hits, not only first encodings.
 var sharedInitCache InitContainerCache
 
-// If the direct patch cannot be built, the answer falls back to the diff
-// when the raw object is there, and is an error when it is not (the fast
-// path's decode): never a patch computed against nothing.
-func TestPatchDirectFailure(t *testing.T) {
-	in := memberPod()
-	in.Spec.Containers = append(in.Spec.Containers, corev1.Container{Name: "extra"})
-	out := memberPod() // one container fewer: the direct patch refuses
-	raw, _ := json.Marshal(in)
-	d := &Decider{Config: Config{PatchMode: PatchDirect}}
-	if p, err := d.patch(raw, in, out, nil); err != nil || len(p) == 0 {
-		t.Errorf("with the raw object the diff must answer: %s %v", p, err)
-	}
-	if _, err := d.patch(nil, in, out, nil); err == nil || !strings.Contains(err.Error(), "build JSON patch") {
-		t.Errorf("without the raw object: %v", err)
-	}
-}
-
-// FuzzAdmittedPodEquivalence: for any pod, deciding on the fields
-// AdmittedPod decodes gives the same decision as deciding on the whole
-// pod: the same verdict, reason, message, warnings and direct patch byte
-// for byte, and the same Service.
-func FuzzAdmittedPodEquivalence(f *testing.F) {
-	for _, p := range fixtures.MutatePods(f) {
-		f.Add(p, "")
-		f.Add(p, "cassandra")
-	}
-	f.Add([]byte(`{"metadata":{"name":"x","labels":{"peergroup.dev/group":"g"},"ownerReferences":[{"apiVersion":"v1","kind":"ReplicationController","name":"rc","uid":"u","controller":true}]},"spec":{"dnsPolicy":"ClusterFirst","volumes":[{"name":"peergroup-seeds","hostPath":{"path":"/"}}],"containers":[{"name":"a","image":"x","resources":{"limits":{"cpu":"1"}},"env":[{"name":"G_SERVICE","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}]}]}}`), "")
-	f.Add([]byte(`{"metadata":{"labels":{"peergroup.dev/group":"g"}},"spec":{"os":{"name":"windows"},"containers":[{"name":"a"}]}}`), "")
-	f.Add([]byte(`{"spec":{"nodeSelector":{"kubernetes.io/os":"windows","zone":"a"},"containers":[{"name":"a"}]}}`), "g")
-	f.Fuzz(func(t *testing.T, raw []byte, nsGroup string) {
-		full := &corev1.Pod{}
-		if err := json.Unmarshal(raw, full); err != nil {
-			return
-		}
-		var nsLabels map[string]string
-		if nsGroup != "" {
-			nsLabels = map[string]string{contract.GroupLabel: nsGroup}
-		}
-		decideBoth(t, full, nsLabels, nil)
-	})
-}
-
 // Values that parse but are megabytes long (leading zeros, fraction
 // digits) are denied by the contract's length bound, so they never reach
 // the init container, its cache, or the patch buffers sized from it; and
@@ -184,7 +153,7 @@ func TestCacheAndTuningBounded(t *testing.T) {
 		if strings.HasSuffix(v, "3") {
 			pod.Annotations = map[string]string{contract.SeedCount.Annotation: v}
 		}
-		if d := decideBoth(t, pod, nil, nil); d.Verdict != VerdictDenied || d.Reason != ReasonInvalidTuning || len(d.Message) > 1024 {
+		if d := decideT(t, pod, nil, nil); d.Verdict != VerdictDenied || d.Reason != ReasonInvalidTuning || len(d.Message) > 1024 {
 			t.Errorf("%d-byte value: %s (%d-byte message)", len(v), d.Verdict, len(d.Message))
 		}
 	}
