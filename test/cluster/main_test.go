@@ -100,6 +100,7 @@ func run(m *testing.M) (code int) {
 	}
 	code = m.Run()
 	fmt.Println("cluster: real-node figures:", figures.summary())
+	fmt.Println("cluster: real applications:", appFigures.summary())
 	if code != 0 {
 		dumpLogs(filepath.Join(workDir, "logs"))
 	}

@@ -366,7 +366,7 @@ func TestRealNATSStatefulSetAndRollingUpdate(t *testing.T) {
 			Replicas: ptr.To[int32](3), ServiceName: "nats", PodManagementPolicy: appsv1.ParallelPodManagement,
 			Selector: metav1LabelSelector("nats-sts"), Template: tmpl,
 		}
-		stop := sampleNeverTwo(t, ns, "nats-sts")
+		stop := sampleNeverTwo(t, ns, "nats-sts", framework.NATSViews)
 		if err := lc.Client.Create(context.Background(), sts); err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +388,7 @@ func TestRealNATSStatefulSetAndRollingUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		old := requireOneCluster(t, ns, "nats-deploy", 3)
-		stop := sampleNeverTwo(t, ns, "nats-deploy")
+		stop := sampleNeverTwo(t, ns, "nats-deploy", framework.NATSViews)
 		patch := client.MergeFrom(dep.DeepCopy())
 		dep.Spec.Template.Annotations["rollout"] = "1"
 		if err := lc.Client.Patch(context.Background(), dep, patch); err != nil {
@@ -418,12 +418,12 @@ func metav1LabelSelector(app string) *metav1.LabelSelector {
 	return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 }
 
-// sampleNeverTwo samples the servers of app every 500ms until stop is
+// sampleNeverTwo samples the servers of app (views) every 500ms until stop is
 // called, and fails the test if two clusters (two groups of connected
 // servers with at least two members each) ever exist at once. A lone
 // server that is still connecting is not a cluster yet; that it joins is
 // what requireOneCluster checks.
-func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
+func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []corev1.Pod) []framework.ServerView) (stop func()) {
 	t.Helper()
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -447,7 +447,7 @@ func sampleNeverTwo(t *testing.T, ns, app string) (stop func()) {
 					pods = append(pods, p)
 				}
 			}
-			clusters := framework.Clusters(framework.NATSViews(context.Background(), pods))
+			clusters := framework.Clusters(views(context.Background(), pods))
 			samples++
 			if len(clusters) >= 2 && len(clusters[1]) >= 2 && split == "" {
 				split = framework.DescribeClusters(clusters)

@@ -266,22 +266,7 @@ func LastStarted(pods []corev1.Pod) time.Time {
 // being running; it returns them and the time since the last one started,
 // or the pods and the last error, naming the islands.
 func WaitOneNATSCluster(ctx context.Context, c *Cluster, ns string, sel map[string]string, n int, within time.Duration) ([]corev1.Pod, time.Duration, error) {
-	pods, err := RunningReady(ctx, c, ns, sel, n, 3*time.Minute)
-	if err != nil {
-		return pods, 0, err
-	}
-	started := LastStarted(pods)
-	deadline := time.Now().Add(within)
-	for {
-		err := OneCluster(NATSViews(ctx, pods))
-		if err == nil {
-			return pods, time.Since(started), nil
-		}
-		if time.Now().After(deadline) {
-			return pods, 0, err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return WaitOneCluster(ctx, c, ns, sel, n, within, NATSViews)
 }
 
 // ContainerLog reads a container's log through the API server, which

@@ -1,0 +1,354 @@
+package cluster
+
+// Real servers nobody here wrote, from Debian's packages, each reading one
+// seed format through the wrapper its example manifest holds, applied as
+// written: Redis Cluster (seed-hostports → CLUSTER MEET, a StatefulSet)
+// and Serf (seed-hostports → -retry-join, peer-hostports from the
+// refreshing sidecar, a Deployment). Every scenario is asserted from what
+// the server itself reports, asked from the host over the node's bridge.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/peergroup/peergroup/test/framework"
+)
+
+// debianApp pushes app's image once per test binary and returns it with
+// the extracted root its client tools run from.
+func debianApp(t *testing.T, name string) (framework.DebianApp, framework.DebianRoot) {
+	t.Helper()
+	app := framework.DebianApps[name]
+	pushed := appImages.get(name, func() (framework.DebianRoot, error) {
+		say := func(f string, a ...any) { t.Logf(f, a...) }
+		return framework.PushDebianApp(context.Background(), lc.Node, filepath.Join(framework.RepoRoot(), ".cache", "debian"), app, say)
+	})
+	if pushed.err != nil {
+		t.Fatalf("%s image: %v", name, pushed.err)
+	}
+	return app, pushed.root
+}
+
+type pushedApp struct {
+	root framework.DebianRoot
+	err  error
+}
+
+type appImageCache struct {
+	mu   sync.Mutex
+	done map[string]pushedApp
+}
+
+var appImages appImageCache
+
+func (c *appImageCache) get(name string, push func() (framework.DebianRoot, error)) pushedApp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.done[name]; ok {
+		return p
+	}
+	root, err := push()
+	if c.done == nil {
+		c.done = map[string]pushedApp{}
+	}
+	c.done[name] = pushedApp{root, err}
+	return c.done[name]
+}
+
+// appWorkload is the example's workload, as written, placed on the real
+// node in ns.
+func appWorkload(t *testing.T, app framework.DebianApp, ns string) client.Object {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "docs", "examples", app.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kind struct{ Kind string }
+	if err := yaml.Unmarshal(data, &kind); err != nil {
+		t.Fatal(err)
+	}
+	var obj client.Object
+	var tmpl *corev1.PodTemplateSpec
+	switch kind.Kind {
+	case "StatefulSet":
+		sts := &appsv1.StatefulSet{}
+		err, obj, tmpl = yaml.UnmarshalStrict(data, sts), sts, &sts.Spec.Template
+	case "Deployment":
+		dep := &appsv1.Deployment{}
+		err, obj, tmpl = yaml.UnmarshalStrict(data, dep), dep, &dep.Spec.Template
+	default:
+		t.Fatalf("docs/examples/%s: kind %q", app.Manifest, kind.Kind)
+	}
+	if err != nil {
+		t.Fatalf("docs/examples/%s: %v", app.Manifest, err)
+	}
+	obj.SetNamespace(ns)
+	onRealNode(&tmpl.Spec)
+	return obj
+}
+
+// appRun is one application's run through the scenarios.
+type appRun struct {
+	t    *testing.T
+	app  framework.DebianApp
+	root framework.DebianRoot
+	ns   string
+	obj  client.Object
+}
+
+func (r *appRun) views(ctx context.Context, pods []corev1.Pod) []framework.ServerView {
+	return r.app.Views(ctx, r.root, pods)
+}
+
+func (r *appRun) scale(n int32) {
+	r.t.Helper()
+	patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n))
+	if err := lc.Client.Patch(context.Background(), r.obj, patch); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// requireOneCluster waits for n running pods forming one cluster as the
+// servers report it, and records the time from the last pod started. A
+// failure names each pod, its seed file and its server's own report.
+func (r *appRun) requireOneCluster(t *testing.T, n int) []corev1.Pod {
+	t.Helper()
+	pods, took, err := framework.WaitOneCluster(context.Background(), lc.Cluster, r.ns, map[string]string{"app": r.app.Name}, n, oneClusterDeadline, r.views)
+	if err != nil {
+		r.explain(t, pods)
+		t.Fatalf("%s: %v (after %s)", r.app.Name, err, oneClusterDeadline)
+	}
+	t.Logf("one %s cluster of %d after the last pod started: %s", r.app.Name, n, took.Round(100*time.Millisecond))
+	if n > 1 {
+		appFigures.add(r.app.Name, took)
+	}
+	return pods
+}
+
+// explain logs, for each pod, its decision, the seed file its server read
+// and the server's own membership report.
+func (r *appRun) explain(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		_, seeds, _ := framework.LoggedDecision(containerLog(t, p.Namespace, p.Name, "seed-discovery"))
+		file, err := lc.Node.EmptyDirFile(string(p.UID), "peergroup-seeds", "seed-hostports")
+		if err != nil {
+			file = []byte(err.Error())
+		}
+		t.Logf("%s (%s): decided seeds %s; seed-hostports %q; %s reports:\n%s\nits log begins:\n%s", p.Name, p.Status.PodIP, seeds,
+			strings.TrimSpace(string(file)), r.app.Name, r.app.Report(context.Background(), r.root, &p), firstLines(containerLog(t, p.Namespace, p.Name, r.app.Container), 4))
+	}
+}
+
+// founder is the live pod whose seed-discovery founded the cluster.
+func (r *appRun) founder(t *testing.T, pods []corev1.Pod) corev1.Pod {
+	t.Helper()
+	for _, p := range pods {
+		if role, _, _ := framework.LoggedDecision(containerLog(t, p.Namespace, p.Name, "seed-discovery")); role == "founder" {
+			return p
+		}
+	}
+	t.Fatalf("no pod of %v decided role founder", podNames(pods))
+	return corev1.Pod{}
+}
+
+func podNames(pods []corev1.Pod) []string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// requireRedisSlots checks that every Redis server reports all 16384
+// slots assigned and cluster_state:ok.
+func (r *appRun) requireRedisSlots(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var bad []string
+		for i := range pods {
+			state, slots, err := framework.RedisClusterState(context.Background(), &pods[i])
+			if err != nil || state != "ok" || slots != 16384 {
+				bad = append(bad, fmt.Sprintf("%s: cluster_state:%s cluster_slots_assigned:%d %v", pods[i].Name, state, slots, err))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.explain(t, pods)
+			t.Fatalf("slots not served: %s", strings.Join(bad, "; "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// newPods fails unless no pod of pods is one of old (by UID).
+func newPods(t *testing.T, old, pods []corev1.Pod, what string) {
+	t.Helper()
+	for _, p := range pods {
+		if slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+			t.Fatalf("pod %s survived the %s", p.Name, what)
+		}
+	}
+}
+
+// TestRealApps runs each application through the events that split
+// clusters in production, each in its own namespace, in parallel.
+func TestRealApps(t *testing.T) {
+	for _, name := range []string{"redis", "serf"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			app, root := debianApp(t, name)
+			r := &appRun{t: t, app: app, root: root, ns: restrictedNamespace(t)}
+			r.obj = appWorkload(t, app, r.ns)
+			r.run(t)
+		})
+	}
+}
+
+func (r *appRun) run(t *testing.T) {
+	sel := client.MatchingLabels{"app": r.app.Name}
+	redis := r.app.Name == "redis"
+	ok := t.Run("scale 1 to 3", func(t *testing.T) {
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		if err := lc.Client.Create(context.Background(), r.obj); err != nil {
+			t.Fatal(err)
+		}
+		first := r.requireOneCluster(t, 1)
+		requireDecision(t, first[0], "role founder")
+		r.scale(3)
+		pods := r.requireOneCluster(t, 3)
+		stop()
+		for _, p := range pods {
+			if p.UID != first[0].UID {
+				requireJoined(t, p)
+			}
+		}
+		if redis {
+			r.requireRedisSlots(t, pods)
+		}
+	})
+	ok = ok && t.Run("a late joiner: 3 to 4", func(t *testing.T) {
+		old := runningOn(t, r.ns, r.app.Name, 3)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		r.scale(4)
+		pods := r.requireOneCluster(t, 4)
+		stop()
+		for _, p := range pods {
+			if !slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+				requireJoined(t, p)
+			}
+		}
+		if redis {
+			r.requireRedisSlots(t, pods)
+		}
+	})
+	ok = ok && t.Run("the founder lost", func(t *testing.T) {
+		pods := runningOn(t, r.ns, r.app.Name, 4)
+		founder := r.founder(t, pods)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		if err := lc.Client.Delete(context.Background(), &founder); err != nil {
+			t.Fatal(err)
+		}
+		after := r.requireOneCluster(t, 4)
+		stop()
+		for _, p := range after {
+			if p.UID == founder.UID {
+				t.Fatalf("the founder %s is still there", p.Name)
+			}
+			if !slices.ContainsFunc(pods, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+				requireJoined(t, p)
+			}
+		}
+	})
+	ok = ok && t.Run("full restart: every pod deleted at once", func(t *testing.T) {
+		old := runningOn(t, r.ns, r.app.Name, 4)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(r.ns), sel); err != nil {
+			t.Fatal(err)
+		}
+		pods := r.requireOneCluster(t, 4)
+		stop()
+		newPods(t, old, pods, "full restart")
+		if redis {
+			// A new cluster: its first seed assigned the slots again.
+			r.requireRedisSlots(t, pods)
+		}
+	})
+	if sts, isSet := r.obj.(*appsv1.StatefulSet); ok && isSet {
+		t.Run("rolling update", func(t *testing.T) {
+			old := runningOn(t, r.ns, r.app.Name, 4)
+			stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"metadata":{"annotations":{"rollout":"1"}}}}}`))
+			if err := lc.Client.Patch(context.Background(), sts, patch); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Minute)
+			for {
+				pods, err := framework.RunningReady(context.Background(), lc.Cluster, r.ns, map[string]string{"app": r.app.Name}, 4, 3*time.Minute)
+				if err == nil && !slices.ContainsFunc(pods, func(p corev1.Pod) bool {
+					return slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID })
+				}) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("rolling update did not replace every pod in 5m: %v", err)
+				}
+				time.Sleep(time.Second)
+			}
+			r.requireOneCluster(t, 4)
+			stop()
+		})
+	}
+}
+
+// appFigures collects, per application, the time from the last pod
+// started to one cluster; TestMain prints them for test/bench/RESULTS.md.
+var appFigures = durationsByName{}
+
+type durationsByName struct {
+	mu sync.Mutex
+	d  map[string][]time.Duration
+}
+
+func (f *durationsByName) add(name string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.d == nil {
+		f.d = map[string][]time.Duration{}
+	}
+	f.d[name] = append(f.d[name], d)
+}
+
+func (f *durationsByName) summary() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range f.d {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		d := slices.Sorted(slices.Values(f.d[name]))
+		out = append(out, fmt.Sprintf("%s: last pod started -> one cluster p50 %s, max %s over %d scalings and restarts, none with two clusters at once", name,
+			d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond), len(d)))
+	}
+	return strings.Join(out, "; ")
+}

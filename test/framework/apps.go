@@ -1,0 +1,318 @@
+package framework
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/peergroup/peergroup/internal/ociimage"
+)
+
+// DebianApp is a real server taken from Debian's packages, run in a peer
+// group by its example manifest, as written.
+type DebianApp struct {
+	// Name is the app's name: the example's group, Service and app label.
+	Name string
+	// Manifest is the example under docs/examples the tests apply.
+	Manifest string
+	// Container is the server's container in the manifest.
+	Container string
+	// Packages are the Debian packages whose closure makes the image.
+	Packages []string
+	// Image is the image the manifest names, pushed under that name to
+	// the node's registry (MirroredRegistries).
+	Image string
+	// Views asks every pod's server for the cluster it is in.
+	Views func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView
+	// Report is the server's own membership report, for a failure's
+	// reader and the demo's last step.
+	Report func(ctx context.Context, root DebianRoot, pod *corev1.Pod) string
+}
+
+// DebianApps are the applications the real-node suite and `make demo
+// APP=...` run, one per seed format.
+var DebianApps = map[string]DebianApp{
+	"redis": {
+		Name: "redis", Manifest: "redis-cluster.yaml", Container: "redis",
+		Packages: []string{"redis-server"}, Image: "docker.io/library/redis:7.0.15",
+		Views: func(ctx context.Context, _ DebianRoot, pods []corev1.Pod) []ServerView {
+			return eachPod(ctx, pods, redisView)
+		},
+		Report: func(ctx context.Context, _ DebianRoot, pod *corev1.Pod) string { return redisReport(ctx, pod) },
+	},
+	"serf": {
+		Name: "serf", Manifest: "serf.yaml", Container: "serf",
+		Packages: []string{"serf"}, Image: "ghcr.io/peergroup/examples/serf:0.9.4",
+		Views: func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView {
+			return eachPod(ctx, pods, func(ctx context.Context, pod *corev1.Pod) ServerView { return serfView(ctx, root, pod) })
+		},
+		Report: serfReport,
+	},
+}
+
+// appApplets are the busybox commands the examples' wrappers use.
+var appApplets = []string{"sh", "cat", "sed", "head", "wc", "grep", "sleep", "dirname", "tr", "echo", "ls", "date", "seq"}
+
+// skippedTrees are parts of a package no server reads at run time.
+var skippedTrees = []string{"/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", "/usr/share/bug/", "/etc/init.d/", "/lib/systemd/", "/usr/lib/systemd/"}
+
+// PushDebianApp extracts app's packages (ExtractDebian, cached under
+// cache), makes them an image with Debian's static busybox as its shell,
+// and pushes it under the name the manifest uses. It returns the root, so
+// the host can run the server's own client tools from it.
+func PushDebianApp(ctx context.Context, n *RealNode, cache string, app DebianApp, say func(string, ...any)) (DebianRoot, error) {
+	root, err := ExtractDebian(ctx, cache, app.Name, app.Packages, say)
+	if err != nil {
+		return root, err
+	}
+	files, err := TreeFiles(root.Dir)
+	if err != nil {
+		return root, err
+	}
+	for name := range files {
+		for _, skip := range skippedTrees {
+			if strings.HasPrefix(name, skip) {
+				delete(files, name)
+			}
+		}
+	}
+	if _, err := os.Stat(busybox); err != nil {
+		return root, fmt.Errorf("%s missing: apt-get install busybox-static", busybox)
+	}
+	files["/bin/busybox"] = ociimage.File{Source: busybox, Mode: 0o755}
+	for _, a := range appApplets {
+		if _, taken := files["/bin/"+a]; !taken {
+			files["/bin/"+a] = ociimage.File{Link: "busybox"}
+		}
+	}
+	files["/tmp/.keep"] = ociimage.File{}
+	files["/etc/passwd"] = ociimage.File{Data: []byte("root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/tmp:/bin/sh\n")}
+	files["/etc/group"] = ociimage.File{Data: []byte("root:x:0:\nnonroot:x:65532:\n")}
+	say("debian %s: %d files, pushing %s", app.Name, len(files), app.Image)
+	img, err := ociimage.Build(ociimage.Spec{Files: files, User: ociimage.NonrootUser, Labels: map[string]string{
+		"org.opencontainers.image.description": "Debian packages " + strings.Join(root.Packages, " "),
+	}})
+	if err != nil {
+		return root, err
+	}
+	repoTag := app.Image
+	for _, reg := range MirroredRegistries {
+		repoTag = strings.TrimPrefix(repoTag, reg+"/")
+	}
+	_, err = n.Registry.Push(ctx, repoTag, img)
+	return root, err
+}
+
+// eachPod asks every pod at once.
+func eachPod(ctx context.Context, pods []corev1.Pod, view func(context.Context, *corev1.Pod) ServerView) []ServerView {
+	views := make([]ServerView, len(pods))
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			views[i] = view(ctx, &pods[i])
+		}()
+	}
+	wg.Wait()
+	return views
+}
+
+// redisCommand sends one command to the Redis server of pod and returns
+// its reply (a bulk or simple string).
+func redisCommand(ctx context.Context, pod *corev1.Pod, args ...string) (string, error) {
+	if err := CheckPodAddress(pod.Status.PodIP); err != nil {
+		return "", err
+	}
+	conn, err := bridgeDialer.DialContext(ctx, "tcp", net.JoinHostPort(pod.Status.PodIP, "6379"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	var req strings.Builder
+	fmt.Fprintf(&req, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "+"):
+		return line[1:], nil
+	case strings.HasPrefix(line, "-"):
+		return "", fmt.Errorf("redis %s: %s", strings.Join(args, " "), line[1:])
+	case strings.HasPrefix(line, "$"):
+		size, err := strconv.Atoi(line[1:])
+		if err != nil || size < 0 {
+			return "", fmt.Errorf("redis reply %q", line)
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:size]), nil
+	}
+	return "", fmt.Errorf("redis reply %q", line)
+}
+
+// redisView reads CLUSTER NODES: the server's own node and every node it
+// holds reachable (flags without fail, fail? or handshake). A node Redis
+// flags failed or unreachable is its own report that the node is gone, and
+// a lost master without slots is never promoted to "fail" (only masters
+// serving slots vote), so it is left out rather than waited on.
+func redisView(ctx context.Context, pod *corev1.Pod) ServerView {
+	v := ServerView{Pod: pod.Name, IP: pod.Status.PodIP, Peers: map[string]string{}}
+	nodes, err := redisCommand(ctx, pod, "CLUSTER", "NODES")
+	if err != nil {
+		v.Err = err
+		return v
+	}
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		id, addr, flags := f[0], strings.SplitN(f[1], "@", 2)[0], ","+f[2]+","
+		switch {
+		case strings.Contains(flags, ",myself,"):
+			v.ID = id
+		case strings.Contains(flags, ",fail,"), strings.Contains(flags, ",fail?,"), strings.Contains(flags, ",handshake,"), strings.Contains(flags, ",noaddr,"):
+		default:
+			v.Peers[id] = addr
+		}
+	}
+	if v.ID == "" {
+		v.Err = fmt.Errorf("CLUSTER NODES has no myself line")
+	}
+	return v
+}
+
+// RedisClusterState is CLUSTER INFO's cluster_state and
+// cluster_slots_assigned of pod's server.
+func RedisClusterState(ctx context.Context, pod *corev1.Pod) (state string, slots int, err error) {
+	info, err := redisCommand(ctx, pod, "CLUSTER", "INFO")
+	if err != nil {
+		return "", 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		k, val, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch k {
+		case "cluster_state":
+			state = val
+		case "cluster_slots_assigned":
+			slots, _ = strconv.Atoi(val)
+		}
+	}
+	return state, slots, nil
+}
+
+func redisReport(ctx context.Context, pod *corev1.Pod) string {
+	info, err := redisCommand(ctx, pod, "CLUSTER", "INFO")
+	if err != nil {
+		return err.Error()
+	}
+	nodes, err := redisCommand(ctx, pod, "CLUSTER", "NODES")
+	if err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "cluster_state") || strings.HasPrefix(line, "cluster_known_nodes") || strings.HasPrefix(line, "cluster_slots_assigned") {
+			keep = append(keep, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(keep, " ") + "\n" + strings.TrimSpace(nodes)
+}
+
+// serfMembers runs Debian's own `serf members` on the host against pod's
+// agent (its RPC address on the pod network).
+func serfMembers(ctx context.Context, root DebianRoot, pod *corev1.Pod, format string) (string, error) {
+	if err := CheckPodAddress(pod.Status.PodIP); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(root.Dir, "usr", "bin", "serf"), "members",
+		"-rpc-addr="+net.JoinHostPort(pod.Status.PodIP, "7373"), "-format="+format).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("serf members: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// serfView is the agent's alive members by node name (the pod names).
+func serfView(ctx context.Context, root DebianRoot, pod *corev1.Pod) ServerView {
+	v := ServerView{Pod: pod.Name, IP: pod.Status.PodIP, ID: pod.Name, Peers: map[string]string{}}
+	out, err := serfMembers(ctx, root, pod, "json")
+	if err != nil {
+		v.Err = err
+		return v
+	}
+	var m struct {
+		Members []struct {
+			Name, Addr, Status string
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		v.Err = fmt.Errorf("serf members -format=json: %w", err)
+		return v
+	}
+	for _, member := range m.Members {
+		if member.Status == "alive" && member.Name != pod.Name {
+			v.Peers[member.Name] = member.Addr
+		}
+	}
+	return v
+}
+
+func serfReport(ctx context.Context, root DebianRoot, pod *corev1.Pod) string {
+	out, err := serfMembers(ctx, root, pod, "text")
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(out)
+}
+
+// WaitOneCluster waits until the n running pods matching sel form one
+// cluster as views reports it, each server seeing exactly the others,
+// within `within` of their being running; it returns them and the time
+// since the last one started, or the pods and the last error, naming the
+// islands.
+func WaitOneCluster(ctx context.Context, c *Cluster, ns string, sel map[string]string, n int, within time.Duration, views func(context.Context, []corev1.Pod) []ServerView) ([]corev1.Pod, time.Duration, error) {
+	pods, err := RunningReady(ctx, c, ns, sel, n, 3*time.Minute)
+	if err != nil {
+		return pods, 0, err
+	}
+	started := LastStarted(pods)
+	deadline := time.Now().Add(within)
+	for {
+		err := OneCluster(views(ctx, pods))
+		if err == nil {
+			return pods, time.Since(started), nil
+		}
+		if time.Now().After(deadline) {
+			return pods, 0, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -1,0 +1,242 @@
+package framework
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/peergroup/peergroup/internal/ociimage"
+)
+
+// maintainerOnly are packages a Debian package depends on only for its
+// maintainer scripts (creating users, registering init scripts, asking
+// debconf questions). `dpkg -x` runs no maintainer script, so a root
+// filesystem extracted from the closure needs none of them, and leaving
+// them out keeps perl and PAM out of every image. The closure stops at
+// them: what only they depend on is left out too.
+var maintainerOnly = map[string]bool{
+	"adduser": true, "debconf": true, "cdebconf": true, "dpkg": true, "passwd": true,
+	"install-info": true, "lsb-base": true, "sysvinit-utils": true, "init-system-helpers": true,
+	"tar": true, "usrmerge": true, "usr-is-merged": true, "logrotate": true, "systemd": true,
+	"systemd-sysv": true, "ucf": true, "procps": true,
+}
+
+// DebianRoot is a root filesystem extracted from Debian packages and the
+// exact versions it holds.
+type DebianRoot struct {
+	Dir      string
+	Packages []string // "name=version", sorted
+}
+
+// ExtractDebian downloads the dependency closure of packages from this
+// machine's Debian archive (`apt-get download`, the candidate version) and
+// extracts every package into a root filesystem under cache (`dpkg -x`),
+// once: a later call with the same packages reuses both. Progress goes to
+// say.
+func ExtractDebian(ctx context.Context, cache, name string, packages []string, say func(string, ...any)) (DebianRoot, error) {
+	root := DebianRoot{Dir: filepath.Join(cache, "rootfs", name)}
+	debs := filepath.Join(cache, "debs")
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return root, err
+	}
+	unlock, err := lockDir(cache)
+	if err != nil {
+		return root, err
+	}
+	defer unlock()
+	if _, err := candidate(ctx, packages[0]); err != nil {
+		// A fresh machine may have no package lists yet.
+		say("debian %s: apt-get update", name)
+		if out, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
+			return root, fmt.Errorf("apt-get update: %w\n%s", err, tail(out))
+		}
+	}
+	closure, err := debianClosure(ctx, packages)
+	if err != nil {
+		return root, err
+	}
+	for _, p := range closure {
+		v, err := candidate(ctx, p)
+		if err != nil {
+			return root, err
+		}
+		root.Packages = append(root.Packages, p+"="+v)
+	}
+	stamp := filepath.Join(root.Dir, ".peergroup-packages")
+	want := strings.Join(root.Packages, "\n") + "\n"
+	if have, err := os.ReadFile(stamp); err == nil && string(have) == want {
+		return root, nil
+	}
+	var missing []string
+	for _, p := range root.Packages {
+		if _, err := debFile(debs, p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		say("debian %s: downloading %d of %d packages", name, len(missing), len(root.Packages))
+		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"download", "-q"}, missing...)...)
+		cmd.Dir = debs
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return root, fmt.Errorf("apt-get download %s: %w\n%s", strings.Join(missing, " "), err, tail(out))
+		}
+	}
+	if err := os.RemoveAll(root.Dir); err != nil {
+		return root, err
+	}
+	if err := os.MkdirAll(root.Dir, 0o755); err != nil {
+		return root, err
+	}
+	for i, p := range root.Packages {
+		deb, err := debFile(debs, p)
+		if err != nil {
+			return root, err
+		}
+		if i%10 == 0 {
+			say("debian %s: extracting %d/%d (%s)", name, i+1, len(root.Packages), p)
+		}
+		if out, err := exec.CommandContext(ctx, "dpkg", "-x", deb, root.Dir).CombinedOutput(); err != nil {
+			return root, fmt.Errorf("dpkg -x %s: %w\n%s", deb, err, out)
+		}
+	}
+	return root, os.WriteFile(stamp, []byte(want), 0o644)
+}
+
+// debianClosure walks Depends and Pre-Depends from packages (the first of
+// each set of alternatives, virtual packages skipped), stopping at
+// maintainerOnly.
+func debianClosure(ctx context.Context, packages []string) ([]string, error) {
+	seen := map[string]bool{}
+	queue := append([]string(nil), packages...)
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] || maintainerOnly[p] {
+			continue
+		}
+		seen[p] = true
+		out, err := exec.CommandContext(ctx, "apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", p).Output()
+		if err != nil {
+			return nil, fmt.Errorf("apt-cache depends %s: %w", p, err)
+		}
+		queue = append(queue, firstAlternatives(out)...)
+	}
+	names := make([]string, 0, len(seen))
+	for p := range seen {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// firstAlternatives reads `apt-cache depends` output: a line starting with
+// " |" has alternatives on the following lines, of which the first is
+// taken. Virtual packages ("<debconf-2.0>") are skipped.
+func firstAlternatives(out []byte) []string {
+	var deps []string
+	skipNext := false
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		alt := strings.HasPrefix(line, " |")
+		field, dep, ok := strings.Cut(strings.TrimLeft(line, " |"), ": ")
+		if !ok || (field != "Depends" && field != "PreDepends") {
+			continue
+		}
+		if skipNext {
+			skipNext = alt
+			continue
+		}
+		skipNext = alt
+		if strings.HasPrefix(dep, "<") {
+			continue
+		}
+		deps = append(deps, strings.SplitN(dep, ":", 2)[0])
+	}
+	return deps
+}
+
+// candidate is the version `apt-get download` fetches.
+func candidate(ctx context.Context, pkg string) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "policy", pkg).Output()
+	if err != nil {
+		return "", fmt.Errorf("apt-cache policy %s: %w", pkg, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Candidate: "); ok && v != "(none)" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("debian package %s: no candidate version (apt-get update?)", pkg)
+}
+
+// debFile finds the downloaded .deb of "name=version" (apt-get names it
+// name_version_arch.deb, the version's epoch colon escaped as %3a).
+func debFile(dir, pkgVersion string) (string, error) {
+	name, version, _ := strings.Cut(pkgVersion, "=")
+	matches, _ := filepath.Glob(filepath.Join(dir, name+"_"+strings.ReplaceAll(version, ":", "%3a")+"_*.deb"))
+	if len(matches) == 0 {
+		return "", fmt.Errorf("%s: not downloaded", pkgVersion)
+	}
+	return matches[0], nil
+}
+
+// lockDir serialises builders of one cache across test binaries.
+func lockDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+func tail(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 2000 {
+		s = "…" + s[len(s)-2000:]
+	}
+	return s
+}
+
+// TreeFiles lists a root filesystem as image files: regular files by
+// source path with their mode, symbolic links as links. Directories come
+// from the files' paths (ociimage makes them 0755).
+func TreeFiles(root string) (map[string]ociimage.File, error) {
+	files := map[string]ociimage.File{}
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." || info.IsDir() || strings.HasPrefix(rel, ".peergroup") {
+			return nil
+		}
+		name := "/" + filepath.ToSlash(rel)
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			files[name] = ociimage.File{Link: target}
+		case info.Mode().IsRegular():
+			files[name] = ociimage.File{Source: p, Mode: int64(info.Mode().Perm())}
+		}
+		return nil
+	})
+	return files, err
+}
