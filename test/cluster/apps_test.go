@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/peergroup/peergroup/contract"
 	"github.com/peergroup/peergroup/test/framework"
 )
 
@@ -128,7 +129,7 @@ func (r *appRun) requireOneCluster(t *testing.T, n int) []corev1.Pod {
 	t.Helper()
 	pods, took, err := framework.WaitOneCluster(context.Background(), lc.Cluster, r.ns, map[string]string{"app": r.app.Name}, n, oneClusterDeadline, r.views)
 	if err != nil {
-		r.explain(t, pods)
+		r.explain(t, r.allPods(t))
 		t.Fatalf("%s: %v (after %s)", r.app.Name, err, oneClusterDeadline)
 	}
 	t.Logf("one %s cluster of %d after the last pod started: %s", r.app.Name, n, took.Round(100*time.Millisecond))
@@ -138,18 +139,30 @@ func (r *appRun) requireOneCluster(t *testing.T, n int) []corev1.Pod {
 	return pods
 }
 
+// allPods are the app's pods as they are, ready or not.
+func (r *appRun) allPods(t *testing.T) []corev1.Pod {
+	t.Helper()
+	list := &corev1.PodList{}
+	if err := lc.Client.List(context.Background(), list, client.InNamespace(r.ns), client.MatchingLabels{"app": r.app.Name}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
 // explain logs, for each pod, its decision, the seed file its server read
 // and the server's own membership report.
 func (r *appRun) explain(t *testing.T, pods []corev1.Pod) {
 	t.Helper()
 	for _, p := range pods {
-		_, seeds, _ := framework.LoggedDecision(containerLog(t, p.Namespace, p.Name, "seed-discovery"))
-		file, err := lc.Node.EmptyDirFile(string(p.UID), "peergroup-seeds", "seed-hostports")
+		sd, _ := framework.ContainerLog(context.Background(), lc.Cluster, p.Namespace, p.Name, "seed-discovery")
+		_, seeds, _ := framework.LoggedDecision(sd)
+		file, err := lc.Node.EmptyDirFile(string(p.UID), contract.SeedsVolumeName, r.app.SeedFile)
 		if err != nil {
 			file = []byte(err.Error())
 		}
-		t.Logf("%s (%s): decided seeds %s; seed-hostports %q; %s reports:\n%s\nits log begins:\n%s", p.Name, p.Status.PodIP, seeds,
-			strings.TrimSpace(string(file)), r.app.Name, r.app.Report(context.Background(), r.root, &p), firstLines(containerLog(t, p.Namespace, p.Name, r.app.Container), 4))
+		log, _ := framework.ContainerLog(context.Background(), lc.Cluster, p.Namespace, p.Name, r.app.Container)
+		t.Logf("%s (%s, %s): decided seeds %s; %s %q; %s reports:\n%s\nits log begins:\n%s\nand ends:\n%s", p.Name, p.Status.PodIP, p.Status.Phase, seeds,
+			r.app.SeedFile, strings.TrimSpace(string(file)), r.app.Name, r.app.Report(context.Background(), r.root, &p), firstLines(log, 4), lastLines(log, 15))
 	}
 }
 
@@ -163,6 +176,11 @@ func (r *appRun) founder(t *testing.T, pods []corev1.Pod) corev1.Pod {
 	}
 	t.Fatalf("no pod of %v decided role founder", podNames(pods))
 	return corev1.Pod{}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func podNames(pods []corev1.Pod) []string {
@@ -210,7 +228,7 @@ func newPods(t *testing.T, old, pods []corev1.Pod, what string) {
 // TestRealApps runs each application through the events that split
 // clusters in production, each in its own namespace, in parallel.
 func TestRealApps(t *testing.T) {
-	for _, name := range []string{"redis", "serf"} {
+	for _, name := range []string{"redis", "rabbitmq", "serf"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			app, root := debianApp(t, name)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,11 +30,18 @@ type DebianApp struct {
 	Manifest string
 	// Container is the server's container in the manifest.
 	Container string
+	// SeedFile is the seed file its wrapper reads.
+	SeedFile string
 	// Packages are the Debian packages whose closure makes the image.
 	Packages []string
 	// Image is the image the manifest names, pushed under that name to
 	// the node's registry (MirroredRegistries).
 	Image string
+	// Commands put the server's commands where the image the manifest
+	// names has them (on PATH), when Debian keeps them elsewhere: each a
+	// script that runs the command at its Debian path (a symbolic link
+	// would not do: the commands find their files beside $0).
+	Commands map[string]string
 	// Views asks every pod's server for the cluster it is in.
 	Views func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView
 	// Report is the server's own membership report, for a failure's
@@ -45,15 +53,28 @@ type DebianApp struct {
 // APP=...` run, one per seed format.
 var DebianApps = map[string]DebianApp{
 	"redis": {
-		Name: "redis", Manifest: "redis-cluster.yaml", Container: "redis",
+		Name: "redis", Manifest: "redis-cluster.yaml", Container: "redis", SeedFile: "seed-hostports",
 		Packages: []string{"redis-server"}, Image: "docker.io/library/redis:7.0.15",
 		Views: func(ctx context.Context, _ DebianRoot, pods []corev1.Pod) []ServerView {
 			return eachPod(ctx, pods, redisView)
 		},
 		Report: func(ctx context.Context, _ DebianRoot, pod *corev1.Pod) string { return redisReport(ctx, pod) },
 	},
+	"rabbitmq": {
+		Name: "rabbitmq", Manifest: "rabbitmq.yaml", Container: "rabbitmq", SeedFile: "seed-hosts",
+		Packages: []string{"rabbitmq-server"}, Image: "docker.io/library/rabbitmq:3.10.8",
+		Commands: map[string]string{
+			"/usr/local/bin/rabbitmq-server":      "/usr/lib/rabbitmq/bin/rabbitmq-server",
+			"/usr/local/bin/rabbitmqctl":          "/usr/lib/rabbitmq/bin/rabbitmqctl",
+			"/usr/local/bin/rabbitmq-diagnostics": "/usr/lib/rabbitmq/bin/rabbitmq-diagnostics",
+		},
+		Views: func(ctx context.Context, _ DebianRoot, pods []corev1.Pod) []ServerView {
+			return eachPod(ctx, pods, rabbitView)
+		},
+		Report: func(ctx context.Context, _ DebianRoot, pod *corev1.Pod) string { return rabbitReport(ctx, pod) },
+	},
 	"serf": {
-		Name: "serf", Manifest: "serf.yaml", Container: "serf",
+		Name: "serf", Manifest: "serf.yaml", Container: "serf", SeedFile: "seed-hostports",
 		Packages: []string{"serf"}, Image: "ghcr.io/peergroup/examples/serf:0.9.4",
 		Views: func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView {
 			return eachPod(ctx, pods, func(ctx context.Context, pod *corev1.Pod) ServerView { return serfView(ctx, root, pod) })
@@ -62,8 +83,16 @@ var DebianApps = map[string]DebianApp{
 	},
 }
 
-// appApplets are the busybox commands the examples' wrappers use.
-var appApplets = []string{"sh", "cat", "sed", "head", "wc", "grep", "sleep", "dirname", "tr", "echo", "ls", "date", "seq"}
+// allBusyboxApplets lists every command Debian's static busybox provides: the
+// images' shell and tools, as a small base image would give them, for the
+// examples' wrappers and the servers' own start scripts.
+func allBusyboxApplets() ([]string, error) {
+	out, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list: %w", busybox, err)
+	}
+	return strings.Fields(string(out)), nil
+}
 
 // skippedTrees are parts of a package no server reads at run time.
 var skippedTrees = []string{"/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", "/usr/share/bug/", "/etc/init.d/", "/lib/systemd/", "/usr/lib/systemd/"}
@@ -92,10 +121,19 @@ func PushDebianApp(ctx context.Context, n *RealNode, cache string, app DebianApp
 		return root, fmt.Errorf("%s missing: apt-get install busybox-static", busybox)
 	}
 	files["/bin/busybox"] = ociimage.File{Source: busybox, Mode: 0o755}
-	for _, a := range appApplets {
-		if _, taken := files["/bin/"+a]; !taken {
+	applets, err := allBusyboxApplets()
+	if err != nil {
+		return root, err
+	}
+	for _, a := range applets {
+		_, inBin := files["/bin/"+a]
+		_, inUsrBin := files["/usr/bin/"+a]
+		if !inBin && !inUsrBin {
 			files["/bin/"+a] = ociimage.File{Link: "busybox"}
 		}
+	}
+	for name, target := range app.Commands {
+		files[name] = ociimage.File{Data: []byte("#!/bin/sh\nexec " + target + " \"$@\"\n"), Mode: 0o755}
 	}
 	files["/tmp/.keep"] = ociimage.File{}
 	files["/etc/passwd"] = ociimage.File{Data: []byte("root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/tmp:/bin/sh\n")}
@@ -242,6 +280,72 @@ func redisReport(ctx context.Context, pod *corev1.Pod) string {
 		}
 	}
 	return strings.Join(keep, " ") + "\n" + strings.TrimSpace(nodes)
+}
+
+// rabbitGet reads one resource of the management API of pod's node.
+func rabbitGet(ctx context.Context, pod *corev1.Pod, path string, into any) error {
+	if err := CheckPodAddress(pod.Status.PodIP); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(pod.Status.PodIP, "15672")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("guest", "guest")
+	httpc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: bridgeDialer.DialContext, DisableKeepAlives: true}}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+type rabbitNode struct {
+	Name    string `json:"name"`
+	Running bool   `json:"running"`
+}
+
+// rabbitView is the node's own name and the cluster's nodes it reports
+// running (the management API's /api/nodes: what `rabbitmqctl
+// cluster_status` lists as running nodes).
+func rabbitView(ctx context.Context, pod *corev1.Pod) ServerView {
+	v := ServerView{Pod: pod.Name, IP: pod.Status.PodIP, Peers: map[string]string{}}
+	var overview struct {
+		Node string `json:"node"`
+	}
+	if v.Err = rabbitGet(ctx, pod, "/api/overview", &overview); v.Err != nil {
+		return v
+	}
+	var nodes []rabbitNode
+	if v.Err = rabbitGet(ctx, pod, "/api/nodes", &nodes); v.Err != nil {
+		return v
+	}
+	v.ID = overview.Node
+	for _, n := range nodes {
+		if n.Running && n.Name != v.ID {
+			v.Peers[n.Name] = n.Name
+		}
+	}
+	return v
+}
+
+func rabbitReport(ctx context.Context, pod *corev1.Pod) string {
+	var nodes []rabbitNode
+	if err := rabbitGet(ctx, pod, "/api/nodes", &nodes); err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, n := range nodes {
+		lines = append(lines, fmt.Sprintf("%s running=%t", n.Name, n.Running))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // serfMembers runs Debian's own `serf members` on the host against pod's
