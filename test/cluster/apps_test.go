@@ -111,7 +111,7 @@ type appRun struct {
 }
 
 func (r *appRun) views(ctx context.Context, pods []corev1.Pod) []framework.ServerView {
-	return r.app.Views(ctx, r.root, pods)
+	return r.app.Views(ctx, framework.AppEnv{Root: r.root, Cluster: lc.Cluster}, pods)
 }
 
 func (r *appRun) scale(n int32) {
@@ -162,7 +162,7 @@ func (r *appRun) explain(t *testing.T, pods []corev1.Pod) {
 		}
 		log, _ := framework.ContainerLog(context.Background(), lc.Cluster, p.Namespace, p.Name, r.app.Container)
 		t.Logf("%s (%s, %s): decided seeds %s; %s %q; %s reports:\n%s\nits log begins:\n%s\nand ends:\n%s", p.Name, p.Status.PodIP, p.Status.Phase, seeds,
-			r.app.SeedFile, strings.TrimSpace(string(file)), r.app.Name, r.app.Report(context.Background(), r.root, &p), firstLines(log, 4), lastLines(log, 15))
+			r.app.SeedFile, strings.TrimSpace(string(file)), r.app.Name, r.app.Report(context.Background(), framework.AppEnv{Root: r.root, Cluster: lc.Cluster}, &p), firstLines(log, 4), lastLines(log, 15))
 	}
 }
 
@@ -228,7 +228,7 @@ func newPods(t *testing.T, old, pods []corev1.Pod, what string) {
 // TestRealApps runs each application through the events that split
 // clusters in production, each in its own namespace, in parallel.
 func TestRealApps(t *testing.T) {
-	for _, name := range []string{"redis", "rabbitmq", "serf"} {
+	for _, name := range []string{"redis", "rabbitmq", "jgroups", "serf"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			app, root := debianApp(t, name)

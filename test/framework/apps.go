@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,10 +44,17 @@ type DebianApp struct {
 	// would not do: the commands find their files beside $0).
 	Commands map[string]string
 	// Views asks every pod's server for the cluster it is in.
-	Views func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView
+	Views func(ctx context.Context, env AppEnv, pods []corev1.Pod) []ServerView
 	// Report is the server's own membership report, for a failure's
 	// reader and the demo's last step.
-	Report func(ctx context.Context, root DebianRoot, pod *corev1.Pod) string
+	Report func(ctx context.Context, env AppEnv, pod *corev1.Pod) string
+}
+
+// AppEnv is what the host needs to ask the servers: the extracted packages
+// (their client tools) and the cluster (the servers' logs).
+type AppEnv struct {
+	Root    DebianRoot
+	Cluster *Cluster
 }
 
 // DebianApps are the applications the real-node suite and `make demo
@@ -55,10 +63,10 @@ var DebianApps = map[string]DebianApp{
 	"redis": {
 		Name: "redis", Manifest: "redis-cluster.yaml", Container: "redis", SeedFile: "seed-hostports",
 		Packages: []string{"redis-server"}, Image: "docker.io/library/redis:7.0.15",
-		Views: func(ctx context.Context, _ DebianRoot, pods []corev1.Pod) []ServerView {
+		Views: func(ctx context.Context, _ AppEnv, pods []corev1.Pod) []ServerView {
 			return eachPod(ctx, pods, redisView)
 		},
-		Report: func(ctx context.Context, _ DebianRoot, pod *corev1.Pod) string { return redisReport(ctx, pod) },
+		Report: func(ctx context.Context, _ AppEnv, pod *corev1.Pod) string { return redisReport(ctx, pod) },
 	},
 	"rabbitmq": {
 		Name: "rabbitmq", Manifest: "rabbitmq.yaml", Container: "rabbitmq", SeedFile: "seed-hosts",
@@ -68,16 +76,37 @@ var DebianApps = map[string]DebianApp{
 			"/usr/local/bin/rabbitmqctl":          "/usr/lib/rabbitmq/bin/rabbitmqctl",
 			"/usr/local/bin/rabbitmq-diagnostics": "/usr/lib/rabbitmq/bin/rabbitmq-diagnostics",
 		},
-		Views: func(ctx context.Context, _ DebianRoot, pods []corev1.Pod) []ServerView {
+		Views: func(ctx context.Context, _ AppEnv, pods []corev1.Pod) []ServerView {
 			return eachPod(ctx, pods, rabbitView)
 		},
-		Report: func(ctx context.Context, _ DebianRoot, pod *corev1.Pod) string { return rabbitReport(ctx, pod) },
+		Report: func(ctx context.Context, _ AppEnv, pod *corev1.Pod) string { return rabbitReport(ctx, pod) },
+	},
+	"jgroups": {
+		Name: "jgroups", Manifest: "jgroups.yaml", Container: "jgroups", SeedFile: "seed-jgroups",
+		Packages: []string{"libjgroups-java", "openjdk-17-jre-headless"}, Image: "ghcr.io/peergroup/examples/jgroups:2.12.2",
+		Commands: map[string]string{"/usr/local/bin/java": "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"},
+		Views: func(ctx context.Context, env AppEnv, pods []corev1.Pod) []ServerView {
+			return jgroupsViews(ctx, env.Cluster, pods)
+		},
+		Report: func(ctx context.Context, env AppEnv, pod *corev1.Pod) string {
+			log, err := ContainerLog(ctx, env.Cluster, pod.Namespace, pod.Name, "jgroups")
+			if err != nil {
+				return err.Error()
+			}
+			var views []string
+			for _, line := range strings.Split(log, "\n") {
+				if strings.HasPrefix(line, "GMS: address=") || strings.HasPrefix(line, "** New view: ") {
+					views = append(views, line)
+				}
+			}
+			return strings.Join(views, "\n")
+		},
 	},
 	"serf": {
 		Name: "serf", Manifest: "serf.yaml", Container: "serf", SeedFile: "seed-hostports",
 		Packages: []string{"serf"}, Image: "ghcr.io/peergroup/examples/serf:0.9.4",
-		Views: func(ctx context.Context, root DebianRoot, pods []corev1.Pod) []ServerView {
-			return eachPod(ctx, pods, func(ctx context.Context, pod *corev1.Pod) ServerView { return serfView(ctx, root, pod) })
+		Views: func(ctx context.Context, env AppEnv, pods []corev1.Pod) []ServerView {
+			return eachPod(ctx, pods, func(ctx context.Context, pod *corev1.Pod) ServerView { return serfView(ctx, env.Root, pod) })
 		},
 		Report: serfReport,
 	},
@@ -389,12 +418,88 @@ func serfView(ctx context.Context, root DebianRoot, pod *corev1.Pod) ServerView 
 	return v
 }
 
-func serfReport(ctx context.Context, root DebianRoot, pod *corev1.Pod) string {
-	out, err := serfMembers(ctx, root, pod, "text")
+func serfReport(ctx context.Context, env AppEnv, pod *corev1.Pod) string {
+	out, err := serfMembers(ctx, env.Root, pod, "text")
 	if err != nil {
 		return err.Error()
 	}
 	return strings.TrimSpace(out)
+}
+
+// jgroupsMember is what a member printed last: its own address (the GMS
+// banner) and the last view it installed, as ViewDemo prints them ("**
+// New view: [coord|n] [a, b, c]"). JGroups answers membership queries
+// only over multicast diagnostics, which the node's bridge does not carry
+// to the host, so the member's own output, read through the API server, is
+// its report.
+type jgroupsMember struct {
+	name, viewID string
+	members      []string
+}
+
+func jgroupsLast(ctx context.Context, c *Cluster, pod *corev1.Pod) (jgroupsMember, error) {
+	var m jgroupsMember
+	log, err := ContainerLog(ctx, c, pod.Namespace, pod.Name, "jgroups")
+	if err != nil {
+		return m, err
+	}
+	var view string
+	for _, line := range strings.Split(log, "\n") {
+		if rest, ok := strings.CutPrefix(line, "GMS: address="); ok {
+			m.name, _, _ = strings.Cut(rest, ",")
+		}
+		if rest, ok := strings.CutPrefix(line, "** New view: "); ok {
+			view = rest
+		}
+	}
+	id, members, ok := strings.Cut(view, "] [")
+	if m.name == "" || !ok {
+		return m, fmt.Errorf("no address or view printed yet")
+	}
+	m.viewID = strings.TrimPrefix(id, "[")
+	m.members = strings.Split(strings.TrimSuffix(members, "]"), ", ")
+	return m, nil
+}
+
+// jgroupsViews reads every member's last view. A view names a member that
+// joined after the printing member learnt the names by its UUID, so views
+// are compared by their id (coordinator and counter, the same on every
+// member that installed it) and size: members that installed one view of
+// all of them, whose coordinator is one of them, see each other.
+func jgroupsViews(ctx context.Context, c *Cluster, pods []corev1.Pod) []ServerView {
+	last := make([]jgroupsMember, len(pods))
+	views := eachPod(ctx, pods, func(ctx context.Context, pod *corev1.Pod) ServerView {
+		i := slices.IndexFunc(pods, func(p corev1.Pod) bool { return p.UID == pod.UID })
+		v := ServerView{Pod: pod.Name, IP: pod.Status.PodIP, Peers: map[string]string{}}
+		last[i], v.Err = jgroupsLast(ctx, c, pod)
+		v.ID = last[i].name
+		return v
+	})
+	names := map[string]bool{}
+	for _, m := range last {
+		names[m.name] = true
+	}
+	for i, m := range last {
+		if views[i].Err != nil {
+			continue
+		}
+		coord, _, _ := strings.Cut(m.viewID, "|")
+		for j, other := range last {
+			if j != i && views[j].Err == nil && other.viewID == m.viewID && len(m.members) == len(other.members) && names[coord] {
+				views[i].Peers[other.name] = "view " + m.viewID
+			}
+		}
+		if len(m.members) != len(pods) || !names[coord] {
+			// A view of other members, or of a coordinator that is no
+			// pod asked: name them, so the failure shows it.
+			for _, member := range m.members {
+				if member != m.name {
+					views[i].Peers[member] = "view " + m.viewID
+				}
+			}
+		}
+	}
+	return views
 }
 
 // WaitOneCluster waits until the n running pods matching sel form one
