@@ -34,8 +34,11 @@ node-packages: ## Install what the real node takes from Debian (root; skipped wh
 	@missing=""; for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
-demo: node-packages ## The main job: a local cluster with a real node, the chart installed by Helm, NATS RC scaled 1 -> 3 into one cluster.
-	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
+# The demo's application: nats (built from its module), or one taken from
+# Debian's packages: redis, rabbitmq, jgroups, serf (docs/examples).
+APP ?= nats
+demo: node-packages ## The main job: a local cluster with a real node, the chart installed by Helm, NATS RC scaled 1 -> 3 into one cluster (APP=redis|rabbitmq|jgroups|serf: that server instead).
+	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; APP="$(APP)" KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
 test: vet node-packages ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
@@ -61,7 +64,7 @@ bench-seeds: ## Measure seed-discovery as a refreshing sidecar (DNS q/s, memory)
 	go run ./test/bench/seeds -out test/bench/RESULTS.md
 
 test-unit: ## Tests that need no control plane.
-	go test -race -count=1 ./contract/... ./discovery/... ./internal/... ./webhook/... ./test/chart/...
+	go test -race -count=1 ./contract/... ./discovery/... ./internal/... ./webhook/... ./inspect/... ./probe/... ./test/chart/...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -272,6 +272,11 @@ func podTemplate(obj map[string]any) (template map[string]any, path []string, po
 	if !ok {
 		return nil, nil, nil, errNoTemplate
 	}
+	if apiVersion, _ := obj["apiVersion"].(string); kind == "Pod" && apiVersion != "v1" {
+		// The webhook admits only core v1 Pods: a Pod of another group is
+		// not a pod the API server would send it.
+		return nil, nil, nil, fmt.Errorf("apiVersion %q kind Pod is not a v1 Pod", apiVersion)
+	}
 	template = obj
 	if len(path) > 0 {
 		t, found, err := unstructured.NestedMap(obj, path...)

@@ -25,7 +25,7 @@ const injectFixtureDir = "testdata/inject"
 
 // TestInjectGolden runs `peergroup inject`'s library over real-world
 // manifests and compares the output, as objects, with the golden files
-// (go test ./webhook -run InjectGolden -update rewrites them).
+// (go test ./inspect -run InjectGolden -update rewrites them).
 func TestInjectGolden(t *testing.T) {
 	cases := []struct {
 		name, input, nsGroup string
@@ -123,6 +123,7 @@ func TestInjectErrorsNameTheObject(t *testing.T) {
 	cases := map[string]string{
 		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: apps}\nspec: {template: {metadata: {labels: {peergroup.dev/group: Bad}}, spec: {containers: [{name: c}]}}}\n": `Deployment/apps/d: peergroup: pod label peergroup.dev/group value "Bad" is invalid`,
 		"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}, annotations: {peergroup.dev/seed-count: \"0\"}}\nspec: {containers: [{name: c}]}\n":                "Pod/p: peergroup: annotation peergroup.dev/seed-count",
+		"apiVersion: example.com/v1\nkind: Pod\nmetadata: {name: p, labels: {peergroup.dev/group: g}}\nspec: {containers: [{name: c}]}\n":                                                    `apiVersion "example.com/v1" kind Pod is not a v1 Pod`,
 		"kind: Pod\nmetadata: [1, 2]\n": "document 1",
 		"\tnot: [yaml":                  "document 1",
 	}

@@ -113,8 +113,8 @@ func BenchmarkHTTPHandler(b *testing.B) {
 // gopkg.in/evanphx/json-patch.v4), for patches that all but one-label yield
 // the same injected pod. Its cost grows with how deep the patch reaches
 // (every decoded level is marshalled again), which is where most of the API
-// server's extra time per injected pod goes; see the README's performance
-// section for why peergroup keeps its precise patch anyway.
+// server's extra time per injected pod goes; docs/design.md ("The patch")
+// says why peergroup keeps its precise patch anyway.
 func BenchmarkAPIServerPatchApply(b *testing.B) {
 	pod := benchPod()
 	pod.Labels["peergroup.dev/group"] = "cassandra"

@@ -363,7 +363,7 @@ while :; do sleep 1; done`}
 				t.Fatalf("run %d: pod %s has an old pod's address %s: not a full restart", run, p.Name, p.Status.PodIP)
 			}
 			log := containerLog(t, ns, p.Name, contract.InitContainerName)
-			// Issue 22 saw replacements retry 8 DNS timeouts (35 s): the
+			// Replacements once retried 8 DNS timeouts (35 s): the
 			// bridge's MAC changed under the pods (RealNodeBridgeMAC).
 			dnsErrors += strings.Count(log, "DNS error")
 			_, seeds, ok := framework.LoggedDecision(log)

@@ -31,7 +31,7 @@ import (
 	"github.com/peergroup/peergroup/test/framework"
 )
 
-// Issue 17, item 5. A GitOps controller applies the chart's rendered
+// A GitOps controller applies the chart's rendered
 // MutatingWebhookConfiguration, which in selfSigned mode carries no
 // caBundle (the webhook writes it at run time), every 2 s, while pods are
 // created continuously through the API server against the selfSigned

@@ -22,7 +22,7 @@ import (
 	"github.com/peergroup/peergroup/webhook"
 )
 
-// Issue 22 item 2: a member pod the API server refuses after admission —
+// A member pod the API server refuses after admission —
 // its own validation (a label value too long, no image) or LimitRanger —
 // leaves no Service behind, because the Service is created in the
 // validating phase, which the API server calls only after both. A pod it

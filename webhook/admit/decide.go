@@ -3,7 +3,8 @@
 // admission request and returns a Decision; the webhook, the CLI's inject,
 // explain and audit, and the tests all decide through it. The rules are
 // pure functions (ResolveGroup, Mutate, DesiredService); the cluster is
-// reached only through two small ports (NamespaceLabels, ServiceEnsurer),
+// reached only through its ports (NamespaceLabels, ServiceEnsurer,
+// LimitRanges, ValidationPhase),
 // which the webhook backs with informer caches and the CLI with what it
 // looked up. The JSON patch is written directly (DirectPatch), with
 // jsonpatch as its oracle in the tests. docs/design.md, "The admission
@@ -43,7 +44,7 @@ type Decider struct {
 }
 
 // Decide runs the admission: request checks → group → mutation → Service
-// → patch. The order is the contract: a non-CREATE is never decoded, a
+// → patch. The order is the contract: a non-CREATE is skipped before any rule runs, a
 // non-member never touches the cluster, and a pod is denied before its
 // Service is created. With the validating phase in force the Service is
 // only checked here, and created by Validate.

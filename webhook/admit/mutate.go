@@ -39,7 +39,7 @@ func injectedContainer(pod *corev1.Pod) *corev1.Container {
 }
 
 // Mutate returns a copy of pod with everything a member of m's group needs
-// (docs/design.md, "What a member pod gets"). It performs no I/O, so the
+// (docs/applications.md, "What a member pod gets"). It performs no I/O, so the
 // webhook, the CLI and the tests share one implementation. The warnings are
 // for user values left in place that differ from what would have been
 // injected.

@@ -507,8 +507,7 @@ func TestDNSPolicyCutInDenial(t *testing.T) {
 }
 
 // The refreshing sidecar, seed-discovery placed first, hostname seeds for
-// a StatefulSet pod, and the warnings about setups that can found twice;
-// every case also through the fast path (decideBoth).
+// a StatefulSet pod, and the warnings about setups that can found twice.
 func TestMutateSeedOptions(t *testing.T) {
 	rsOwner := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "u", Controller: ptr.To(true)}}
 	cases := []struct {
