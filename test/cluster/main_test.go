@@ -101,6 +101,7 @@ func run(m *testing.M) (code int) {
 	code = m.Run()
 	fmt.Println("cluster: real-node figures:", figures.summary())
 	fmt.Println("cluster: real applications:", appFigures.summary())
+	fmt.Println("cluster: NATS created at once:", scaleFigures.String())
 	if code != 0 {
 		dumpLogs(filepath.Join(workDir, "logs"))
 	}

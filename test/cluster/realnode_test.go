@@ -646,3 +646,64 @@ func TestIslandsAreNamed(t *testing.T) {
 	}
 	t.Logf("the check fails as it should: %v", err)
 }
+
+// TestRealNATSThirtyAtOnce: a Deployment of the NATS example created with
+// 30 replicas at once on the real node forms one cluster, never two; the
+// time from the last pod started to one cluster and each pod's DNS queries
+// until it decided are logged beside a 3-pod group of the same run (for
+// test/bench/RESULTS.md; no timing is asserted).
+func TestRealNATSThirtyAtOnce(t *testing.T) {
+	for _, n := range []int{3, 30} {
+		t.Run(fmt.Sprintf("%d at once", n), func(t *testing.T) {
+			ns := restrictedNamespace(t)
+			app := fmt.Sprintf("nats-%d", n)
+			dep := &appsv1.Deployment{}
+			dep.Name, dep.Namespace = app, ns
+			dep.Spec = appsv1.DeploymentSpec{Replicas: ptr.To(int32(n)), Selector: metav1LabelSelector(app), Template: natsTemplate(t, app)}
+			stop := sampleNeverTwo(t, ns, app, framework.NATSViews)
+			if err := lc.Client.Create(context.Background(), dep); err != nil {
+				t.Fatal(err)
+			}
+			pods, took, err := framework.WaitOneNATSCluster(context.Background(), lc.Cluster, ns, map[string]string{"app": app}, n, 2*oneClusterDeadline)
+			if err != nil {
+				logDecisions(t, pods)
+				t.Fatalf("%d NATS pods created at once: %v", n, err)
+			}
+			stop()
+			var queries []int
+			for _, p := range pods {
+				if q, ok := framework.LoggedQueries(containerLog(t, ns, p.Name, "seed-discovery")); ok {
+					queries = append(queries, q)
+				}
+			}
+			slices.Sort(queries)
+			if len(queries) != n {
+				t.Fatalf("%d of %d pods logged their DNS queries", len(queries), n)
+			}
+			line := fmt.Sprintf("%d NATS pods created at once (stable-margin 3s): one cluster %s after the last started; DNS queries per pod until it decided p50 %d, max %d",
+				n, took.Round(100*time.Millisecond), queries[n/2], queries[n-1])
+			t.Log(line)
+			scaleFigures.add(line)
+		})
+	}
+}
+
+// scaleFigures are TestRealNATSThirtyAtOnce's lines, printed by TestMain.
+var scaleFigures lines
+
+type lines struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (l *lines) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.l = append(l.l, s)
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.l, "; ")
+}

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/peergroup/peergroup/test/framework"
 )
 
@@ -39,6 +41,9 @@ func runReal(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("    peergroup: %s\n    nats:      %s\n", images.Peergroup, images.NATS)
+	if name := os.Getenv("APP"); name != "" && name != "nats" {
+		return runRealApp(ctx, lc, work, name, started)
+	}
 
 	cmds, err := framework.UseItOnRealNode(work)
 	if err != nil {
@@ -118,4 +123,81 @@ func (i *indent) Flush() {
 		fmt.Fprintln(i.w, "    "+string(i.pending))
 		i.pending = nil
 	}
+}
+
+// runRealApp is the same walkthrough with one of the applications taken
+// from Debian's packages (make demo APP=redis|rabbitmq|jgroups|serf): its
+// example manifest as written, scaled 1 -> 3, ending with that server's
+// own membership report.
+func runRealApp(ctx context.Context, lc *framework.LocalCluster, work, name string, started time.Time) error {
+	app, ok := framework.DebianApps[name]
+	if !ok {
+		return fmt.Errorf("APP=%s: want nats, redis, rabbitmq, jgroups or serf", name)
+	}
+	step("Build the %s image from Debian's packages (%s) and serve it as %s", name, strings.Join(app.Packages, ", "), app.Image)
+	say := func(f string, a ...any) { fmt.Printf("    "+f+"\n", a...) }
+	root, err := framework.PushDebianApp(ctx, lc.Node, filepath.Join(framework.RepoRoot(), ".cache", "debian"), app, say)
+	if err != nil {
+		return err
+	}
+	readme, err := framework.UseItOnRealNode(work)
+	if err != nil {
+		return err
+	}
+	kind, err := framework.ManifestKind(app.Manifest)
+	if err != nil {
+		return err
+	}
+	var install string
+	for _, c := range readme {
+		if strings.HasPrefix(c, "helm install ") {
+			install = c
+		}
+	}
+	cmds := []string{install,
+		"kubectl create namespace " + name,
+		"kubectl apply -n " + name + " -f docs/examples/" + app.Manifest,
+		fmt.Sprintf("kubectl scale %s %s -n %s --replicas=3", strings.ToLower(kind), name, name),
+		"kubectl get svc " + name + " -n " + name,
+	}
+	step("The README's \"Use it\" with docs/examples/%s", app.Manifest)
+	for _, c := range cmds {
+		fmt.Printf("\n$ %s\n", c)
+		out := &indent{w: os.Stdout}
+		err := lc.Shell(ctx, out, c)
+		out.Flush()
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(c, "kubectl apply ") {
+			founder, err := framework.RunningReady(ctx, lc.Cluster, name, map[string]string{"app": name}, 1, 3*time.Minute)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("    (%s is running: the founder)\n", founder[0].Name)
+		}
+	}
+	step("Wait until the %s servers form one cluster", name)
+	env := framework.AppEnv{Root: root, Cluster: lc.Cluster}
+	views := func(ctx context.Context, pods []corev1.Pod) []framework.ServerView { return app.Views(ctx, env, pods) }
+	pods, took, err := framework.WaitOneCluster(ctx, lc.Cluster, name, map[string]string{"app": name}, 3, 2*time.Minute, views)
+	if err != nil {
+		return err
+	}
+	step("Membership, as each real server reports it")
+	for _, p := range pods {
+		role, seeds := "?", "?"
+		if log, err := framework.ContainerLog(ctx, lc.Cluster, p.Namespace, p.Name, "seed-discovery"); err == nil {
+			if r, s, ok := framework.LoggedDecision(log); ok {
+				role, seeds = r, s
+			}
+		}
+		fmt.Printf("\n    %s  %s  role %s, seeds %s\n", p.Name, p.Status.PodIP, role, seeds)
+		for _, line := range strings.Split(app.Report(ctx, env, &p), "\n") {
+			fmt.Printf("      | %s\n", line)
+		}
+	}
+	fmt.Printf("\none %s cluster of %d: every server reports the other %d (%s after the last one started; demo took %s)\n",
+		name, len(pods), len(pods)-1, took.Round(100*time.Millisecond), time.Since(started).Round(time.Second))
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/internal/ociimage"
 )
@@ -110,6 +111,21 @@ var DebianApps = map[string]DebianApp{
 		},
 		Report: serfReport,
 	},
+}
+
+// ManifestKind is the kind of the example docs/examples/name.
+func ManifestKind(name string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "docs", "examples", name))
+	if err != nil {
+		return "", err
+	}
+	var head struct {
+		Kind string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(data, &head); err != nil {
+		return "", fmt.Errorf("docs/examples/%s: %w", name, err)
+	}
+	return head.Kind, nil
 }
 
 // allBusyboxApplets lists every command Debian's static busybox provides: the
@@ -438,18 +454,25 @@ type jgroupsMember struct {
 }
 
 func jgroupsLast(ctx context.Context, c *Cluster, pod *corev1.Pod) (jgroupsMember, error) {
-	var m jgroupsMember
 	log, err := ContainerLog(ctx, c, pod.Namespace, pod.Name, "jgroups")
 	if err != nil {
-		return m, err
+		return jgroupsMember{}, err
 	}
+	return parseJGroupsLog(log)
+}
+
+// parseJGroupsLog reads ViewDemo's output. A merge prints the view as
+// "MergeView::[coord|n] [a, b], subgroups=[...]".
+func parseJGroupsLog(log string) (jgroupsMember, error) {
+	var m jgroupsMember
 	var view string
 	for _, line := range strings.Split(log, "\n") {
 		if rest, ok := strings.CutPrefix(line, "GMS: address="); ok {
 			m.name, _, _ = strings.Cut(rest, ",")
 		}
 		if rest, ok := strings.CutPrefix(line, "** New view: "); ok {
-			view = rest
+			view = strings.TrimPrefix(rest, "MergeView::")
+			view, _, _ = strings.Cut(view, ", subgroups=")
 		}
 	}
 	id, members, ok := strings.Cut(view, "] [")
