@@ -15,7 +15,7 @@ COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok co
 # static busybox that gives the NATS image its shell.
 NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
-.PHONY: all build image controlplane node-packages demo bench bench-seeds test test-short test-unit fuzz vet clean
+.PHONY: all build image controlplane node-packages debian-apps demo bench bench-seeds test test-short test-unit fuzz vet clean
 
 all: build
 
@@ -34,13 +34,17 @@ node-packages: ## Install what the real node takes from Debian (root; skipped wh
 	@missing=""; for p in $(NODE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
+debian-apps: ## Download and extract the Debian packages of the real applications (redis, rabbitmq, jgroups, serf) into .cache/debian, once.
+	go run ./hack/debianapps
+
 # The demo's application: nats (built from its module), or one taken from
 # Debian's packages: redis, rabbitmq, jgroups, serf (docs/examples).
 APP ?= nats
 demo: node-packages ## The main job: a local cluster with a real node, the chart installed by Helm, NATS RC scaled 1 -> 3 into one cluster (APP=redis|rabbitmq|jgroups|serf: that server instead).
+	@if [ "$(APP)" != nats ]; then go run ./hack/debianapps $(APP); fi
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; APP="$(APP)" KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
-test: vet node-packages ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
+test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
 	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz

@@ -2,10 +2,12 @@ package cluster
 
 // Real servers nobody here wrote, from Debian's packages, each reading one
 // seed format through the wrapper its example manifest holds, applied as
-// written: Redis Cluster (seed-hostports → CLUSTER MEET, a StatefulSet)
-// and Serf (seed-hostports → -retry-join, peer-hostports from the
-// refreshing sidecar, a Deployment). Every scenario is asserted from what
-// the server itself reports, asked from the host over the node's bridge.
+// written (the test adds the real node's selector and toleration): Redis
+// Cluster (seed-hostports → CLUSTER MEET, a StatefulSet), RabbitMQ
+// (seed-hosts with stable names → classic peer discovery, a StatefulSet),
+// JGroups (seed-jgroups → TCPPING, a Deployment) and Serf (seed-hostports
+// → -retry-join, peer-hostports when alone, a Deployment). Every scenario
+// is asserted from what the server itself reports.
 
 import (
 	"context"
@@ -154,7 +156,43 @@ func (r *appRun) requireOneCluster(t *testing.T, n int) []corev1.Pod {
 	if n > 1 {
 		appFigures.add(r.app.Name, took)
 	}
+	if r.app.Name == "serf" {
+		// The seeds made the cluster: the wrapper's fallback to the members
+		// alive now (peer-hostports, when an agent is alone) was not
+		// needed, or the scenario would pass without seed-hostports.
+		for _, p := range pods {
+			if log := containerLog(t, p.Namespace, p.Name, r.app.Container); strings.Contains(log, "alone: joined") {
+				r.explain(t, pods)
+				t.Fatalf("%s needed peer-hostports: its seeds did not make it a member", p.Name)
+			}
+		}
+	}
 	return pods
+}
+
+// requireRedisSlotsLost checks what the example documents once redis-0,
+// which serves every slot, was replaced: without replicas and a volume its
+// slots are gone, and every server says so (cluster_state:fail), the
+// replacement assigning none beside the running cluster.
+func (r *appRun) requireRedisSlotsLost(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var bad []string
+		for i := range pods {
+			if state, slots, err := framework.RedisClusterState(context.Background(), &pods[i]); err != nil || state != "fail" {
+				bad = append(bad, fmt.Sprintf("%s: cluster_state:%s cluster_slots_assigned:%d %v", pods[i].Name, state, slots, err))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.explain(t, pods)
+			t.Fatalf("redis-0 replaced: want every server to report its slots lost: %s", strings.Join(bad, "; "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // allPods are the app's pods as they are, ready or not.
@@ -261,7 +299,7 @@ func (r *appRun) run(t *testing.T) {
 	sel := client.MatchingLabels{"app": r.app.Name}
 	redis := r.app.Name == "redis"
 	ok := t.Run("scale 1 to 3", func(t *testing.T) {
-		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views, r.explain)
 		if err := lc.Client.Create(context.Background(), r.obj); err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +319,7 @@ func (r *appRun) run(t *testing.T) {
 	})
 	ok = ok && t.Run("a late joiner: 3 to 4", func(t *testing.T) {
 		old := runningOn(t, r.ns, r.app.Name, 3)
-		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views, r.explain)
 		r.scale(4)
 		pods := r.requireOneCluster(t, 4)
 		stop()
@@ -297,7 +335,7 @@ func (r *appRun) run(t *testing.T) {
 	ok = ok && t.Run("the founder lost", func(t *testing.T) {
 		pods := runningOn(t, r.ns, r.app.Name, 4)
 		founder := r.founder(t, pods)
-		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views, r.explain)
 		if err := lc.Client.Delete(context.Background(), &founder); err != nil {
 			t.Fatal(err)
 		}
@@ -311,10 +349,13 @@ func (r *appRun) run(t *testing.T) {
 				requireJoined(t, p)
 			}
 		}
+		if redis {
+			r.requireRedisSlotsLost(t, after)
+		}
 	})
 	ok = ok && t.Run("full restart: every pod deleted at once", func(t *testing.T) {
 		old := runningOn(t, r.ns, r.app.Name, 4)
-		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+		stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views, r.explain)
 		if err := lc.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(r.ns), sel); err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +370,7 @@ func (r *appRun) run(t *testing.T) {
 	if sts, isSet := r.obj.(*appsv1.StatefulSet); ok && isSet {
 		t.Run("rolling update", func(t *testing.T) {
 			old := runningOn(t, r.ns, r.app.Name, 4)
-			stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views)
+			stop := sampleNeverTwo(t, r.ns, r.app.Name, r.views, r.explain)
 			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"template":{"metadata":{"annotations":{"rollout":"1"}}}}}`))
 			if err := lc.Client.Patch(context.Background(), sts, patch); err != nil {
 				t.Fatal(err)
@@ -343,12 +384,16 @@ func (r *appRun) run(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
+					r.explain(t, r.allPods(t))
 					t.Fatalf("rolling update did not replace every pod in 5m: %v", err)
 				}
 				time.Sleep(time.Second)
 			}
-			r.requireOneCluster(t, 4)
+			pods := r.requireOneCluster(t, 4)
 			stop()
+			if redis {
+				r.requireRedisSlotsLost(t, pods)
+			}
 		})
 	}
 }

@@ -421,15 +421,19 @@ func metav1LabelSelector(app string) *metav1.LabelSelector {
 
 // sampleNeverTwo samples the servers of app (views) every 500ms until stop is
 // called, and fails the test if two clusters (two groups of connected
-// servers with at least two members each) of the group's live pods ever
+// servers with at least two members each, each holding a live pod) ever
 // exist at once. A lone server that is still connecting is not a cluster
-// yet; that it joins is what requireOneCluster checks.
-func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []corev1.Pod) []framework.ServerView) (stop func()) {
+// yet; that it joins is what requireOneCluster checks. Pods being deleted
+// are asked too, so a new pod that joined a leaving cluster is seen; a
+// group of leaving pods only (a full restart's old cluster, winding down)
+// is not counted. explain, when given, logs the pods of a split.
+func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []corev1.Pod) []framework.ServerView, explain ...func(*testing.T, []corev1.Pod)) (stop func()) {
 	t.Helper()
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	samples := 0
 	var split string
+	var splitPods []corev1.Pod
 	go func() {
 		defer close(finished)
 		for {
@@ -443,26 +447,35 @@ func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []
 				continue
 			}
 			var pods []corev1.Pod
+			leaving := map[string]bool{}
 			for _, p := range list.Items {
-				// A pod being deleted has left the group (the Service no
-				// longer selects it): what its server still reports is the
-				// old cluster's last moments, which no new member joins.
-				if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
 					pods = append(pods, p)
+					leaving[p.Name] = p.DeletionTimestamp != nil
 				}
 			}
-			clusters := framework.Clusters(views(context.Background(), pods))
 			samples++
-			if len(clusters) >= 2 && len(clusters[1]) >= 2 && split == "" {
-				// Name each pod's decision, so a failure shows how the two
-				// clusters were seeded.
+			var counted [][]string
+			for _, c := range framework.Clusters(views(context.Background(), pods)) {
+				if len(c) >= 2 && slices.ContainsFunc(c, func(name string) bool { return !leaving[name] }) {
+					counted = append(counted, c)
+				}
+			}
+			if len(counted) >= 2 && split == "" {
+				// Name each pod's state and decision, so a failure shows
+				// how the two clusters were seeded.
 				var who []string
 				for _, p := range pods {
 					log, _ := framework.ContainerLog(context.Background(), lc.Cluster, ns, p.Name, contract.InitContainerName)
 					role, seeds, _ := framework.LoggedDecision(log)
-					who = append(who, fmt.Sprintf("%s %s (%s, seeds %s)", p.Name, p.Status.PodIP, role, seeds))
+					state := ""
+					if leaving[p.Name] {
+						state = " leaving"
+					}
+					who = append(who, fmt.Sprintf("%s %s%s (%s, seeds %s)", p.Name, p.Status.PodIP, state, role, seeds))
 				}
-				split = fmt.Sprintf("%s at %s; %s", framework.DescribeClusters(clusters), time.Now().Format("15:04:05.0"), strings.Join(who, "; "))
+				split = fmt.Sprintf("%s at %s; %s", framework.DescribeClusters(counted), time.Now().Format("15:04:05.0"), strings.Join(who, "; "))
+				splitPods = pods
 			}
 		}
 	}()
@@ -474,6 +487,9 @@ func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []
 		halt()
 		t.Logf("%d samples of %s", samples, app)
 		if split != "" {
+			for _, e := range explain {
+				e(t, splitPods)
+			}
 			t.Fatalf("two clusters at once: %s", split)
 		}
 	}

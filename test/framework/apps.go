@@ -85,7 +85,7 @@ var DebianApps = map[string]DebianApp{
 	"jgroups": {
 		Name: "jgroups", Manifest: "jgroups.yaml", Container: "jgroups", SeedFile: "seed-jgroups",
 		Packages: []string{"libjgroups-java", "openjdk-17-jre-headless"}, Image: "ghcr.io/peergroup/examples/jgroups:2.12.2",
-		Commands: map[string]string{"/usr/local/bin/java": "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"},
+		Commands: map[string]string{"/usr/local/bin/java": "/usr/lib/jvm/java-17-openjdk-*/bin/java"},
 		Views: func(ctx context.Context, env AppEnv, pods []corev1.Pod) []ServerView {
 			return jgroupsViews(ctx, env.Cluster, pods)
 		},
@@ -147,7 +147,14 @@ var skippedTrees = []string{"/usr/share/doc/", "/usr/share/man/", "/usr/share/li
 // and pushes it under the name the manifest uses. It returns the root, so
 // the host can run the server's own client tools from it.
 func PushDebianApp(ctx context.Context, n *RealNode, cache string, app DebianApp, say func(string, ...any)) (DebianRoot, error) {
-	root, err := ExtractDebian(ctx, cache, app.Name, app.Packages, say)
+	// The lock stays held while the files are read into the layer: another
+	// run re-extracting after a version change waits for it.
+	unlock, err := lockDir(cache)
+	if err != nil {
+		return DebianRoot{}, err
+	}
+	defer unlock()
+	root, err := extractDebian(ctx, cache, app.Name, app.Packages, false, say)
 	if err != nil {
 		return root, err
 	}
@@ -178,6 +185,13 @@ func PushDebianApp(ctx context.Context, n *RealNode, cache string, app DebianApp
 		}
 	}
 	for name, target := range app.Commands {
+		// A pattern (the JVM's directory names its architecture) is
+		// resolved in the extracted root.
+		matches, _ := filepath.Glob(filepath.Join(root.Dir, target))
+		if len(matches) != 1 {
+			return root, fmt.Errorf("debian %s: command %s: %d files match %s", app.Name, name, len(matches), target)
+		}
+		target = "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(matches[0], root.Dir)), "/")
 		files[name] = ociimage.File{Data: []byte("#!/bin/sh\nexec " + target + " \"$@\"\n"), Mode: 0o755}
 	}
 	files["/tmp/.keep"] = ociimage.File{}
@@ -259,10 +273,9 @@ func redisCommand(ctx context.Context, pod *corev1.Pod, args ...string) (string,
 }
 
 // redisView reads CLUSTER NODES: the server's own node and every node it
-// holds reachable (flags without fail, fail? or handshake). A node Redis
-// flags failed or unreachable is its own report that the node is gone, and
-// a lost master without slots is never promoted to "fail" (only masters
-// serving slots vote), so it is left out rather than waited on.
+// holds reachable (flags without fail, fail?, handshake or noaddr). A node
+// Redis flags failed or unreachable is its own report that the node is gone
+// (a lost node is flagged fail? at once and fail after the node timeout).
 func redisView(ctx context.Context, pod *corev1.Pod) ServerView {
 	v := ServerView{Pod: pod.Name, IP: pod.Status.PodIP, Peers: map[string]string{}}
 	nodes, err := redisCommand(ctx, pod, "CLUSTER", "NODES")
@@ -337,7 +350,12 @@ func rabbitGet(ctx context.Context, pod *corev1.Pod, path string, into any) erro
 		return err
 	}
 	req.SetBasicAuth("guest", "guest")
-	httpc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: bridgeDialer.DialContext, DisableKeepAlives: true}}
+	httpc := &http.Client{
+		Timeout:   3 * time.Second,
+		Transport: &http.Transport{DialContext: bridgeDialer.DialContext, DisableKeepAlives: true},
+		// A redirect could name any address: never followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return err
@@ -399,6 +417,15 @@ func serfMembers(ctx context.Context, root DebianRoot, pod *corev1.Pod, format s
 	if err := CheckPodAddress(pod.Status.PodIP); err != nil {
 		return "", err
 	}
+	// The serf binary dials on its own: reach the agent from the bridge's
+	// address first, so were the bridge gone nothing leaves by the
+	// default route.
+	addr := net.JoinHostPort(pod.Status.PodIP, "7373")
+	probe, err := bridgeDialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	probe.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, filepath.Join(root.Dir, "usr", "bin", "serf"), "members",

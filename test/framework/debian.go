@@ -40,18 +40,27 @@ type DebianRoot struct {
 // extracts every package into a root filesystem under cache (`dpkg -x`),
 // once: a later call with the same packages reuses both. Progress goes to
 // say.
-func ExtractDebian(ctx context.Context, cache, name string, packages []string, say func(string, ...any)) (DebianRoot, error) {
+//
+// With download false (the tests: they reach no network, `make
+// debian-apps` fetches beforehand) a package not yet downloaded is an
+// error naming that target.
+func ExtractDebian(ctx context.Context, cache, name string, packages []string, download bool, say func(string, ...any)) (DebianRoot, error) {
+	unlock, err := lockDir(cache)
+	if err != nil {
+		return DebianRoot{}, err
+	}
+	defer unlock()
+	return extractDebian(ctx, cache, name, packages, download, say)
+}
+
+// extractDebian is ExtractDebian with the cache's lock held by the caller.
+func extractDebian(ctx context.Context, cache, name string, packages []string, download bool, say func(string, ...any)) (DebianRoot, error) {
 	root := DebianRoot{Dir: filepath.Join(cache, "rootfs", name)}
 	debs := filepath.Join(cache, "debs")
 	if err := os.MkdirAll(debs, 0o755); err != nil {
 		return root, err
 	}
-	unlock, err := lockDir(cache)
-	if err != nil {
-		return root, err
-	}
-	defer unlock()
-	if _, err := candidate(ctx, packages[0]); err != nil {
+	if _, err := candidate(ctx, packages[0]); err != nil && download {
 		// A fresh machine may have no package lists yet.
 		say("debian %s: apt-get update", name)
 		if out, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
@@ -79,6 +88,9 @@ func ExtractDebian(ctx context.Context, cache, name string, packages []string, s
 		if _, err := debFile(debs, p); err != nil {
 			missing = append(missing, p)
 		}
+	}
+	if len(missing) > 0 && !download {
+		return root, fmt.Errorf("debian %s: %d packages not downloaded (%s…): run `make debian-apps`", name, len(missing), missing[0])
 	}
 	if len(missing) > 0 {
 		say("debian %s: downloading %d of %d packages", name, len(missing), len(root.Packages))
@@ -154,10 +166,12 @@ func firstAlternatives(out []byte) []string {
 			skipNext = alt
 			continue
 		}
-		skipNext = alt
 		if strings.HasPrefix(dep, "<") {
+			// A virtual package names no files: the next alternative, if
+			// any, is the one to take.
 			continue
 		}
+		skipNext = alt
 		deps = append(deps, strings.SplitN(dep, ":", 2)[0])
 	}
 	return deps
