@@ -71,12 +71,12 @@ func extractDebian(ctx context.Context, cache, name string, packages []string, d
 	if err != nil {
 		return root, err
 	}
+	versions, err := candidates(ctx, closure)
+	if err != nil {
+		return root, err
+	}
 	for _, p := range closure {
-		v, err := candidate(ctx, p)
-		if err != nil {
-			return root, err
-		}
-		root.Packages = append(root.Packages, p+"="+v)
+		root.Packages = append(root.Packages, p+"="+versions[p])
 	}
 	stamp := filepath.Join(root.Dir, ".peergroup-packages")
 	want := strings.Join(root.Packages, "\n") + "\n"
@@ -126,19 +126,25 @@ func extractDebian(ctx context.Context, cache, name string, packages []string, d
 // maintainerOnly.
 func debianClosure(ctx context.Context, packages []string) ([]string, error) {
 	seen := map[string]bool{}
-	queue := append([]string(nil), packages...)
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if seen[p] || maintainerOnly[p] {
-			continue
+	level := packages
+	// One apt-cache call per level of the walk, not per package.
+	for len(level) > 0 {
+		var ask []string
+		for _, p := range level {
+			if !seen[p] && !maintainerOnly[p] {
+				seen[p] = true
+				ask = append(ask, p)
+			}
 		}
-		seen[p] = true
-		out, err := exec.CommandContext(ctx, "apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", p).Output()
+		if len(ask) == 0 {
+			break
+		}
+		args := append([]string{"depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"}, ask...)
+		out, err := exec.CommandContext(ctx, "apt-cache", args...).Output()
 		if err != nil {
-			return nil, fmt.Errorf("apt-cache depends %s: %w", p, err)
+			return nil, fmt.Errorf("apt-cache depends %s: %w", strings.Join(ask, " "), err)
 		}
-		queue = append(queue, firstAlternatives(out)...)
+		level = firstAlternatives(out)
 	}
 	names := make([]string, 0, len(seen))
 	for p := range seen {
@@ -189,6 +195,31 @@ func candidate(ctx context.Context, pkg string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("debian package %s: no candidate version (apt-get update?)", pkg)
+}
+
+// candidates is candidate for many packages, in one apt-cache call.
+func candidates(ctx context.Context, pkgs []string) (map[string]string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", append([]string{"policy"}, pkgs...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("apt-cache policy: %w", err)
+	}
+	versions := map[string]string{}
+	var pkg string
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, " ") && strings.HasSuffix(line, ":") {
+			pkg = strings.TrimSuffix(line, ":")
+			continue
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Candidate: "); ok && v != "(none)" {
+			versions[pkg] = v
+		}
+	}
+	for _, p := range pkgs {
+		if versions[p] == "" {
+			return nil, fmt.Errorf("debian package %s: no candidate version (apt-get update?)", p)
+		}
+	}
+	return versions, nil
 }
 
 // debFile finds the downloaded .deb of "name=version" (apt-get names it
