@@ -403,8 +403,19 @@ func (r *appRun) run(t *testing.T) {
 var appFigures = durationsByName{}
 
 type durationsByName struct {
-	mu sync.Mutex
-	d  map[string][]time.Duration
+	mu     sync.Mutex
+	d      map[string][]time.Duration
+	splits map[string]int
+}
+
+// split counts a scenario of name in which two clusters were seen at once.
+func (f *durationsByName) split(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.splits == nil {
+		f.splits = map[string]int{}
+	}
+	f.splits[name]++
 }
 
 func (f *durationsByName) add(name string, d time.Duration) {
@@ -428,8 +439,8 @@ func (f *durationsByName) summary() string {
 		}
 	}) {
 		d := slices.Sorted(slices.Values(f.d[name]))
-		out = append(out, fmt.Sprintf("%s: last pod started -> one cluster p50 %s, max %s over %d scalings and restarts, none with two clusters at once", name,
-			d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond), len(d)))
+		out = append(out, fmt.Sprintf("%s: last pod started -> one cluster p50 %s, max %s over %d scalings and restarts; two clusters at once in %d", name,
+			d[len(d)/2].Round(100*time.Millisecond), d[len(d)-1].Round(100*time.Millisecond), len(d), f.splits[name]))
 	}
 	return strings.Join(out, "; ")
 }

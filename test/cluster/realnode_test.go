@@ -487,6 +487,7 @@ func sampleNeverTwo(t *testing.T, ns, app string, views func(context.Context, []
 		halt()
 		t.Logf("%d samples of %s", samples, app)
 		if split != "" {
+			appFigures.split(app)
 			for _, e := range explain {
 				e(t, splitPods)
 			}
