@@ -15,7 +15,7 @@ COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok co
 # static busybox that gives the NATS image its shell.
 NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
-.PHONY: all build image controlplane node-packages debian-apps demo bench bench-seeds test test-short test-unit fuzz vet clean
+.PHONY: all build image controlplane node-packages debian-apps demo bench bench-seeds bench-scale test test-short test-unit fuzz vet clean
 
 all: build
 
@@ -46,7 +46,7 @@ demo: node-packages ## The main job: a local cluster with a real node, the chart
 
 test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
-	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 30m ./...
+	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 45m ./...
 	@$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target (package dir:name) for FUZZTIME; findings land in the
@@ -66,6 +66,10 @@ bench: ## Measure peergroup against a no-op webhook and no webhook; writes test/
 
 bench-seeds: ## Measure seed-discovery as a refreshing sidecar (DNS q/s, memory) and its decision time; appends a section to test/bench/RESULTS.md.
 	go run ./test/bench/seeds -out test/bench/RESULTS.md
+
+bench-scale: node-packages ## 30 NATS pods created at once on the real node beside 3: time to one cluster and to the full mesh, DNS queries per pod (for test/bench/RESULTS.md §11).
+	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
+	KUBEBUILDER_ASSETS="$$dir" go test -count=1 -timeout 30m -v ./test/cluster -run 'TestRealNATSThirtyAtOnce' -args -scale | grep -E '^(---|ok|FAIL|cluster: NATS)|NATS pods created'
 
 test-unit: ## Tests that need no control plane.
 	go test -race -count=1 ./contract/... ./discovery/... ./internal/... ./webhook/... ./inspect/... ./probe/... ./test/chart/...

@@ -9,6 +9,7 @@ package cluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -685,6 +686,12 @@ func TestIslandsAreNamed(t *testing.T) {
 // asserted: it is NATS's, not the seeds'), and each pod's DNS queries until
 // it decided. No timing is asserted.
 func TestRealNATSThirtyAtOnce(t *testing.T) {
+	if !*scaleRun {
+		// Not part of `make test`: 30 servers at once on this 2-core node
+		// left it answering no DNS for minutes to the tests after it (a
+		// CI run, 2026-12-07). `make bench-scale` runs it alone.
+		t.Skip("a measurement: make bench-scale (go test ./test/cluster -run TestRealNATSThirtyAtOnce -args -scale)")
+	}
 	for _, n := range []int{3, 30} {
 		t.Run(fmt.Sprintf("%d at once", n), func(t *testing.T) {
 			ns := restrictedNamespace(t)
@@ -738,6 +745,9 @@ func TestRealNATSThirtyAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// scaleRun turns on TestRealNATSThirtyAtOnce (make bench-scale).
+var scaleRun = flag.Bool("scale", false, "run TestRealNATSThirtyAtOnce: 30 NATS pods at once on the real node")
 
 // scaleFigures are TestRealNATSThirtyAtOnce's lines, printed by TestMain.
 var scaleFigures lines
