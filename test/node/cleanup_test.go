@@ -195,6 +195,11 @@ const prSetChildSubreaper = 36
 // kube-apiserver or etcd from assets: the killed run's control plane.
 func killOrphanedControlPlane(t *testing.T, assets string) {
 	t.Helper()
+	// /proc/PID/exe names the binary's real path: compare with the assets'
+	// real path too (a cache reached through a symbolic link).
+	if real, err := filepath.EvalSymlinks(assets); err == nil {
+		assets = real
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var orphans []int
