@@ -170,31 +170,6 @@ func (r *appRun) requireOneCluster(t *testing.T, n int) []corev1.Pod {
 	return pods
 }
 
-// requireRedisSlotsLost checks what the example documents once redis-0,
-// which serves every slot, was replaced: without replicas and a volume its
-// slots are gone, and every server says so (cluster_state:fail), the
-// replacement assigning none beside the running cluster.
-func (r *appRun) requireRedisSlotsLost(t *testing.T, pods []corev1.Pod) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var bad []string
-		for i := range pods {
-			if state, slots, err := framework.RedisClusterState(context.Background(), &pods[i]); err != nil || state != "fail" {
-				bad = append(bad, fmt.Sprintf("%s: cluster_state:%s cluster_slots_assigned:%d %v", pods[i].Name, state, slots, err))
-			}
-		}
-		if len(bad) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.explain(t, pods)
-			t.Fatalf("redis-0 replaced: want every server to report its slots lost: %s", strings.Join(bad, "; "))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // allPods are the app's pods as they are, ready or not.
 func (r *appRun) allPods(t *testing.T) []corev1.Pod {
 	t.Helper()
@@ -251,12 +226,28 @@ func podNames(pods []corev1.Pod) []string {
 // slots assigned and cluster_state:ok.
 func (r *appRun) requireRedisSlots(t *testing.T, pods []corev1.Pod) {
 	t.Helper()
+	r.requireRedis(t, pods, "slots not served", func(state string, slots int) bool { return state == "ok" && slots == 16384 })
+}
+
+// requireRedisSlotsLost checks what the example documents once redis-0,
+// which serves every slot, was replaced: without replicas and a volume its
+// slots are gone, and every server says so (cluster_state:fail), the
+// replacement assigning none beside the running cluster.
+func (r *appRun) requireRedisSlotsLost(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	r.requireRedis(t, pods, "redis-0 replaced: want every server to report its slots lost", func(state string, _ int) bool { return state == "fail" })
+}
+
+// requireRedis waits up to 30 s until every server's CLUSTER INFO
+// satisfies want, and fails with what, naming each server that does not.
+func (r *appRun) requireRedis(t *testing.T, pods []corev1.Pod, what string, want func(state string, slots int) bool) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var bad []string
 		for i := range pods {
 			state, slots, err := framework.RedisClusterState(context.Background(), &pods[i])
-			if err != nil || state != "ok" || slots != 16384 {
+			if err != nil || !want(state, slots) {
 				bad = append(bad, fmt.Sprintf("%s: cluster_state:%s cluster_slots_assigned:%d %v", pods[i].Name, state, slots, err))
 			}
 		}
@@ -265,7 +256,7 @@ func (r *appRun) requireRedisSlots(t *testing.T, pods []corev1.Pod) {
 		}
 		if time.Now().After(deadline) {
 			r.explain(t, pods)
-			t.Fatalf("slots not served: %s", strings.Join(bad, "; "))
+			t.Fatalf("%s: %s", what, strings.Join(bad, "; "))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -50,22 +50,8 @@ func runReal(ctx context.Context) error {
 		return err
 	}
 	step("The README's \"Use it\", as written (helm install gets -f no-kube-proxy.yaml: no kube-proxy here)")
-	for _, c := range cmds {
-		fmt.Printf("\n$ %s\n", c)
-		out := &indent{w: os.Stdout}
-		err := lc.Shell(ctx, out, c)
-		out.Flush()
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(c, "kubectl apply ") {
-			// As a user would before scaling: the founder runs first.
-			founder, err := framework.RunningReady(ctx, lc.Cluster, "nats", map[string]string{"app": "nats"}, 1, 2*time.Minute)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("    (%s is running: the founder)\n", founder[0].Name)
-		}
+	if err := runCommands(ctx, lc, cmds, "nats", 2*time.Minute); err != nil {
+		return err
 	}
 
 	step("Wait until the NATS servers form one cluster")
@@ -93,6 +79,30 @@ func runReal(ctx context.Context) error {
 	_ = tw.Flush()
 	fmt.Printf("\none cluster of %d: every server sees the other %d (%s after the last one started; demo took %s)\n",
 		len(pods), len(pods)-1, took.Round(100*time.Millisecond), time.Since(started).Round(time.Second))
+	return nil
+}
+
+// runCommands runs the walkthrough's commands as a user types them, each
+// command's output indented under it. After `kubectl apply` it waits, as a
+// user would before scaling, until the founder (the one pod of app in the
+// namespace of that name) runs.
+func runCommands(ctx context.Context, lc *framework.LocalCluster, cmds []string, app string, founderWait time.Duration) error {
+	for _, c := range cmds {
+		fmt.Printf("\n$ %s\n", c)
+		out := &indent{w: os.Stdout}
+		err := lc.Shell(ctx, out, c)
+		out.Flush()
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(c, "kubectl apply ") {
+			founder, err := framework.RunningReady(ctx, lc.Cluster, app, map[string]string{"app": app}, 1, founderWait)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("    (%s is running: the founder)\n", founder[0].Name)
+		}
+	}
 	return nil
 }
 
@@ -161,21 +171,8 @@ func runRealApp(ctx context.Context, lc *framework.LocalCluster, work, name stri
 		"kubectl get svc " + name + " -n " + name,
 	}
 	step("The README's \"Use it\" with docs/examples/%s", app.Manifest)
-	for _, c := range cmds {
-		fmt.Printf("\n$ %s\n", c)
-		out := &indent{w: os.Stdout}
-		err := lc.Shell(ctx, out, c)
-		out.Flush()
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(c, "kubectl apply ") {
-			founder, err := framework.RunningReady(ctx, lc.Cluster, name, map[string]string{"app": name}, 1, 3*time.Minute)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("    (%s is running: the founder)\n", founder[0].Name)
-		}
+	if err := runCommands(ctx, lc, cmds, name, 3*time.Minute); err != nil {
+		return err
 	}
 	step("Wait until the %s servers form one cluster", name)
 	env := framework.AppEnv{Root: root, Cluster: lc.Cluster}

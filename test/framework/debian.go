@@ -60,7 +60,7 @@ func extractDebian(ctx context.Context, cache, name string, packages []string, d
 	if err := os.MkdirAll(debs, 0o755); err != nil {
 		return root, err
 	}
-	if _, err := candidate(ctx, packages[0]); err != nil && download {
+	if _, err := candidates(ctx, packages); err != nil && download {
 		// A fresh machine may have no package lists yet.
 		say("debian %s: apt-get update", name)
 		if out, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
@@ -183,21 +183,8 @@ func firstAlternatives(out []byte) []string {
 	return deps
 }
 
-// candidate is the version `apt-get download` fetches.
-func candidate(ctx context.Context, pkg string) (string, error) {
-	out, err := exec.CommandContext(ctx, "apt-cache", "policy", pkg).Output()
-	if err != nil {
-		return "", fmt.Errorf("apt-cache policy %s: %w", pkg, err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Candidate: "); ok && v != "(none)" {
-			return v, nil
-		}
-	}
-	return "", fmt.Errorf("debian package %s: no candidate version (apt-get update?)", pkg)
-}
-
-// candidates is candidate for many packages, in one apt-cache call.
+// candidates is the version `apt-get download` fetches of each package,
+// read in one apt-cache call.
 func candidates(ctx context.Context, pkgs []string) (map[string]string, error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", append([]string{"policy"}, pkgs...)...).Output()
 	if err != nil {
