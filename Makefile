@@ -46,7 +46,7 @@ demo: node-packages ## The main job: a local cluster with a real node, the chart
 
 test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
-	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 45m ./...
+	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target (package dir:name) for FUZZTIME; findings land in the

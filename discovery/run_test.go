@@ -772,3 +772,55 @@ func TestDecisionCountsItsQueries(t *testing.T) {
 		})
 	}
 }
+
+// A peer that stays in DNS but never answers (a pod of a lost node before
+// its eviction: traffic to it is dropped) costs one bounded probe per
+// observation and is never a seed: the pod joins the peer that answers.
+func TestSilentPeerIsNeverASeed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	z := startZone(t, 0)
+	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
+	c := testConfig(t, z, "127.0.0.1")
+	c.PeerPort, c.SeedCount = l.Addr().(*net.TCPAddr).Port, 2
+	r, _ := runner(c)
+	var silentProbes int
+	var mu sync.Mutex
+	r.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		if host != "127.0.0.2" {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		deadline, ok := ctx.Deadline()
+		if !ok || time.Until(deadline) > probeTimeout {
+			t.Errorf("a probe of a silent peer may wait %v (deadline set: %v), want at most %v", time.Until(deadline), ok, probeTimeout)
+		}
+		mu.Lock()
+		silentProbes++
+		mu.Unlock()
+		<-ctx.Done() // dropped: no answer, no refusal
+		return nil, ctx.Err()
+	}
+	d, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Role != RoleJoiner || fmt.Sprint(d.Seeds) != "[127.0.0.3]" {
+		t.Errorf("role %s seeds %v, want joiner of the peer that answers only", d.Role, d.Seeds)
+	}
+	if silentProbes == 0 {
+		t.Error("the silent peer was never probed")
+	}
+}

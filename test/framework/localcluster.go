@@ -71,7 +71,29 @@ type LocalClusterOptions struct {
 	// RealNodeOnly runs the real node alone, untainted, without kwok's
 	// nodes: every pod runs for real, from manifests as users write them.
 	RealNodeOnly bool
+	// SecondRealNode adds a second real node (AddSecondNode) on the same
+	// bridge, and runs the control plane with TestNodeLifecycle.
+	SecondRealNode bool
 }
+
+// NodeLifecycle is how fast the control plane gives up on a node that
+// stops reporting: the node controller marks it unreachable (taints it,
+// its pods not ready) GracePeriod after its last lease renewal, checking
+// every MonitorPeriod; its pods are evicted Toleration later (the
+// DefaultTolerationSeconds admission plugin's toleration of the
+// unreachable taint); the kubelet renews its lease every LeaseSeconds/4.
+type NodeLifecycle struct {
+	MonitorPeriod, GracePeriod, Toleration time.Duration
+	LeaseSeconds                           int
+}
+
+var (
+	// DefaultNodeLifecycle is Kubernetes' defaults (v1.37).
+	DefaultNodeLifecycle = NodeLifecycle{MonitorPeriod: 5 * time.Second, GracePeriod: 50 * time.Second, Toleration: 300 * time.Second, LeaseSeconds: 40}
+	// TestNodeLifecycle is the two-node suites': a lost node's pods leave
+	// in about 40 s instead of about 6 min, the same sequence scaled.
+	TestNodeLifecycle = NodeLifecycle{MonitorPeriod: 2 * time.Second, GracePeriod: 10 * time.Second, Toleration: 30 * time.Second, LeaseSeconds: 8}
+)
 
 // StartLocalCluster starts all components and waits until the fake nodes
 // are Ready and CoreDNS answers.
@@ -104,6 +126,15 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 			return nil, err
 		}
 		node.Tainted = !o.RealNodeOnly
+		if o.SecondRealNode {
+			node.LeaseSeconds = TestNodeLifecycle.LeaseSeconds
+			second, err := node.AddSecondNode()
+			if err != nil {
+				node.Stop()
+				return nil, err
+			}
+			second.LeaseSeconds = TestNodeLifecycle.LeaseSeconds
+		}
 		t0 = time.Now() // not counting the wait for the node lock
 	}
 	say("kube-apiserver + etcd")
@@ -116,6 +147,11 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 		// reaches it (logs, exec) by its hostname, localhost.
 		env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "Hostname")
 		bridgeErr = serveOnBridge(env, filepath.Join(o.LogDir, "apiserver-certs"))
+		if o.SecondRealNode {
+			tol := strconv.Itoa(int(TestNodeLifecycle.Toleration.Seconds()))
+			env.ControlPlane.GetAPIServer().Configure().Set("default-not-ready-toleration-seconds", tol)
+			env.ControlPlane.GetAPIServer().Configure().Set("default-unreachable-toleration-seconds", tol)
+		}
 		if o.RealNodeOnly {
 			// Pods as users run them get their ServiceAccount token (envtest
 			// turns the admission plugin off; the chart's webhook needs it).
@@ -148,11 +184,16 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	if err != nil {
 		return nil, err
 	}
-	if err := lc.start("kube-controller-manager", kc,
-		"--authentication-kubeconfig="+lc.Kubeconfig, "--authorization-kubeconfig="+lc.Kubeconfig,
+	kcmArgs := []string{kc,
+		"--authentication-kubeconfig=" + lc.Kubeconfig, "--authorization-kubeconfig=" + lc.Kubeconfig,
 		"--controllers=*,-serviceaccount-token", "--use-service-account-credentials=false",
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
-		"--concurrent-replicaset-syncs=5", "--concurrent-statefulset-syncs=5"); err != nil {
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+		"--concurrent-replicaset-syncs=5", "--concurrent-statefulset-syncs=5"}
+	if o.SecondRealNode {
+		kcmArgs = append(kcmArgs, "--node-monitor-period="+TestNodeLifecycle.MonitorPeriod.String(),
+			"--node-monitor-grace-period="+TestNodeLifecycle.GracePeriod.String())
+	}
+	if err := lc.start("kube-controller-manager", kcmArgs...); err != nil {
 		return nil, err
 	}
 
@@ -232,6 +273,13 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 		}
 		lc.procs = append(lc.procs, node.procs...)
 		nodes++
+		if b := node.second; b != nil {
+			if err := b.Start(ctx, lc.Kubeconfig); err != nil {
+				return nil, err
+			}
+			lc.procs = append(lc.procs, b.procs...)
+			nodes++
+		}
 	}
 	if err := lc.waitReady(ctx, nodes); err != nil {
 		return nil, err
@@ -253,7 +301,14 @@ func (lc *LocalCluster) start(name string, args ...string) error {
 // startLogged starts the binary name from assets with args (env added to
 // this process's), its output in logDir/name.log, closed when it exits.
 func startLogged(logDir, assets string, env []string, name string, args ...string) (*component, error) {
-	logf, err := os.Create(filepath.Join(logDir, name+".log"))
+	return startLoggedAs(logDir, assets, env, name, name, args...)
+}
+
+// startLoggedAs is startLogged with the log (and component) named logName:
+// a daemon that runs twice (two nodes, a node that returns) keeps one log
+// per node, appended to.
+func startLoggedAs(logDir, assets string, env []string, logName, name string, args ...string) (*component, error) {
+	logf, err := os.OpenFile(filepath.Join(logDir, logName+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +317,7 @@ func startLogged(logDir, assets string, env []string, name string, args ...strin
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	c, err := startComponent(name, cmd)
+	c, err := startComponent(logName, cmd)
 	if err != nil {
 		logf.Close()
 		return nil, err

@@ -47,6 +47,42 @@ const (
 	RealNodeLabel = "peergroup.dev/real-node"
 )
 
+// nodeSpec is what differs between the real nodes one machine runs: the
+// first node (A) and, for the two-node suites, a second (B) on the same
+// bridge. Every name a node makes outside its state directory comes from
+// here, so cleanup finds exactly what each node made.
+type nodeSpec struct {
+	// name is the Node's name. The API server reaches kubelets by
+	// Hostname: B's name is the loopback address its kubelet listens on
+	// (a made-up host name would send a DNS query off the machine).
+	name, address string
+	// nodeIP is the kubelet's --node-ip, an address on the bridge.
+	nodeIP string
+	cgroup string
+	// network names the CNI network (libcni's cache files carry it).
+	network string
+	// dirSuffix follows the first node's state directory.
+	dirSuffix string
+	// The pod range within RealNodeSubnet: both nodes use the same /24
+	// subnet (two /25s would leave each half without a route to the other
+	// under isGateway false), split by host-local's range.
+	rangeStart, rangeEnd string
+}
+
+var (
+	nodeA = nodeSpec{name: RealNodeName, address: "127.0.0.1", nodeIP: RealNodeBridgeIP, cgroup: RealNodeCgroup,
+		network: cniNetwork, rangeStart: "10.246.0.10", rangeEnd: "10.246.0.250"}
+	nodeB = nodeSpec{name: SecondNodeName, address: SecondNodeName, nodeIP: "10.246.0.2", cgroup: RealNodeCgroup + "-b",
+		network: cniNetwork + "-b", dirSuffix: "-b", rangeStart: "10.246.0.130", rangeEnd: "10.246.0.250"}
+	// nodeAWithB is A's range beside B.
+	nodeAWithBRangeEnd = "10.246.0.126"
+	// realNodeSpecs in cleanup order: the second node first.
+	realNodeSpecs = []nodeSpec{nodeB, nodeA}
+)
+
+// SecondNodeName is the second real node's name (see nodeSpec).
+const SecondNodeName = "127.0.0.2"
+
 // RealNodeComponents are the binaries hack/controlplane/build.sh builds for
 // the node. runc and the CNI plugins come from Debian (packages runc and
 // containernetworking-plugins).
@@ -107,7 +143,9 @@ func RealNodeDir() string {
 // RealNode is a kubelet with containerd, runc and the CNI bridge plugin on
 // this machine, registered with a LocalCluster. Images come from Registry.
 type RealNode struct {
-	Dir      string
+	Dir string
+	// Name is the Node's name.
+	Name     string
 	Registry *Registry
 	// PauseImage is the sandbox image reference.
 	PauseImage string
@@ -117,13 +155,26 @@ type RealNode struct {
 	// Left is what Stop found of the node after its cleanup (Leftovers),
 	// checked while it still held the node lock, so no other node's
 	// bridge or cgroup can be mistaken for this one's. Empty means clean.
-	Left   []string
-	before MachineState
+	Left []string
+	// LeaseSeconds, when set, is the kubelet's nodeLeaseDurationSeconds
+	// (it renews every quarter of it): clusters that shorten the node
+	// controller's grace period need a lease renewed well within it.
+	LeaseSeconds int
+	before       MachineState
 	lock   *os.File
 	procs  []*component
 	assets string
 	logDir string
 	say    func(string, ...any)
+	spec   nodeSpec
+	// second is the first node's second node (AddSecondNode): stopped and
+	// cleaned with it, under its lock.
+	second *RealNode
+	// primary is the second node's first node (nil on the first).
+	primary *RealNode
+	// downed are the host-side veths Lose set down.
+	downed []string
+	kubeconfig string
 }
 
 // PrepareRealNode takes the node lock (one node on this machine at a time:
@@ -139,7 +190,7 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 			return nil, fmt.Errorf("%s missing in %s: run `hack/controlplane/build.sh %s`", bin, assets, strings.Join(RealNodeComponents, " "))
 		}
 	}
-	n := &RealNode{Dir: RealNodeDir(), assets: assets, logDir: logDir, say: say}
+	n := &RealNode{Dir: RealNodeDir(), Name: nodeA.name, spec: nodeA, assets: assets, logDir: logDir, say: say}
 	if err := os.MkdirAll(filepath.Dir(n.Dir), 0o755); err != nil {
 		return nil, err
 	}
@@ -210,6 +261,28 @@ func PrepareRealNode(ctx context.Context, assets, logDir string, say func(string
 	return n, nil
 }
 
+// AddSecondNode prepares a second node beside n, before n starts: its own
+// containerd, kubelet, cgroup, state directory and pod range, on n's
+// bridge (its node IP a second address there) and n's registry, under n's
+// lock. n stops and cleans it first.
+func (n *RealNode) AddSecondNode() (*RealNode, error) {
+	if n.second != nil || n.primary != nil || len(n.procs) > 0 {
+		return nil, errors.New("a second node is added once, to the first node, before it starts")
+	}
+	b := &RealNode{Dir: n.Dir + nodeB.dirSuffix, Name: nodeB.name, spec: nodeB, Registry: n.Registry, PauseImage: n.PauseImage,
+		Tainted: n.Tainted, assets: n.assets, logDir: n.logDir, say: n.say, primary: n}
+	for _, d := range []string{"containerd/root", "containerd/state", "runc", "cni/net.d", "cni/ipam", "cni/cache", "kubelet/pki", "kubelet/pod-logs", "kubelet/plugins"} {
+		if err := os.MkdirAll(filepath.Join(b.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if out, err := exec.Command("ip", "addr", "add", nodeB.nodeIP+"/24", "dev", RealNodeBridge).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip addr add %s: %w: %s", nodeB.nodeIP, err, out)
+	}
+	n.second = b
+	return b, nil
+}
+
 // NodeLockPath is the machine's node lock: one node at a time on this
 // machine, whatever checkout or cache directory starts it (the bridge and
 // the cgroup are machine-wide names). Beside it, NodeLockPath+".dir" names
@@ -278,26 +351,35 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 	if err := n.writeCNIConfig(); err != nil {
 		return err
 	}
-	if err := n.writeRegistryHosts(); err != nil {
-		return err
+	if n.primary == nil {
+		if err := n.writeRegistryHosts(); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "containerd.toml"), []byte(n.containerdConfig()), 0o644); err != nil {
 		return err
 	}
-	n.say("real node: containerd %s (runc %s, CNI bridge + host-local)", "v2.4.2", runcBinary)
+	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), nil, 0o644); err != nil {
+		return err
+	}
+	n.kubeconfig = kubeconfig
+	return n.startDaemons(ctx)
+}
+
+// startDaemons starts containerd, then the kubelet, on the node's state
+// as it is: at the first start, and when a lost node returns.
+func (n *RealNode) startDaemons(ctx context.Context) error {
+	n.say("real node %s: containerd %s (runc %s, CNI bridge + host-local)", n.Name, "v2.4.2", runcBinary)
 	cd, err := n.start("containerd", "--config", filepath.Join(n.Dir, "containerd.toml"))
 	if err != nil {
 		return err
 	}
 	// containerd and every shim it starts live in the node's cgroup, so
 	// stopping the node finds every process it made.
-	if err := joinNodeCgroup(cd.cmd.Process.Pid, "runtime"); err != nil {
+	if err := joinNodeCgroup(n.spec.cgroup, cd.cmd.Process.Pid, "runtime"); err != nil {
 		return err
 	}
 	if err := waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), nil, 0o644); err != nil {
 		return err
 	}
 	// The kubelet's ports are free ports found a moment before it binds
@@ -305,16 +387,16 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 	// at once, and is started again on other ports.
 	var lastErr error
 	for range 3 {
-		kl, healthz, err := n.startKubelet(kubeconfig)
+		kl, healthz, err := n.startKubelet(n.kubeconfig)
 		if err != nil {
 			return err
 		}
 		if lastErr = waitListening(ctx, kl, "tcp", healthz, 30*time.Second); lastErr == nil {
-			return joinNodeCgroup(kl.cmd.Process.Pid, "kubelet")
+			return joinNodeCgroup(n.spec.cgroup, kl.cmd.Process.Pid, "kubelet")
 		}
 		n.procs = slices.DeleteFunc(n.procs, func(c *component) bool { return c == kl })
 		stopComponents([]*component{kl}, 5*time.Second)
-		tail := LogTail(filepath.Join(n.logDir, "kubelet.log"), 15)
+		tail := LogTail(filepath.Join(n.logDir, n.logName("kubelet")+".log"), 15)
 		if !strings.Contains(tail, "address already in use") {
 			return fmt.Errorf("%w; the end of its log:\n%s", lastErr, tail)
 		}
@@ -337,22 +419,25 @@ func (n *RealNode) startKubelet(kubeconfig string) (_ *component, healthzAddr st
 	if err := os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(n.kubeletConfig(port, healthz)), 0o644); err != nil {
 		return nil, "", err
 	}
-	n.say("real node: kubelet %s on 127.0.0.1:%d as Node %q (tainted %s: %v)", ControlPlaneVersion, port, RealNodeName, RealNodeTaint, n.Tainted)
+	n.say("real node: kubelet %s on %s:%d as Node %q (tainted %s: %v)", ControlPlaneVersion, n.spec.address, port, n.Name, RealNodeTaint, n.Tainted)
 	kl, err := n.start("kubelet",
 		"--config="+filepath.Join(n.Dir, "kubelet.yaml"),
 		"--kubeconfig="+kubeconfig,
 		"--root-dir="+filepath.Join(n.Dir, "kubelet"),
 		"--cert-dir="+filepath.Join(n.Dir, "kubelet", "pki"),
-		"--hostname-override="+RealNodeName,
-		"--node-ip="+RealNodeBridgeIP,
+		"--hostname-override="+n.Name,
+		"--node-ip="+n.spec.nodeIP,
 		"--node-labels="+RealNodeLabel+"=true",
 		"--v=2")
-	return kl, fmt.Sprintf("127.0.0.1:%d", healthz), err
+	return kl, fmt.Sprintf("%s:%d", n.spec.address, healthz), err
 }
+
+// logName is a daemon's log file name: the second node's carry its suffix.
+func (n *RealNode) logName(daemon string) string { return daemon + n.spec.dirSuffix }
 
 func (n *RealNode) start(name string, args ...string) (*component, error) {
 	// containerd finds its shim on PATH.
-	c, err := startLogged(n.logDir, n.assets, []string{"PATH=" + n.assets + ":" + os.Getenv("PATH")}, name, args...)
+	c, err := startLoggedAs(n.logDir, n.assets, []string{"PATH=" + n.assets + ":" + os.Getenv("PATH")}, n.logName(name), name, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +451,10 @@ func (n *RealNode) start(name string, args ...string) (*component, error) {
 func (n *RealNode) Stop() {
 	if n.lock == nil {
 		return
+	}
+	if n.second != nil {
+		stopComponents(n.second.procs, 10*time.Second)
+		n.second.procs = nil
 	}
 	stopComponents(n.procs, 10*time.Second)
 	n.procs = nil
@@ -381,19 +470,23 @@ func (n *RealNode) Stop() {
 	n.lock = nil
 }
 
-// CleanRealNode removes everything a node whose state directory is dir
-// made, by the names it made them with: processes in the node's cgroup,
-// mounts under dir, the bridge and the veths on it, the node's cgroups,
-// the fixed paths the node created, and dir. It is what Stop runs, and what
+// CleanRealNode removes everything the nodes whose first state directory
+// is dir made (the second node's is dir+"-b"), by the names they made them
+// with: processes in each node's cgroup, mounts under each directory, the
+// bridge and the veths on it, the nodes' cgroups, the fixed paths the
+// first node created, and the directories. It is what Stop runs, and what
 // the next start runs after a killed run.
 func CleanRealNode(dir string) error {
 	var errs []error
-	if err := killCgroup(RealNodeCgroup); err != nil {
-		errs = append(errs, err)
-	}
-	mountsLeft := unmountUnder(dir)
-	if mountsLeft != nil {
-		errs = append(errs, mountsLeft)
+	mountsLeft := false
+	for _, spec := range realNodeSpecs {
+		if err := killCgroup(spec.cgroup); err != nil {
+			errs = append(errs, err)
+		}
+		if err := unmountUnder(dir + spec.dirSuffix); err != nil {
+			errs = append(errs, err)
+			mountsLeft = true
+		}
 	}
 	if err := restoreSysctls(dir); err != nil {
 		errs = append(errs, err)
@@ -401,8 +494,10 @@ func CleanRealNode(dir string) error {
 	if err := deleteBridge(RealNodeBridge); err != nil {
 		errs = append(errs, err)
 	}
-	if err := removeCgroup(RealNodeCgroup); err != nil {
-		errs = append(errs, err)
+	for _, spec := range realNodeSpecs {
+		if err := removeCgroup(spec.cgroup); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if created, err := os.ReadFile(filepath.Join(dir, "created-paths")); err == nil {
 		for _, p := range strings.Fields(string(created)) {
@@ -413,25 +508,33 @@ func CleanRealNode(dir string) error {
 			}
 		}
 	}
-	// Only what the node put into a fixed path that existed before it.
+	// Only what the nodes put into a fixed path that existed before them.
 	if links, err := filepath.Glob("/var/log/containers/*.log"); err == nil {
 		for _, l := range links {
-			if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, dir+string(os.PathSeparator)) {
-				_ = os.Remove(l)
+			target, err := os.Readlink(l)
+			if err != nil {
+				continue
+			}
+			for _, spec := range realNodeSpecs {
+				if strings.HasPrefix(target, dir+spec.dirSuffix+string(os.PathSeparator)) {
+					_ = os.Remove(l)
+				}
 			}
 		}
 	}
-	// libcni caches each attachment under its network's name, in a
-	// directory it insists on.
-	if results, err := filepath.Glob("/var/lib/cni/results/" + cniNetwork + "-*"); err == nil {
-		for _, r := range results {
-			_ = os.Remove(r)
+	for _, spec := range realNodeSpecs {
+		// libcni caches each attachment under its network's name, in a
+		// directory it insists on.
+		if results, err := filepath.Glob("/var/lib/cni/results/" + spec.network + "-*"); err == nil {
+			for _, r := range results {
+				_ = os.Remove(r)
+			}
 		}
-	}
-	// Never into a live mount: it could be a bind mount of a host path.
-	if mountsLeft == nil {
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+		// Never into a live mount: it could be a bind mount of a host path.
+		if !mountsLeft {
+			if err := os.RemoveAll(dir + spec.dirSuffix); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", dir+spec.dirSuffix, err))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -545,10 +648,10 @@ func cgroupHierarchies() []string {
 	return out
 }
 
-// joinNodeCgroup moves pid into RealNodeCgroup/sub in every hierarchy.
-func joinNodeCgroup(pid int, sub string) error {
+// joinNodeCgroup moves pid into cgroup/sub in every hierarchy.
+func joinNodeCgroup(cgroup string, pid int, sub string) error {
 	for _, h := range cgroupHierarchies() {
-		dir := filepath.Join(h, RealNodeCgroup, sub)
+		dir := filepath.Join(h, cgroup, sub)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("cgroup %s: %w", dir, err)
 		}
@@ -749,6 +852,10 @@ func waitListening(ctx context.Context, c *component, network, addr string, time
 }
 
 func (n *RealNode) writeCNIConfig() error {
+	rangeEnd := n.spec.rangeEnd
+	if n.second != nil {
+		rangeEnd = nodeAWithBRangeEnd
+	}
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": %q,
@@ -762,13 +869,13 @@ func (n *RealNode) writeCNIConfig() error {
       "ipam": {
         "type": "host-local",
         "dataDir": %q,
-        "ranges": [[{"subnet": %q, "rangeStart": "10.246.0.10", "rangeEnd": "10.246.0.250"}]]
+        "ranges": [[{"subnet": %q, "rangeStart": %q, "rangeEnd": %q}]]
       }
     },
     {"type": "loopback"}
   ]
 }
-`, cniNetwork, RealNodeBridge, filepath.Join(n.Dir, "cni", "ipam"), RealNodeSubnet)
+`, n.spec.network, RealNodeBridge, filepath.Join(n.Dir, "cni", "ipam"), RealNodeSubnet, n.spec.rangeStart, rangeEnd)
 	return os.WriteFile(filepath.Join(n.Dir, "cni", "net.d", "10-peergroup.conflist"), []byte(conf), 0o644)
 }
 
@@ -795,6 +902,15 @@ func (n *RealNode) writeRegistryHosts() error {
 		}
 	}
 	return nil
+}
+
+// registryHostsDir is where containerd finds its registries' hosts.toml:
+// the first node's, for both.
+func (n *RealNode) registryHostsDir() string {
+	if n.primary != nil {
+		return n.primary.registryHostsDir()
+	}
+	return filepath.Join(n.Dir, "certs.d")
 }
 
 func (n *RealNode) containerdConfig() string {
@@ -843,7 +959,7 @@ state = %q
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 `, d("containerd/root"), d("containerd/state"), d("containerd.sock"), d("containerd/opt"),
-		n.PauseImage, d("certs.d"), cniBinDir, d("cni/net.d"), runcBinary, d("runc"))
+		n.PauseImage, n.registryHostsDir(), cniBinDir, d("cni/net.d"), runcBinary, d("runc"))
 }
 
 func (n *RealNode) kubeletConfig(port, healthz int) string {
@@ -854,13 +970,13 @@ func (n *RealNode) kubeletConfig(port, healthz int) string {
 	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: %s
 port: %d
 readOnlyPort: 0
 # Anonymous and AlwaysAllow on loopback (the API server has no kubelet
 # client certificate here); the host's /var/log stays unserved.
 enableSystemLogHandler: false
-healthzBindAddress: 127.0.0.1
+healthzBindAddress: %s
 healthzPort: %d
 authentication:
   anonymous: {enabled: true}
@@ -883,8 +999,15 @@ imageGCLowThresholdPercent: 99
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 4s
-`, port, healthz, d("containerd.sock"), RealNodeBridgeIP, d("resolv.conf"), RealNodeCgroup,
-		d("kubelet/pod-logs"), d("kubelet/plugins")) + taints
+`, n.spec.address, port, n.spec.address, healthz, d("containerd.sock"), RealNodeBridgeIP, d("resolv.conf"), n.spec.cgroup,
+		d("kubelet/pod-logs"), d("kubelet/plugins")) + taints + n.leaseConfig()
+}
+
+func (n *RealNode) leaseConfig() string {
+	if n.LeaseSeconds == 0 {
+		return ""
+	}
+	return fmt.Sprintf("nodeLeaseDurationSeconds: %d\n", n.LeaseSeconds)
 }
 
 // nodeDaemons are the node's own long-running binaries (the control plane
@@ -898,8 +1021,10 @@ var nodeDaemons = []string{"kubelet", "containerd", "containerd-shim-runc-v2"}
 // the fixed paths the node creates. Empty means clean.
 func Leftovers(dir, assets string, before MachineState) []string {
 	var left []string
-	for _, d := range cgroupDirs(RealNodeCgroup) {
-		left = append(left, "cgroup "+d)
+	for _, spec := range realNodeSpecs {
+		for _, d := range cgroupDirs(spec.cgroup) {
+			left = append(left, "cgroup "+d)
+		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, exe := range procs {
@@ -908,8 +1033,10 @@ func Leftovers(dir, assets string, before MachineState) []string {
 			left = append(left, "process "+filepath.Base(filepath.Dir(exe))+" "+target)
 		}
 	}
-	if mounts, _ := NodeMounts(dir); len(mounts) > 0 {
-		left = append(left, "mounts "+strings.Join(mounts, " "))
+	for _, spec := range realNodeSpecs {
+		if mounts, _ := NodeMounts(dir + spec.dirSuffix); len(mounts) > 0 {
+			left = append(left, "mounts "+strings.Join(mounts, " "))
+		}
 	}
 	if _, err := net.InterfaceByName(RealNodeBridge); err == nil {
 		left = append(left, "bridge "+RealNodeBridge)
@@ -919,8 +1046,10 @@ func Leftovers(dir, assets string, before MachineState) []string {
 			left = append(left, "veth "+v)
 		}
 	}
-	if _, err := os.Stat(dir); err == nil {
-		left = append(left, "directory "+dir)
+	for _, spec := range realNodeSpecs {
+		if _, err := os.Stat(dir + spec.dirSuffix); err == nil {
+			left = append(left, "directory "+dir+spec.dirSuffix)
+		}
 	}
 	for _, p := range nodeFixedPaths {
 		if _, err := os.Lstat(p); err == nil && !slices.Contains(before.Paths, p) {

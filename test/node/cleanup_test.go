@@ -33,16 +33,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// helper starts a cluster with a real node, runs a pod on it, says READY
-// and waits to be killed.
+// helper starts a cluster with two real nodes, runs a pod on each, says
+// READY and waits to be killed.
 func helper(logDir string) int {
 	ctx := context.Background()
-	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: logDir, Nodes: 1, RealNode: true})
+	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: logDir, Nodes: 1, RealNode: true, SecondRealNode: true})
 	if err != nil {
 		fmt.Println("helper:", err)
 		return 1
 	}
-	if err := runPod(ctx, lc); err != nil {
+	if err := runPods(ctx, lc); err != nil {
 		fmt.Println("helper:", err)
 		return 1
 	}
@@ -50,11 +50,22 @@ func helper(logDir string) int {
 	select {}
 }
 
-// runPod runs a pause container on the real node and waits for it.
-func runPod(ctx context.Context, lc *framework.LocalCluster) error {
+// runPods runs a pause container on each real node and waits for them.
+func runPods(ctx context.Context, lc *framework.LocalCluster) error {
+	for _, n := range []*framework.RealNode{lc.Node, lc.Node.Second()} {
+		if err := runPod(ctx, lc, n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runPod runs a pause container on the real node named node and waits
+// for it.
+func runPod(ctx context.Context, lc *framework.LocalCluster, node string) error {
 	pod := &corev1.Pod{}
-	pod.Name, pod.Namespace = "held", "default"
-	pod.Spec.NodeSelector = map[string]string{framework.RealNodeLabel: "true"}
+	pod.Name, pod.Namespace = "held-"+strings.ReplaceAll(node, ".", "-"), "default"
+	pod.Spec.NodeSelector = map[string]string{framework.RealNodeLabel: "true", "kubernetes.io/hostname": node}
 	pod.Spec.Tolerations = []corev1.Toleration{{Key: framework.RealNodeTaint, Operator: corev1.TolerationOpExists}}
 	pod.Spec.Containers = []corev1.Container{{Name: "held", Image: lc.Node.PauseImage}}
 	// The namespace's default ServiceAccount comes from the controllers a
@@ -79,7 +90,7 @@ func runPod(ctx context.Context, lc *framework.LocalCluster) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	return fmt.Errorf("pod on the real node not running after 2m")
+	return fmt.Errorf("pod on the real node %s not running after 2m", node)
 }
 
 func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
@@ -154,6 +165,10 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 		if !hasKind(left, "cgroup") || !hasKind(left, "mounts") || !hasKind(left, "bridge") {
 			t.Fatalf("the killed run left too little to test the cleanup: %v", left)
 		}
+		// The second node's own cgroup and mounts among them.
+		if !strings.Contains(strings.Join(left, " "), framework.RealNodeCgroup+"-b/") || !strings.Contains(strings.Join(left, " "), dir+"-b/") {
+			t.Fatalf("the killed run left nothing of the second node to test its cleanup: %v", left)
+		}
 		t.Logf("the killed run left %d things, e.g. %s", len(left), strings.Join(left[:min(3, len(left))], "; "))
 		// What the next node's start runs first.
 		if err := framework.CleanRealNode(dir); err != nil {
@@ -165,11 +180,11 @@ func TestNothingLeftAfterARunAndAKilledRun(t *testing.T) {
 	})
 
 	t.Run("started again and stopped: nothing left", func(t *testing.T) {
-		lc, err := framework.StartLocalCluster(context.Background(), framework.LocalClusterOptions{LogDir: filepath.Join(t.TempDir(), "logs"), Nodes: 1, RealNode: true})
+		lc, err := framework.StartLocalCluster(context.Background(), framework.LocalClusterOptions{LogDir: filepath.Join(t.TempDir(), "logs"), Nodes: 1, RealNode: true, SecondRealNode: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := runPod(context.Background(), lc); err != nil {
+		if err := runPods(context.Background(), lc); err != nil {
 			lc.Stop()
 			t.Fatal(err)
 		}
