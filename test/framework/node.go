@@ -161,19 +161,19 @@ type RealNode struct {
 	// controller's grace period need a lease renewed well within it.
 	LeaseSeconds int
 	before       MachineState
-	lock   *os.File
-	procs  []*component
-	assets string
-	logDir string
-	say    func(string, ...any)
-	spec   nodeSpec
+	lock         *os.File
+	procs        []*component
+	assets       string
+	logDir       string
+	say          func(string, ...any)
+	spec         nodeSpec
 	// second is the first node's second node (AddSecondNode): stopped and
 	// cleaned with it, under its lock.
 	second *RealNode
 	// primary is the second node's first node (nil on the first).
 	primary *RealNode
 	// downed are the host-side veths Lose set down.
-	downed []string
+	downed     []string
 	kubeconfig string
 }
 
