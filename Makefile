@@ -44,7 +44,7 @@ demo: node-packages ## The main job: a local cluster with a real node, the chart
 	@if [ "$(APP)" != nats ]; then go run ./hack/debianapps $(APP); fi
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; APP="$(APP)" KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
 
-test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, then bounded fuzzing.
+test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, two real nodes losing one, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
 	KUBEBUILDER_ASSETS="$$dir" go test -race -count=1 -timeout 60m ./...
 	@$(MAKE) --no-print-directory fuzz

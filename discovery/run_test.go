@@ -810,8 +810,12 @@ func TestSilentPeerIsNeverASeed(t *testing.T) {
 		mu.Lock()
 		silentProbes++
 		mu.Unlock()
-		<-ctx.Done() // dropped: no answer, no refusal
-		return nil, ctx.Err()
+		select { // dropped: no answer, no refusal
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * probeTimeout):
+			return nil, errors.New("the probe outlived its bound")
+		}
 	}
 	d, err := r.Run(context.Background())
 	if err != nil {
@@ -822,5 +826,14 @@ func TestSilentPeerIsNeverASeed(t *testing.T) {
 	}
 	if silentProbes == 0 {
 		t.Error("the silent peer was never probed")
+	}
+	// It stays in the view: every pod orders the same set, whatever its
+	// probes saw (docs/design.md, "Addresses that never answer").
+	var peers []string
+	for _, p := range d.Peers {
+		peers = append(peers, fmt.Sprint(p.IPs))
+	}
+	if want := "[[127.0.0.1] [127.0.0.2] [127.0.0.3]]"; fmt.Sprint(peers) != want {
+		t.Errorf("peers %v, want %s: the silent peer kept in the view", peers, want)
 	}
 }

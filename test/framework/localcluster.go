@@ -98,6 +98,9 @@ var (
 // StartLocalCluster starts all components and waits until the fake nodes
 // are Ready and CoreDNS answers.
 func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalCluster, err error) {
+	if o.SecondRealNode {
+		o.RealNode = true
+	}
 	if o.RealNodeOnly {
 		o.RealNode, o.Nodes = true, 0
 	} else if o.Nodes == 0 {
@@ -312,6 +315,7 @@ func startLoggedAs(logDir, assets string, env []string, logName, name string, ar
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(logf, "%s %s at %s\n", startMarker, name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(filepath.Join(assets, name), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if env != nil {
@@ -328,6 +332,9 @@ func startLoggedAs(logDir, assets string, env []string, logName, name string, ar
 	}()
 	return c, nil
 }
+
+// startMarker begins the lines of each start of a component in its log.
+const startMarker = "=== peergroup test framework: starting"
 
 // startComponent starts cmd, which dies with the process that started it
 // even on a crash, so no stray listeners survive a test run.

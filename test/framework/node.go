@@ -382,9 +382,14 @@ func (n *RealNode) startDaemons(ctx context.Context) error {
 	if err := waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second); err != nil {
 		return err
 	}
-	// The kubelet's ports are free ports found a moment before it binds
-	// them; another test package may take one meanwhile. Then it exits
-	// at once, and is started again on other ports.
+	return n.startKubeletServing(ctx)
+}
+
+// startKubeletServing starts the kubelet and waits until it serves.
+// Its ports are free ports found a moment before it binds them; another
+// test package may take one meanwhile. Then it exits at once, and is
+// started again on other ports.
+func (n *RealNode) startKubeletServing(ctx context.Context) error {
 	var lastErr error
 	for range 3 {
 		kl, healthz, err := n.startKubelet(n.kubeconfig)
@@ -397,6 +402,11 @@ func (n *RealNode) startDaemons(ctx context.Context) error {
 		n.procs = slices.DeleteFunc(n.procs, func(c *component) bool { return c == kl })
 		stopComponents([]*component{kl}, 5*time.Second)
 		tail := LogTail(filepath.Join(n.logDir, n.logName("kubelet")+".log"), 15)
+		// The log holds every start of this node's kubelet: only this
+		// one's lines count.
+		if i := strings.LastIndex(tail, startMarker); i >= 0 {
+			tail = tail[i:]
+		}
 		if !strings.Contains(tail, "address already in use") {
 			return fmt.Errorf("%w; the end of its log:\n%s", lastErr, tail)
 		}
@@ -522,14 +532,10 @@ func CleanRealNode(dir string) error {
 			}
 		}
 	}
+	for _, r := range cniResults() {
+		_ = os.Remove(r)
+	}
 	for _, spec := range realNodeSpecs {
-		// libcni caches each attachment under its network's name, in a
-		// directory it insists on.
-		if results, err := filepath.Glob("/var/lib/cni/results/" + spec.network + "-*"); err == nil {
-			for _, r := range results {
-				_ = os.Remove(r)
-			}
-		}
 		// Never into a live mount: it could be a bind mount of a host path.
 		if !mountsLeft {
 			if err := os.RemoveAll(dir + spec.dirSuffix); err != nil {
@@ -538,6 +544,35 @@ func CleanRealNode(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cniResults lists the files libcni caches, in a directory it insists on,
+// for the nodes' attachments: each network's "<network>-<sandbox>-eth0"
+// and, for the same sandboxes, the loopback plugin's
+// "cni-loopback-<sandbox>-lo" (named after no network).
+func cniResults() []string {
+	const dir = "/var/lib/cni/results/"
+	var out []string
+	for _, spec := range realNodeSpecs {
+		results, _ := filepath.Glob(dir + spec.network + "-*-eth0")
+		for _, r := range results {
+			sandbox := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(r), spec.network+"-"), "-eth0")
+			// A's network name is a prefix of B's: B's files are B's.
+			if spec.network == cniNetwork && strings.HasPrefix(sandbox, "b-") {
+				continue
+			}
+			out = append(out, r)
+			if lo := dir + "cni-loopback-" + sandbox + "-lo"; fileExists(lo) {
+				out = append(out, lo)
+			}
+		}
+	}
+	return out
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // cniNetwork is the CNI network's name (libcni names its cache files by it).
@@ -1055,6 +1090,9 @@ func Leftovers(dir, assets string, before MachineState) []string {
 		if _, err := os.Lstat(p); err == nil && !slices.Contains(before.Paths, p) {
 			left = append(left, "path "+p)
 		}
+	}
+	for _, r := range cniResults() {
+		left = append(left, "file "+r)
 	}
 	now := readSysctls()
 	for k, was := range before.Sysctls {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +39,11 @@ func (n *RealNode) Lose() error {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	for _, c := range n.procs {
-		<-c.done
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("node %s: %s (pid %d) still running after SIGKILL to its cgroup", n.Name, c.name, c.cmd.Process.Pid)
+		}
 	}
 	n.say("real node %s lost: %d pod links down, kubelet, containerd and containers killed", n.Name, len(veths))
 	return nil
@@ -59,19 +65,7 @@ func (n *RealNode) Return(ctx context.Context) error {
 // RestartKubelet stops the kubelet (SIGTERM, as systemd restarts it) and
 // starts it again; the containers keep running.
 func (n *RealNode) RestartKubelet(ctx context.Context) error {
-	return n.restartDaemon(ctx, "kubelet", func() error {
-		var lastErr error
-		for range 3 {
-			kl, healthz, err := n.startKubelet(n.kubeconfig)
-			if err != nil {
-				return err
-			}
-			if lastErr = waitListening(ctx, kl, "tcp", healthz, 30*time.Second); lastErr == nil {
-				return joinNodeCgroup(n.spec.cgroup, kl.cmd.Process.Pid, "kubelet")
-			}
-		}
-		return lastErr
-	})
+	return n.restartDaemon(ctx, "kubelet", func() error { return n.startKubeletServing(ctx) })
 }
 
 // RestartContainerd stops containerd (SIGTERM) and starts it again; the
@@ -144,13 +138,19 @@ func (n *RealNode) podVeths() ([]string, error) {
 		if !strings.Contains(m, "/netns/") {
 			continue
 		}
-		out, err := exec.Command("nsenter", "--net="+m, "ip", "-o", "link", "show", "eth0").Output()
+		out, err := exec.Command("nsenter", "--net="+m, "ip", "-o", "link").CombinedOutput()
 		if err != nil {
-			continue // a sandbox without a pod network (torn down)
-		}
-		sub := ifLink.FindStringSubmatch(strings.TrimSpace(string(out)))
-		if sub == nil {
+			errs = append(errs, fmt.Errorf("nsenter --net=%s ip link: %w: %s", m, err, out))
 			continue
+		}
+		var sub []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if sub = ifLink.FindStringSubmatch(line); sub != nil {
+				break
+			}
+		}
+		if sub == nil {
+			continue // a sandbox whose pod network CNI already removed
 		}
 		if v, ok := byIndex[sub[1]]; ok {
 			veths = append(veths, v)
@@ -159,4 +159,25 @@ func (n *RealNode) podVeths() ([]string, error) {
 		}
 	}
 	return veths, errors.Join(errs...)
+}
+
+// RequireDropped is nil when a connection to ip:port from the bridge's
+// address gets no answer within timeout, as with a dead machine: not
+// accepted, not refused.
+func RequireDropped(ctx context.Context, ip string, port int, timeout time.Duration) error {
+	if err := CheckPodAddress(ip); err != nil {
+		return err
+	}
+	d := *bridgeDialer
+	d.Timeout = timeout
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("%s:%d accepted a connection", ip, port)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return fmt.Errorf("%s:%d answered: %w", ip, port, err)
 }
