@@ -280,8 +280,9 @@ func (k *Keeper) watchWebhookConfig(ctx context.Context, c configKind) {
 }
 
 // ReadyCheck passes once the server at addr serves a certificate that the
-// live caBundle verifies for the Service's name.
-func (k *Keeper) ReadyCheck(addr string) func(*http.Request) error {
+// live caBundle verifies for the Service's name. client, when set, is the
+// certificate it presents (a server that requires one).
+func (k *Keeper) ReadyCheck(addr string, client *tls.Certificate) func(*http.Request) error {
 	return func(*http.Request) error {
 		k.mu.Lock()
 		live := k.live
@@ -292,11 +293,15 @@ func (k *Keeper) ReadyCheck(addr string) func(*http.Request) error {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(live)
 		d := &net.Dialer{Timeout: 2 * time.Second}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{
+		cfg := &tls.Config{
 			RootCAs:    pool,
 			ServerName: k.cfg.ServiceName + "." + k.cfg.Namespace + ".svc",
 			MinVersion: tls.VersionTLS12,
-		})
+		}
+		if client != nil {
+			cfg.Certificates = []tls.Certificate{*client}
+		}
+		conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 		if err != nil {
 			return fmt.Errorf("served certificate not verified by the caBundle: %w", err)
 		}

@@ -44,6 +44,8 @@ type Options struct {
 	// must have been seen before the mutating phase leaves a missing Service
 	// to the validating phase (webhook.ValidationWatch).
 	ValidationSettle time.Duration
+	// ClientAuth, when enabled, requires the caller's client certificate.
+	ClientAuth ClientAuth
 	// RestConfig, when set, is used instead of KUBECONFIG / in-cluster
 	// config; tests set it to run the server in-process.
 	RestConfig *rest.Config
@@ -72,6 +74,9 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	fs.StringVar(&o.Certs.ServiceName, "service-name", "", "selfSigned: the webhook Service, for the certificate's DNS names")
 	fs.DurationVar(&o.Certs.Validity, "cert-validity", 8760*time.Hour, "selfSigned: serving certificate validity, 10s to 87600h and at least 8x --cert-resync-interval (renewed at two thirds; the CA lives 10x longer)")
 	fs.DurationVar(&o.Certs.Resync, "cert-resync-interval", time.Minute, "selfSigned: how often the Secret is re-read for rotation")
+	fs.StringVar(&o.ClientAuth.CAFile, "client-ca-file", "", "require callers (the API server) to present a client certificate signed by a CA in this PEM file; re-read when it changes (empty: no client certificate asked)")
+	clientNames := ""
+	fs.StringVar(&clientNames, "client-cert-names", "", "with --client-ca-file: comma-separated names, one of which the client certificate's common name or a DNS name must be (empty: any certificate of the CA)")
 	sans := ""
 	fs.StringVar(&sans, "cert-extra-sans", "", "selfSigned: extra comma-separated DNS names or IPs in the certificate (e.g. 127.0.0.1 for a local API server)")
 	if err := fs.Parse(args); err != nil {
@@ -82,6 +87,7 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	}
 	finishMutation()
 	o.Certs.ExtraSANs = listflag.Split(sans)
+	o.ClientAuth.Names = listflag.Split(clientNames)
 	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
 	o.Certs.Namespace = o.Namespace
@@ -104,6 +110,9 @@ func (o Options) validate() error {
 	}
 	if o.DrainTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("--drain-timeout %s must be at least 1s: admissions in flight need time to finish", o.DrainTimeout))
+	}
+	if len(o.ClientAuth.Names) > 0 && !o.ClientAuth.Enabled() {
+		errs = append(errs, errors.New("--client-cert-names needs --client-ca-file: names are checked on certificates the CA signed"))
 	}
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir must not be empty"))

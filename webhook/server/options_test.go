@@ -57,10 +57,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		"unexpected arguments":                                         {"extra"},
 		"flag provided but not defined":                                {"--nope"},
 		// A 30-year certificate makes a 300-year CA: time.Duration overflows.
-		"--cert-validity 262800h0m0s is outside": {"--cert-validity=262800h"},
-		"--cert-validity 5s is outside":          {"--cert-validity=5s", "--cert-resync-interval=100ms"},
-		"at least 8 times":                       {"--cert-validity=1m", "--cert-resync-interval=10s"},
-		"must be positive":                       {"--cert-resync-interval=0s"},
+		"--cert-validity 262800h0m0s is outside":     {"--cert-validity=262800h"},
+		"--cert-validity 5s is outside":              {"--cert-validity=5s", "--cert-resync-interval=100ms"},
+		"at least 8 times":                           {"--cert-validity=1m", "--cert-resync-interval=10s"},
+		"must be positive":                           {"--cert-resync-interval=0s"},
+		"--client-cert-names needs --client-ca-file": {"--client-cert-names=kube-apiserver"},
 	}
 	for want, args := range cases {
 		var stderr bytes.Buffer
@@ -121,5 +122,18 @@ func TestParseFlagsCertValidityBounds(t *testing.T) {
 		if _, err := ParseFlags(args, env(nil), "v", &bytes.Buffer{}); err != nil {
 			t.Errorf("args %q: %v", args, err)
 		}
+	}
+}
+
+func TestParseFlagsClientAuth(t *testing.T) {
+	o, err := ParseFlags([]string{"--client-ca-file=/etc/peergroup/client-ca/ca.crt", "--client-cert-names=a, b"}, env(nil), "v", &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.ClientAuth.Enabled() || o.ClientAuth.CAFile != "/etc/peergroup/client-ca/ca.crt" || strings.Join(o.ClientAuth.Names, "|") != "a|b" {
+		t.Errorf("client auth %+v", o.ClientAuth)
+	}
+	if o, _ := ParseFlags(nil, env(nil), "v", &bytes.Buffer{}); o.ClientAuth.Enabled() {
+		t.Error("client certificates required by default")
 	}
 }

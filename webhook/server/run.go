@@ -64,7 +64,11 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	mgr, err := newManager(cfg, o, sd)
+	verifier, err := o.clientVerifier()
+	if err != nil {
+		return err
+	}
+	mgr, err := newManager(cfg, o, sd, verifier)
 	if err != nil {
 		return err
 	}
@@ -72,12 +76,17 @@ func Run(ctx context.Context, o Options) error {
 		if err := mgr.Add(keeper); err != nil {
 			return fmt.Errorf("add certificate keeper: %w", err)
 		}
-		if err := mgr.AddReadyzCheck("certificate-trusted", keeper.ReadyCheck(certs.ServingAddr(o.Host, o.Port))); err != nil {
+		var self *tls.Certificate
+		if verifier != nil {
+			self = &verifier.self
+		}
+		if err := mgr.AddReadyzCheck("certificate-trusted", keeper.ReadyCheck(certs.ServingAddr(o.Host, o.Port), self)); err != nil {
 			return fmt.Errorf("add readyz check: %w", err)
 		}
 	}
 	log.Info("starting peergroup webhook", "version", o.Mutation.Version, "port", o.Port, "certDir", o.CertDir,
-		"seedDiscoveryImage", o.Mutation.SeedDiscoveryImage, "excludedNamespaces", o.Mutation.ExcludedNamespaces)
+		"seedDiscoveryImage", o.Mutation.SeedDiscoveryImage, "excludedNamespaces", o.Mutation.ExcludedNamespaces,
+		"clientCAFile", o.ClientAuth.CAFile, "clientCertNames", o.ClientAuth.Names)
 	mgrCtx, stop := sd.start(ctx, log)
 	defer stop()
 	if err := mgr.Start(mgrCtx); err != nil {
@@ -125,19 +134,35 @@ func startKeeper(ctx context.Context, cfg *rest.Config, o Options, log logr.Logg
 // NewManager builds the manager: webhook server, caches, probes, metrics.
 // Run adds the graceful shutdown around it.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
-	return newManager(cfg, o, &shutdown{delay: o.ShutdownDelay})
+	v, err := o.clientVerifier()
+	if err != nil {
+		return nil, err
+	}
+	return newManager(cfg, o, &shutdown{delay: o.ShutdownDelay}, v)
 }
 
-func newManager(cfg *rest.Config, o Options, sd *shutdown) (manager.Manager, error) {
+// clientVerifier is nil unless client certificates are required.
+func (o Options) clientVerifier() (*clientVerifier, error) {
+	if !o.ClientAuth.Enabled() {
+		return nil, nil
+	}
+	return newClientVerifier(o.ClientAuth, ctrl.Log.WithName("client-auth"))
+}
+
+func newManager(cfg *rest.Config, o Options, sd *shutdown, verifier *clientVerifier) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("build scheme: %w", err)
+	}
+	tlsOpts := TLSOptions()
+	if verifier != nil {
+		tlsOpts = append(tlsOpts, verifier.tlsOption)
 	}
 	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    o.Host,
 		Port:    o.Port,
 		CertDir: o.CertDir,
-		TLSOpts: TLSOptions(),
+		TLSOpts: tlsOpts,
 	})
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                 scheme,

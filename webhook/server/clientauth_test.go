@@ -1,0 +1,252 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/peergroup/peergroup/certs"
+)
+
+// testCA is a CA that signs client certificates for the tests.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T, name string) testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return testCA{cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+func (ca testCA) client(t *testing.T, cn string, dns []string, usage x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// serve starts a TLS listener configured as the webhook server is (hardened,
+// then the client verifier) and returns its address and the result of each
+// accepted connection's handshake.
+func serve(t *testing.T, v *clientVerifier) (string, <-chan error) {
+	t.Helper()
+	caPEM, caKey, err := certs.NewCA("serving", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := certs.NewServing(caPEM, caKey, []string{"localhost"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+	for _, opt := range append(TLSOptions(), v.tlsOption) {
+		opt(cfg)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	results := make(chan error, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			err = c.(*tls.Conn).Handshake()
+			if err == nil {
+				_, err = c.Write([]byte("ok"))
+			}
+			results <- err
+			c.Close()
+		}
+	}()
+	return l.Addr().String(), results
+}
+
+// call connects with client (nil: none) and returns the server's verdict:
+// nil when it accepted the certificate.
+func call(t *testing.T, addr string, results <-chan error, client *tls.Certificate) error {
+	t.Helper()
+	cfg := &tls.Config{InsecureSkipVerify: true} // the server's certificate is not under test
+	if client != nil {
+		cfg.Certificates = []tls.Certificate{*client}
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err == nil {
+		// TLS 1.3: the server judges the client's certificate after the
+		// client's side of the handshake is done; its verdict arrives here.
+		buf := make([]byte, 2)
+		_, readErr := conn.Read(buf)
+		conn.Close()
+		if (readErr == nil) != (string(buf) == "ok") {
+			t.Fatalf("read %q with %v", buf, readErr)
+		}
+	}
+	select {
+	case serverErr := <-results:
+		return serverErr
+	case <-time.After(5 * time.Second):
+		t.Fatal("no handshake on the server")
+		return nil
+	}
+}
+
+func writeCA(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClientCertificates(t *testing.T) {
+	apiServerCA, otherCA := newTestCA(t, "api-server-clients"), newTestCA(t, "someone-else")
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, file, apiServerCA.pem)
+	for _, tc := range []struct {
+		name   string
+		names  []string
+		client func() *tls.Certificate
+		refuse string // empty: accepted
+	}{
+		{"no certificate", nil, func() *tls.Certificate { return nil }, "didn't provide a certificate"},
+		{"another CA's certificate", nil, func() *tls.Certificate {
+			c := otherCA.client(t, "kube-apiserver", nil, x509.ExtKeyUsageClientAuth)
+			return &c
+		}, "unknown authority"},
+		{"the CA's server certificate", nil, func() *tls.Certificate {
+			c := apiServerCA.client(t, "kube-apiserver", nil, x509.ExtKeyUsageServerAuth)
+			return &c
+		}, "incompatible key usage"},
+		{"the CA's client certificate, any name", nil, func() *tls.Certificate {
+			c := apiServerCA.client(t, "anything", nil, x509.ExtKeyUsageClientAuth)
+			return &c
+		}, ""},
+		{"an accepted common name", []string{"kube-apiserver-webhook-client"}, func() *tls.Certificate {
+			c := apiServerCA.client(t, "kube-apiserver-webhook-client", nil, x509.ExtKeyUsageClientAuth)
+			return &c
+		}, ""},
+		{"an accepted DNS name", []string{"apiserver.example"}, func() *tls.Certificate {
+			c := apiServerCA.client(t, "x", []string{"apiserver.example"}, x509.ExtKeyUsageClientAuth)
+			return &c
+		}, ""},
+		{"a name not accepted", []string{"kube-apiserver-webhook-client"}, func() *tls.Certificate {
+			c := apiServerCA.client(t, "system:node:evil", []string{"evil"}, x509.ExtKeyUsageClientAuth)
+			return &c
+		}, "is not one of the accepted names"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := newClientVerifier(ClientAuth{CAFile: file, Names: tc.names}, logr.Discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, results := serve(t, v)
+			err = call(t, addr, results, tc.client())
+			switch {
+			case tc.refuse == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.refuse != "" && (err == nil || !strings.Contains(err.Error(), tc.refuse)):
+				t.Fatalf("got %v, want a refusal saying %q", err, tc.refuse)
+			}
+		})
+	}
+
+	t.Run("its own ready check's certificate, whatever the names", func(t *testing.T) {
+		v, err := newClientVerifier(ClientAuth{CAFile: file, Names: []string{"only-this"}}, logr.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, results := serve(t, v)
+		if err := call(t, addr, results, &v.self); err != nil {
+			t.Fatal(err)
+		}
+		other, _ := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
+		if err := call(t, addr, results, &other.self); err == nil {
+			t.Fatal("another process's ready-check certificate was accepted")
+		}
+	})
+}
+
+// A CA file replaced in place (a ConfigMap update) is trusted after the
+// re-read interval; one that does not parse keeps the CAs before it.
+func TestClientCAFileFollowed(t *testing.T) {
+	oldCA, newCA := newTestCA(t, "old"), newTestCA(t, "new")
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, file, oldCA.pem)
+	v, err := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v.now = func() time.Time { return now }
+	addr, results := serve(t, v)
+	oldCert, newCert := oldCA.client(t, "a", nil, x509.ExtKeyUsageClientAuth), newCA.client(t, "a", nil, x509.ExtKeyUsageClientAuth)
+
+	writeCA(t, file, newCA.pem)
+	if err := call(t, addr, results, &oldCert); err != nil {
+		t.Fatalf("before the interval the CA read first still holds: %v", err)
+	}
+	now = now.Add(v.interval)
+	if err := call(t, addr, results, &newCert); err != nil {
+		t.Fatalf("the new CA is not trusted after the interval: %v", err)
+	}
+	if err := call(t, addr, results, &oldCert); err == nil {
+		t.Fatal("the replaced CA is still trusted")
+	}
+
+	writeCA(t, file, []byte("not a certificate"))
+	now = now.Add(v.interval)
+	if err := call(t, addr, results, &newCert); err != nil {
+		t.Fatalf("a CA file that does not parse dropped the CAs before it: %v", err)
+	}
+}
+
+func TestClientCAFileRequired(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := newClientVerifier(ClientAuth{CAFile: filepath.Join(dir, "missing")}, logr.Discard()); err == nil || !strings.Contains(err.Error(), "--client-ca-file") {
+		t.Fatalf("missing file: %v", err)
+	}
+	writeCA(t, filepath.Join(dir, "empty"), nil)
+	if _, err := newClientVerifier(ClientAuth{CAFile: filepath.Join(dir, "empty")}, logr.Discard()); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Fatalf("empty file: %v", err)
+	}
+}
