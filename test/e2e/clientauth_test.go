@@ -263,21 +263,7 @@ func pointAtOn(t *testing.T, c *framework.Cluster, release, url, namespace strin
 // certificate). It returns how the connection was refused, or an error
 // when a path answered. The server's certificate is not under test.
 func postReview(w *framework.Webhook, clientCert *tls.Certificate, group string) (refusal string, err error) {
-	pod := cassandraPod("members", "forged")
-	pod.Labels = map[string]string{"peergroup.dev/group": group}
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		return "", err
-	}
-	review := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: types.UID("forged"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Namespace: "members", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
-		},
-	}
-	body, err := json.Marshal(review)
+	body, err := forgedReview("members", group, nil)
 	if err != nil {
 		return "", err
 	}
@@ -297,4 +283,106 @@ func postReview(w *framework.Webhook, clientCert *tls.Certificate, group string)
 		return "", fmt.Errorf("%s answered HTTP %d", path, resp.StatusCode)
 	}
 	return strings.Join(refusals, "; "), nil
+}
+
+// forgedReview is a pod CREATE review for namespace ns naming group, as
+// something other than the API server would send it (dryRun as given).
+func forgedReview(ns, group string, dryRun *bool) ([]byte, error) {
+	pod := cassandraPod(ns, "forged")
+	pod.Labels = map[string]string{"peergroup.dev/group": group}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID(fmt.Sprintf("forged-%d", time.Now().UnixNano())), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: ns, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}, DryRun: dryRun,
+		},
+	})
+}
+
+// TestForgedReviewReach pins what a review that did not come through the
+// API server can do to a webhook without clientAuth (the chart's
+// default), sent to both of its paths: it creates the named group's
+// headless Service in an ordinary namespace that exists, and nothing else
+// — no Service in an excluded namespace (kube-system, the webhook's own),
+// none in a namespace that does not exist, none for a dry run, and a
+// Service of that name that exists is never changed (docs/install.md,
+// "Who can call it").
+func TestForgedReviewReach(t *testing.T) {
+	ctx := testContext(t)
+	httpc := framework.TLSClient(hook.CABundle, "127.0.0.1")
+	send := func(t *testing.T, ns, group string, dryRun *bool) {
+		t.Helper()
+		body, err := forgedReview(ns, group, dryRun)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{webhook.Path, webhook.ValidatePath} {
+			resp, err := httpc.Post(strings.TrimSuffix(hook.URL(), webhook.Path)+path, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			resp.Body.Close()
+		}
+	}
+	noService := func(t *testing.T, ns, name string) {
+		t.Helper()
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Service %s/%s after a forged review: %v, want none", ns, name, err)
+		}
+	}
+
+	t.Run("an ordinary namespace: the group's headless Service is created", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		send(t, ns, "forged-group", nil)
+		svc := &corev1.Service{}
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "forged-group"}, svc); err != nil {
+			t.Fatalf("the exposure this test pins is gone (update docs/install.md): %v", err)
+		}
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Labels["app.kubernetes.io/managed-by"] != "peergroup" {
+			t.Errorf("Service %+v: want peergroup's headless Service", svc.Spec)
+		}
+	})
+	t.Run("excluded namespaces: nothing", func(t *testing.T) {
+		for _, ns := range []string{"kube-system", releaseNamespace} {
+			send(t, ns, "forged-excluded", nil)
+			noService(t, ns, "forged-excluded")
+		}
+	})
+	t.Run("a namespace that does not exist: nothing", func(t *testing.T) {
+		ns := fmt.Sprintf("absent-%d", time.Now().UnixNano())
+		send(t, ns, "forged-absent", nil)
+		noService(t, ns, "forged-absent")
+		if err := cluster.Client.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+			t.Errorf("namespace %s: %v, want none", ns, err)
+		}
+	})
+	t.Run("a dry run: nothing", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		dry := true
+		send(t, ns, "forged-dry", &dry)
+		noService(t, ns, "forged-dry")
+	})
+	t.Run("a Service of the group's name exists: unchanged", func(t *testing.T) {
+		ns := newNamespace(t, nil)
+		existing := &corev1.Service{}
+		existing.Namespace, existing.Name = ns, "forged-existing"
+		existing.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 80}}
+		existing.Spec.Selector = map[string]string{"app": "web"}
+		if err := cluster.Client.Create(ctx, existing); err != nil {
+			t.Fatal(err)
+		}
+		send(t, ns, "forged-existing", nil)
+		after := &corev1.Service{}
+		if err := cluster.Client.Get(ctx, client.ObjectKeyFromObject(existing), after); err != nil {
+			t.Fatal(err)
+		}
+		if after.ResourceVersion != existing.ResourceVersion {
+			t.Errorf("the existing Service changed: resourceVersion %s -> %s", existing.ResourceVersion, after.ResourceVersion)
+		}
+	})
 }
