@@ -4,6 +4,7 @@
 //	peergroup explain (-f FILE | NAMESPACE/NAME)   whether, why and how a pod is injected
 //	peergroup audit [-n NAMESPACE] [--output json] [--fix [--yes]] members admitted without the injection
 //	peergroup check [-n NAMESPACE]  whether the API server can call the webhook
+//	peergroup status GROUP [-n NAMESPACE] [--output json]  the group as its members see it
 //
 // Every rule comes from package webhook, the code the webhook runs.
 package main
@@ -35,6 +36,9 @@ commands:
            (a dry run unless --yes)
   check    dry-run a member pod through the API server: can it call the webhook, and if not,
            where the path likely breaks; exit 1 if not
+  status   a group as its members see it (pod, node, IP, ready, role, seeds, peers now), read
+           from seed-discovery's logs; exit 1 on a state to act on (two founders, a member
+           whose seeds are all gone, an uninjected member, one deciding past its timeout)
 
 Run 'peergroup <command> -h' for a command's flags.
 `
@@ -63,6 +67,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		code, err = audit(ctx, args[1:], stdout, stderr)
 	case "check":
 		code, err = check(ctx, args[1:], stdout, stderr)
+	case "status":
+		code, err = status(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 	case "-h", "--help", "help":

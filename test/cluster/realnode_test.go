@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/contract"
+	"github.com/peergroup/peergroup/inspect"
 	"github.com/peergroup/peergroup/test/framework"
 )
 
@@ -243,6 +244,7 @@ func TestRealNATS(t *testing.T) {
 				requireJoined(t, p)
 			}
 		}
+		requireStatus(t, ns, founder.Name, pods)
 	})
 	if t.Failed() {
 		return
@@ -767,4 +769,44 @@ func (l *lines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.l, "; ")
+}
+
+// requireStatus checks `peergroup status` (inspect.Status, through the API
+// server and seed-discovery's logs the kubelet serves) against the group:
+// every pod a ready, injected member with a role, the founder the founder,
+// one seed list, the refreshing sidecars seeing every pod, nothing to act
+// on.
+func requireStatus(t *testing.T, ns, founder string, pods []corev1.Pod) {
+	t.Helper()
+	ctx := context.Background()
+	logs := func(ctx context.Context, ns, pod, container string) (string, error) {
+		return framework.ContainerLog(ctx, lc.Cluster, ns, pod, container)
+	}
+	// The sidecars log a peer change within their refresh (5 s) of the
+	// last pod's arrival.
+	var s inspect.GroupStatus
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if s, err = inspect.Status(ctx, lc.Client, logs, ns, "nats", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		all := len(s.Members) == len(pods)
+		for _, m := range s.Members {
+			all = all && m.Peers == len(pods)
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if len(s.Members) != len(pods) || !s.OneSeedList || len(s.Problems) > 0 {
+		t.Fatalf("status %+v", s)
+	}
+	for _, m := range s.Members {
+		want := map[bool]string{true: "founder", false: m.Role}[m.Pod == founder]
+		if !m.Ready || !m.Injected || m.Role == "" || m.Role != want || len(m.Problems) > 0 || m.Peers != len(pods) {
+			t.Errorf("status of %s: %+v", m.Pod, m)
+		}
+	}
 }

@@ -43,6 +43,10 @@ func TestHelmInstallForReal(t *testing.T) {
 	}
 	defer lc.Stop()
 	t.Logf("figure: a cluster whose only node is real, Ready in %s", lc.ReadyIn.Round(100*time.Millisecond))
+	cli, err := framework.BuildBinary(ctx, "peergroup", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := framework.PushNodeImages(ctx, lc.Node); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +84,17 @@ func TestHelmInstallForReal(t *testing.T) {
 		for _, p := range pods {
 			if !slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" }) {
 				t.Errorf("%s was not injected", p.Name)
+			}
+		}
+		// The group as its members see it: every pod a member with a
+		// role, one founder, one seed list; exit 0.
+		out := shell(t, cli+" status nats -n nats")
+		if !strings.Contains(out, "founder and seeds took one seed list: yes") || strings.Count(out, " founder ") != 1 || strings.Contains(out, "ACT:") {
+			t.Errorf("peergroup status:\n%s", out)
+		}
+		for _, p := range pods {
+			if !strings.Contains(out, p.Name) {
+				t.Errorf("peergroup status does not list %s", p.Name)
 			}
 		}
 	})
@@ -149,6 +164,13 @@ func TestHelmInstallForReal(t *testing.T) {
 		}
 		if len(p.Spec.InitContainers) != 0 {
 			t.Error("a pod created after uninstall was injected")
+		}
+		// `peergroup status` flags it (exit 1): a member with no seeds.
+		var out bytes.Buffer
+		err := lc.Shell(ctx, &out, cli+" status nats -n nats")
+		t.Logf("$ peergroup status nats -n nats\n%s", out.String())
+		if err == nil || !strings.Contains(out.String(), "after-uninstall") || !strings.Contains(out.String(), "ACT: not injected") {
+			t.Errorf("peergroup status after an uninjected member (exit status %v):\n%s", err, out.String())
 		}
 	})
 }

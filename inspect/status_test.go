@@ -1,0 +1,128 @@
+package inspect
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/peergroup/peergroup/contract"
+)
+
+var statusNow = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+
+// member is an injected, running, ready pod of group g started age ago.
+func member(name, ip, g string, age time.Duration) corev1.Pod {
+	p := corev1.Pod{}
+	p.Name, p.Namespace = name, "ns"
+	p.Labels = map[string]string{contract.GroupLabel: g}
+	p.Annotations = map[string]string{contract.InjectedAnnotation: "0.1.0"}
+	p.Spec.NodeName = "node-a"
+	p.Spec.InitContainers = []corev1.Container{{Name: contract.InitContainerName}}
+	p.Status.PodIP, p.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	p.Status.StartTime = &metav1.Time{Time: statusNow.Add(-age)}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	return p
+}
+
+// The lines seed-discovery writes (discovery/run.go, state.go, refresh.go).
+func decided(role, seeds string) string {
+	return "looking up nats.ns.svc.cluster.local. (self [10.0.0.1], seed count 2, ...)\n" +
+		"view changed: 2 addresses [10.0.0.1 10.0.0.2] (own IP present: true)\n" +
+		"decided after 3.2s: role " + role + ", seeds " + seeds + ", 2 peers (ip order), 7 DNS queries\n"
+}
+
+func TestStatusOf(t *testing.T) {
+	founder, seed, joiner := member("a", "10.0.0.1", "nats", time.Minute), member("b", "10.0.0.2", "nats", time.Minute), member("c", "10.0.0.3", "nats", time.Minute)
+	for _, tc := range []struct {
+		name     string
+		pods     []corev1.Pod
+		logs     map[string]string
+		roles    string
+		oneList  bool
+		problems []string // substrings, members' and the group's
+	}{
+		{"one group, formed and refreshed", []corev1.Pod{founder, seed, joiner}, map[string]string{
+			"a": decided("founder", "10.0.0.1") + "peers changed: 3 pods [10.0.0.1 10.0.0.2 10.0.0.3]\n",
+			"b": decided("seed", "10.0.0.1"),
+			"c": decided("joiner", "10.0.0.1,10.0.0.2"),
+		}, "a=founder b=seed c=joiner", true, nil},
+		{"two live founders", []corev1.Pod{founder, seed}, map[string]string{
+			"a": decided("founder", "10.0.0.1"), "b": decided("founder", "10.0.0.2"),
+		}, "a=founder b=founder", false, []string{"2 live founders", "different seed lists"}},
+		{"a restarted sidecar keeps its decision", []corev1.Pod{founder}, map[string]string{
+			"a": "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds 10.0.0.1)\n",
+		}, "a=founder", true, nil},
+		{"every seed gone", []corev1.Pod{joiner}, map[string]string{
+			"c": decided("joiner", "10.0.0.1,10.0.0.2"),
+		}, "c=joiner", true, []string{"every seed it took is gone"}},
+		{"hostname seeds alive by pod name", []corev1.Pod{founder, seed}, map[string]string{
+			"a": "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds a.nats.ns.svc.cluster.local)\n",
+			"b": "restarted: keeping the decision made as 10.0.0.2 (role seed, seeds a.nats.ns.svc.cluster.local)\n",
+		}, "a=founder b=seed", true, nil},
+		{"still deciding past its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", 10*time.Minute)}, map[string]string{
+			"d": "stable but waiting: 1 of 3 expected peers visible\n",
+		}, "d=", true, []string{"still deciding 10m0s after it started, past its timeout 5m0s"}},
+		{"deciding within its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", time.Minute)}, map[string]string{
+			"d": "stable but waiting: 1 of 3 expected peers visible\n",
+		}, "d=", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := StatusOf(tc.pods, tc.logs, "nats", "ns", statusNow)
+			var roles, problems []string
+			for _, m := range s.Members {
+				roles = append(roles, m.Pod+"="+m.Role)
+				problems = append(problems, m.Problems...)
+			}
+			problems = append(problems, s.Problems...)
+			if got := strings.Join(roles, " "); got != tc.roles {
+				t.Errorf("roles %q, want %q", got, tc.roles)
+			}
+			if s.OneSeedList != tc.oneList {
+				t.Errorf("one seed list %v, want %v", s.OneSeedList, tc.oneList)
+			}
+			if len(problems) != len(tc.problems) {
+				t.Fatalf("problems %q, want %d matching %q", problems, len(tc.problems), tc.problems)
+			}
+			for i, want := range tc.problems {
+				if !strings.Contains(problems[i], want) {
+					t.Errorf("problem %q, want it to say %q", problems[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestStatusReadsTheLog(t *testing.T) {
+	m := MemberStatus{Peers: -1}
+	readLog(&m, "stable but waiting: first in order, but ...\n"+decided("seed", "10.0.0.1,10.0.0.2")+
+		"peers changed: 12 pods [10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 10.0.0.8 10.0.0.9 10.0.0.10] …\n")
+	if m.Role != "seed" || strings.Join(m.Seeds, ",") != "10.0.0.1,10.0.0.2" || m.Waiting != "" || m.Peers != 12 || len(m.PeerHosts) != 10 {
+		t.Errorf("%+v", m)
+	}
+	decidedOnly := MemberStatus{Peers: -1}
+	readLog(&decidedOnly, decided("joiner", "10.0.0.1"))
+	if decidedOnly.Peers != 2 || decidedOnly.PeerHosts != nil {
+		t.Errorf("the decision's view: %+v", decidedOnly)
+	}
+}
+
+func TestStatusFlagsUninjectedMembers(t *testing.T) {
+	bare := member("x", "10.0.0.9", "", time.Minute)
+	delete(bare.Labels, contract.GroupLabel)
+	bare.Annotations = nil
+	bare.Spec.InitContainers = nil
+	optedOut := bare
+	optedOut.Name, optedOut.Labels = "y", map[string]string{contract.InjectLabel: "false"}
+	other := member("z", "10.0.0.8", "other", time.Minute)
+	members := Members([]corev1.Pod{bare, optedOut, other}, map[string]string{contract.GroupLabel: "nats"}, "nats")
+	if len(members) != 1 || members[0].Name != "x" {
+		t.Fatalf("members %d, want only the unlabelled pod of the labelled namespace", len(members))
+	}
+	s := StatusOf(members, nil, "nats", "ns", statusNow)
+	if len(s.Members[0].Problems) != 1 || !strings.Contains(s.Members[0].Problems[0], "not injected") {
+		t.Errorf("problems %q", s.Members[0].Problems)
+	}
+}
