@@ -301,11 +301,17 @@ func (k *Keeper) ReadyCheck(addr string, client *tls.Certificate) func(*http.Req
 		if client != nil {
 			cfg.Certificates = []tls.Certificate{*client}
 		}
-		conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+		// A request, not only a handshake: under TLS 1.3 the server judges
+		// a client certificate after the client's side is done, so only
+		// an answer shows the server took this connection.
+		httpc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			DialContext: d.DialContext, TLSClientConfig: cfg, DisableKeepAlives: true,
+		}}
+		resp, err := httpc.Get("https://" + addr + "/")
 		if err != nil {
-			return fmt.Errorf("served certificate not verified by the caBundle: %w", err)
+			return fmt.Errorf("served certificate not verified by the caBundle, or this check's connection refused: %w", err)
 		}
-		return conn.Close()
+		return resp.Body.Close()
 	}
 }
 

@@ -93,7 +93,7 @@ func requireClientCAMounted(t *testing.T, r *framework.Rendered, configMap strin
 }
 
 func TestClientAuthExistingConfigMap(t *testing.T) {
-	r := render(t, withClientAuth(nil, map[string]any{"enabled": true, "existingConfigMap": "apiserver-client-ca", "caBundle": testCAPEM}))
+	r := render(t, withClientAuth(nil, map[string]any{"enabled": true, "existingConfigMap": "apiserver-client-ca"}))
 	if r.Find("ConfigMap", "") != nil {
 		t.Errorf("a ConfigMap rendered beside existingConfigMap: %v", r.Kinds())
 	}
@@ -116,6 +116,10 @@ func TestClientAuthBadValues(t *testing.T) {
 		"clientAuth.enabled needs clientAuth.caBundle or clientAuth.existingConfigMap": withClientAuth(nil, map[string]any{"enabled": true}),
 		"additional properties 'ca' not allowed":                                       withClientAuth(nil, map[string]any{"enabled": true, "ca": "x"}),
 		"minLength: got 0, want 1":                                                     withClientAuth(nil, map[string]any{"enabled": true, "caBundle": testCAPEM, "allowedNames": []any{""}}),
+		"/clientAuth/allowedNames/0":                                                   withClientAuth(nil, map[string]any{"enabled": true, "caBundle": testCAPEM, "allowedNames": []any{" "}}),
+		"/clientAuth/allowedNames/1":                                                   withClientAuth(nil, map[string]any{"enabled": true, "caBundle": testCAPEM, "allowedNames": []any{"a", "b,c"}}),
+		"set caBundle or existingConfigMap, not both":                                  withClientAuth(nil, map[string]any{"enabled": true, "caBundle": testCAPEM, "existingConfigMap": "x"}),
+		"clientAuth.caBundle must be PEM":                                              withClientAuth(nil, map[string]any{"enabled": true, "caBundle": "Y2E="}),
 	}
 	for want, values := range cases {
 		if _, err := framework.Render("peergroup", "peergroup-system", values); err == nil || !strings.Contains(err.Error(), want) {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -124,10 +126,11 @@ users:
 // TestOnlyTheAPIServerMayCall runs the chart's default (selfSigned) webhook
 // with clientAuth on behind an API server that presents a client
 // certificate: pods are admitted and injected; a review sent straight to
-// the webhook without a certificate, or with another CA's, is refused at
-// TLS and creates nothing; after the API server's certificate is renewed
-// (new key, same CA) and the API server restarted, as kubeadm renews it,
-// admissions go on.
+// the webhook without a certificate, with another CA's, or with the CA's
+// for another name is refused at TLS and creates nothing (the same review
+// with the right certificate is answered); after the API server's files
+// are replaced with a certificate of a new CA, without restarting it,
+// admissions go on once the webhook trusts only the new CA.
 func TestOnlyTheAPIServerMayCall(t *testing.T) {
 	ctx := testContext(t)
 	dir := t.TempDir()
@@ -200,6 +203,10 @@ func TestOnlyTheAPIServerMayCall(t *testing.T) {
 			if err != nil {
 				t.Errorf("%s: %v", tc.name, err)
 			}
+			// Refused by the TLS handshake, not by anything later.
+			if !strings.Contains(refusal, "remote error: tls: certificate required") && !strings.Contains(refusal, "remote error: tls: bad certificate") {
+				t.Errorf("%s: refused by something other than the handshake's certificate check: %s", tc.name, refusal)
+			}
 			t.Logf("%s: refused: %s", tc.name, refusal)
 			err = c.Client.Get(ctx, client.ObjectKey{Namespace: members.Name, Name: forged}, &corev1.Service{})
 			if !apierrors.IsNotFound(err) {
@@ -208,17 +215,39 @@ func TestOnlyTheAPIServerMayCall(t *testing.T) {
 		}
 	})
 
-	t.Run("the API server's certificate renewed, the API server restarted", func(t *testing.T) {
-		clientCA.clientPair(t, "kube-apiserver-webhook-client", dir)
-		logs, err := os.Create(filepath.Join(dir, "apiserver-restarted.log"))
-		if err != nil {
+	t.Run("the same review with the API server's certificate is answered", func(t *testing.T) {
+		// The control for the refusals above: the same request, presenting
+		// a certificate of the CA with the accepted name, is served.
+		valid := clientCA.clientPair(t, "kube-apiserver-webhook-client", "")
+		if _, err := postReview(w, &valid, "direct"); err == nil || !strings.Contains(err.Error(), "answered HTTP 200") {
+			t.Fatalf("a review with a valid certificate: %v", err)
+		}
+	})
+
+	t.Run("a new CA: the API server's files replaced, no restart", func(t *testing.T) {
+		// The webhook trusts old and new CA, the API server's two files
+		// are replaced with a certificate of the new CA (client-go reads
+		// them again on its own), then the webhook trusts the new CA only
+		// and drops its connections (a restart): admissions go on, so the
+		// API server presents the new certificate.
+		newCA := newPKI(t, "apiserver-webhook-client-ca-2")
+		if err := os.WriteFile(caFile, append(append([]byte{}, clientCA.pem...), newCA.pem...), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		defer logs.Close()
-		if err := c.RestartAPIServer(ctx, logs); err != nil {
+		w.Stop()
+		if err := w.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		admitted("after-renewal")
+		admitted("trusting-both-cas")
+		newCA.clientPair(t, "kube-apiserver-webhook-client", dir)
+		if err := os.WriteFile(caFile, newCA.pem, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w.Stop()
+		if err := w.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		admitted("after-the-new-ca")
 	})
 }
 
@@ -346,6 +375,15 @@ func TestForgedReviewReach(t *testing.T) {
 		if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Labels["app.kubernetes.io/managed-by"] != "peergroup" {
 			t.Errorf("Service %+v: want peergroup's headless Service", svc.Spec)
 		}
+		// And the Event that says so, regarding the namespace (the pod
+		// names no controller).
+		eventually(t, 10*time.Second, "the PeerGroupServiceCreated Event", func() bool {
+			events := &eventsv1.EventList{}
+			return cluster.Client.List(ctx, events) == nil &&
+				slices.ContainsFunc(events.Items, func(e eventsv1.Event) bool {
+					return e.Reason == "PeerGroupServiceCreated" && e.Regarding.Kind == "Namespace" && e.Regarding.Name == ns
+				})
+		})
 	})
 	t.Run("excluded namespaces: nothing", func(t *testing.T) {
 		for _, ns := range []string{"kube-system", releaseNamespace} {

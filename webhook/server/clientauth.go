@@ -8,9 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -49,6 +51,7 @@ type clientVerifier struct {
 	mu       sync.Mutex
 	pool     *x509.CertPool
 	read     []byte
+	rejected []byte
 	checked  time.Time
 	interval time.Duration
 }
@@ -61,11 +64,12 @@ func newClientVerifier(a ClientAuth, log logr.Logger) (*clientVerifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--client-ca-file: %w", err)
 	}
-	pool, err := parseCAs(data)
+	pool, subjects, err := parseCAs(data)
 	if err != nil {
 		return nil, fmt.Errorf("--client-ca-file %s: %w", a.CAFile, err)
 	}
 	v.pool, v.read, v.checked = pool, data, v.now()
+	log.Info("requiring client certificates", "file", a.CAFile, "cas", subjects, "names", a.Names)
 	if v.self, err = selfClientCertificate(v.now()); err != nil {
 		return nil, err
 	}
@@ -94,12 +98,38 @@ func selfClientCertificate(now time.Time) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-func parseCAs(data []byte) (*x509.CertPool, error) {
+// parseCAs reads every PEM block of data: each must be a CA certificate
+// (a garbled or stray block fails the whole file, so an old-plus-new CA
+// file during a migration never silently loses one of them).
+func parseCAs(data []byte) (*x509.CertPool, []string, error) {
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, errors.New("no PEM certificate in it")
+	var subjects []string
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if len(bytes.TrimSpace(rest)) > 0 {
+				return nil, nil, errors.New("text after the last PEM block that is not PEM")
+			}
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, nil, fmt.Errorf("a PEM block of type %q: want CERTIFICATE blocks only", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("certificate %d: %w", len(subjects)+1, err)
+		}
+		if !c.IsCA {
+			return nil, nil, fmt.Errorf("certificate %q is not a CA (basicConstraints CA:TRUE)", c.Subject.CommonName)
+		}
+		pool.AddCert(c)
+		subjects = append(subjects, fmt.Sprintf("%s (expires %s)", c.Subject.CommonName, c.NotAfter.Format(time.DateOnly)))
 	}
-	return pool, nil
+	if len(subjects) == 0 {
+		return nil, nil, errors.New("no PEM certificate in it")
+	}
+	return pool, subjects, nil
 }
 
 // current returns the CAs, re-reading the file at most every interval.
@@ -112,12 +142,14 @@ func (v *clientVerifier) current() *x509.CertPool {
 		switch {
 		case err != nil:
 			v.log.Error(err, "client CA file unreadable; keeping the CAs read before", "file", v.auth.CAFile)
-		case !bytes.Equal(data, v.read):
-			if pool, err := parseCAs(data); err != nil {
-				v.log.Error(err, "client CA file changed but does not parse; keeping the CAs read before", "file", v.auth.CAFile)
+		case !bytes.Equal(data, v.read) && !bytes.Equal(data, v.rejected):
+			if pool, subjects, err := parseCAs(data); err != nil {
+				// Said once per content, not at every re-read.
+				v.rejected = data
+				v.log.Error(err, "client CA file changed but is not a CA bundle; keeping the CAs read before", "file", v.auth.CAFile)
 			} else {
-				v.pool, v.read = pool, data
-				v.log.Info("client CA file changed; trusting its CAs now", "file", v.auth.CAFile)
+				v.pool, v.read, v.rejected = pool, data, nil
+				v.log.Info("client CA file changed; trusting its CAs now (connections already open stay open)", "file", v.auth.CAFile, "cas", subjects)
 			}
 		}
 	}
@@ -160,8 +192,30 @@ func (v *clientVerifier) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 
 // tlsOption requires and verifies client certificates on the serving
 // port. Go's own verification (RequireAndVerifyClientCert) reads its CAs
-// once; this one follows the file.
+// once; this one follows the file. No session resumption: Go does not
+// call VerifyPeerCertificate on a resumed session, so a ticket would
+// outlive the CA that let its client in.
 func (v *clientVerifier) tlsOption(c *tls.Config) {
 	c.ClientAuth = tls.RequireAnyClientCert
 	c.VerifyPeerCertificate = v.verify
+	c.SessionTicketsDisabled = true
+}
+
+// servingCheck is the readiness check of a server that requires client
+// certificates (controller-runtime's StartedChecker presents none, so each
+// probe would be refused and logged): a request over TLS with this
+// process's own certificate; any answer means it serves.
+func (v *clientVerifier) servingCheck(addr string) func(*http.Request) error {
+	httpc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		// The served certificate is the certificate checks' business.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{v.self}, MinVersion: tls.VersionTLS12}, //nolint:gosec
+	}}
+	return func(*http.Request) error {
+		resp, err := httpc.Get("https://" + addr + "/")
+		if err != nil {
+			return fmt.Errorf("webhook server not serving: %w", err)
+		}
+		return resp.Body.Close()
+	}
 }

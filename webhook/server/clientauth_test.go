@@ -94,7 +94,7 @@ func serve(t *testing.T, v *clientVerifier) (string, <-chan error) {
 			}
 			err = c.(*tls.Conn).Handshake()
 			if err == nil {
-				_, err = c.Write([]byte("ok"))
+				_, err = c.Write([]byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 			}
 			results <- err
 			c.Close()
@@ -118,7 +118,7 @@ func call(t *testing.T, addr string, results <-chan error, client *tls.Certifica
 		buf := make([]byte, 2)
 		_, readErr := conn.Read(buf)
 		conn.Close()
-		if (readErr == nil) != (string(buf) == "ok") {
+		if (readErr == nil) != (string(buf) == "HT") {
 			t.Fatalf("read %q with %v", buf, readErr)
 		}
 	}
@@ -248,5 +248,85 @@ func TestClientCAFileRequired(t *testing.T) {
 	writeCA(t, filepath.Join(dir, "empty"), nil)
 	if _, err := newClientVerifier(ClientAuth{CAFile: filepath.Join(dir, "empty")}, logr.Discard()); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("empty file: %v", err)
+	}
+	ca := newTestCA(t, "ok")
+	leaf := ca.client(t, "leaf", nil, x509.ExtKeyUsageClientAuth)
+	leafPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]})
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"a leaf beside the CA":          {append(append([]byte{}, ca.pem...), leafPEM...), `"leaf" is not a CA`},
+		"a garbled second CA":           {append(append([]byte{}, ca.pem...), []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")...), "certificate 2"},
+		"a private key":                 {append(append([]byte{}, ca.pem...), []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")...), `type "EC PRIVATE KEY"`},
+		"text after the last PEM block": {append(append([]byte{}, ca.pem...), []byte("trailing")...), "not PEM"},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		writeCA(t, f, tc.data)
+		if _, err := newClientVerifier(ClientAuth{CAFile: f}, logr.Discard()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+// A session resumed from a ticket skips VerifyPeerCertificate in Go, so
+// the server issues none: a client let in once is judged again at every
+// connection (here: after its CA left the file, and without a certificate).
+func TestClientCertificateJudgedAtEveryConnection(t *testing.T) {
+	ca, other := newTestCA(t, "ca"), newTestCA(t, "other")
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, file, ca.pem)
+	v, err := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v.now = func() time.Time { return now }
+	addr, results := serve(t, v)
+	sessions := tls.NewLRUClientSessionCache(8)
+	good := ca.client(t, "a", nil, x509.ExtKeyUsageClientAuth)
+	dial := func(cert *tls.Certificate) (resumed bool, serverErr error) {
+		cfg := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: sessions}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err == nil {
+			buf := make([]byte, 2)
+			_, _ = conn.Read(buf)
+			resumed = conn.ConnectionState().DidResume
+			conn.Close()
+		}
+		return resumed, <-results
+	}
+	if _, err := dial(&good); err != nil {
+		t.Fatal(err)
+	}
+	writeCA(t, file, other.pem)
+	now = now.Add(v.interval)
+	resumed, err := dial(nil)
+	if resumed || err == nil {
+		t.Fatalf("a client without a certificate resumed (%v) or was let in (%v) after its CA left", resumed, err)
+	}
+}
+
+func TestServingCheckPresentsItsCertificate(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, file, newTestCA(t, "ca").pem)
+	v, err := newClientVerifier(ClientAuth{CAFile: file, Names: []string{"only-the-api-server"}}, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, results := serve(t, v)
+	go func() {
+		for range results {
+		}
+	}()
+	if err := v.servingCheck(addr)(nil); err != nil {
+		t.Fatalf("the ready check of a serving webhook: %v", err)
+	}
+	other, _ := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
+	if err := other.servingCheck(addr)(nil); err == nil {
+		t.Fatal("another process's ready check was answered: the check would pass whatever the server refuses")
 	}
 }

@@ -45,7 +45,8 @@ type Options struct {
 	// to the validating phase (webhook.ValidationWatch).
 	ValidationSettle time.Duration
 	// ClientAuth, when enabled, requires the caller's client certificate.
-	ClientAuth ClientAuth
+	ClientAuth       ClientAuth
+	clientNamesGiven bool
 	// RestConfig, when set, is used instead of KUBECONFIG / in-cluster
 	// config; tests set it to run the server in-process.
 	RestConfig *rest.Config
@@ -88,6 +89,7 @@ func ParseFlags(args []string, getenv func(string) string, version string, stder
 	finishMutation()
 	o.Certs.ExtraSANs = listflag.Split(sans)
 	o.ClientAuth.Names = listflag.Split(clientNames)
+	fs.Visit(func(f *flag.Flag) { o.clientNamesGiven = o.clientNamesGiven || f.Name == "client-cert-names" })
 	o.Certs.CertDir = o.CertDir
 	o.Namespace = getenv("POD_NAMESPACE")
 	o.Certs.Namespace = o.Namespace
@@ -110,6 +112,9 @@ func (o Options) validate() error {
 	}
 	if o.DrainTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("--drain-timeout %s must be at least 1s: admissions in flight need time to finish", o.DrainTimeout))
+	}
+	if o.clientNamesGiven && len(o.ClientAuth.Names) == 0 {
+		errs = append(errs, errors.New("--client-cert-names gives no name: an empty list would accept any certificate of the CA (omit the flag for that)"))
 	}
 	if len(o.ClientAuth.Names) > 0 && !o.ClientAuth.Enabled() {
 		errs = append(errs, errors.New("--client-cert-names needs --client-ca-file: names are checked on certificates the CA signed"))

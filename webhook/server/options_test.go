@@ -62,6 +62,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		"at least 8 times":                           {"--cert-validity=1m", "--cert-resync-interval=10s"},
 		"must be positive":                           {"--cert-resync-interval=0s"},
 		"--client-cert-names needs --client-ca-file": {"--client-cert-names=kube-apiserver"},
+		"--client-cert-names gives no name":          {"--client-ca-file=/ca.crt", "--client-cert-names= , "},
 	}
 	for want, args := range cases {
 		var stderr bytes.Buffer

@@ -227,7 +227,11 @@ func newManager(cfg *rest.Config, o Options, sd *shutdown, verifier *clientVerif
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add healthz check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("webhook-serving", server.StartedChecker()); err != nil {
+	serving := server.StartedChecker()
+	if verifier != nil {
+		serving = verifier.servingCheck(certs.ServingAddr(o.Host, o.Port))
+	}
+	if err := mgr.AddReadyzCheck("webhook-serving", serving); err != nil {
 		return nil, fmt.Errorf("add readyz check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("cache-synced", cacheSynced(mgr.GetCache())); err != nil {
