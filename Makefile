@@ -19,8 +19,9 @@ NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
 all: build
 
-build: ## Build the binaries into bin/ (static, as in the Dockerfile).
+build: ## Build the binaries into bin/ (static, as in the Dockerfile), and the CLI again as the kubectl plugin bin/kubectl-peergroup.
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o bin/ ./cmd/...
+	cp bin/peergroup bin/kubectl-peergroup
 
 # The platforms of `make image` (linux); the binaries are cross-compiled.
 IMAGE_ARCHES ?= amd64,arm64

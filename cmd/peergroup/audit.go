@@ -18,11 +18,10 @@ import (
 
 func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("audit", stderr)
-	namespace := fs.String("n", "", "only this namespace (default: all)")
 	webhookNS := fs.String("webhook-namespace", "peergroup-system", "the webhook's own namespace, never injected")
 	configName := fs.String("webhook-config", defaultWebhookConfig, "name of the MutatingWebhookConfiguration whose entries decide which replacements peergroup is sent (default: peergroup, else the one labelled app.kubernetes.io/name=peergroup)")
 	fix := fixFlags(fs)
-	kubeconfig, output := clusterFlags(fs)
+	output := outputFlag(fs)
 	cfg, positional, err := parse(fs, args)
 	if err != nil {
 		return 2, err
@@ -37,7 +36,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		return 2, err
 	}
 	cfg.ExcludedNamespaces = append(cfg.ExcludedNamespaces, *webhookNS)
-	c, err := newClient(*kubeconfig)
+	c, err := newClient()
 	if err != nil {
 		return 2, err
 	}
@@ -51,8 +50,11 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	}
 	pods := &corev1.PodList{}
 	var opts []client.ListOption
-	if *namespace != "" {
-		opts = append(opts, client.InNamespace(*namespace))
+	// Every namespace unless -n names one (-A says so too).
+	if ns, explicit, err := kube.namespace(); err != nil {
+		return 2, err
+	} else if explicit && !kube.allNamespaces {
+		opts = append(opts, client.InNamespace(ns))
 	}
 	if err := c.List(ctx, pods, opts...); err != nil {
 		return 2, fmt.Errorf("list pods: %w", err)
@@ -62,7 +64,7 @@ func audit(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 		return 2, err
 	}
 	if fix.Fix {
-		return auditFix(ctx, c, auditState{Pods: pods.Items, Cluster: cluster, Config: *cfg, Output: *output, Kubeconfig: *kubeconfig}, *fix, stdout)
+		return auditFix(ctx, c, auditState{Pods: pods.Items, Cluster: cluster, Config: *cfg, Output: *output}, *fix, stdout)
 	}
 	findings := inspect.Uninjected(pods.Items, cluster, *cfg)
 	if *output == "json" {

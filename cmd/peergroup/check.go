@@ -15,10 +15,8 @@ import (
 func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("peergroup check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	namespace := fs.String("n", "default", "namespace to dry-run the probe pod in (needs create pods there)")
 	group := fs.String("group", "peergroup-check", "group label of the probe pod")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
-	output := fs.String("output", "text", "text or json")
+	output := outputFlag(fs)
 	positional, err := parseAnywhere(fs, args)
 	if err != nil {
 		return 2, err
@@ -29,14 +27,20 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := checkOutput(*output); err != nil {
 		return 2, err
 	}
-	cfg, err := loadConfig(*kubeconfig)
+	cfg, err := restConfig()
+	if err != nil {
+		return 2, err
+	}
+	// -n, else the context's namespace, else default; the probe pod is
+	// dry-run there (it needs create pods there).
+	namespace, _, err := kube.namespace()
 	if err != nil {
 		return 2, err
 	}
 	// Server-side dry run: the webhook answers (peergroup creates no
 	// Service for a dry run: sideEffects NoneOnDryRun) and nothing is
 	// stored.
-	result := probe.Run(ctx, cfg, *namespace, *group)
+	result := probe.Run(ctx, cfg, namespace, *group)
 	if err := printCheck(stdout, result, *output); err != nil {
 		return 2, err
 	}

@@ -22,11 +22,10 @@ import (
 func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("explain", stderr)
 	file := fs.String("f", "", "a pod (or a workload: its pod template) from a file, or - for standard input; instead of NAMESPACE/NAME")
-	namespace := fs.String("namespace", "default", "with -f: the namespace the pod would be created in, when it has none")
 	nsGroup := fs.String("namespace-group", "", "offline: stands in for the namespace label peergroup.dev/group")
 	noCluster := fs.Bool("offline", false, "do not contact the cluster (with -f): no namespace labels, webhook configuration or Service")
 	configName := fs.String("webhook-config", defaultWebhookConfig, "name of the MutatingWebhookConfiguration to evaluate (default: peergroup, else the one labelled app.kubernetes.io/name=peergroup)")
-	kubeconfig, output := clusterFlags(fs)
+	output := outputFlag(fs)
 	cfg, positional, err := parse(fs, args)
 	if err != nil {
 		return 2, err
@@ -57,7 +56,12 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return 2, err
 		}
 		if pod.Namespace == "" {
-			pod.Namespace = *namespace
+			// -n, else (in the cluster) the context's namespace, else
+			// default: where kubectl apply would create it.
+			pod.Namespace = "default"
+			if ns, explicit, err := kube.namespace(); explicit || (err == nil && !*noCluster) {
+				pod.Namespace = ns
+			}
 		}
 	}
 	input := inspect.ExplainInput{Pod: pod, Config: *cfg}
@@ -65,7 +69,7 @@ func explain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		input.NamespaceLabels = map[string]string{contract.GroupLabel: *nsGroup}
 	}
 	if !*noCluster {
-		c, err := newClient(*kubeconfig)
+		c, err := newClient()
 		if err != nil {
 			return 2, err
 		}

@@ -97,8 +97,6 @@ type auditState struct {
 	Cluster inspect.AuditCluster
 	Config  admit.Config
 	Output  string
-	// Kubeconfig is --kubeconfig, for the eviction client.
-	Kubeconfig string
 }
 
 // auditFix evicts the findings whose replacement would be injected: the
@@ -115,7 +113,7 @@ func auditFix(ctx context.Context, c client.Client, in auditState, cfg fixConfig
 		}
 		return 0, nil
 	}
-	restCfg, err := loadConfig(in.Kubeconfig)
+	restCfg, err := restConfig()
 	if err != nil {
 		return 2, err
 	}

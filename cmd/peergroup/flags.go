@@ -17,11 +17,10 @@ func newFlagSet(command string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// clusterFlags are the flags of the commands that read the cluster.
-func clusterFlags(fs *flag.FlagSet) (kubeconfig, output *string) {
-	kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	output = fs.String("output", "text", "text or json")
-	return kubeconfig, output
+// outputFlag is --output of the commands that read the cluster (kubectl's
+// connection flags are kubeFlags, taken before a command parses).
+func outputFlag(fs *flag.FlagSet) *string {
+	return fs.String("output", "text", "text or json")
 }
 
 // parse adds the webhook's injection flags to fs, parses args (flags

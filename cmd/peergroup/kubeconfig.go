@@ -6,45 +6,25 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// loadConfig reads KUBECONFIG (or --kubeconfig) the way kubectl does.
-func loadConfig(kubeconfig string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+// kube holds kubectl's flags of this command line (run sets it).
+var kube = newKubeFlags()
+
+// restConfig is the cluster the kubectl flags name, read the way kubectl
+// reads it (KUBECONFIG, ~/.kube/config, in-cluster).
+func restConfig() (*rest.Config, error) {
+	cfg, err := kube.config.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	return cfg, nil
 }
 
-// loadConfigAndNamespace is loadConfig with the context's namespace
-// (default when it names none), as kubectl takes it.
-func loadConfigAndNamespace(kubeconfig string) (*rest.Config, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("load kubeconfig: %w", err)
-	}
-	ns, _, err := cc.Namespace()
-	if err != nil {
-		return nil, "", fmt.Errorf("kubeconfig namespace: %w", err)
-	}
-	return cfg, ns, nil
-}
-
-// newClient is a client for the cluster of KUBECONFIG (or --kubeconfig).
-func newClient(kubeconfig string) (client.Client, error) {
-	cfg, err := loadConfig(kubeconfig)
+// newClient is a client for the cluster the kubectl flags name.
+func newClient() (client.Client, error) {
+	cfg, err := restConfig()
 	if err != nil {
 		return nil, err
 	}

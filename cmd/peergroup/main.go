@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/peergroup/peergroup/internal/release"
@@ -41,7 +43,26 @@ commands:
            whose seeds are all gone, an uninjected member, one deciding past its timeout)
 
 Run 'peergroup <command> -h' for a command's flags.
+
+` + kubeUsage + `
+The same binary installed as kubectl-peergroup (make build makes both) is a kubectl plugin:
+'kubectl peergroup <command>' with the same commands and flags.
 `
+
+// name is how the user called this program: "kubectl peergroup" when it
+// runs as the kubectl plugin (kubectl runs kubectl-peergroup), else
+// "peergroup".
+func name() string {
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
+		return "kubectl peergroup"
+	}
+	return "peergroup"
+}
+
+// usageText is the usage under the name the user called.
+func usageText() string {
+	return strings.ReplaceAll(usage, "usage: peergroup", "usage: "+name())
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,10 +74,17 @@ func main() {
 // the pod would be denied), 2 bad usage or an error.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return 2
 	}
-	var err error
+	// kubectl's flags, anywhere after the command, are kube's.
+	kube = newKubeFlags()
+	rest, err := kube.extract(args[1:])
+	if err != nil {
+		fmt.Fprintln(stderr, name()+":", err)
+		return 2
+	}
+	args = append(args[:1:1], rest...)
 	code := 0
 	switch args[0] {
 	case "inject":
@@ -72,13 +100,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 	default:
-		fmt.Fprintf(stderr, "peergroup: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "%s: unknown command %q\n\n%s", name(), args[0], usageText())
 		return 2
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "peergroup:", err)
+		fmt.Fprintln(stderr, name()+":", err)
 		return 2
 	}
 	return code

@@ -19,8 +19,7 @@ import (
 // state to act on.
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("status", stderr)
-	namespace := fs.String("n", "", "the group's namespace (default: the kubeconfig context's, else default)")
-	kubeconfig, output := clusterFlags(fs)
+	output := outputFlag(fs)
 	positional, err := parseAnywhere(fs, args)
 	if err != nil {
 		return 2, err
@@ -31,12 +30,14 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := checkOutput(*output); err != nil {
 		return 2, err
 	}
-	cfg, ns, err := loadConfigAndNamespace(*kubeconfig)
+	cfg, err := restConfig()
 	if err != nil {
 		return 2, err
 	}
-	if *namespace != "" {
-		ns = *namespace
+	// -n, else the context's namespace, else default.
+	ns, _, err := kube.namespace()
+	if err != nil {
+		return 2, err
 	}
 	c, err := newClientFor(cfg)
 	if err != nil {
