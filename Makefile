@@ -15,7 +15,7 @@ COMPONENTS := etcd kube-apiserver kube-controller-manager kube-scheduler kwok co
 # static busybox that gives the NATS image its shell.
 NODE_PACKAGES := runc containernetworking-plugins busybox-static
 
-.PHONY: all build image controlplane node-packages debian-apps demo bench bench-seeds bench-scale test test-short test-unit fuzz vet clean
+.PHONY: all build image controlplane node-packages debian-apps demo up down bench bench-seeds bench-scale test test-short test-unit fuzz vet clean
 
 all: build
 
@@ -44,6 +44,13 @@ APP ?= nats
 demo: node-packages ## The main job: a local cluster with a real node, the chart installed by Helm, NATS RC scaled 1 -> 3 into one cluster (APP=redis|rabbitmq|jgroups|serf: that server instead).
 	@if [ "$(APP)" != nats ]; then go run ./hack/debianapps $(APP); fi
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; APP="$(APP)" KUBEBUILDER_ASSETS="$$dir" go run ./test/demo
+
+up: node-packages ## A playground: the demo's cluster (a real node, the chart installed by Helm) left running; prints the KUBECONFIG and PATH to use. `make down` removes it.
+	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \
+	go build -o .cache/playground-bin/playground ./test/playground && KUBEBUILDER_ASSETS="$$dir" .cache/playground-bin/playground up
+
+down: ## Remove everything `make up` made, also after it was killed.
+	@go build -o .cache/playground-bin/playground ./test/playground && .cache/playground-bin/playground down
 
 test: vet node-packages debian-apps ## Every test: unit, golden, chart, end to end, fault, the local-cluster suite with the real node, two real nodes losing one, then bounded fuzzing.
 	@dir="$$(hack/controlplane/build.sh $(COMPONENTS) | tail -n 1)"; \

@@ -101,3 +101,28 @@ func findAPIServer(port string) (int, *exec.Cmd, error) {
 	}
 	return 0, nil, errors.New("no kube-apiserver process serves port " + port)
 }
+
+// EnvtestDirs are the directories envtest made for the process pid (its
+// --data-dir and --cert-dir, named k8s_test_framework_* under the temp
+// dir): what to remove after killing a control plane whose envtest did
+// not stop it.
+func EnvtestDirs(pid int) []string {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, arg := range strings.Split(string(cmdline), "\x00") {
+		for _, flag := range []string{"--data-dir=", "--cert-dir="} {
+			if dir, ok := strings.CutPrefix(arg, flag); ok && IsEnvtestDir(dir) && !slices.Contains(dirs, dir) {
+				dirs = append(dirs, dir)
+			}
+		}
+	}
+	return dirs
+}
+
+// IsEnvtestDir says whether dir is one envtest names under the temp dir.
+func IsEnvtestDir(dir string) bool {
+	return filepath.Dir(dir) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(dir), "k8s_test_framework_")
+}

@@ -243,9 +243,14 @@ func killOrphanedControlPlane(t *testing.T, assets string) {
 			t.Fatalf("orphaned control plane %v does not exit", orphans)
 		}
 		for _, pid := range orphans {
+			// Its envtest was killed too: nothing else removes its dirs.
+			dirs := framework.EnvtestDirs(pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			var ws syscall.WaitStatus
 			_, _ = syscall.Wait4(pid, &ws, 0, nil)
+			for _, d := range dirs {
+				_ = os.RemoveAll(d)
+			}
 		}
 	}
 }
