@@ -4,6 +4,8 @@ package chart
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/test/framework"
@@ -495,5 +498,32 @@ func TestValidatingConfigurationMirrorsMutating(t *testing.T) {
 				t.Errorf("--webhook-config-name %q, the configuration is %q", o.Certs.WebhookConfigName, got.Name)
 			}
 		})
+	}
+}
+
+// The chart is versioned with the image (version = appVersion = the
+// release), and the README installs exactly that version from the OCI
+// reference users install from.
+func TestChartVersionIsTheImages(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(framework.ChartDir(), "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chart struct {
+		Version, AppVersion string `json:",omitempty"`
+	}
+	if err := yaml.Unmarshal(data, &chart); err != nil {
+		t.Fatal(err)
+	}
+	if chart.Version != release.Version || chart.AppVersion != release.Version {
+		t.Errorf("Chart.yaml version %q appVersion %q, release %q: the chart is versioned with the image", chart.Version, chart.AppVersion, release.Version)
+	}
+	cmds, err := framework.ReadmeUseIt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "helm install peergroup oci://ghcr.io/peergroup/charts/peergroup --version " + release.Version + " "
+	if !strings.HasPrefix(cmds[0], want) {
+		t.Errorf("README's Use it starts %q, want %q", cmds[0], want)
 	}
 }

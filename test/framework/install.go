@@ -35,6 +35,9 @@ func (lc *LocalCluster) Shell(ctx context.Context, out io.Writer, line string) e
 		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
 		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
+	if lc.mirror != nil {
+		cmd.Env = append(cmd.Env, lc.mirror.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w", line, err)
@@ -117,4 +120,20 @@ func ReadmeUseIt() ([]string, error) {
 		}
 	}
 	return nil, errors.Join(errors.New(`README.md has no "## Use it" code block`), s.Err())
+}
+
+// pushChart packages charts/peergroup and pushes it to the node's
+// registry as peergroup/charts/peergroup:<version>, which the mirror
+// serves as oci://ghcr.io/peergroup/charts/peergroup.
+func (lc *LocalCluster) pushChart(ctx context.Context) error {
+	dir := filepath.Join(lc.LogDir, "chart-package")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var out strings.Builder
+	line := fmt.Sprintf("helm package charts/peergroup -d %s && helm push %s/peergroup-*.tgz oci://%s/peergroup/charts --plain-http", dir, dir, lc.Node.Registry.Host)
+	if err := lc.Shell(ctx, &out, line); err != nil {
+		return fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return nil
 }

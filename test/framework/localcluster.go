@@ -46,6 +46,8 @@ type LocalCluster struct {
 	ReadyIn time.Duration
 	// bridgeProxy forwards the real node's pods to the API server.
 	bridgeProxy *Proxy
+	// mirror stands in for ghcr.io for Shell's commands (the chart).
+	mirror *RegistryMirror
 	procs       []*component
 	assets      string
 }
@@ -287,6 +289,15 @@ func StartLocalCluster(ctx context.Context, o LocalClusterOptions) (_ *LocalClus
 	if err := lc.waitReady(ctx, nodes); err != nil {
 		return nil, err
 	}
+	if node != nil {
+		say("the chart as users install it, oci://%s/peergroup/charts/peergroup, from the loopback registry", ChartRegistryHost)
+		if lc.mirror, err = StartRegistryMirror(node.Registry.Host, o.LogDir); err != nil {
+			return nil, err
+		}
+		if err := lc.pushChart(ctx); err != nil {
+			return nil, err
+		}
+	}
 	lc.ReadyIn = time.Since(t0)
 	say("cluster ready in %s; logs in %s", lc.ReadyIn.Round(100*time.Millisecond), o.LogDir)
 	return lc, nil
@@ -436,6 +447,9 @@ func (lc *LocalCluster) checkReady(ctx context.Context, nodes int) error {
 // Stop ends every component, the real node and what it made, then the
 // API server.
 func (lc *LocalCluster) Stop() {
+	if lc.mirror != nil {
+		lc.mirror.Stop()
+	}
 	stopComponents(lc.procs, 10*time.Second)
 	if lc.bridgeProxy != nil {
 		lc.bridgeProxy.Close()
