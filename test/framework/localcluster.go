@@ -48,8 +48,8 @@ type LocalCluster struct {
 	bridgeProxy *Proxy
 	// mirror stands in for ghcr.io for Shell's commands (the chart).
 	mirror *RegistryMirror
-	procs       []*component
-	assets      string
+	procs  []*component
+	assets string
 }
 
 // component is one running binary; done closes when it exits.
