@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -40,6 +41,13 @@ type MemberStatus struct {
 	PeerHosts []string `json:"peerHosts,omitempty"`
 	// Waiting is the reason seed-discovery last gave for not deciding yet.
 	Waiting string `json:"waiting,omitempty"`
+	// Decided says the container decided, by its status (the sidecar
+	// started: its startup probe saw the seeds file; an init container
+	// exited 0), whatever the log still shows.
+	Decided bool `json:"decided"`
+	// Note says what the status could not read (an unreadable or rotated
+	// log).
+	Note string `json:"note,omitempty"`
 	// Problems are the states a user must act on.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -50,7 +58,9 @@ type GroupStatus struct {
 	Namespace string         `json:"namespace"`
 	Members   []MemberStatus `json:"members"`
 	// OneSeedList: every live founder and seed took the same seeds (joiners
-	// take the live peers they found, so they are not compared).
+	// take the live peers they found, so they are not compared; a seed
+	// that decided beside a live cluster took the list of that moment).
+	// Informational: only lists with no seed in common are a problem.
 	OneSeedList bool     `json:"oneSeedList"`
 	Problems    []string `json:"problems,omitempty"`
 }
@@ -71,21 +81,22 @@ func Status(ctx context.Context, c client.Reader, logs LogSource, namespace, gro
 		return GroupStatus{}, fmt.Errorf("list pods in %s: %w", namespace, err)
 	}
 	members := Members(pods.Items, ns.Labels, group)
-	podLogs := map[string]string{}
+	podLogs := map[string]PodLog{}
 	for _, p := range members {
 		if !hasContainer(p, contract.InitContainerName) {
 			continue
 		}
 		log, err := logs(ctx, namespace, p.Name, contract.InitContainerName)
-		if err != nil {
-			// A pod whose container has not started has no log yet; the
-			// status says it decided nothing.
-			podLogs[p.Name] = ""
-			continue
-		}
-		podLogs[p.Name] = log
+		podLogs[p.Name] = PodLog{Text: log, Err: err}
 	}
 	return StatusOf(members, podLogs, group, namespace, now), nil
+}
+
+// PodLog is a member's seed-discovery log, or why it could not be read
+// (RBAC without pods/log, a node that is gone, a container not started).
+type PodLog struct {
+	Text string
+	Err  error
 }
 
 // Members are the pods of namespace in group: labelled with it, or, in a
@@ -120,52 +131,116 @@ var (
 
 // StatusOf is Status without the API server: members and their
 // seed-discovery logs (by pod name) give the group's status at now.
-func StatusOf(members []corev1.Pod, logs map[string]string, group, namespace string, now time.Time) GroupStatus {
+func StatusOf(members []corev1.Pod, logs map[string]PodLog, group, namespace string, now time.Time) GroupStatus {
 	s := GroupStatus{Group: group, Namespace: namespace, Members: []MemberStatus{}}
-	// A seed is an IP, or with seed-address hostname a pod's DNS name
-	// (its first label is the pod's name).
-	live := map[string]bool{}
+	// Live: not terminating and not done (a Failed or evicted pod keeps
+	// its IP in the API but runs nothing).
+	liveIPs, podIP := map[string]bool{}, map[string]string{}
 	for _, p := range members {
-		if p.DeletionTimestamp == nil {
-			live[p.Name] = true
+		if isLive(p) {
 			for _, ip := range p.Status.PodIPs {
-				live[ip.IP] = true
+				liveIPs[canonicalIP(ip.IP)] = true
 			}
+			podIP[p.Name] = canonicalIP(p.Status.PodIP)
 		}
 	}
-	alive := func(host string) bool { return live[host] || live[strings.SplitN(host, ".", 2)[0]] }
+	// A seed is an IP, or with seed-address hostname a pod's DNS name
+	// (its first label is the pod's name): both compare as the IP.
+	norm := func(host string) string {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return a.WithZone("").String()
+		}
+		if ip, ok := podIP[strings.SplitN(host, ".", 2)[0]]; ok {
+			return ip
+		}
+		return host
+	}
 	founders := 0
-	var seedLists []string
+	var seedLists [][]string
 	for _, p := range members {
 		m := MemberStatus{Pod: p.Name, Node: p.Spec.NodeName, IP: p.Status.PodIP, Ready: podReady(p), Peers: -1,
-			Injected: p.Annotations[contract.InjectedAnnotation] != "" && hasContainer(p, contract.InitContainerName), Terminating: p.DeletionTimestamp != nil}
-		readLog(&m, logs[p.Name])
+			Injected:    p.Annotations[contract.InjectedAnnotation] != "" && hasContainer(p, contract.InitContainerName),
+			Terminating: !isLive(p), Decided: decidedByStatus(p)}
+		log := logs[p.Name]
+		readLog(&m, log.Text)
+		switch {
+		case log.Err != nil:
+			m.Note = "log unavailable: " + log.Err.Error()
+		case m.Role == "" && m.Decided:
+			m.Note = "decided; its log no longer shows the decision"
+		}
 		switch {
 		case !m.Injected:
 			m.Problems = append(m.Problems, "not injected: it has no seeds (recreate it through the webhook: peergroup audit --fix)")
-		case m.Role == "" && !m.Terminating && p.Status.StartTime != nil && now.Sub(p.Status.StartTime.Time) > timeoutOf(p):
+		case m.Role == "" && !m.Decided && log.Err == nil && !m.Terminating && p.Status.StartTime != nil && now.Sub(p.Status.StartTime.Time) > timeoutOf(p):
 			m.Problems = append(m.Problems, fmt.Sprintf("still deciding %s after it started, past its timeout %s", now.Sub(p.Status.StartTime.Time).Round(time.Second), timeoutOf(p)))
 		}
-		if m.Role != "" && !m.Terminating && len(m.Seeds) > 0 && !slices.ContainsFunc(m.Seeds, alive) {
-			m.Problems = append(m.Problems, "every seed it took is gone: restarted now, it would find no seed (its peers must carry it)")
+		seeds := make([]string, 0, len(m.Seeds))
+		for _, h := range m.Seeds {
+			seeds = append(seeds, norm(h))
+		}
+		if m.Role != "" && !m.Terminating && len(seeds) > 0 && !slices.ContainsFunc(seeds, func(ip string) bool { return liveIPs[ip] }) {
+			m.Problems = append(m.Problems, "every seed it took is gone: restarted now, it would find no seed; if the app needs its seeds to rejoin, recreate it while its peers run")
 		}
 		if !m.Terminating {
 			if m.Role == "founder" {
 				founders++
 			}
 			if m.Role == "founder" || m.Role == "seed" {
-				seedLists = append(seedLists, strings.Join(m.Seeds, ","))
+				slices.Sort(seeds)
+				seedLists = append(seedLists, seeds)
 			}
 		}
 		s.Members = append(s.Members, m)
 	}
-	slices.Sort(seedLists)
-	s.OneSeedList = len(slices.Compact(seedLists)) <= 1
+	s.OneSeedList = true
+	disjoint := false
+	for i := range seedLists {
+		for j := range i {
+			s.OneSeedList = s.OneSeedList && slices.Equal(seedLists[i], seedLists[j])
+			disjoint = disjoint || !slices.ContainsFunc(seedLists[i], func(ip string) bool { return slices.Contains(seedLists[j], ip) })
+		}
+	}
 	if founders > 1 {
 		s.Problems = append(s.Problems, fmt.Sprintf("%d live founders: each started a cluster of its own", founders))
 	}
-	if !s.OneSeedList {
-		s.Problems = append(s.Problems, "the founder and seeds took different seed lists: they may form more than one cluster")
+	if disjoint {
+		s.Problems = append(s.Problems, "founders or seeds took seed lists with no seed in common: they may have formed more than one cluster")
+	}
+	return s
+}
+
+// isLive: neither being deleted nor finished.
+func isLive(p corev1.Pod) bool {
+	return p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded
+}
+
+// decidedByStatus reads the container's status: the refreshing sidecar
+// started (its startup probe passes once the seeds file exists), or the
+// init container exited 0.
+func decidedByStatus(p corev1.Pod) bool {
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.Name != contract.InitContainerName {
+			continue
+		}
+		if st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 {
+			return true
+		}
+		return st.Started != nil && *st.Started && st.State.Running != nil && isSidecar(p)
+	}
+	return false
+}
+
+func isSidecar(p corev1.Pod) bool {
+	return slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool {
+		return c.Name == contract.InitContainerName && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+	})
+}
+
+// canonicalIP is s as netip writes it (IPv6 compressed, no zone), or s.
+func canonicalIP(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.WithZone("").String()
 	}
 	return s
 }

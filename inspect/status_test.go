@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,21 @@ func member(name, ip, g string, age time.Duration) corev1.Pod {
 	return p
 }
 
+func failed(p corev1.Pod) corev1.Pod {
+	p.Status.Phase = corev1.PodFailed
+	return p
+}
+
+// decidedSidecar gives p the refreshing sidecar, started (its startup
+// probe passed: it decided).
+func decidedSidecar(p corev1.Pod) corev1.Pod {
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers[0].RestartPolicy = &always
+	started := true
+	p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName, Started: &started, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	return p
+}
+
 // The lines seed-discovery writes (discovery/run.go, state.go, refresh.go).
 func decided(role, seeds string) string {
 	return "looking up nats.ns.svc.cluster.local. (self [10.0.0.1], seed count 2, ...)\n" +
@@ -39,34 +55,49 @@ func TestStatusOf(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		pods     []corev1.Pod
-		logs     map[string]string
+		logs     map[string]PodLog
 		roles    string
 		oneList  bool
 		problems []string // substrings, members' and the group's
 	}{
-		{"one group, formed and refreshed", []corev1.Pod{founder, seed, joiner}, map[string]string{
-			"a": decided("founder", "10.0.0.1") + "peers changed: 3 pods [10.0.0.1 10.0.0.2 10.0.0.3]\n",
-			"b": decided("seed", "10.0.0.1"),
-			"c": decided("joiner", "10.0.0.1,10.0.0.2"),
+		{"one group, formed and refreshed", []corev1.Pod{founder, seed, joiner}, map[string]PodLog{
+			"a": {Text: decided("founder", "10.0.0.1") + "peers changed: 3 pods [10.0.0.1 10.0.0.2 10.0.0.3]\n"},
+			"b": {Text: decided("seed", "10.0.0.1")},
+			"c": {Text: decided("joiner", "10.0.0.1,10.0.0.2")},
 		}, "a=founder b=seed c=joiner", true, nil},
-		{"two live founders", []corev1.Pod{founder, seed}, map[string]string{
-			"a": decided("founder", "10.0.0.1"), "b": decided("founder", "10.0.0.2"),
-		}, "a=founder b=founder", false, []string{"2 live founders", "different seed lists"}},
-		{"a restarted sidecar keeps its decision", []corev1.Pod{founder}, map[string]string{
-			"a": "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds 10.0.0.1)\n",
+		{"two live founders", []corev1.Pod{founder, seed}, map[string]PodLog{
+			"a": {Text: decided("founder", "10.0.0.1")}, "b": {Text: decided("founder", "10.0.0.2")},
+		}, "a=founder b=founder", false, []string{"2 live founders", "no seed in common"}},
+		{"a seed that decided later took the list of its moment: not a problem", []corev1.Pod{founder, seed}, map[string]PodLog{
+			"a": {Text: decided("founder", "10.0.0.1")}, "b": {Text: decided("seed", "10.0.0.1,10.0.0.2")},
+		}, "a=founder b=seed", false, nil},
+		{"a failed founder is not a live one", []corev1.Pod{failed(founder), seed}, map[string]PodLog{
+			"a": {Text: decided("founder", "10.0.0.1")}, "b": {Text: decided("founder", "10.0.0.2")},
+		}, "a=founder b=founder", true, nil},
+		{"a restarted sidecar keeps its decision", []corev1.Pod{founder}, map[string]PodLog{
+			"a": {Text: "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds 10.0.0.1)\n"},
 		}, "a=founder", true, nil},
-		{"every seed gone", []corev1.Pod{joiner}, map[string]string{
-			"c": decided("joiner", "10.0.0.1,10.0.0.2"),
+		{"every seed gone", []corev1.Pod{joiner}, map[string]PodLog{
+			"c": {Text: decided("joiner", "10.0.0.1,10.0.0.2")},
 		}, "c=joiner", true, []string{"every seed it took is gone"}},
-		{"hostname seeds alive by pod name", []corev1.Pod{founder, seed}, map[string]string{
-			"a": "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds a.nats.ns.svc.cluster.local)\n",
-			"b": "restarted: keeping the decision made as 10.0.0.2 (role seed, seeds a.nats.ns.svc.cluster.local)\n",
+		{"hostname seeds alive by pod name, and equal to the IPs a decision logs", []corev1.Pod{founder, seed}, map[string]PodLog{
+			"a": {Text: "restarted: keeping the decision made as 10.0.0.1 (role founder, seeds a.nats.ns.svc.cluster.local)\n"},
+			"b": {Text: decided("seed", "10.0.0.1")},
 		}, "a=founder b=seed", true, nil},
-		{"still deciding past its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", 10*time.Minute)}, map[string]string{
-			"d": "stable but waiting: 1 of 3 expected peers visible\n",
+		{"IPv6 seeds compare as addresses", []corev1.Pod{member("v6", "fd00::1", "nats", time.Minute)}, map[string]PodLog{
+			"v6": {Text: decided("founder", "fd00:0:0::1")},
+		}, "v6=founder", true, nil},
+		{"an unreadable log is said, not taken for deciding", []corev1.Pod{member("d", "10.0.0.4", "nats", 10*time.Minute)}, map[string]PodLog{
+			"d": {Err: errors.New("pods \"d\" is forbidden")},
+		}, "d=", true, nil},
+		{"a rotated log of a decided sidecar", []corev1.Pod{decidedSidecar(member("d", "10.0.0.4", "nats", 10*time.Minute))}, map[string]PodLog{
+			"d": {Text: "peer files kept: ...\n"},
+		}, "d=", true, nil},
+		{"still deciding past its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", 10*time.Minute)}, map[string]PodLog{
+			"d": {Text: "stable but waiting: 1 of 3 expected peers visible\n"},
 		}, "d=", true, []string{"still deciding 10m0s after it started, past its timeout 5m0s"}},
-		{"deciding within its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", time.Minute)}, map[string]string{
-			"d": "stable but waiting: 1 of 3 expected peers visible\n",
+		{"deciding within its timeout", []corev1.Pod{member("d", "10.0.0.4", "nats", time.Minute)}, map[string]PodLog{
+			"d": {Text: "stable but waiting: 1 of 3 expected peers visible\n"},
 		}, "d=", true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

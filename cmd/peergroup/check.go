@@ -27,6 +27,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) (int, e
 	if err := checkOutput(*output); err != nil {
 		return 2, err
 	}
+	if err := kube.refuseAll("check"); err != nil {
+		return 2, err
+	}
 	cfg, err := restConfig()
 	if err != nil {
 		return 2, err

@@ -20,7 +20,9 @@ func newFlagSet(command string, stderr io.Writer) *flag.FlagSet {
 // outputFlag is --output of the commands that read the cluster (kubectl's
 // connection flags are kubeFlags, taken before a command parses).
 func outputFlag(fs *flag.FlagSet) *string {
-	return fs.String("output", "text", "text or json")
+	output := fs.String("output", "text", "text or json")
+	fs.StringVar(output, "o", "text", "text or json (--output)")
+	return output
 }
 
 // parse adds the webhook's injection flags to fs, parses args (flags

@@ -57,17 +57,28 @@ func (k *kubeFlags) extract(args []string) ([]string, error) {
 }
 
 // lookup finds the kubectl flag arg names ("--context", "--context=x",
-// "-n", "-nx", "-n=x", "-A"); inline says its value is in arg.
+// "-n", "-n=x", "-A"); inline says its value is in arg. "-nx" is not
+// taken: the commands accept Go's single-dash long flags
+// ("-namespace-group=x"), which it would misread.
 func (k *kubeFlags) lookup(arg string) (f *pflag.Flag, inline bool) {
 	switch {
 	case strings.HasPrefix(arg, "--"):
 		name, _, hasValue := strings.Cut(arg[2:], "=")
 		return k.set.Lookup(name), hasValue
-	case strings.HasPrefix(arg, "-") && len(arg) >= 2:
-		f := k.set.ShorthandLookup(arg[1:2])
-		return f, len(arg) > 2
+	case len(arg) == 2 && arg[0] == '-':
+		return k.set.ShorthandLookup(arg[1:]), false
+	case len(arg) > 2 && arg[0] == '-' && arg[2] == '=':
+		return k.set.ShorthandLookup(arg[1:2]), true
 	}
 	return nil, false
+}
+
+// refuseAll fails a command that reads one namespace when -A was given.
+func (k *kubeFlags) refuseAll(command string) error {
+	if k.allNamespaces {
+		return fmt.Errorf("%s reads one namespace: -A/--all-namespaces is for audit", command)
+	}
+	return nil
 }
 
 // namespace is -n, else the kubeconfig context's, else "default";

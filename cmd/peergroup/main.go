@@ -77,14 +77,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usageText())
 		return 2
 	}
-	// kubectl's flags, anywhere after the command, are kube's.
+	// kubectl's flags, anywhere on the line, are kube's, except for
+	// inject, which reads no cluster and has a --namespace of its own.
 	kube = newKubeFlags()
-	rest, err := kube.extract(args[1:])
-	if err != nil {
+	if rest, err := kube.extract(args); err != nil {
 		fmt.Fprintln(stderr, name()+":", err)
 		return 2
+	} else if len(rest) > 0 && rest[0] != "inject" {
+		args = rest
+	} else {
+		kube = newKubeFlags()
 	}
-	args = append(args[:1:1], rest...)
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText())
+		return 2
+	}
+	var err error
 	code := 0
 	switch args[0] {
 	case "inject":

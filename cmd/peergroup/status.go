@@ -30,6 +30,9 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := checkOutput(*output); err != nil {
 		return 2, err
 	}
+	if err := kube.refuseAll("status"); err != nil {
+		return 2, err
+	}
 	cfg, err := restConfig()
 	if err != nil {
 		return 2, err
@@ -92,7 +95,10 @@ func writeStatus(w io.Writer, s inspect.GroupStatus) error {
 	fmt.Fprintln(tw, "POD\tNODE\tIP\tREADY\tROLE\tSEEDS\tPEERS\tSTATE")
 	for _, m := range s.Members {
 		role := m.Role
-		if role == "" {
+		switch {
+		case role == "" && m.Decided:
+			role = "decided"
+		case role == "":
 			role = "deciding"
 		}
 		peers := "-"
@@ -105,6 +111,8 @@ func writeStatus(w io.Writer, s inspect.GroupStatus) error {
 			state = "ACT: " + m.Problems[0]
 		case m.Terminating:
 			state = "terminating"
+		case m.Note != "":
+			state = m.Note
 		case m.Role == "" && m.Waiting != "":
 			state = "waiting: " + m.Waiting
 		}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,12 @@ type RegistryMirror struct {
 	tlsLn, proxyLn net.Listener
 	tlsSrv         *http.Server
 	wg             sync.WaitGroup
+	tunnels        atomic.Int64
 }
+
+// Tunnels counts the connections to ghcr.io it served: a command that
+// pulled the chart went through it (and nowhere else: see Env).
+func (m *RegistryMirror) Tunnels() int64 { return m.tunnels.Load() }
 
 // StartRegistryMirror starts the mirror of ghcr.io for the registry at
 // registryHost (plain HTTP), its CA written into dir.
@@ -55,6 +61,12 @@ func StartRegistryMirror(registryHost, dir string) (_ *RegistryMirror, err error
 	}
 	caFile := filepath.Join(dir, "ghcr-mirror-ca.crt")
 	if err := os.WriteFile(caFile, caPEM, 0o644); err != nil {
+		return nil, err
+	}
+	// Only the mirror's CA is trusted: a request that reached the real
+	// ghcr.io some other way would fail its TLS handshake.
+	noCerts := filepath.Join(dir, "no-system-certs")
+	if err := os.MkdirAll(noCerts, 0o755); err != nil {
 		return nil, err
 	}
 	m := &RegistryMirror{}
@@ -86,10 +98,12 @@ func StartRegistryMirror(registryHost, dir string) (_ *RegistryMirror, err error
 		defer m.wg.Done()
 		m.serveConnect()
 	}()
+	proxy, direct := "http://"+m.proxyLn.Addr().String(), "127.0.0.1,localhost,"+RealNodeSubnet
 	m.Env = []string{
-		"HTTPS_PROXY=http://" + m.proxyLn.Addr().String(), "https_proxy=http://" + m.proxyLn.Addr().String(),
-		"NO_PROXY=127.0.0.1,localhost,10.246.0.0/24", "no_proxy=127.0.0.1,localhost,10.246.0.0/24",
-		"SSL_CERT_FILE=" + caFile,
+		"HTTPS_PROXY=" + proxy, "https_proxy=" + proxy, "NO_PROXY=" + direct, "no_proxy=" + direct,
+		// A proxy of the caller's environment would take the rest.
+		"HTTP_PROXY=", "http_proxy=", "ALL_PROXY=", "all_proxy=",
+		"SSL_CERT_FILE=" + caFile, "SSL_CERT_DIR=" + noCerts,
 	}
 	return m, nil
 }
@@ -123,6 +137,7 @@ func (m *RegistryMirror) serveConnect() {
 			}
 			defer up.Close()
 			_ = c.SetDeadline(time.Time{})
+			m.tunnels.Add(1)
 			fmt.Fprintf(c, "HTTP/1.1 200 Connection Established\r\n\r\n")
 			done := make(chan struct{}, 2)
 			go func() { _, _ = io.Copy(up, br); done <- struct{}{} }()

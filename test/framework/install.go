@@ -137,3 +137,12 @@ func (lc *LocalCluster) pushChart(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ChartPulls counts the connections to ghcr.io the cluster's registry
+// mirror served (the chart pulled as users pull it).
+func (lc *LocalCluster) ChartPulls() int64 {
+	if lc.mirror == nil {
+		return 0
+	}
+	return lc.mirror.Tunnels()
+}

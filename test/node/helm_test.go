@@ -77,6 +77,10 @@ func TestHelmInstallForReal(t *testing.T) {
 		for _, c := range cmds {
 			shell(t, c)
 		}
+		// The chart came from oci://ghcr.io through the loopback mirror.
+		if lc.ChartPulls() == 0 {
+			t.Error("helm install did not pull the chart through the ghcr.io mirror")
+		}
 		requireWebhookFromChart(t, ctx, lc)
 		pods, took, err := framework.WaitOneNATSCluster(ctx, lc.Cluster, "nats", map[string]string{"app": "nats"}, 3, time.Minute)
 		if err != nil {

@@ -57,6 +57,9 @@ func TestPlayground(t *testing.T) {
 	if !strings.Contains(out, "export KUBECONFIG="+kubeconfig) || !strings.Contains(out, "export PATH="+assets+":$PATH") {
 		t.Fatalf("up did not print the KUBECONFIG and PATH lines:\n%s", out)
 	}
+	if again := run("up"); !strings.Contains(again, "already up") {
+		t.Errorf("a second up:\n%s", again)
+	}
 	// A user's commands, with what up printed.
 	kubectl := func(args ...string) string {
 		t.Helper()
@@ -86,34 +89,38 @@ func TestPlayground(t *testing.T) {
 	}
 
 	// Killed, not stopped: down must clean up after it.
+	type proc struct {
+		Pid        int
+		Exe, Start string
+	}
 	var s struct {
-		Serve    int            `json:"serve"`
-		Orphans  map[int]string `json:"orphans"`
-		TempDirs []string       `json:"tempDirs"`
+		Serve    proc
+		Orphans  []proc
+		TempDirs []string
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err == nil {
 		err = json.Unmarshal(data, &s)
 	}
-	if err != nil || s.Serve == 0 || len(s.Orphans) != 2 || len(s.TempDirs) == 0 {
+	if err != nil || s.Serve.Pid == 0 || len(s.Orphans) != 2 || len(s.TempDirs) == 0 {
 		t.Fatalf("state (want the holder, etcd and kube-apiserver, their directories): %v %s", err, data)
 	}
-	if err := syscall.Kill(s.Serve, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(s.Serve.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	for pid, exe := range s.Orphans {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); target != exe {
-			t.Fatalf("the kill took %s (pid %d) with it: this run does not show down cleaning up after a killed playground", exe, pid)
+	for _, o := range s.Orphans {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", o.Pid)); target != o.Exe {
+			t.Fatalf("the kill took %s (pid %d) with it: this run does not show down cleaning up after a killed playground", o.Exe, o.Pid)
 		}
 	}
 	run("down")
 	if left := framework.Leftovers(framework.RealNodeDir(), assets, before); len(left) > 0 {
 		t.Errorf("left after make down: %s", strings.Join(left, "; "))
 	}
-	for pid, exe := range s.Orphans {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); target == exe {
-			t.Errorf("the playground's %s (pid %d) is left", filepath.Base(exe), pid)
+	for _, o := range s.Orphans {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", o.Pid)); target == o.Exe {
+			t.Errorf("the playground's %s (pid %d) is left", filepath.Base(o.Exe), o.Pid)
 		}
 	}
 	for _, d := range append(s.TempDirs, dir) {

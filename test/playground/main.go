@@ -21,20 +21,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/peergroup/peergroup/test/framework"
 )
 
-// state is what up and serve record in Dir()/state.json, for down.
+// state is what serve records in Dir()/state.json, for up and down.
 type state struct {
-	// Serve is the pid of the process holding the cluster, Exe its binary.
-	Serve int    `json:"serve"`
-	Exe   string `json:"exe"`
-	// Orphans are the pids of the control plane's processes that do not
-	// die with serve (etcd, kube-apiserver), with their binaries.
-	Orphans map[int]string `json:"orphans,omitempty"`
+	// Serve is the process holding the cluster.
+	Serve proc `json:"serve"`
+	// Orphans are the control plane's processes that do not die with
+	// serve (etcd, kube-apiserver).
+	Orphans []proc `json:"orphans,omitempty"`
 	// TempDirs are their data and certificate directories (envtest's,
 	// under the temp dir), removed with them.
 	TempDirs   []string `json:"tempDirs,omitempty"`
@@ -42,6 +42,39 @@ type state struct {
 	Assets     string   `json:"assets,omitempty"`
 	Ready      bool     `json:"ready"`
 	Err        string   `json:"error,omitempty"`
+}
+
+// proc names a process so that a reused pid is never taken for it: its
+// binary and its start time (clock ticks after boot, /proc/PID/stat).
+type proc struct {
+	Pid   int    `json:"pid"`
+	Exe   string `json:"exe"`
+	Start string `json:"start"`
+}
+
+func procOf(pid int) (proc, bool) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	start := startTime(pid)
+	return proc{Pid: pid, Exe: strings.TrimSuffix(exe, " (deleted)"), Start: start}, err == nil && start != ""
+}
+
+// startTime is field 22 of /proc/PID/stat.
+func startTime(pid int) string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// alive says whether p still runs (the same process, not a reused pid).
+func (p proc) alive() bool {
+	now, ok := procOf(p.Pid)
+	return ok && p.Pid > 0 && now == p
 }
 
 // Dir holds the playground's state, logs and kubeconfig
@@ -96,23 +129,39 @@ func writeState(s state) error {
 	return os.Rename(tmp, filepath.Join(Dir(), "state.json"))
 }
 
-// alive says whether pid still runs exe (not a reused pid).
-func alive(pid int, exe string) bool {
-	target, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && strings.TrimSuffix(target, " (deleted)") == exe
+// lock serialises up and down (two ups, or a down during an up); the
+// file is beside Dir, which down removes.
+func lock() (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(Dir()), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(Dir()+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 func up() error {
-	if s, err := readState(); err == nil && alive(s.Serve, s.Exe) {
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if s, err := readState(); err == nil && s.Serve.alive() {
 		if !s.Ready {
-			return fmt.Errorf("a playground is starting (pid %d); `make down` to remove it", s.Serve)
+			return fmt.Errorf("a playground is starting (pid %d); `make down` to remove it", s.Serve.Pid)
 		}
 		fmt.Println("The playground is already up.")
 		printUse(s)
 		return nil
 	}
 	// Whatever a killed playground left goes first.
-	if err := down(); err != nil {
+	if err := clean(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(Dir(), 0o755); err != nil {
@@ -134,25 +183,30 @@ func up() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	if err := writeState(state{Serve: cmd.Process.Pid, Exe: exe}); err != nil {
-		return err
-	}
+	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
 	fmt.Printf("Starting the playground (a local cluster with a real node, the chart installed by Helm); progress in %s\n", logf.Name())
 	for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 		s, err := readState()
 		switch {
-		case err != nil:
+		case err != nil || s.Serve.Pid != pid:
+			if _, running := procOf(pid); !running {
+				return fmt.Errorf("the playground exited while starting; the end of its log:\n%s", framework.LogTail(logf.Name(), 20))
+			}
 		case s.Err != "":
 			return fmt.Errorf("%s (log: %s; `make down` cleans up)", s.Err, logf.Name())
 		case s.Ready:
 			printUse(s)
 			return nil
-		case !alive(s.Serve, s.Exe):
+		case !s.Serve.alive():
 			return fmt.Errorf("the playground exited while starting; the end of its log:\n%s", framework.LogTail(logf.Name(), 20))
 		}
 	}
-	return fmt.Errorf("not ready after 15 minutes (log: %s)", logf.Name())
+	// Never a holder left running (it could wait for the node lock and
+	// hold it for ever): stopped, and what it made removed.
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	_ = clean()
+	return fmt.Errorf("not ready after 15 minutes; stopped (log was %s)", logf.Name())
 }
 
 func printUse(s state) {
@@ -167,8 +221,10 @@ peergroup-system. Use it with the kubectl and helm it was built with:
   kubectl apply -n demo -f docs/examples/nats.yaml
 
 Images: ghcr.io/peergroup/peergroup and docker.io/library/nats resolve to its registry on
-127.0.0.1 (nothing is pulled from beyond the machine). Pods need no node selector. Remove it all
-with 'make down' (tests wait for the machine's node lock while it runs).
+127.0.0.1 (nothing is pulled from beyond the machine). Pods need no node selector. The chart is
+installed; to change it, 'helm upgrade peergroup charts/peergroup -n peergroup-system
+--reuse-values' from this checkout. Remove it all with 'make down' (tests wait for the machine's
+node lock while it runs).
 `, s.Kubeconfig, s.Assets)
 }
 
@@ -177,31 +233,55 @@ with 'make down' (tests wait for the machine's node lock while it runs).
 func serve() (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	s, err := readState()
-	if err != nil {
+	self, _ := procOf(os.Getpid())
+	s := state{Serve: self}
+	s.Assets, _ = framework.AssetsDir()
+	var mu sync.Mutex
+	save := func(change func(*state)) error {
+		mu.Lock()
+		defer mu.Unlock()
+		change(&s)
+		return writeState(s)
+	}
+	if err := save(func(*state) {}); err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
-			s.Err = err.Error()
-			_ = writeState(s)
+			_ = save(func(s *state) { s.Err = err.Error() })
+		}
+	}()
+	// envtest's etcd and kube-apiserver have no parent-death signal: down
+	// kills them by what is recorded here should this process be killed,
+	// from the moment they exist (a start takes a minute).
+	recording := make(chan struct{})
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		for {
+			orphans := childrenRunning(os.Getpid(), "etcd", "kube-apiserver")
+			_ = save(func(s *state) {
+				for _, o := range orphans {
+					if !slices.Contains(s.Orphans, o) {
+						s.Orphans = append(s.Orphans, o)
+						s.TempDirs = append(s.TempDirs, framework.EnvtestDirs(o.Pid)...)
+					}
+				}
+			})
+			select {
+			case <-recording:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
 		}
 	}()
 	lc, err := framework.StartLocalCluster(ctx, framework.LocalClusterOptions{LogDir: filepath.Join(Dir(), "logs"), Progress: os.Stdout, RealNodeOnly: true})
+	close(recording)
+	<-recorded
 	if err != nil {
 		return err
 	}
 	defer lc.Stop()
-	// envtest's etcd and kube-apiserver have no parent-death signal: down
-	// kills them by these pids should this process be killed.
-	s.Orphans = childrenRunning(os.Getpid(), "etcd", "kube-apiserver")
-	for pid := range s.Orphans {
-		s.TempDirs = append(s.TempDirs, framework.EnvtestDirs(pid)...)
-	}
-	s.Assets, _ = framework.AssetsDir()
-	if err := writeState(s); err != nil {
-		return err
-	}
 	fmt.Println("building and pushing the peergroup and NATS images")
 	if _, err := framework.PushNodeImages(ctx, lc.Node); err != nil {
 		return err
@@ -213,16 +293,15 @@ func serve() (err error) {
 	if err := lc.Shell(ctx, os.Stdout, cmds[0]); err != nil {
 		return err
 	}
-	s.Kubeconfig = filepath.Join(Dir(), "kubeconfig")
+	kubeconfig := filepath.Join(Dir(), "kubeconfig")
 	data, err := os.ReadFile(lc.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(s.Kubeconfig, data, 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
 		return err
 	}
-	s.Ready = true
-	if err := writeState(s); err != nil {
+	if err := save(func(s *state) { s.Kubeconfig, s.Ready = kubeconfig, true }); err != nil {
 		return err
 	}
 	fmt.Println("ready; holding the cluster until SIGTERM (make down)")
@@ -231,10 +310,9 @@ func serve() (err error) {
 	return nil
 }
 
-// childrenRunning lists the children of pid running one of names, with
-// their binaries.
-func childrenRunning(pid int, names ...string) map[int]string {
-	out := map[int]string{}
+// childrenRunning lists the children of pid running one of names.
+func childrenRunning(pid int, names ...string) []proc {
+	var out []proc
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		child, err := strconv.Atoi(e.Name())
@@ -250,9 +328,8 @@ func childrenRunning(pid int, names ...string) map[int]string {
 		if len(fields) < 2 || fields[1] != strconv.Itoa(pid) {
 			continue
 		}
-		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child))
-		if err == nil && slices.Contains(names, filepath.Base(exe)) {
-			out[child] = exe
+		if p, ok := procOf(child); ok && slices.Contains(names, filepath.Base(p.Exe)) {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -261,27 +338,36 @@ func childrenRunning(pid int, names ...string) map[int]string {
 // down stops a running playground (SIGTERM: it stops the cluster itself)
 // or, when it was killed, kills what it recorded and cleans the node.
 func down() error {
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return clean()
+}
+
+func clean() error {
 	s, err := readState()
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return os.RemoveAll(Dir())
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", filepath.Join(Dir(), "state.json"), err)
 	}
-	if alive(s.Serve, s.Exe) {
-		fmt.Printf("stopping the playground (pid %d)\n", s.Serve)
-		_ = syscall.Kill(s.Serve, syscall.SIGTERM)
-		for deadline := time.Now().Add(90 * time.Second); alive(s.Serve, s.Exe) && time.Now().Before(deadline); {
+	if s.Serve.alive() {
+		fmt.Printf("stopping the playground (pid %d)\n", s.Serve.Pid)
+		_ = syscall.Kill(s.Serve.Pid, syscall.SIGTERM)
+		for deadline := time.Now().Add(90 * time.Second); s.Serve.alive() && time.Now().Before(deadline); {
 			time.Sleep(250 * time.Millisecond)
 		}
-		if alive(s.Serve, s.Exe) {
-			_ = syscall.Kill(s.Serve, syscall.SIGKILL)
+		if s.Serve.alive() {
+			_ = syscall.Kill(s.Serve.Pid, syscall.SIGKILL)
 		}
 	}
-	for pid, exe := range s.Orphans {
-		if alive(pid, exe) {
-			fmt.Printf("killing the playground's %s (pid %d)\n", filepath.Base(exe), pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+	for _, o := range s.Orphans {
+		if o.alive() {
+			fmt.Printf("killing the playground's %s (pid %d)\n", filepath.Base(o.Exe), o.Pid)
+			_ = syscall.Kill(o.Pid, syscall.SIGKILL)
 		}
 	}
 	for _, dir := range s.TempDirs {
@@ -293,11 +379,11 @@ func down() error {
 	// mounts, bridge, files), under the machine's node lock.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lock, err := framework.LockRealNode(ctx)
+	nodeLock, err := framework.LockRealNode(ctx)
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
+	defer nodeLock.Close()
 	if err := framework.CleanRealNode(framework.RealNodeDir()); err != nil {
 		return fmt.Errorf("clean the node: %w", err)
 	}
