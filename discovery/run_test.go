@@ -320,13 +320,15 @@ func TestOrdinal0(t *testing.T) {
 	}
 }
 
-// 6. A live peer on the peer port: join, even with the lowest IP.
-func TestLivePeerMeansJoin(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.3:0")
+// livePeer is a peer port on ip that accepts every connection (a running
+// server), closed with the test; it returns the port.
+func livePeer(t *testing.T, ip string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -336,7 +338,12 @@ func TestLivePeerMeansJoin(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	port := l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// 6. A live peer on the peer port: join, even with the lowest IP.
+func TestLivePeerMeansJoin(t *testing.T) {
+	port := livePeer(t, "127.0.0.3")
 	z := startZone(t, 0)
 	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
 	c := testConfig(t, z, "127.0.0.1")
@@ -777,24 +784,11 @@ func TestDecisionCountsItsQueries(t *testing.T) {
 // its eviction: traffic to it is dropped) costs one bounded probe per
 // observation and is never a seed: the pod joins the peer that answers.
 func TestSilentPeerIsNeverASeed(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.3:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	port := livePeer(t, "127.0.0.3")
 	z := startZone(t, 0)
 	z.Set(fqdn, "", loopPeers("127.0.0.1", "127.0.0.2", "127.0.0.3")...)
 	c := testConfig(t, z, "127.0.0.1")
-	c.PeerPort, c.SeedCount = l.Addr().(*net.TCPAddr).Port, 2
+	c.PeerPort, c.SeedCount = port, 2
 	r, _ := runner(c)
 	var silentProbes int
 	var mu sync.Mutex

@@ -370,6 +370,15 @@ func (n *RealNode) Start(ctx context.Context, kubeconfig string) error {
 // as it is: at the first start, and when a lost node returns.
 func (n *RealNode) startDaemons(ctx context.Context) error {
 	n.say("real node %s: containerd %s (runc %s, CNI bridge + host-local)", n.Name, "v2.4.2", runcBinary)
+	if err := n.startContainerd(ctx); err != nil {
+		return err
+	}
+	return n.startKubeletServing(ctx)
+}
+
+// startContainerd starts containerd on the node's configuration and waits
+// until it answers on its socket.
+func (n *RealNode) startContainerd(ctx context.Context) error {
 	cd, err := n.start("containerd", "--config", filepath.Join(n.Dir, "containerd.toml"))
 	if err != nil {
 		return err
@@ -379,10 +388,7 @@ func (n *RealNode) startDaemons(ctx context.Context) error {
 	if err := joinNodeCgroup(n.spec.cgroup, cd.cmd.Process.Pid, "runtime"); err != nil {
 		return err
 	}
-	if err := waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second); err != nil {
-		return err
-	}
-	return n.startKubeletServing(ctx)
+	return waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second)
 }
 
 // startKubeletServing starts the kubelet and waits until it serves.

@@ -71,16 +71,7 @@ func (n *RealNode) RestartKubelet(ctx context.Context) error {
 // RestartContainerd stops containerd (SIGTERM) and starts it again; the
 // shims, and with them the containers, keep running.
 func (n *RealNode) RestartContainerd(ctx context.Context) error {
-	return n.restartDaemon(ctx, "containerd", func() error {
-		cd, err := n.start("containerd", "--config", filepath.Join(n.Dir, "containerd.toml"))
-		if err != nil {
-			return err
-		}
-		if err := joinNodeCgroup(n.spec.cgroup, cd.cmd.Process.Pid, "runtime"); err != nil {
-			return err
-		}
-		return waitListening(ctx, cd, "unix", filepath.Join(n.Dir, "containerd.sock"), 30*time.Second)
-	})
+	return n.restartDaemon(ctx, "containerd", func() error { return n.startContainerd(ctx) })
 }
 
 func (n *RealNode) restartDaemon(ctx context.Context, name string, start func() error) error {

@@ -206,18 +206,26 @@ func TestClientCertificates(t *testing.T) {
 	})
 }
 
-// A CA file replaced in place (a ConfigMap update) is trusted after the
-// re-read interval; one that does not parse keeps the CAs before it.
-func TestClientCAFileFollowed(t *testing.T) {
-	oldCA, newCA := newTestCA(t, "old"), newTestCA(t, "new")
-	file := filepath.Join(t.TempDir(), "ca.crt")
-	writeCA(t, file, oldCA.pem)
+// verifierOnClock is a verifier of the CA file it writes with caPEM, on a
+// clock the test moves (*now).
+func verifierOnClock(t *testing.T, caPEM []byte) (v *clientVerifier, file string, now *time.Time) {
+	t.Helper()
+	file = filepath.Join(t.TempDir(), "ca.crt")
+	writeCA(t, file, caPEM)
 	v, err := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	v.now = func() time.Time { return now }
+	clock := time.Now()
+	v.now = func() time.Time { return clock }
+	return v, file, &clock
+}
+
+// A CA file replaced in place (a ConfigMap update) is trusted after the
+// re-read interval; one that does not parse keeps the CAs before it.
+func TestClientCAFileFollowed(t *testing.T) {
+	oldCA, newCA := newTestCA(t, "old"), newTestCA(t, "new")
+	v, file, now := verifierOnClock(t, oldCA.pem)
 	addr, results := serve(t, v)
 	oldCert, newCert := oldCA.client(t, "a", nil, x509.ExtKeyUsageClientAuth), newCA.client(t, "a", nil, x509.ExtKeyUsageClientAuth)
 
@@ -225,7 +233,7 @@ func TestClientCAFileFollowed(t *testing.T) {
 	if err := call(t, addr, results, &oldCert); err != nil {
 		t.Fatalf("before the interval the CA read first still holds: %v", err)
 	}
-	now = now.Add(v.interval)
+	*now = now.Add(v.interval)
 	if err := call(t, addr, results, &newCert); err != nil {
 		t.Fatalf("the new CA is not trusted after the interval: %v", err)
 	}
@@ -234,7 +242,7 @@ func TestClientCAFileFollowed(t *testing.T) {
 	}
 
 	writeCA(t, file, []byte("not a certificate"))
-	now = now.Add(v.interval)
+	*now = now.Add(v.interval)
 	if err := call(t, addr, results, &newCert); err != nil {
 		t.Fatalf("a CA file that does not parse dropped the CAs before it: %v", err)
 	}
@@ -274,14 +282,7 @@ func TestClientCAFileRequired(t *testing.T) {
 // connection (here: after its CA left the file, and without a certificate).
 func TestClientCertificateJudgedAtEveryConnection(t *testing.T) {
 	ca, other := newTestCA(t, "ca"), newTestCA(t, "other")
-	file := filepath.Join(t.TempDir(), "ca.crt")
-	writeCA(t, file, ca.pem)
-	v, err := newClientVerifier(ClientAuth{CAFile: file}, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	v.now = func() time.Time { return now }
+	v, file, now := verifierOnClock(t, ca.pem)
 	addr, results := serve(t, v)
 	sessions := tls.NewLRUClientSessionCache(8)
 	good := ca.client(t, "a", nil, x509.ExtKeyUsageClientAuth)
@@ -303,7 +304,7 @@ func TestClientCertificateJudgedAtEveryConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeCA(t, file, other.pem)
-	now = now.Add(v.interval)
+	*now = now.Add(v.interval)
 	resumed, err := dial(nil)
 	if resumed || err == nil {
 		t.Fatalf("a client without a certificate resumed (%v) or was let in (%v) after its CA left", resumed, err)
