@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,9 @@ type MemberStatus struct {
 	PeerHosts []string `json:"peerHosts,omitempty"`
 	// Waiting is the reason seed-discovery last gave for not deciding yet.
 	Waiting string `json:"waiting,omitempty"`
+	// Started: its seed-discovery has run (false for a pending pod, whose
+	// log is not read).
+	Started bool `json:"started"`
 	// Decided says the container decided, by its status (the sidecar
 	// started: its startup probe saw the seeds file; an init container
 	// exited 0), whatever the log still shows.
@@ -82,14 +86,54 @@ func Status(ctx context.Context, c client.Reader, logs LogSource, namespace, gro
 	}
 	members := Members(pods.Items, ns.Labels, group)
 	podLogs := map[string]PodLog{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	reads := make(chan struct{}, concurrentLogReads)
 	for _, p := range members {
-		if !hasContainer(p, contract.InitContainerName) {
+		// A container that never ran has no log to read: a pending pod
+		// costs no request (a group of pending pods would cost one each).
+		if !hasContainer(p, contract.InitContainerName) || !everStarted(p) {
 			continue
 		}
-		log, err := logs(ctx, namespace, p.Name, contract.InitContainerName)
-		podLogs[p.Name] = PodLog{Text: log, Err: err}
+		wg.Add(1)
+		reads <- struct{}{}
+		go func() {
+			defer func() { <-reads; wg.Done() }()
+			log, err := logs(ctx, namespace, p.Name, contract.InitContainerName)
+			mu.Lock()
+			podLogs[p.Name] = PodLog{Text: log, Err: err}
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return StatusOf(members, podLogs, group, namespace, now), nil
+}
+
+// concurrentLogReads bounds the log requests in flight: one per member,
+// so a large group is read in a fraction of the sequential time without
+// a burst the API server's priority and fairness would queue.
+const concurrentLogReads = 8
+
+// everStarted says whether p's seed-discovery container has run: it
+// runs, ran, or ran before a restart.
+func everStarted(p corev1.Pod) bool {
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.Name == contract.InitContainerName {
+			return st.State.Running != nil || st.State.Terminated != nil || st.LastTerminationState.Terminated != nil
+		}
+	}
+	return false
+}
+
+// notStartedReason is why p's seed-discovery has not started, as its
+// status says (ImagePullBackOff, PodInitializing…), or "".
+func notStartedReason(p corev1.Pod) string {
+	for _, st := range p.Status.InitContainerStatuses {
+		if st.Name == contract.InitContainerName && st.State.Waiting != nil {
+			return st.State.Waiting.Reason
+		}
+	}
+	return ""
 }
 
 // PodLog is a member's seed-discovery log, or why it could not be read
@@ -160,19 +204,28 @@ func StatusOf(members []corev1.Pod, logs map[string]PodLog, group, namespace str
 	for _, p := range members {
 		m := MemberStatus{Pod: p.Name, Node: p.Spec.NodeName, IP: p.Status.PodIP, Ready: podReady(p), Peers: -1,
 			Injected:    p.Annotations[contract.InjectedAnnotation] != "" && hasContainer(p, contract.InitContainerName),
-			Terminating: !isLive(p), Decided: decidedByStatus(p)}
-		log := logs[p.Name]
+			Terminating: !isLive(p), Decided: decidedByStatus(p), Started: everStarted(p)}
+		log, read := logs[p.Name]
 		readLog(&m, log.Text)
+		notStarted := m.Injected && !read && !m.Started
 		switch {
 		case log.Err != nil:
 			m.Note = "log unavailable: " + log.Err.Error()
+		case notStarted:
+			m.Note = "seed-discovery not started"
+			if r := notStartedReason(p); r != "" {
+				m.Note += ": " + r
+			}
 		case m.Role == "" && m.Decided:
 			m.Note = "decided; its log no longer shows the decision"
 		}
+		pastTimeout := !m.Terminating && p.Status.StartTime != nil && now.Sub(p.Status.StartTime.Time) > timeoutOf(p)
 		switch {
 		case !m.Injected:
 			m.Problems = append(m.Problems, "not injected: it has no seeds (recreate it through the webhook: peergroup audit --fix)")
-		case m.Role == "" && !m.Decided && log.Err == nil && !m.Terminating && p.Status.StartTime != nil && now.Sub(p.Status.StartTime.Time) > timeoutOf(p):
+		case notStarted && pastTimeout:
+			m.Problems = append(m.Problems, fmt.Sprintf("%s %s after the pod started, past its timeout %s", m.Note, now.Sub(p.Status.StartTime.Time).Round(time.Second), timeoutOf(p)))
+		case m.Role == "" && !m.Decided && log.Err == nil && pastTimeout:
 			m.Problems = append(m.Problems, fmt.Sprintf("still deciding %s after it started, past its timeout %s", now.Sub(p.Status.StartTime.Time).Round(time.Second), timeoutOf(p)))
 		}
 		seeds := make([]string, 0, len(m.Seeds))

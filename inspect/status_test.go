@@ -1,13 +1,20 @@
 package inspect
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/peergroup/peergroup/contract"
 )
@@ -155,5 +162,114 @@ func TestStatusFlagsUninjectedMembers(t *testing.T) {
 	s := StatusOf(members, nil, "nats", "ns", statusNow)
 	if len(s.Members[0].Problems) != 1 || !strings.Contains(s.Members[0].Problems[0], "not injected") {
 		t.Errorf("problems %q", s.Members[0].Problems)
+	}
+}
+
+// statusClient is an API server holding namespace ns and pods.
+func statusClient(pods ...corev1.Pod) client.Reader {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	objs := []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}}}
+	for i := range pods {
+		objs = append(objs, &pods[i])
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
+}
+
+func running(p corev1.Pod) corev1.Pod {
+	p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	return p
+}
+
+// A member whose seed-discovery never ran (a pending pod) has no log: it
+// costs no request and is said to be not started, a problem only past
+// its timeout. One that ran, even before a restart, is read.
+func TestStatusReadsNoLogOfAPendingMember(t *testing.T) {
+	pending := member("pending", "", "nats", time.Minute)
+	pending.Status.StartTime = nil
+	pulling := member("pulling", "10.0.0.5", "nats", 10*time.Minute)
+	pulling.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+	restarted := member("restarted", "10.0.0.6", "nats", time.Minute)
+	restarted.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName,
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3}}}}
+	ran := running(member("ran", "10.0.0.1", "nats", time.Minute))
+	var mu sync.Mutex
+	read := map[string]int{}
+	logs := func(_ context.Context, _, pod, _ string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		read[pod]++
+		return decided("founder", "10.0.0.1"), nil
+	}
+	s, err := Status(context.Background(), statusClient(pending, pulling, restarted, ran), logs, "ns", "nats", statusNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(read) != 2 || read["ran"] != 1 || read["restarted"] != 1 {
+		t.Errorf("logs read %v, want only ran's and restarted's", read)
+	}
+	want := map[string]struct {
+		started  bool
+		note     string
+		problems string
+	}{
+		"pending":   {false, "seed-discovery not started", ""},
+		"pulling":   {false, "seed-discovery not started: ImagePullBackOff", "seed-discovery not started: ImagePullBackOff 10m0s after the pod started, past its timeout 5m0s"},
+		"restarted": {true, "", ""},
+		"ran":       {true, "", ""},
+	}
+	for _, m := range s.Members {
+		w := want[m.Pod]
+		if m.Started != w.started || m.Note != w.note || strings.Join(m.Problems, "; ") != w.problems {
+			t.Errorf("%s: started %v, note %q, problems %q; want %v, %q, %q", m.Pod, m.Started, m.Note, m.Problems, w.started, w.note, w.problems)
+		}
+	}
+}
+
+// A group's logs are read several at once, never more than
+// concurrentLogReads: a large group is read in a fraction of the time
+// one request after another takes.
+func TestStatusReadsLogsConcurrently(t *testing.T) {
+	var pods []corev1.Pod
+	for i := range 3 * concurrentLogReads {
+		pods = append(pods, running(member(fmt.Sprintf("m%02d", i), fmt.Sprintf("10.0.0.%d", i+1), "nats", time.Minute)))
+	}
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	full := make(chan struct{})
+	logs := func(ctx context.Context, _, _, _ string) (string, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == concurrentLogReads {
+			select {
+			case <-full:
+			default:
+				close(full)
+			}
+		}
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		// The first reads wait until the bound is reached: one at a time,
+		// they would wait forever (here, until the test's deadline).
+		select {
+		case <-full:
+		case <-time.After(2 * time.Second):
+			return "", errors.New("read alone")
+		}
+		return decided("joiner", "10.0.0.1"), nil
+	}
+	s, err := Status(context.Background(), statusClient(pods...), logs, "ns", "nats", statusNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most != concurrentLogReads {
+		t.Errorf("%d log reads in flight at most, want %d", most, concurrentLogReads)
+	}
+	for _, m := range s.Members {
+		if m.Role != "joiner" || m.Note != "" {
+			t.Errorf("%s: role %q, note %q", m.Pod, m.Role, m.Note)
+		}
 	}
 }

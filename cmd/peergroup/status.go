@@ -37,6 +37,9 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return 2, err
 	}
+	// One log read per member, several at once: client-go's default pace
+	// (5 requests a second) would make a group of hundreds take minutes.
+	cfg.QPS, cfg.Burst = 50, 100
 	// -n, else the context's namespace, else default.
 	ns, _, err := kube.namespace()
 	if err != nil {
@@ -98,6 +101,8 @@ func writeStatus(w io.Writer, s inspect.GroupStatus) error {
 		switch {
 		case role == "" && m.Decided:
 			role = "decided"
+		case role == "" && (!m.Injected || !m.Started):
+			role = "-" // nothing decides: no seed-discovery, or it has not run
 		case role == "":
 			role = "deciding"
 		}

@@ -193,6 +193,12 @@ func BuildStatic(ctx context.Context, dir, version, arch string, pkgs ...string)
 	if err != nil {
 		return err
 	}
+	return BuildStaticIn(ctx, root, dir, version, arch, pkgs...)
+}
+
+// BuildStaticIn is BuildStatic for the module at root: another tree of
+// peergroup, such as a previous release's sources.
+func BuildStaticIn(ctx context.Context, root, dir, version, arch string, pkgs ...string) error {
 	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w -X main.version=" + version, "-o", dir + string(os.PathSeparator)}, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root

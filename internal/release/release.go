@@ -7,7 +7,7 @@ package release
 
 const (
 	// Version is the chart's appVersion.
-	Version = "0.1.0"
+	Version = "0.2.0"
 	// ImageRepository is the chart's image.repository: the image holds the
 	// webhook and seed-discovery.
 	ImageRepository = "ghcr.io/peergroup/peergroup"

@@ -62,7 +62,7 @@ func TestDeploymentArgsParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("chart args %q do not parse: %v", args, err)
 			}
-			if o.Port != 9443 || o.CertDir != "/etc/peergroup/tls" || o.Mutation.SeedDiscoveryImage != "ghcr.io/peergroup/peergroup:0.1.0" {
+			if o.Port != 9443 || o.CertDir != "/etc/peergroup/tls" || o.Mutation.SeedDiscoveryImage != release.Image(release.Version) {
 				t.Errorf("options %+v", o)
 			}
 			if o.Mutation.Resources.Limits.Memory().String() != "32Mi" || o.Mutation.Resources.Requests.Cpu().String() != "10m" {
@@ -502,8 +502,8 @@ func TestValidatingConfigurationMirrorsMutating(t *testing.T) {
 }
 
 // The chart is versioned with the image (version = appVersion = the
-// release), and the README installs exactly that version from the OCI
-// reference users install from.
+// release), and the README installs, and docs/install.md upgrades to,
+// exactly that version from the OCI reference users install from.
 func TestChartVersionIsTheImages(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(framework.ChartDir(), "Chart.yaml"))
 	if err != nil {
@@ -525,5 +525,18 @@ func TestChartVersionIsTheImages(t *testing.T) {
 	want := "helm install peergroup oci://ghcr.io/peergroup/charts/peergroup --version " + release.Version + " "
 	if !strings.HasPrefix(cmds[0], want) {
 		t.Errorf("README's Use it starts %q, want %q", cmds[0], want)
+	}
+	// The upgrade docs/install.md gives, which the real-node suite runs as
+	// written, goes to this release.
+	upgrade, err := framework.DocCommands("docs/install.md", "### Upgrade and uninstall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "helm upgrade peergroup oci://ghcr.io/peergroup/charts/peergroup --version " + release.Version + " "
+	if len(upgrade) != 1 || !strings.HasPrefix(upgrade[0], want) {
+		t.Errorf("docs/install.md's upgrade is %q, want one command starting %q", upgrade, want)
+	}
+	if framework.PreviousRelease.Version == release.Version {
+		t.Errorf("framework.PreviousRelease is this release (%s): it names the one users upgrade from (docs/development.md, Releasing)", release.Version)
 	}
 }

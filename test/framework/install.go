@@ -85,7 +85,14 @@ func UseItOnRealNode(dir string, helmArgs ...string) ([]string, error) {
 // ReadmeUseIt returns the commands of the README's "Use it" block, one per
 // line, continuation lines joined and comments dropped.
 func ReadmeUseIt() ([]string, error) {
-	f, err := os.Open(filepath.Join(RepoRoot(), "README.md"))
+	return DocCommands("README.md", "## Use it")
+}
+
+// DocCommands returns the commands of the first code block under heading
+// (a whole line, "## Use it") of the document at path in the repository,
+// as ReadmeUseIt does: what a test runs as the document writes it.
+func DocCommands(path, heading string) ([]string, error) {
+	f, err := os.Open(filepath.Join(RepoRoot(), path))
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +104,14 @@ func ReadmeUseIt() ([]string, error) {
 	for s.Scan() {
 		line := s.Text()
 		switch {
-		case strings.HasPrefix(line, "## "):
-			section = line == "## Use it"
+		case !block && headingLevel(line) > 0:
+			// A subheading stays in the section; one of its level or
+			// above ends it.
+			if line == heading {
+				section = true
+			} else if headingLevel(line) <= headingLevel(heading) {
+				section = false
+			}
 		case section && strings.HasPrefix(line, "```"):
 			if block {
 				return cmds, nil
@@ -119,7 +132,17 @@ func ReadmeUseIt() ([]string, error) {
 			cur = ""
 		}
 	}
-	return nil, errors.Join(errors.New(`README.md has no "## Use it" code block`), s.Err())
+	return nil, errors.Join(fmt.Errorf("%s has no code block under %q", path, heading), s.Err())
+}
+
+// headingLevel is a Markdown heading's level (its leading #s), 0 for
+// other lines.
+func headingLevel(line string) int {
+	n := len(line) - len(strings.TrimLeft(line, "#"))
+	if n == 0 || !strings.HasPrefix(line[n:], " ") {
+		return 0
+	}
+	return n
 }
 
 // pushChart packages charts/peergroup and pushes it to the node's

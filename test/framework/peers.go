@@ -220,7 +220,7 @@ func RunningReady(ctx context.Context, c *Cluster, ns string, sel map[string]str
 				continue
 			}
 			live++
-			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && podReady(&p) {
+			if p.Status.PodIP != "" && PodReady(&p) {
 				pods = append(pods, p)
 			}
 		}
@@ -239,13 +239,12 @@ func RunningReady(ctx context.Context, c *Cluster, ns string, sel map[string]str
 	}
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+// PodReady says whether p runs and passes its readiness: Running with
+// the Ready condition true.
+func PodReady(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodRunning && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+		return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+	})
 }
 
 // LastStarted is when the last of pods' app containers started.

@@ -5,20 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/peergroup/peergroup/inspect"
+	pgrelease "github.com/peergroup/peergroup/internal/release"
 	"github.com/peergroup/peergroup/test/framework"
 )
 
@@ -30,7 +30,9 @@ const release, releaseNS = "peergroup", "peergroup-system"
 // the API server calling it through its Service (aggregator routing: at
 // its endpoint's pod IP on the node's bridge). Then the README's "Use it"
 // commands as written, `helm upgrade` while member pods are created, and
-// `helm uninstall`, each as the README says.
+// `helm uninstall`, each as the README says; then the previous release
+// installed from its chart reference, upgraded to this one and rolled back,
+// with no member pod refused.
 func TestHelmInstallForReal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-node suite skipped by -short")
@@ -120,18 +122,14 @@ func TestHelmInstallForReal(t *testing.T) {
 
 	t.Run("helm upgrade: a rolling restart while member pods are created", func(t *testing.T) {
 		caBefore := caBundle(t, ctx, lc)
-		created, refused := createMembersUntil(t, ctx, lc, func() {
+		r := whileReplaced(t, ctx, lc, "during-restart", func() {
 			shell(t, "helm upgrade "+release+" charts/peergroup -n "+releaseNS+" --reuse-values --set-string podAnnotations.restarted=1 --wait")
 		})
-		if len(created) == 0 {
-			t.Fatal("no member pod was created during the upgrade")
+		appVersion, err := framework.ChartAppVersion()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, p := range created {
-			if !slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" }) {
-				t.Errorf("%s was admitted without seed-discovery during the upgrade", p.Name)
-			}
-		}
-		t.Logf("%d member pods created during the upgrade, all injected; %d refused and retried (failurePolicy Fail)", len(created), refused)
+		requireAllAdmitted(t, r, appVersion)
 		if after := caBundle(t, ctx, lc); !bytes.Equal(after, caBefore) {
 			t.Error("helm upgrade changed the webhook's CA: the README says the Secret and its CA are kept")
 		}
@@ -189,12 +187,147 @@ func TestHelmInstallForReal(t *testing.T) {
 			t.Errorf("peergroup status after an uninjected member (exit status %v):\n%s", err, out.String())
 		}
 	})
+
+	// What users do on a release: `helm upgrade` from the previous one,
+	// both pulled from oci://ghcr.io, the previous one's image and chart
+	// made from its own commit. Pods keep being admitted throughout, by
+	// one version or the other, and none is refused; `helm rollback` back
+	// to it likewise.
+	t.Run("helm upgrade from the previous release, and rollback, while member pods are created: 0 refused", func(t *testing.T) {
+		prev := framework.PreviousRelease
+		if err := lc.PushRelease(ctx, prev, os.Stdout); err != nil {
+			t.Fatal(err)
+		}
+		current, err := framework.ChartAppVersion()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if current == prev.Version {
+			t.Fatalf("the chart's version is still the previous release's (%s): bump it with each release", current)
+		}
+		values := filepath.Join(logDir, "no-kube-proxy.yaml") // this cluster's, as for the README's install
+		pullsBefore := lc.ChartPulls()
+		shell(t, fmt.Sprintf("helm install %s %s --version %s -n %s -f %s --wait --timeout 3m", release, chartRef, prev.Version, releaseNS, values))
+		requireWebhookVersion(t, ctx, lc, prev.Version)
+		requireInjectedBy(t, ctx, lc, "before-upgrade", prev.Version)
+
+		// docs/install.md's upgrade, as written (it names this release:
+		// TestChartVersionIsTheImages).
+		upgrade, err := framework.DocCommands("docs/install.md", "### Upgrade and uninstall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := whileReplaced(t, ctx, lc, "from-previous", func() {
+			shell(t, upgrade[0]+" --timeout 3m")
+		})
+		requireAllAdmitted(t, r, prev.Version, current)
+		requireWebhookFromChart(t, ctx, lc)
+		requireInjectedBy(t, ctx, lc, "after-upgrade", current)
+		if lc.ChartPulls() < pullsBefore+2 {
+			t.Errorf("the install and the upgrade did not both pull from the ghcr.io mirror (%d pulls before, %d after)", pullsBefore, lc.ChartPulls())
+		}
+
+		r = whileReplaced(t, ctx, lc, "rollback", func() {
+			shell(t, fmt.Sprintf("helm rollback %s -n %s --wait --timeout 3m", release, releaseNS))
+		})
+		requireAllAdmitted(t, r, current, prev.Version)
+		requireWebhookVersion(t, ctx, lc, prev.Version)
+		requireInjectedBy(t, ctx, lc, "after-rollback", prev.Version)
+	})
 }
 
-// requireWebhookFromChart checks the webhook runs as the chart's
-// Deployment, all replicas ready on the real node from the chart's image,
-// with its caBundle patched in.
-func requireWebhookFromChart(t *testing.T, ctx context.Context, lc *framework.LocalCluster) {
+// chartRef is where users install the chart from (the README's Use it).
+const chartRef = "oci://ghcr.io/peergroup/charts/peergroup"
+
+// whileReplaced runs replace (a helm command that replaces the webhook's
+// replicas) while member pods are created by several clients at once,
+// and goes on creating until every old replica has exited, and 2 s more:
+// `helm --wait` returns once the new replicas are ready, while the last
+// old one may still be in its shutdown delay, serving.
+func whileReplaced(t *testing.T, ctx context.Context, lc *framework.LocalCluster, prefix string, replace func()) framework.CreationResult {
+	t.Helper()
+	loop := framework.StartCreations(ctx, t, lc.Client, framework.CreationsOptions{Namespace: "nats", Group: "nats", Prefix: prefix, Workers: 4})
+	time.Sleep(time.Second)
+	replace()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !onlyNewReplicas(t, ctx, lc) {
+		if time.Now().After(deadline) {
+			t.Fatal("the webhook's old replicas did not exit within 2 minutes of the rollout")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	r := loop.Finish()
+	// The group is what `peergroup status` reads later: only the pods
+	// the scenarios made stay in it.
+	if err := lc.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace("nats"), client.MatchingLabels{framework.CreationsLabel: prefix}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// onlyNewReplicas says whether the webhook's pods are its Deployment's
+// replicas and no more: none terminating, all ready.
+func onlyNewReplicas(t *testing.T, ctx context.Context, lc *framework.LocalCluster) bool {
+	t.Helper()
+	dep := &appsv1.Deployment{}
+	if err := lc.Client.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: release}, dep); err != nil {
+		t.Fatal(err)
+	}
+	pods := &corev1.PodList{}
+	if err := lc.Client.List(ctx, pods, client.InNamespace(releaseNS), client.MatchingLabels(dep.Spec.Selector.MatchLabels)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != int(*dep.Spec.Replicas) {
+		return false
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || !framework.PodReady(&p) {
+			return false
+		}
+	}
+	return true
+}
+
+// requireAllAdmitted checks that no member pod creation was refused while
+// the webhook's replicas were replaced and that each created pod was
+// injected by a webhook of one of versions (the image its seed-discovery
+// runs).
+func requireAllAdmitted(t *testing.T, r framework.CreationResult, versions ...string) {
+	t.Helper()
+	by := map[string]int{}
+	for _, p := range r.Created {
+		i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" })
+		if i < 0 {
+			continue // Require names it
+		}
+		img := p.Spec.InitContainers[i].Image
+		by[img]++
+		if !slices.ContainsFunc(versions, func(v string) bool { return img == pgrelease.Image(v) }) {
+			t.Errorf("%s was injected with %s, not the image of %q", p.Name, img, versions)
+		}
+	}
+	t.Logf("figure: while the webhook was replaced: %s; injected by %v", r, by)
+	r.Require(t, true)
+}
+
+// requireInjectedBy creates a member pod named name and checks the webhook
+// of version injected it.
+func requireInjectedBy(t *testing.T, ctx context.Context, lc *framework.LocalCluster, name, version string) {
+	t.Helper()
+	p := memberPod(name)
+	if err := lc.Client.Create(ctx, p); err != nil {
+		t.Fatalf("member pod %s: %v", name, err)
+	}
+	i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" })
+	if i < 0 || p.Spec.InitContainers[i].Image != pgrelease.Image(version) {
+		t.Fatalf("member pod %s was not injected by %s: init containers %+v", name, version, p.Spec.InitContainers)
+	}
+}
+
+// requireWebhookVersion checks the chart's Deployment runs version's
+// image, all replicas ready and updated.
+func requireWebhookVersion(t *testing.T, ctx context.Context, lc *framework.LocalCluster, version string) {
 	t.Helper()
 	dep := &appsv1.Deployment{}
 	if err := lc.Client.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: release}, dep); err != nil {
@@ -203,13 +336,21 @@ func requireWebhookFromChart(t *testing.T, ctx context.Context, lc *framework.Lo
 	if dep.Status.ReadyReplicas != *dep.Spec.Replicas || dep.Status.UpdatedReplicas != *dep.Spec.Replicas {
 		t.Fatalf("webhook Deployment %d/%d ready, %d updated", dep.Status.ReadyReplicas, *dep.Spec.Replicas, dep.Status.UpdatedReplicas)
 	}
+	if img := dep.Spec.Template.Spec.Containers[0].Image; img != pgrelease.Image(version) {
+		t.Errorf("webhook image %s, want %s", img, pgrelease.Image(version))
+	}
+}
+
+// requireWebhookFromChart checks the webhook runs as the chart's
+// Deployment, all replicas ready on the real node from the chart's image,
+// with its caBundle patched in.
+func requireWebhookFromChart(t *testing.T, ctx context.Context, lc *framework.LocalCluster) {
+	t.Helper()
 	appVersion, err := framework.ChartAppVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img := dep.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/peergroup/peergroup:"+appVersion {
-		t.Errorf("webhook image %s, want the chart's default", img)
-	}
+	requireWebhookVersion(t, ctx, lc, appVersion)
 	if len(caBundle(t, ctx, lc)) == 0 {
 		t.Error("the webhook did not patch its caBundle")
 	}
@@ -242,42 +383,4 @@ func memberPod(name string) *corev1.Pod {
 	p.Spec.Containers = []corev1.Container{{Name: "c", Image: "ghcr.io/peergroup/peergroup:never-pulled"}}
 	p.Spec.NodeName = "nowhere" // bound to no node: never started
 	return p
-}
-
-// createMembersUntil creates member pods one after another while during
-// runs, retrying each that admission refused; it returns the pods created
-// and how many creations were refused.
-func createMembersUntil(t *testing.T, ctx context.Context, lc *framework.LocalCluster, during func()) (created []*corev1.Pod, refused int) {
-	t.Helper()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			p := memberPod(fmt.Sprintf("during-upgrade-%d", i))
-			for {
-				err := lc.Client.Create(ctx, p)
-				if err == nil {
-					created = append(created, p) // as admitted
-					break
-				}
-				if apierrors.IsAlreadyExists(err) || ctx.Err() != nil {
-					return
-				}
-				refused++
-				time.Sleep(200 * time.Millisecond)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
-	during()
-	close(done)
-	wg.Wait()
-	return created, refused
 }

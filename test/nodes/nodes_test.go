@@ -14,14 +14,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -430,7 +428,7 @@ func (s *suite) loseANode(t *testing.T, scenario string, founderOnLost bool) {
 		before[g.app] = pods
 	}
 
-	var loop *creations
+	var loop *framework.Creations
 	if on := s.webhookNodes(t); slices.Contains(on, lost.Name) {
 		loop = s.startCreating(t, "creations-"+scenario)
 	} else {
@@ -482,7 +480,7 @@ func (s *suite) loseANode(t *testing.T, scenario string, founderOnLost bool) {
 		s.waitFor(t, g.app+": the member created while the dead pods are in DNS running", 2*time.Minute, func() bool {
 			live, _ := s.pods(t, g)
 			for _, p := range live {
-				if !slices.ContainsFunc(before[g.app], func(q corev1.Pod) bool { return q.Name == p.Name }) && podReady(p) {
+				if !slices.ContainsFunc(before[g.app], func(q corev1.Pod) bool { return q.Name == p.Name }) && framework.PodReady(&p) {
 					late = p
 					return true
 				}
@@ -540,8 +538,8 @@ func (s *suite) loseANode(t *testing.T, scenario string, founderOnLost bool) {
 
 	if loop != nil {
 		s.waitFor(t, "the webhook Deployment ready again", 3*time.Minute, func() bool { return s.webhookReady(t) })
-		r := loop.finish()
-		r.require(t, false)
+		r := loop.Finish()
+		r.Require(t, false)
 		t.Logf("figure: webhook replica's node lost (timeoutSeconds 5): %s", r)
 	}
 
@@ -584,12 +582,6 @@ func noneSeesDead(views []framework.ServerView, dead []corev1.Pod) error {
 		}
 	}
 	return nil
-}
-
-func podReady(p corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodRunning && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
-		return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
-	})
 }
 
 // requireRefounded checks a group that lost every member: the member
@@ -669,141 +661,14 @@ func (s *suite) role(t *testing.T, p corev1.Pod) string {
 	return s.discoveryLogged(t, p).role
 }
 
-// creations creates member pods one after another through the API server
-// (bound to no node: admission is all they are for), retrying each that
-// admission refused, and times the refusals.
-type creations struct {
-	s             *suite
-	ns            string
-	done, stopped chan struct{}
-	stop          sync.Once
-	created       []*corev1.Pod
-	refused       int
-	longest       time.Duration
-	firstRefusal  string
-	// other are errors that are not an admission's refusal.
-	other []string
-}
-
-func (s *suite) startCreating(t *testing.T, ns string) *creations {
+// startCreating creates member pods in a new namespace ns while a
+// scenario runs (framework.Creations).
+func (s *suite) startCreating(t *testing.T, ns string) *framework.Creations {
 	t.Helper()
 	if _, err := s.lc.CreateNamespace(s.ctx, ns, nil); err != nil {
 		t.Fatal(err)
 	}
-	c := &creations{s: s, ns: ns, done: make(chan struct{}), stopped: make(chan struct{})}
-	go c.run()
-	// A scenario that fails midway stops its loop too.
-	t.Cleanup(c.halt)
-	return c
-}
-
-func (c *creations) halt() {
-	c.stop.Do(func() { close(c.done) })
-	<-c.stopped
-}
-
-func (c *creations) stopping() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return c.s.ctx.Err() != nil
-	}
-}
-
-func (c *creations) run() {
-	defer close(c.stopped)
-	for i := 0; !c.stopping(); i++ {
-		p := &corev1.Pod{}
-		p.Name, p.Namespace = fmt.Sprintf("member-%d", i), c.ns
-		p.Labels = map[string]string{"peergroup.dev/group": "creations"}
-		p.Spec.Containers = []corev1.Container{{Name: "c", Image: "ghcr.io/peergroup/peergroup:never-pulled"}}
-		p.Spec.NodeName = "nowhere"
-		var refusedSince time.Time
-		for !c.stopping() {
-			ctx, cancel := context.WithTimeout(c.s.ctx, 30*time.Second)
-			err := c.s.lc.Client.Create(ctx, p)
-			cancel()
-			if apierrors.IsAlreadyExists(err) {
-				// An attempt whose answer was lost created it: as admitted.
-				got := &corev1.Pod{}
-				if err = c.s.lc.Client.Get(c.s.ctx, client.ObjectKeyFromObject(p), got); err == nil {
-					p = got
-				}
-			}
-			if err == nil {
-				c.created = append(c.created, p)
-				if !refusedSince.IsZero() {
-					c.longest = max(c.longest, time.Since(refusedSince))
-				}
-				break
-			}
-			if !strings.Contains(err.Error(), "failed calling webhook") {
-				if !c.stopping() {
-					c.other = append(c.other, err.Error())
-				}
-				time.Sleep(100 * time.Millisecond)
-				continue
-			}
-			if refusedSince.IsZero() {
-				refusedSince = time.Now()
-			}
-			if c.firstRefusal == "" {
-				c.firstRefusal = err.Error()
-			}
-			c.refused++
-			time.Sleep(100 * time.Millisecond)
-		}
-		select {
-		case <-c.done:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-type creationResult struct {
-	created, refused int
-	longest          time.Duration
-	firstRefusal     string
-	uninjected       []string
-	other            []string
-}
-
-func (r creationResult) String() string {
-	s := fmt.Sprintf("%d member pods created, %d creations refused, longest stretch of refusals %s", r.created, r.refused, r.longest.Round(100*time.Millisecond))
-	if r.firstRefusal != "" {
-		s += "; first refusal: " + r.firstRefusal
-	}
-	return s
-}
-
-func (c *creations) finish() creationResult {
-	c.halt()
-	r := creationResult{created: len(c.created), refused: c.refused, longest: c.longest, firstRefusal: c.firstRefusal, other: c.other}
-	for _, p := range c.created {
-		if !slices.ContainsFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == "seed-discovery" }) {
-			r.uninjected = append(r.uninjected, p.Name)
-		}
-	}
-	return r
-}
-
-// require fails when a created pod was not injected, when nothing was
-// created, or, with noRefusals, when any creation was refused.
-func (r creationResult) require(t *testing.T, noRefusals bool) {
-	t.Helper()
-	if r.created == 0 {
-		t.Error("no member pod was created")
-	}
-	if len(r.uninjected) > 0 {
-		t.Errorf("admitted without seed-discovery: %v", r.uninjected)
-	}
-	if len(r.other) > 0 {
-		t.Errorf("creations failed other than by admission: %d, first: %s", len(r.other), r.other[0])
-	}
-	if noRefusals && r.refused > 0 {
-		t.Errorf("%s: want no refusal", r)
-	}
+	return framework.StartCreations(s.ctx, t, s.lc.Client, framework.CreationsOptions{Namespace: ns, Group: "creations", Prefix: "member"})
 }
 
 // containerIDs are a pod's containers (init containers, the refreshing
@@ -924,8 +789,8 @@ func (s *suite) drain(t *testing.T) {
 	s.shell(t, "kubectl drain "+node+" --ignore-daemonsets --delete-emptydir-data --timeout 4m")
 	s.waitFor(t, "the webhook Deployment ready again", 3*time.Minute, func() bool { return s.webhookReady(t) })
 	time.Sleep(2 * time.Second)
-	r := loop.finish()
-	r.require(t, true)
+	r := loop.Finish()
+	r.Require(t, true)
 	t.Logf("figure: kubectl drain of %s (one webhook replica there): %s", node, r)
 	s.shell(t, "kubectl uncordon "+node)
 }
