@@ -202,7 +202,9 @@ func BuildStaticIn(ctx context.Context, root, dir, version, arch string, pkgs ..
 	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w -X main.version=" + version, "-o", dir + string(os.PathSeparator)}, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	// GOWORK=off: the module alone, as the Dockerfile builds it (a
+	// developer's go.work would not include another tree of peergroup).
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOWORK=off")
 	if arch != "" {
 		cmd.Env = append(cmd.Env, "GOARCH="+arch)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -536,7 +538,37 @@ func TestChartVersionIsTheImages(t *testing.T) {
 	if len(upgrade) != 1 || !strings.HasPrefix(upgrade[0], want) {
 		t.Errorf("docs/install.md's upgrade is %q, want one command starting %q", upgrade, want)
 	}
-	if framework.PreviousRelease.Version == release.Version {
-		t.Errorf("framework.PreviousRelease is this release (%s): it names the one users upgrade from (docs/development.md, Releasing)", release.Version)
+	requirePreviousRelease(t)
+}
+
+// framework.PreviousRelease is the release just before this one, made
+// from the commit its tag names: the one the real-node suite upgrades
+// from.
+func requirePreviousRelease(t *testing.T) {
+	t.Helper()
+	prev := framework.PreviousRelease
+	if err := prev.Check(); err != nil {
+		t.Fatal(err)
+	}
+	current, err := version.ParseSemantic(release.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	previous, err := version.ParseSemantic(prev.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !previous.LessThan(current) {
+		t.Fatalf("framework.PreviousRelease %s is not before this release %s (docs/development.md, Releasing)", prev.Version, release.Version)
+	}
+	out, err := exec.Command("git", "-C", framework.RepoRoot(), "tag", "--list", "v*").Output()
+	if err != nil {
+		t.Fatalf("git tag: %v", err)
+	}
+	for _, tag := range strings.Fields(string(out)) {
+		v, err := version.ParseSemantic(strings.TrimPrefix(tag, "v"))
+		if err == nil && previous.LessThan(v) && v.LessThan(current) {
+			t.Errorf("tag %s is a release between framework.PreviousRelease %s and this one %s: upgrade from it", tag, prev.Version, release.Version)
+		}
 	}
 }

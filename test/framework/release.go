@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/peergroup/peergroup/internal/ociimage"
@@ -36,15 +37,32 @@ func (lc *LocalCluster) PushRelease(ctx context.Context, r Release, progress io.
 	if lc.Node == nil || lc.mirror == nil {
 		return fmt.Errorf("release %s: the cluster has no real node and registry mirror to push it to", r.Version)
 	}
-	dir := filepath.Join(RepoRoot(), ".cache", "releases", r.Version+"-"+r.Commit[:12])
-	src, bin := filepath.Join(dir, "src"), filepath.Join(dir, "bin")
-	if !built(bin) {
+	if err := r.Check(); err != nil {
+		return err
+	}
+	goVersion, err := exec.CommandContext(ctx, "go", "env", "GOVERSION", "GOARCH").Output()
+	if err != nil {
+		return fmt.Errorf("go env: %w", err)
+	}
+	// One build per commit, toolchain and architecture; bin appears only
+	// complete (built aside, then renamed), so a killed build is redone.
+	stamp := strings.Join(strings.Fields(string(goVersion)), "-")
+	dir := filepath.Join(cacheDir(), "releases", r.Version+"-"+r.Commit[:12])
+	src, bin := filepath.Join(dir, "src"), filepath.Join(dir, "bin-"+stamp)
+	if _, err := os.Stat(bin); err != nil {
 		if err := extractCommit(ctx, r, src, progress); err != nil {
 			return err
 		}
 		fmt.Fprintf(progress, "    release %s: building its binaries (go build in %s)\n", r.Version, src)
-		if err := ociimage.BuildStaticIn(ctx, src, bin, r.Version, "", "./cmd/peergroup-webhook", "./cmd/seed-discovery"); err != nil {
+		partial := bin + ".partial"
+		if err := os.RemoveAll(partial); err != nil {
+			return err
+		}
+		if err := ociimage.BuildStaticIn(ctx, src, partial, r.Version, "", "./cmd/peergroup-webhook", "./cmd/seed-discovery"); err != nil {
 			return fmt.Errorf("release %s: %w", r.Version, err)
+		}
+		if err := os.Rename(partial, bin); err != nil {
+			return err
 		}
 	}
 	// The release's binaries in this tree's image layout, which has not
@@ -72,9 +90,6 @@ func (lc *LocalCluster) PushRelease(ctx context.Context, r Release, progress io.
 // archive: the release's sources, not this checkout's.
 func extractCommit(ctx context.Context, r Release, src string, progress io.Writer) error {
 	fmt.Fprintf(progress, "    release %s: its sources from commit %s\n", r.Version, r.Commit[:12])
-	if err := exec.CommandContext(ctx, "git", "-C", RepoRoot(), "cat-file", "-e", r.Commit+"^{commit}").Run(); err != nil {
-		return fmt.Errorf("release %s: commit %s is not in this clone (a shallow clone? `git fetch --unshallow`): %w", r.Version, r.Commit, err)
-	}
 	if err := os.RemoveAll(src); err != nil {
 		return err
 	}
@@ -103,12 +118,37 @@ func extractCommit(ctx context.Context, r Release, src string, progress io.Write
 	return nil
 }
 
-// built reports whether both of the image's binaries are in bin.
-func built(bin string) bool {
-	for _, b := range []string{"peergroup-webhook", "seed-discovery"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return false
+// Check verifies the record against the repository: r.Commit is a
+// commit here, its chart is version r.Version (version and appVersion),
+// and tag v<Version>, where it exists, names r.Commit. A release record
+// pointing at the wrong tree fails here, before anything is built.
+func (r Release) Check() error {
+	git := func(args ...string) (string, error) {
+		out, err := exec.Command("git", append([]string{"-C", RepoRoot()}, args...)...).Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	if _, err := git("cat-file", "-e", r.Commit+"^{commit}"); err != nil {
+		return fmt.Errorf("release %s: commit %s is not in this clone (a shallow clone? `git fetch --unshallow`): %w", r.Version, r.Commit, err)
+	}
+	chart, err := git("show", r.Commit+":charts/peergroup/Chart.yaml")
+	if err != nil {
+		return fmt.Errorf("release %s: its Chart.yaml: %w", r.Version, err)
+	}
+	for _, want := range []string{"version: " + r.Version, `appVersion: "` + r.Version + `"`} {
+		if !slices.Contains(strings.Split(chart, "\n"), want) {
+			return fmt.Errorf("release %s: the chart of commit %s has no line %q", r.Version, r.Commit[:12], want)
 		}
 	}
-	return true
+	if tagged, err := git("rev-parse", "-q", "--verify", "v"+r.Version+"^{commit}"); err == nil && tagged != r.Commit {
+		return fmt.Errorf("release %s: tag v%s is commit %s, the record says %s", r.Version, r.Version, tagged, r.Commit)
+	}
+	return nil
+}
+
+// cacheDir is where builds are kept: $PEERGROUP_CACHE, else .cache.
+func cacheDir() string {
+	if c := os.Getenv("PEERGROUP_CACHE"); c != "" {
+		return c
+	}
+	return filepath.Join(RepoRoot(), ".cache")
 }
