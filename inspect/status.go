@@ -95,8 +95,19 @@ func Status(ctx context.Context, c client.Reader, logs LogSource, namespace, gro
 		if !hasContainer(p, contract.InitContainerName) || !everStarted(p) {
 			continue
 		}
+		// Checked before and after waiting for a slot: a select with both
+		// ready picks either, and a cancelled status starts no read.
+		if ctx.Err() == nil {
+			select {
+			case reads <- struct{}{}:
+			case <-ctx.Done():
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			wg.Wait()
+			return GroupStatus{}, fmt.Errorf("read the logs of group %s: %w", group, err)
+		}
 		wg.Add(1)
-		reads <- struct{}{}
 		go func() {
 			defer func() { <-reads; wg.Done() }()
 			log, err := logs(ctx, namespace, p.Name, contract.InitContainerName)
@@ -135,6 +146,13 @@ func notStartedReason(p corev1.Pod) string {
 	}
 	return ""
 }
+
+// ownStartFailures are the kubelet's reasons for a container not
+// starting that are the container's own (its image, its spec): acting on
+// seed-discovery can fix them. Anything else (PodInitializing while a
+// volume attaches or an earlier init container runs) is the pod's, and
+// no reason to act on the group.
+var ownStartFailures = []string{"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
 // PodLog is a member's seed-discovery log, or why it could not be read
 // (RBAC without pods/log, a node that is gone, a container not started).
@@ -223,9 +241,9 @@ func StatusOf(members []corev1.Pod, logs map[string]PodLog, group, namespace str
 		switch {
 		case !m.Injected:
 			m.Problems = append(m.Problems, "not injected: it has no seeds (recreate it through the webhook: peergroup audit --fix)")
-		case notStarted && pastTimeout:
+		case notStarted && pastTimeout && slices.Contains(ownStartFailures, notStartedReason(p)):
 			m.Problems = append(m.Problems, fmt.Sprintf("%s %s after the pod started, past its timeout %s", m.Note, now.Sub(p.Status.StartTime.Time).Round(time.Second), timeoutOf(p)))
-		case m.Role == "" && !m.Decided && log.Err == nil && pastTimeout:
+		case m.Role == "" && !m.Decided && log.Err == nil && !notStarted && pastTimeout:
 			m.Problems = append(m.Problems, fmt.Sprintf("still deciding %s after it started, past its timeout %s", now.Sub(p.Status.StartTime.Time).Round(time.Second), timeoutOf(p)))
 		}
 		seeds := make([]string, 0, len(m.Seeds))

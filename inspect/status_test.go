@@ -193,6 +193,10 @@ func TestStatusReadsNoLogOfAPendingMember(t *testing.T) {
 	restarted.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName,
 		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3}}}}
+	attaching := member("attaching", "10.0.0.7", "nats", 10*time.Minute)
+	attaching.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
+	done := member("done", "10.0.0.8", "nats", time.Minute)
+	done.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: contract.InitContainerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}}
 	ran := running(member("ran", "10.0.0.1", "nats", time.Minute))
 	var mu sync.Mutex
 	read := map[string]int{}
@@ -202,22 +206,28 @@ func TestStatusReadsNoLogOfAPendingMember(t *testing.T) {
 		read[pod]++
 		return decided("founder", "10.0.0.1"), nil
 	}
-	s, err := Status(context.Background(), statusClient(pending, pulling, restarted, ran), logs, "ns", "nats", statusNow)
+	s, err := Status(context.Background(), statusClient(pending, pulling, attaching, restarted, done, ran), logs, "ns", "nats", statusNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(read) != 2 || read["ran"] != 1 || read["restarted"] != 1 {
-		t.Errorf("logs read %v, want only ran's and restarted's", read)
+	if len(read) != 3 || read["ran"] != 1 || read["restarted"] != 1 || read["done"] != 1 {
+		t.Errorf("logs read %v, want only ran's, restarted's and done's", read)
 	}
 	want := map[string]struct {
 		started  bool
 		note     string
 		problems string
 	}{
-		"pending":   {false, "seed-discovery not started", ""},
-		"pulling":   {false, "seed-discovery not started: ImagePullBackOff", "seed-discovery not started: ImagePullBackOff 10m0s after the pod started, past its timeout 5m0s"},
+		"pending": {false, "seed-discovery not started", ""},
+		"pulling": {false, "seed-discovery not started: ImagePullBackOff", "seed-discovery not started: ImagePullBackOff 10m0s after the pod started, past its timeout 5m0s"},
+		// The pod's own wait (a volume attaching): said, not a problem.
+		"attaching": {false, "seed-discovery not started: PodInitializing", ""},
 		"restarted": {true, "", ""},
+		"done":      {true, "", ""},
 		"ran":       {true, "", ""},
+	}
+	if len(s.Members) != len(want) {
+		t.Errorf("%d members, want %d", len(s.Members), len(want))
 	}
 	for _, m := range s.Members {
 		w := want[m.Pod]
@@ -264,12 +274,39 @@ func TestStatusReadsLogsConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if most != concurrentLogReads {
-		t.Errorf("%d log reads in flight at most, want %d", most, concurrentLogReads)
+	if most != 8 {
+		t.Errorf("%d log reads in flight at most, want 8 (docs/cli.md)", most)
 	}
 	for _, m := range s.Members {
 		if m.Role != "joiner" || m.Note != "" {
 			t.Errorf("%s: role %q, note %q", m.Pod, m.Role, m.Note)
 		}
+	}
+}
+
+// A cancelled status (Ctrl-C) stops reading and says so, rather than
+// printing every member's log as unavailable.
+func TestStatusStopsWhenCancelled(t *testing.T) {
+	var pods []corev1.Pod
+	for i := range 3 * concurrentLogReads {
+		pods = append(pods, running(member(fmt.Sprintf("m%02d", i), fmt.Sprintf("10.0.0.%d", i+1), "nats", time.Minute)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	reads := 0
+	logs := func(ctx context.Context, _, _, _ string) (string, error) {
+		mu.Lock()
+		reads++
+		mu.Unlock()
+		cancel()
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	_, err := Status(ctx, statusClient(pods...), logs, "ns", "nats", statusNow)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("status after cancel: %v, want context.Canceled", err)
+	}
+	if reads > concurrentLogReads {
+		t.Errorf("%d logs read after the cancel, want at most the %d in flight", reads, concurrentLogReads)
 	}
 }

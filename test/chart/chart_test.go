@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -570,5 +571,35 @@ func requirePreviousRelease(t *testing.T) {
 		if err == nil && previous.LessThan(v) && v.LessThan(current) {
 			t.Errorf("tag %s is a release between framework.PreviousRelease %s and this one %s: upgrade from it", tag, prev.Version, release.Version)
 		}
+	}
+}
+
+// Every place the docs name the release to install, pull or build
+// (`--version X`, the image `ghcr.io/peergroup/peergroup:X`, `VERSION=X`)
+// names this one: a release bump that misses one fails here.
+func TestDocsNameThisRelease(t *testing.T) {
+	named := regexp.MustCompile(`(ghcr\.io/peergroup/peergroup:|--version |VERSION=)(\d+\.\d+\.\d+)`)
+	files, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, f := range append(files, filepath.Join(framework.RepoRoot(), "README.md"), filepath.Join(framework.ChartDir(), "values.yaml"), filepath.Join(framework.ChartDir(), "README.md")) {
+		data, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range named.FindAllStringSubmatch(string(data), -1) {
+			found++
+			if m[2] != release.Version {
+				t.Errorf("%s names %q: the release is %s", filepath.Base(f), m[0], release.Version)
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no doc names the release: the pattern no longer matches the docs")
 	}
 }

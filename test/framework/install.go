@@ -97,10 +97,14 @@ func DocCommands(path, heading string) ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return docCommands(f, path, heading)
+}
+
+func docCommands(r io.Reader, path, heading string) ([]string, error) {
 	var cmds []string
 	section, block := false, false
 	var cur string
-	s := bufio.NewScanner(f)
+	s := bufio.NewScanner(r)
 	for s.Scan() {
 		line := s.Text()
 		switch {
@@ -121,7 +125,9 @@ func DocCommands(path, heading string) ([]string, error) {
 			if i := strings.Index(line, " #"); i >= 0 {
 				line = line[:i]
 			}
-			line = strings.TrimSpace(line)
+			if line = strings.TrimSpace(line); strings.HasPrefix(line, "#") {
+				line = "" // a comment line
+			}
 			if strings.HasSuffix(line, `\`) {
 				cur += strings.TrimSuffix(line, `\`)
 				continue
