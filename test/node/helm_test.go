@@ -195,9 +195,11 @@ func TestHelmInstallForReal(t *testing.T) {
 	// to it likewise.
 	t.Run("helm upgrade from the previous release, and rollback, while member pods are created: 0 refused", func(t *testing.T) {
 		prev := framework.PreviousRelease
+		pushStart := time.Now()
 		if err := lc.PushRelease(ctx, prev, os.Stdout); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("figure: release %s made from its commit (or its cache) and pushed in %s", prev.Version, time.Since(pushStart).Round(100*time.Millisecond))
 		current, err := framework.ChartAppVersion()
 		if err != nil {
 			t.Fatal(err)
