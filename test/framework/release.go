@@ -46,6 +46,8 @@ func (lc *LocalCluster) PushRelease(ctx context.Context, r Release, progress io.
 	}
 	// One build per commit, toolchain and architecture; bin appears only
 	// complete (built aside, then renamed), so a killed build is redone.
+	// Two builds never share dir: a cluster with a real node holds the
+	// machine's node lock while it runs.
 	stamp := strings.Join(strings.Fields(string(goVersion)), "-")
 	dir := filepath.Join(cacheDir(), "releases", r.Version+"-"+r.Commit[:12])
 	src, bin := filepath.Join(dir, "src"), filepath.Join(dir, "bin-"+stamp)
