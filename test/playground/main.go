@@ -259,15 +259,8 @@ func serve() (err error) {
 	go func() {
 		defer close(recorded)
 		for {
-			orphans := childrenRunning(os.Getpid(), "etcd", "kube-apiserver")
-			_ = save(func(s *state) {
-				for _, o := range orphans {
-					if !slices.Contains(s.Orphans, o) {
-						s.Orphans = append(s.Orphans, o)
-						s.TempDirs = append(s.TempDirs, framework.EnvtestDirs(o.Pid)...)
-					}
-				}
-			})
+			running := childrenRunning(os.Getpid(), "etcd", "kube-apiserver")
+			_ = save(func(s *state) { recordOrphans(s, running, proc.alive, framework.EnvtestDirs) })
 			select {
 			case <-recording:
 				return
@@ -311,6 +304,20 @@ func serve() (err error) {
 }
 
 // childrenRunning lists the children of pid running one of names.
+// recordOrphans adds the control-plane processes running now to s, with
+// their envtest directories, and drops those recorded that have exited:
+// envtest runs `etcd --help` and `kube-apiserver --help` before starting
+// them, children for a moment that a scan may catch.
+func recordOrphans(s *state, running []proc, alive func(proc) bool, dirsOf func(pid int) []string) {
+	s.Orphans = slices.DeleteFunc(s.Orphans, func(o proc) bool { return !alive(o) })
+	for _, o := range running {
+		if !slices.Contains(s.Orphans, o) {
+			s.Orphans = append(s.Orphans, o)
+			s.TempDirs = append(s.TempDirs, dirsOf(o.Pid)...)
+		}
+	}
+}
+
 func childrenRunning(pid int, names ...string) []proc {
 	var out []proc
 	entries, _ := os.ReadDir("/proc")

@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,23 +67,7 @@ func (ca testCA) client(t *testing.T, cn string, dns []string, usage x509.ExtKey
 // accepted connection's handshake.
 func serve(t *testing.T, v *clientVerifier) (string, <-chan error) {
 	t.Helper()
-	caPEM, caKey, err := certs.NewCA("serving", time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM, err := certs.NewServing(caPEM, caKey, []string{"localhost"}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
-	for _, opt := range append(TLSOptions(), v.tlsOption) {
-		opt(cfg)
-	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", servingTLS(t, v))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +88,46 @@ func serve(t *testing.T, v *clientVerifier) (string, <-chan error) {
 		}
 	}()
 	return l.Addr().String(), results
+}
+
+// serveHTTP is an HTTP server (404 to every request) with the webhook
+// server's TLS options and v's client verification: one that answers a
+// request once it is read, as the webhook's does (serve answers at the
+// handshake, before the request: an HTTP client may take that answer
+// for one it never asked).
+func serveHTTP(t *testing.T, v *clientVerifier) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", servingTLS(t, v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
+}
+
+// servingTLS is the webhook server's TLS configuration with v's client
+// verification and a serving certificate of its own.
+func servingTLS(t *testing.T, v *clientVerifier) *tls.Config {
+	t.Helper()
+	caPEM, caKey, err := certs.NewCA("serving", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := certs.NewServing(caPEM, caKey, []string{"localhost"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+	for _, opt := range append(TLSOptions(), v.tlsOption) {
+		opt(cfg)
+	}
+	return cfg
 }
 
 // call connects with client (nil: none) and returns the server's verdict:
@@ -318,11 +345,7 @@ func TestServingCheckPresentsItsCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, results := serve(t, v)
-	go func() {
-		for range results {
-		}
-	}()
+	addr := serveHTTP(t, v)
 	if err := v.servingCheck(addr)(nil); err != nil {
 		t.Fatalf("the ready check of a serving webhook: %v", err)
 	}
