@@ -218,9 +218,21 @@ func killOrphanedControlPlane(t *testing.T, assets string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var orphans []int
-		for _, pid := range framework.Children(os.Getpid()) {
-			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, st := range stats {
+			data, err := os.ReadFile(st)
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid ...: comm may hold spaces, so read after ")".
+			fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+			if len(fields) < 2 || fields[1] != fmt.Sprint(os.Getpid()) {
+				continue
+			}
+			exe, _ := os.Readlink(filepath.Join(filepath.Dir(st), "exe"))
 			if exe == filepath.Join(assets, "kube-apiserver") || exe == filepath.Join(assets, "etcd") {
+				var pid int
+				fmt.Sscan(filepath.Base(filepath.Dir(st)), &pid)
 				orphans = append(orphans, pid)
 			}
 		}

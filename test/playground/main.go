@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,8 +60,12 @@ func procOf(pid int) (proc, bool) {
 
 // startTime is field 22 of /proc/PID/stat.
 func startTime(pid int) string {
-	fields, err := framework.ProcStat(pid)
-	if err != nil || len(fields) < 20 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 20 {
 		return ""
 	}
 	return fields[19]
@@ -315,7 +320,21 @@ func recordOrphans(s *state, running []proc, alive func(proc) bool, dirsOf func(
 
 func childrenRunning(pid int, names ...string) []proc {
 	var out []proc
-	for _, child := range framework.Children(pid) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// Field 4 (after the parenthesised command) is the parent pid.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(pid) {
+			continue
+		}
 		if p, ok := procOf(child); ok && slices.Contains(names, filepath.Base(p.Exe)) {
 			out = append(out, p)
 		}
