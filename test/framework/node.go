@@ -754,8 +754,15 @@ func killCgroup(name string) error {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		// Thawed, they take the SIGKILL.
+		// Thawed, they take the SIGKILL: every freezer cgroup of name, for
+		// runc freezes a container's own while it kills it, and a runc
+		// killed meanwhile leaves it frozen (its processes stuck in D).
 		_ = os.WriteFile(freezer, []byte("THAWED"), 0o644)
+		for _, d := range cgroupDirs(name) {
+			if strings.HasPrefix(d, "/sys/fs/cgroup/freezer/") {
+				_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0o644)
+			}
+		}
 		if len(pids) == 0 {
 			return nil
 		}
