@@ -128,23 +128,28 @@ const concurrentLogReads = 8
 // everStarted says whether p's seed-discovery container has run: it
 // runs, ran, or ran before a restart.
 func everStarted(p corev1.Pod) bool {
-	for _, st := range p.Status.InitContainerStatuses {
-		if st.Name == contract.InitContainerName {
-			return st.State.Running != nil || st.State.Terminated != nil || st.LastTerminationState.Terminated != nil
-		}
-	}
-	return false
+	st := seedDiscoveryStatus(p)
+	return st != nil && (st.State.Running != nil || st.State.Terminated != nil || st.LastTerminationState.Terminated != nil)
 }
 
 // notStartedReason is why p's seed-discovery has not started, as its
 // status says (ImagePullBackOff, PodInitializing…), or "".
 func notStartedReason(p corev1.Pod) string {
-	for _, st := range p.Status.InitContainerStatuses {
-		if st.Name == contract.InitContainerName && st.State.Waiting != nil {
-			return st.State.Waiting.Reason
-		}
+	if st := seedDiscoveryStatus(p); st != nil && st.State.Waiting != nil {
+		return st.State.Waiting.Reason
 	}
 	return ""
+}
+
+// seedDiscoveryStatus is the status of p's seed-discovery container, or
+// nil before the kubelet reported one.
+func seedDiscoveryStatus(p corev1.Pod) *corev1.ContainerStatus {
+	for i := range p.Status.InitContainerStatuses {
+		if p.Status.InitContainerStatuses[i].Name == contract.InitContainerName {
+			return &p.Status.InitContainerStatuses[i]
+		}
+	}
+	return nil
 }
 
 // ownStartFailures are the kubelet's reasons for a container not
@@ -290,16 +295,14 @@ func isLive(p corev1.Pod) bool {
 // started (its startup probe passes once the seeds file exists), or the
 // init container exited 0.
 func decidedByStatus(p corev1.Pod) bool {
-	for _, st := range p.Status.InitContainerStatuses {
-		if st.Name != contract.InitContainerName {
-			continue
-		}
-		if st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 {
-			return true
-		}
-		return st.Started != nil && *st.Started && st.State.Running != nil && isSidecar(p)
+	st := seedDiscoveryStatus(p)
+	if st == nil {
+		return false
 	}
-	return false
+	if st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 {
+		return true
+	}
+	return st.Started != nil && *st.Started && st.State.Running != nil && isSidecar(p)
 }
 
 func isSidecar(p corev1.Pod) bool {
